@@ -55,3 +55,6 @@ const _: () = assert!(BOOTSTRAP_POOL_END <= KERNEL_LOAD);
 const _: () = assert!(KERNEL_LOAD < PMM_START);
 const _: () = assert!(HEAP_START % HUGE_PAGE_SIZE == 0);
 const _: () = assert!(HEAP_INITIAL_SIZE <= HEAP_MAX_SIZE);
+
+/// Virtual base of the direct map of all physical RAM (higher half).
+pub const DIRECT_MAP_OFFSET: u64 = 0xFFFF_8000_0000_0000;
