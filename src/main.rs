@@ -1,8 +1,126 @@
-//! IncroOS kernel entry point (the Rust side of the boot).
+//! IncroOS kernel entry point: the Rust side of the boot.
+//!
+//! asm/boot32.s checks the machine, builds the first page tables and enters
+//! long mode; asm/boot64.s calls [`kernel_entry`]. From here the kernel sets
+//! up its console and exception handling, reads the boot information, and
+//! then either prints the boot report or runs the in-kernel tests.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 /// On the host this binary only explains itself: the kernel runs on bare metal.
 #[cfg(not(target_os = "none"))]
 fn main() {
     eprintln!("incroos is a kernel: build it with `make iso` and boot it with `make run`");
+}
+
+#[cfg(target_os = "none")]
+mod kernel {
+    use core::panic::PanicInfo;
+
+    use incroos::arch::x86_64::{self as arch, cpu};
+    use incroos::boot::{self, BootInfo, BootMode, CommandLine, Firmware, FramebufferKind};
+    use incroos::mm::layout;
+    use incroos::{console, kprintln, ktest, report};
+
+    // The boot stub. Constants shared with Rust are passed in by name, so
+    // each is defined once (in mm::layout or boot) and named the same in asm.
+    core::arch::global_asm!(
+        include_str!("../asm/multiboot_header.s"),
+        include_str!("../asm/boot32.s"),
+        include_str!("../asm/boot64.s"),
+        include_str!("../asm/exceptions.s"),
+        MB2_HEADER_MAGIC = const boot::MULTIBOOT2_HEADER_MAGIC,
+        MB2_BOOTLOADER_MAGIC = const boot::MULTIBOOT2_BOOTLOADER_MAGIC,
+        BOOT_INFO_MAX = const boot::BOOT_INFO_MAX,
+        BOOT_PML4 = const layout::BOOT_PML4,
+        BOOT_PDPT = const layout::BOOT_PDPT,
+        BOOT_PD = const layout::BOOT_PD,
+        BOOT_PT = const layout::BOOT_PT,
+        BOOT_STACK_SIZE = const layout::BOOT_STACK_SIZE,
+        DOUBLE_FAULT_STACK_SIZE = const layout::DOUBLE_FAULT_STACK_SIZE,
+    );
+
+    /// Called by asm/boot64.s in long mode, on the boot stack.
+    ///
+    /// `boot_info_phys` is where GRUB put the Multiboot2 information;
+    /// `boot_info_copy` is the copy the stub made inside the kernel image.
+    #[no_mangle]
+    extern "C" fn kernel_entry(magic: u32, boot_info_phys: u32, boot_info_copy: *const u8) -> ! {
+        let boot_start = cpu::rdtsc();
+        console::init_serial();
+        console::logger::init(log::LevelFilter::Info);
+        arch::init();
+        kprintln!("IncroOS: long mode reached, exceptions armed");
+
+        // SAFETY: the stub copied the boot information into this
+        // BOOT_INFO_MAX-byte buffer in the kernel's .bss, which nothing
+        // writes again; it is identity-mapped and lives forever.
+        let bytes = unsafe { core::slice::from_raw_parts(boot_info_copy, boot::BOOT_INFO_MAX) };
+        let info = match BootInfo::parse(magic, bytes) {
+            Ok(info) => info,
+            Err(error) => {
+                // Without boot information we cannot tell BIOS from UEFI; the
+                // text screen is the better guess for a person watching.
+                // SAFETY: the low 2 MiB, VGA memory included, is identity-mapped.
+                unsafe { console::attach_vga_text() };
+                console::emergency(format_args!("IncroOS boot failed: {error}\n"));
+                cpu::fatal_stop();
+            }
+        };
+        if wants_vga_text(&info) {
+            // SAFETY: a BIOS boot in text mode has the VGA text buffer at
+            // 0xB8000, which the boot page tables identity-map.
+            unsafe { console::attach_vga_text() };
+        }
+
+        let cmdline = CommandLine::parse(info.cmdline);
+        if let Some(level) = cmdline.log_level {
+            log::set_max_level(level);
+        }
+        if let Some(word) = cmdline.unknown {
+            log::warn!("ignoring unknown command-line word {word:?}");
+        }
+        let test_mode = cmdline.mode == BootMode::Test;
+        cpu::set_exit_on_fatal(test_mode);
+
+        report::boot(&info, u64::from(boot_info_phys));
+        kprintln!("boot took {} kcycles", (cpu::rdtsc() - boot_start) / 1000);
+
+        match cmdline.mode {
+            BootMode::Test => ktest::run(&ktest::Context { boot_info: &info }, cmdline.test_filter),
+            BootMode::Report => {
+                kprintln!("IncroOS is up. Nothing else to do yet: halting. (QEMU: Ctrl-A X quits)");
+                cpu::halt_forever()
+            }
+        }
+    }
+
+    /// Whether to mirror the console on the VGA text screen.
+    fn wants_vga_text(info: &BootInfo<'_>) -> bool {
+        match info.framebuffer {
+            Some(framebuffer) => framebuffer.kind == FramebufferKind::EgaText,
+            None => info.firmware == Firmware::Bios,
+        }
+    }
+
+    #[panic_handler]
+    fn panic(panic: &PanicInfo<'_>) -> ! {
+        let out = console::emergency;
+        match panic.location() {
+            Some(location) => out(format_args!(
+                "\n!!! KERNEL PANIC at {}:{}:{}\n    {}\n",
+                location.file(),
+                location.line(),
+                location.column(),
+                panic.message()
+            )),
+            None => out(format_args!(
+                "\n!!! KERNEL PANIC\n    {}\n",
+                panic.message()
+            )),
+        }
+        cpu::print_backtrace(cpu::frame_pointer(), out);
+        cpu::fatal_stop()
+    }
 }

@@ -53,8 +53,13 @@ pub const HEAP_MAX_SIZE: u64 = 16 * 1024 * 1024;
 const _: () = assert!(BOOT_TABLES_END <= BOOTSTRAP_POOL_START);
 const _: () = assert!(BOOTSTRAP_POOL_END <= KERNEL_LOAD);
 const _: () = assert!(KERNEL_LOAD < PMM_START);
-const _: () = assert!(HEAP_START % HUGE_PAGE_SIZE == 0);
+const _: () = assert!(HEAP_START.is_multiple_of(HUGE_PAGE_SIZE));
 const _: () = assert!(HEAP_INITIAL_SIZE <= HEAP_MAX_SIZE);
 
 /// Virtual base of the direct map of all physical RAM (higher half).
 pub const DIRECT_MAP_OFFSET: u64 = 0xFFFF_8000_0000_0000;
+
+/// Size of the boot stack (asm/boot32.s), above its guard page.
+pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+/// Size of the double-fault IST stack, above its guard page.
+pub const DOUBLE_FAULT_STACK_SIZE: usize = 16 * 1024;

@@ -1,0 +1,147 @@
+# CPU exception entry stubs (vectors 0-31) and the fault catcher used by the
+# in-kernel tests. Every stub leaves the same TrapFrame layout on the stack
+# (see src/arch/x86_64/exceptions.rs) and calls the Rust dispatcher.
+
+.section .text.exceptions, "ax"
+.code64
+
+# Vectors where the CPU pushes no error code get a 0, so the frame is uniform.
+.macro STUB_NO_ERROR vector
+exception_stub_\vector:
+    push 0
+    push \vector
+    jmp exception_common
+.endm
+
+.macro STUB_ERROR vector
+exception_stub_\vector:
+    push \vector
+    jmp exception_common
+.endm
+
+STUB_NO_ERROR 0     # divide error
+STUB_NO_ERROR 1     # debug
+STUB_NO_ERROR 2     # NMI
+STUB_NO_ERROR 3     # breakpoint
+STUB_NO_ERROR 4     # overflow
+STUB_NO_ERROR 5     # bound range
+STUB_NO_ERROR 6     # invalid opcode
+STUB_NO_ERROR 7     # device not available
+STUB_ERROR    8     # double fault (error code always 0)
+STUB_NO_ERROR 9     # coprocessor segment overrun
+STUB_ERROR    10    # invalid TSS
+STUB_ERROR    11    # segment not present
+STUB_ERROR    12    # stack-segment fault
+STUB_ERROR    13    # general protection
+STUB_ERROR    14    # page fault
+STUB_NO_ERROR 15    # reserved
+STUB_NO_ERROR 16    # x87 floating point
+STUB_ERROR    17    # alignment check
+STUB_NO_ERROR 18    # machine check
+STUB_NO_ERROR 19    # SIMD floating point
+STUB_NO_ERROR 20    # virtualization
+STUB_ERROR    21    # control protection
+STUB_NO_ERROR 22
+STUB_NO_ERROR 23
+STUB_NO_ERROR 24
+STUB_NO_ERROR 25
+STUB_NO_ERROR 26
+STUB_NO_ERROR 27
+STUB_NO_ERROR 28    # hypervisor injection
+STUB_ERROR    29    # VMM communication
+STUB_ERROR    30    # security
+STUB_NO_ERROR 31
+
+# Save all general-purpose registers, call exception_dispatch(&mut TrapFrame),
+# restore them (the dispatcher may have changed RIP/RSP to resume elsewhere)
+# and return from the interrupt.
+exception_common:
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    mov rdi, rsp                            # &mut TrapFrame
+    cld
+    call exception_dispatch                 # 15 + 2 + 5 quadwords keep RSP 16-aligned
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    add rsp, 16                             # vector and error code
+    iretq
+
+.section .rodata.exceptions, "a"
+.balign 8
+.global exception_stub_table
+exception_stub_table:
+    .quad exception_stub_0, exception_stub_1, exception_stub_2, exception_stub_3
+    .quad exception_stub_4, exception_stub_5, exception_stub_6, exception_stub_7
+    .quad exception_stub_8, exception_stub_9, exception_stub_10, exception_stub_11
+    .quad exception_stub_12, exception_stub_13, exception_stub_14, exception_stub_15
+    .quad exception_stub_16, exception_stub_17, exception_stub_18, exception_stub_19
+    .quad exception_stub_20, exception_stub_21, exception_stub_22, exception_stub_23
+    .quad exception_stub_24, exception_stub_25, exception_stub_26, exception_stub_27
+    .quad exception_stub_28, exception_stub_29, exception_stub_30, exception_stub_31
+
+# fault_catch_call(func: extern "C" fn(*mut u8), arg: *mut u8) -> u64
+# Calls func(arg) with a recovery point armed. Returns 0 if func returned,
+# 1 if a CPU exception interrupted it: the dispatcher then resumes at
+# fault_catch_resume, which unwinds to the saved stack pointer. Frames
+# between are discarded without running destructors, so the callers keep
+# nothing that needs dropping inside func.
+.section .text.exceptions, "ax"
+.global fault_catch_call
+fault_catch_call:
+    push rbp
+    push rbx
+    push r12
+    push r13
+    push r14
+    push r15
+    sub rsp, 8                              # keep RSP 16-aligned at the call
+    mov [rip + fault_catch_rsp], rsp
+    mov rax, rdi
+    mov rdi, rsi
+    call rax
+    xor eax, eax
+    jmp 1f
+.global fault_catch_resume
+fault_catch_resume:
+    mov rsp, [rip + fault_catch_rsp]
+    mov eax, 1
+1:  mov qword ptr [rip + fault_catch_rsp], 0
+    add rsp, 8
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop rbx
+    pop rbp
+    ret
+
+.section .bss.exceptions, "aw", @nobits
+.balign 8
+.global fault_catch_rsp
+fault_catch_rsp:    .skip 8                 # 0 = no recovery point armed

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Boots an ISO under QEMU (TCG) and checks how the kernel ended.
+#
+#   boot-test.sh NAME ISO [options] [-- extra QEMU arguments]
+#     --uefi            boot through OVMF instead of SeaBIOS
+#     --mem SIZE        guest RAM (default 256M)
+#     --exit N          expected QEMU exit status (default 33 = tests passed)
+#     --expect REGEX    a line matching REGEX must appear on serial (repeatable)
+#     --timeout SECS    kill QEMU after SECS seconds (default 120) = failure
+#
+# The serial log is kept in build/test-logs/NAME.log. Prints one line,
+# "boot NAME ... ok" or "boot NAME ... FAILED (why)" with the log's tail.
+set -uo pipefail
+
+name=$1 iso=$2
+shift 2
+uefi=0 mem=256M expected_exit=33 timeout_secs=120
+patterns=()
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --uefi) uefi=1 ;;
+        --mem) mem=$2; shift ;;
+        --exit) expected_exit=$2; shift ;;
+        --expect) patterns+=("$2"); shift ;;
+        --timeout) timeout_secs=$2; shift ;;
+        --) shift; break ;;
+        *) echo "boot-test.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+# With the default exit status the in-kernel suite must report no failure.
+if [[ $expected_exit == 33 ]]; then
+    patterns+=("^ktest: [0-9]+ passed, 0 failed")
+fi
+
+logdir=build/test-logs
+mkdir -p "$logdir"
+log=$logdir/$name.log
+: >"$log"
+
+firmware=()
+if [[ $uefi == 1 ]]; then
+    firmware=(-bios /usr/share/ovmf/OVMF.fd)
+fi
+
+start=$(date +%s%N)
+timeout --kill-after=5 "$timeout_secs" qemu-system-x86_64 \
+    -accel tcg -m "$mem" "${firmware[@]}" \
+    -cdrom "$iso" -boot d \
+    -display none -monitor none -no-reboot \
+    -serial "file:$log" \
+    -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+    "$@" </dev/null >>"$log.qemu" 2>&1
+status=$?
+tenths=$(( ($(date +%s%N) - start) / 100000000 ))
+elapsed=$((tenths / 10)).$((tenths % 10))
+
+why=""
+if [[ $status == 124 || $status == 137 ]]; then
+    why="timed out after ${timeout_secs}s"
+elif [[ $status != "$expected_exit" ]]; then
+    why="QEMU exit status $status, expected $expected_exit"
+else
+    # Serial output uses \r\n; strip the \r before matching.
+    for pattern in "${patterns[@]}"; do
+        if ! tr -d '\r' <"$log" | grep -Eq -- "$pattern"; then
+            why="no line matching /$pattern/"
+            break
+        fi
+    done
+fi
+
+if [[ -z $why ]]; then
+    echo "boot $name ... ok (${elapsed}s)"
+    exit 0
+fi
+echo "boot $name ... FAILED ($why, ${elapsed}s); last lines of $log:"
+tr -d '\r' <"$log" | tail -n 25 | sed 's/^/    | /'
+[[ -s "$log.qemu" ]] && sed 's/^/    qemu: /' "$log.qemu" | tail -n 5
+exit 1

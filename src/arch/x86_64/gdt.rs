@@ -1,0 +1,63 @@
+//! The kernel GDT: code and data segments plus a TSS whose IST entry 1 is
+//! the double-fault stack (so a kernel stack overflow still gets a report).
+
+use spin::Once;
+use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
+use x86_64::instructions::tables::load_tss;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::tss::TaskStateSegment;
+use x86_64::VirtAddr;
+
+/// IST slot (1-based in the IDT, 0-based in the TSS array) of the
+/// double-fault stack.
+pub const DOUBLE_FAULT_IST: u16 = 1;
+
+struct Gdt {
+    table: GlobalDescriptorTable,
+    code: SegmentSelector,
+    data: SegmentSelector,
+    tss: SegmentSelector,
+}
+
+static TSS: Once<TaskStateSegment> = Once::new();
+static GDT: Once<Gdt> = Once::new();
+
+/// Builds and loads the GDT and TSS, and reloads the segment registers.
+pub fn init() {
+    let tss = TSS.call_once(|| {
+        let mut tss = TaskStateSegment::new();
+        tss.interrupt_stack_table[usize::from(DOUBLE_FAULT_IST - 1)] =
+            VirtAddr::new(super::sections::double_fault_stack_top());
+        tss
+    });
+    let gdt = GDT.call_once(|| {
+        let mut table = GlobalDescriptorTable::new();
+        let code = table.append(Descriptor::kernel_code_segment());
+        let data = table.append(Descriptor::kernel_data_segment());
+        let tss = table.append(Descriptor::tss_segment(tss));
+        Gdt {
+            table,
+            code,
+            data,
+            tss,
+        }
+    });
+    gdt.table.load();
+    // SAFETY: the selectors index the GDT just loaded, whose code segment is
+    // a 64-bit ring-0 segment and whose data segment is writable; the TSS
+    // descriptor points to a 'static TSS.
+    unsafe {
+        CS::set_reg(gdt.code);
+        SS::set_reg(gdt.data);
+        DS::set_reg(gdt.data);
+        ES::set_reg(gdt.data);
+        load_tss(gdt.tss);
+    }
+}
+
+/// The kernel code selector (for IDT gates).
+pub fn code_selector() -> SegmentSelector {
+    GDT.get()
+        .expect("gdt::init runs before the IDT is built")
+        .code
+}

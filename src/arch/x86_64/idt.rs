@@ -1,0 +1,79 @@
+//! The IDT: gates for the 32 CPU exceptions, pointing at the stubs in
+//! asm/exceptions.s. The double fault runs on its own IST stack.
+
+use core::mem::size_of;
+
+use spin::Once;
+use x86_64::instructions::tables::lidt;
+use x86_64::structures::DescriptorTablePointer;
+use x86_64::VirtAddr;
+
+use super::gdt;
+
+/// Vector of the double-fault exception.
+const DOUBLE_FAULT_VECTOR: usize = 8;
+
+/// One 16-byte interrupt gate.
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+struct Gate {
+    offset_low: u16,
+    selector: u16,
+    ist: u8,
+    attributes: u8,
+    offset_middle: u16,
+    offset_high: u32,
+    reserved: u32,
+}
+
+const _: () = assert!(size_of::<Gate>() == 16);
+
+/// Present, ring 0, 64-bit interrupt gate (interrupts off in the handler).
+const INTERRUPT_GATE: u8 = 0x8E;
+
+impl Gate {
+    fn new(handler: u64, selector: u16, ist: u16) -> Self {
+        Self {
+            offset_low: handler as u16,
+            selector,
+            ist: ist as u8,
+            attributes: INTERRUPT_GATE,
+            offset_middle: (handler >> 16) as u16,
+            offset_high: (handler >> 32) as u32,
+            reserved: 0,
+        }
+    }
+}
+
+extern "C" {
+    /// Addresses of the 32 exception stubs (asm/exceptions.s).
+    static exception_stub_table: [u64; 32];
+}
+
+static IDT: Once<[Gate; 256]> = Once::new();
+
+/// Builds the IDT and loads it.
+pub fn init() {
+    let idt = IDT.call_once(|| {
+        let selector = gdt::code_selector().0;
+        let mut gates = [Gate::default(); 256];
+        for (vector, gate) in gates.iter_mut().take(32).enumerate() {
+            // SAFETY: the table is immutable data emitted by the assembler.
+            let handler = unsafe { exception_stub_table[vector] };
+            let ist = if vector == DOUBLE_FAULT_VECTOR {
+                gdt::DOUBLE_FAULT_IST
+            } else {
+                0
+            };
+            *gate = Gate::new(handler, selector, ist);
+        }
+        gates
+    });
+    let pointer = DescriptorTablePointer {
+        limit: (size_of::<[Gate; 256]>() - 1) as u16,
+        base: VirtAddr::from_ptr(idt.as_ptr()),
+    };
+    // SAFETY: the table is 'static, holds valid gates for vectors 0-31 and
+    // not-present gates elsewhere.
+    unsafe { lidt(&pointer) };
+}

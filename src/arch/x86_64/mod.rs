@@ -1,0 +1,15 @@
+//! x86-64 glue: descriptor tables, exception entry, CPU helpers, linker symbols.
+
+pub mod cmos;
+pub mod cpu;
+pub mod exceptions;
+pub mod gdt;
+pub mod idt;
+pub mod sections;
+
+/// Loads the kernel's GDT (with a TSS for the double-fault stack) and IDT.
+/// Call once, early, before anything can fault.
+pub fn init() {
+    gdt::init();
+    idt::init();
+}

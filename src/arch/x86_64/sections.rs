@@ -1,0 +1,145 @@
+//! The kernel image's sections, from the symbols linker.ld exports.
+
+/// A half-open physical (= virtual, identity-mapped) address range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+impl Span {
+    /// Whether `address` lies inside.
+    pub fn contains(&self, address: u64) -> bool {
+        (self.start..self.end).contains(&address)
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// Whether the span is empty.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+}
+
+/// A section of the kernel image and the access it needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Section {
+    /// Section name as in linker.ld.
+    pub name: &'static str,
+    /// Where it is.
+    pub span: Span,
+    /// Needs write access.
+    pub writable: bool,
+    /// Needs execute access.
+    pub executable: bool,
+}
+
+/// Symbols defined by linker.ld and asm/boot32.s; only their addresses matter.
+mod symbols {
+    extern "C" {
+        pub static __kernel_start: u8;
+        pub static __kernel_end: u8;
+        pub static __text_start: u8;
+        pub static __text_end: u8;
+        pub static __rodata_start: u8;
+        pub static __rodata_end: u8;
+        pub static __data_start: u8;
+        pub static __data_end: u8;
+        pub static __bss_start: u8;
+        pub static __bss_end: u8;
+        pub static boot_stack_guard: u8;
+        pub static boot_stack_top: u8;
+        pub static double_fault_stack_guard: u8;
+        pub static double_fault_stack_top: u8;
+    }
+}
+
+fn span(start: *const u8, end: *const u8) -> Span {
+    Span {
+        start: start as u64,
+        end: end as u64,
+    }
+}
+
+/// The whole loaded image, from the Multiboot2 header to the end of .bss.
+pub fn kernel_image() -> Span {
+    span(
+        &raw const symbols::__kernel_start,
+        &raw const symbols::__kernel_end,
+    )
+}
+
+/// The image's sections in address order.
+pub fn kernel_sections() -> [Section; 4] {
+    [
+        Section {
+            name: ".text",
+            span: span(
+                &raw const symbols::__text_start,
+                &raw const symbols::__text_end,
+            ),
+            writable: false,
+            executable: true,
+        },
+        Section {
+            name: ".rodata",
+            span: span(
+                &raw const symbols::__rodata_start,
+                &raw const symbols::__rodata_end,
+            ),
+            writable: false,
+            executable: false,
+        },
+        Section {
+            name: ".data",
+            span: span(
+                &raw const symbols::__data_start,
+                &raw const symbols::__data_end,
+            ),
+            writable: true,
+            executable: false,
+        },
+        Section {
+            name: ".bss",
+            span: span(
+                &raw const symbols::__bss_start,
+                &raw const symbols::__bss_end,
+            ),
+            writable: true,
+            executable: false,
+        },
+    ]
+}
+
+/// The unmapped guard page below the boot stack.
+pub fn boot_stack_guard() -> Span {
+    let start = &raw const symbols::boot_stack_guard as u64;
+    Span {
+        start,
+        end: start + 4096,
+    }
+}
+
+/// The top of the boot stack.
+pub fn boot_stack_top() -> u64 {
+    &raw const symbols::boot_stack_top as u64
+}
+
+/// The unmapped guard page below the double-fault stack.
+pub fn double_fault_stack_guard() -> Span {
+    let start = &raw const symbols::double_fault_stack_guard as u64;
+    Span {
+        start,
+        end: start + 4096,
+    }
+}
+
+/// The top of the double-fault (IST 1) stack.
+pub fn double_fault_stack_top() -> u64 {
+    &raw const symbols::double_fault_stack_top as u64
+}

@@ -1,0 +1,133 @@
+//! The kernel command line: `test`, `pmm.max=32M`, `log=debug`, `test.filter=NAME`.
+
+/// What the kernel does after it has initialised memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootMode {
+    /// Print the boot report (the default).
+    Report,
+    /// Run the in-kernel test suite and exit QEMU with its status.
+    Test,
+}
+
+/// Options parsed from the command line. Unknown words are kept for the
+/// boot report (see [`CommandLine::unknown`]), not silently dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommandLine<'a> {
+    /// Report or test mode.
+    pub mode: BootMode,
+    /// `pmm.max=SIZE`: manage no physical memory at or above this address.
+    pub pmm_max: Option<u64>,
+    /// `log=LEVEL`: error, warn, info, debug or trace.
+    pub log_level: Option<log::LevelFilter>,
+    /// `test.filter=TEXT`: run only tests whose name contains TEXT.
+    pub test_filter: Option<&'a str>,
+    /// The first word that was not understood, if any.
+    pub unknown: Option<&'a str>,
+}
+
+/// Parses a size with an optional K, M or G suffix (binary units).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let (digits, shift) = match text.as_bytes().last()? {
+        b'K' | b'k' => (&text[..text.len() - 1], 10),
+        b'M' | b'm' => (&text[..text.len() - 1], 20),
+        b'G' | b'g' => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    let value = if let Some(hex) = digits.strip_prefix("0x") {
+        u64::from_str_radix(hex, 16).ok()?
+    } else {
+        digits.parse::<u64>().ok()?
+    };
+    value.checked_mul(1u64 << shift)
+}
+
+impl<'a> CommandLine<'a> {
+    /// Parses the command line GRUB passed. Never fails: bad words are
+    /// reported through [`CommandLine::unknown`].
+    pub fn parse(text: &'a str) -> Self {
+        let mut line = Self {
+            mode: BootMode::Report,
+            pmm_max: None,
+            log_level: None,
+            test_filter: None,
+            unknown: None,
+        };
+        for word in text.split_ascii_whitespace() {
+            let understood = match word.split_once('=') {
+                None => match word {
+                    "test" => {
+                        line.mode = BootMode::Test;
+                        true
+                    }
+                    "report" => {
+                        line.mode = BootMode::Report;
+                        true
+                    }
+                    _ => false,
+                },
+                Some(("pmm.max", size)) => {
+                    line.pmm_max = parse_size(size);
+                    line.pmm_max.is_some()
+                }
+                Some(("log", level)) => {
+                    line.log_level = level.parse().ok();
+                    line.log_level.is_some()
+                }
+                Some(("test.filter", filter)) => {
+                    line.test_filter = Some(filter);
+                    true
+                }
+                Some(_) => false,
+            };
+            // The kernel's own path (GRUB passes it first) is not an option.
+            if !understood && line.unknown.is_none() && !word.starts_with('/') {
+                line.unknown = Some(word);
+            }
+        }
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_to_report_mode() {
+        let line = CommandLine::parse("");
+        assert_eq!(line.mode, BootMode::Report);
+        assert_eq!(line.pmm_max, None);
+        assert_eq!(line.unknown, None);
+    }
+
+    #[test]
+    fn parses_every_option() {
+        let line =
+            CommandLine::parse("/boot/kernel.elf test pmm.max=32M log=debug test.filter=pmm");
+        assert_eq!(line.mode, BootMode::Test);
+        assert_eq!(line.pmm_max, Some(32 << 20));
+        assert_eq!(line.log_level, Some(log::LevelFilter::Debug));
+        assert_eq!(line.test_filter, Some("pmm"));
+        assert_eq!(line.unknown, None);
+    }
+
+    #[test]
+    fn reports_the_first_bad_word() {
+        let line = CommandLine::parse("pmm.max=lots tset");
+        assert_eq!(line.pmm_max, None);
+        assert_eq!(line.unknown, Some("pmm.max=lots"));
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("64k"), Some(64 << 10));
+        assert_eq!(parse_size("32M"), Some(32 << 20));
+        assert_eq!(parse_size("6G"), Some(6 << 30));
+        assert_eq!(parse_size("0x200000"), Some(0x20_0000));
+        assert_eq!(parse_size("M"), None);
+        assert_eq!(parse_size(""), None);
+        assert_eq!(parse_size("99999999999999999999G"), None);
+        assert_eq!(parse_size("17179869184G"), None); // overflows u64
+    }
+}

@@ -1,0 +1,343 @@
+//! Multiboot2 boot information -> [`BootInfo`], validated.
+//!
+//! The boot stub copies the structure GRUB built into a buffer inside the
+//! kernel image (GRUB may place it anywhere below 4 GiB, beyond the boot
+//! identity map), so parsing works on a byte slice and can be host-tested
+//! with malformed inputs.
+
+use core::fmt;
+
+use multiboot2::{BootInformation, BootInformationHeader, FramebufferType};
+
+/// Most memory-map entries kept; firmware maps on PCs have a few dozen.
+pub const MAX_REGIONS: usize = 128;
+/// Most boot modules kept.
+pub const MAX_MODULES: usize = 8;
+
+/// How the firmware describes a range of physical memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryKind {
+    /// Usable RAM.
+    Available,
+    /// Reserved by firmware or hardware.
+    Reserved,
+    /// ACPI tables: usable once they have been read.
+    AcpiReclaimable,
+    /// ACPI non-volatile storage: must be preserved.
+    AcpiNvs,
+    /// Defective RAM.
+    Defective,
+    /// A type number this kernel does not know (treated as reserved).
+    Other(u32),
+}
+
+impl MemoryKind {
+    fn from_multiboot(raw: u32) -> Self {
+        match raw {
+            1 => MemoryKind::Available,
+            2 => MemoryKind::Reserved,
+            3 => MemoryKind::AcpiReclaimable,
+            4 => MemoryKind::AcpiNvs,
+            5 => MemoryKind::Defective,
+            other => MemoryKind::Other(other),
+        }
+    }
+
+    /// A short name for tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            MemoryKind::Available => "available",
+            MemoryKind::Reserved => "reserved",
+            MemoryKind::AcpiReclaimable => "ACPI reclaimable",
+            MemoryKind::AcpiNvs => "ACPI NVS",
+            MemoryKind::Defective => "defective",
+            MemoryKind::Other(_) => "unknown",
+        }
+    }
+}
+
+/// One entry of the firmware memory map, exactly as reported (not yet
+/// sorted, merged or aligned: the PMM does that).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryRegion {
+    /// Physical start address.
+    pub start: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// What the range is.
+    pub kind: MemoryKind,
+}
+
+impl MemoryRegion {
+    /// End address (exclusive), saturating at `u64::MAX` for bogus entries.
+    pub fn end(&self) -> u64 {
+        self.start.saturating_add(self.len)
+    }
+}
+
+/// A module GRUB loaded next to the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Module<'a> {
+    /// Physical start address.
+    pub start: u64,
+    /// Physical end address (exclusive).
+    pub end: u64,
+    /// The module's command line.
+    pub cmdline: &'a str,
+}
+
+/// Which firmware started GRUB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// Legacy BIOS (SeaBIOS under QEMU).
+    Bios,
+    /// UEFI (OVMF under QEMU).
+    Uefi,
+}
+
+/// The kind of display GRUB left us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FramebufferKind {
+    /// Direct-colour pixels.
+    Rgb,
+    /// Palette-indexed pixels.
+    Indexed,
+    /// VGA/EGA text mode: width and height are in characters.
+    EgaText,
+}
+
+/// The framebuffer GRUB set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FramebufferInfo {
+    /// Physical address of the first pixel (or character cell).
+    pub address: u64,
+    /// Bytes per line.
+    pub pitch: u32,
+    /// Width in pixels (characters for text mode).
+    pub width: u32,
+    /// Height in pixels (characters for text mode).
+    pub height: u32,
+    /// Bits per pixel.
+    pub bpp: u8,
+    /// Pixel format.
+    pub kind: FramebufferKind,
+}
+
+impl FramebufferInfo {
+    /// Size of the framebuffer in bytes.
+    pub fn size(&self) -> u64 {
+        u64::from(self.pitch) * u64::from(self.height)
+    }
+}
+
+/// Why the boot information was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootInfoError {
+    /// EAX did not hold the Multiboot2 magic.
+    BadMagic(u32),
+    /// The structure is not 8-byte aligned.
+    Misaligned,
+    /// The header claims more bytes than there are (or fewer than a header).
+    Truncated {
+        /// Size from the header.
+        claimed: usize,
+        /// Bytes actually available.
+        available: usize,
+    },
+    /// The tags do not form a valid sequence ending in an end tag.
+    MalformedTags,
+    /// There is no memory-map tag, so we cannot know where RAM is.
+    NoMemoryMap,
+    /// More memory-map entries than [`MAX_REGIONS`].
+    TooManyRegions(usize),
+}
+
+impl fmt::Display for BootInfoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BootInfoError::BadMagic(magic) => write!(
+                f,
+                "bad Multiboot2 magic {magic:#x} (expected {:#x})",
+                super::MULTIBOOT2_BOOTLOADER_MAGIC
+            ),
+            BootInfoError::Misaligned => f.write_str("boot information is not 8-byte aligned"),
+            BootInfoError::Truncated { claimed, available } => write!(
+                f,
+                "boot information truncated: header says {claimed} bytes, {available} present"
+            ),
+            BootInfoError::MalformedTags => f.write_str("boot information tags are malformed"),
+            BootInfoError::NoMemoryMap => f.write_str("bootloader gave no memory map"),
+            BootInfoError::TooManyRegions(count) => write!(
+                f,
+                "memory map has {count} entries, more than the {MAX_REGIONS} supported"
+            ),
+        }
+    }
+}
+
+/// Everything the kernel uses from the Multiboot2 information.
+#[derive(Clone, Debug)]
+pub struct BootInfo<'a> {
+    regions: [MemoryRegion; MAX_REGIONS],
+    region_count: usize,
+    modules: [Option<Module<'a>>; MAX_MODULES],
+    /// Modules beyond [`MAX_MODULES`] (reported, not used).
+    pub modules_dropped: usize,
+    /// The kernel command line (empty if none).
+    pub cmdline: &'a str,
+    /// The bootloader's name (empty if none).
+    pub bootloader: &'a str,
+    /// The framebuffer, if GRUB reported one.
+    pub framebuffer: Option<FramebufferInfo>,
+    /// BIOS or UEFI.
+    pub firmware: Firmware,
+    /// Size of the structure in bytes.
+    pub total_size: usize,
+}
+
+impl<'a> BootInfo<'a> {
+    /// Validates the magic and parses the information in `bytes`.
+    ///
+    /// `bytes` must start at the structure's first byte; it may be longer
+    /// than the structure (the copy buffer is), never shorter.
+    pub fn parse(magic: u32, bytes: &'a [u8]) -> Result<Self, BootInfoError> {
+        if magic != super::MULTIBOOT2_BOOTLOADER_MAGIC {
+            return Err(BootInfoError::BadMagic(magic));
+        }
+        let claimed = match bytes.get(..4) {
+            Some(size) => u32::from_le_bytes([size[0], size[1], size[2], size[3]]) as usize,
+            None => 0,
+        };
+        if claimed < 16 || claimed > bytes.len() {
+            return Err(BootInfoError::Truncated {
+                claimed,
+                available: bytes.len(),
+            });
+        }
+        if bytes.as_ptr().align_offset(8) != 0 {
+            return Err(BootInfoError::Misaligned);
+        }
+        // SAFETY: the pointer is 8-byte aligned and `claimed` bytes from it
+        // are inside `bytes`, which lives for 'a; `load` only reads within
+        // the total size it finds in the header, checked just above.
+        let info = unsafe { BootInformation::load(bytes.as_ptr().cast::<BootInformationHeader>()) }
+            .map_err(|_| BootInfoError::MalformedTags)?;
+        Self::from_multiboot(&info, bytes, claimed)
+    }
+
+    fn from_multiboot(
+        info: &BootInformation<'_>,
+        bytes: &'a [u8],
+        total_size: usize,
+    ) -> Result<Self, BootInfoError> {
+        let map = info.memory_map_tag().ok_or(BootInfoError::NoMemoryMap)?;
+        let areas = map.memory_areas();
+        if areas.len() > MAX_REGIONS {
+            return Err(BootInfoError::TooManyRegions(areas.len()));
+        }
+        let mut regions = [MemoryRegion {
+            start: 0,
+            len: 0,
+            kind: MemoryKind::Reserved,
+        }; MAX_REGIONS];
+        for (slot, area) in regions.iter_mut().zip(areas) {
+            *slot = MemoryRegion {
+                start: area.start_address(),
+                len: area.size(),
+                kind: MemoryKind::from_multiboot(area.typ().into()),
+            };
+        }
+
+        let mut modules = [None; MAX_MODULES];
+        let mut modules_dropped = 0;
+        for (index, module) in info.module_tags().enumerate() {
+            match modules.get_mut(index) {
+                Some(slot) => {
+                    *slot = Some(Module {
+                        start: u64::from(module.start_address()),
+                        end: u64::from(module.end_address()),
+                        cmdline: rebase(bytes, module.cmdline().unwrap_or("")),
+                    })
+                }
+                None => modules_dropped += 1,
+            }
+        }
+
+        let framebuffer = match info.framebuffer_tag() {
+            Some(Ok(tag)) => tag.buffer_type().ok().map(|kind| FramebufferInfo {
+                address: tag.address(),
+                pitch: tag.pitch(),
+                width: tag.width(),
+                height: tag.height(),
+                bpp: tag.bpp(),
+                kind: match kind {
+                    FramebufferType::RGB { .. } => FramebufferKind::Rgb,
+                    FramebufferType::Indexed { .. } => FramebufferKind::Indexed,
+                    FramebufferType::Text => FramebufferKind::EgaText,
+                },
+            }),
+            _ => None,
+        };
+
+        // GRUB passes the EFI system table (and often the EFI memory map)
+        // only when UEFI firmware started it.
+        let uefi = info.efi_sdt64_tag().is_some()
+            || info.efi_sdt32_tag().is_some()
+            || info.efi_memory_map_tag().is_some();
+
+        Ok(Self {
+            regions,
+            region_count: areas.len(),
+            modules,
+            modules_dropped,
+            cmdline: rebase(
+                bytes,
+                info.command_line_tag()
+                    .and_then(|tag| tag.cmdline().ok())
+                    .unwrap_or(""),
+            ),
+            bootloader: rebase(
+                bytes,
+                info.boot_loader_name_tag()
+                    .and_then(|tag| tag.name().ok())
+                    .unwrap_or(""),
+            ),
+            framebuffer,
+            firmware: if uefi { Firmware::Uefi } else { Firmware::Bios },
+            total_size,
+        })
+    }
+
+    /// The memory map, in the order the firmware gave it.
+    pub fn memory_map(&self) -> &[MemoryRegion] {
+        &self.regions[..self.region_count]
+    }
+
+    /// Boot modules.
+    pub fn modules(&self) -> impl Iterator<Item = &Module<'a>> {
+        self.modules.iter().flatten()
+    }
+
+    /// Total bytes of RAM the map reports as available.
+    pub fn available_bytes(&self) -> u64 {
+        self.memory_map()
+            .iter()
+            .filter(|region| region.kind == MemoryKind::Available)
+            .fold(0u64, |sum, region| sum.saturating_add(region.len))
+    }
+}
+
+/// Re-borrows a string found inside `bytes` with the lifetime of `bytes`
+/// (the `multiboot2` accessors tie it to a shorter borrow). Strings that are
+/// not inside `bytes` become empty.
+fn rebase<'a>(bytes: &'a [u8], text: &str) -> &'a str {
+    let offset = (text.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize);
+    offset
+        .checked_add(text.len())
+        .and_then(|end| bytes.get(offset..end))
+        .and_then(|slice| core::str::from_utf8(slice).ok())
+        .unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests;

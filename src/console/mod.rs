@@ -1,0 +1,99 @@
+//! The kernel console: every line goes to COM1 and, where one exists, the screen.
+//!
+//! `kprintln!` writes through an interrupt-safe lock; the `log` crate's
+//! macros (`log::info!` and friends) go through [`logger`] to the same place.
+//! Fatal paths (panic, fault reports) use [`emergency`], which breaks the lock
+//! because the code that held it will never run again.
+
+pub mod logger;
+pub mod serial;
+pub mod vga;
+
+use core::fmt::{self, Write};
+
+use crate::sync::IrqMutex;
+use serial::Serial;
+pub use vga::Color;
+use vga::VgaText;
+
+/// The output devices the console writes to.
+pub struct Console {
+    serial: Option<Serial>,
+    screen: Option<VgaText>,
+}
+
+static CONSOLE: IrqMutex<Console> = IrqMutex::new(Console {
+    serial: None,
+    screen: None,
+});
+
+/// Brings up COM1. Call first thing at boot; safe to call again.
+pub fn init_serial() {
+    CONSOLE.lock().serial = Serial::com1();
+}
+
+/// Starts mirroring output to the VGA text screen.
+///
+/// # Safety
+/// The machine must have a VGA text buffer at 0xB8000 (a BIOS boot in text
+/// mode), mapped at that address.
+pub unsafe fn attach_vga_text() {
+    // SAFETY: forwarded from this function's contract.
+    CONSOLE.lock().screen = Some(unsafe { VgaText::new() });
+}
+
+/// Whether a screen is attached.
+pub fn has_screen() -> bool {
+    CONSOLE.lock().screen.is_some()
+}
+
+/// Reads one byte from the serial port, if one is waiting.
+pub fn try_read_byte() -> Option<u8> {
+    CONSOLE.lock().serial.as_mut().and_then(Serial::try_read)
+}
+
+impl Console {
+    fn write_colored(&mut self, color: Color, args: fmt::Arguments<'_>) {
+        if let Some(serial) = self.serial.as_mut() {
+            let _ = serial.write_fmt(args);
+        }
+        if let Some(screen) = self.screen.as_mut() {
+            screen.set_color(color);
+            let _ = screen.write_fmt(args);
+            screen.set_color(Color::Normal);
+        }
+    }
+}
+
+/// Writes formatted text in the given colour (colour matters on screens only).
+pub fn print_colored(color: Color, args: fmt::Arguments<'_>) {
+    CONSOLE.lock().write_colored(color, args);
+}
+
+/// Writes formatted text; used by `kprint!`.
+pub fn print(args: fmt::Arguments<'_>) {
+    print_colored(Color::Normal, args);
+}
+
+/// Writes on the fatal path, even if the lock is held by the code that failed.
+pub fn emergency(args: fmt::Arguments<'_>) {
+    if CONSOLE.try_lock().is_none() {
+        // SAFETY: only called from panic and fatal-fault paths; whatever held
+        // the console lock was interrupted for good and will not resume.
+        unsafe { CONSOLE.force_unlock() };
+    }
+    CONSOLE.lock().write_colored(Color::Error, args);
+}
+
+/// Prints to the console.
+#[macro_export]
+macro_rules! kprint {
+    ($($arg:tt)*) => ($crate::console::print(format_args!($($arg)*)));
+}
+
+/// Prints a line to the console.
+#[macro_export]
+macro_rules! kprintln {
+    () => ($crate::kprint!("\n"));
+    ($($arg:tt)*) => ($crate::console::print(format_args!("{}\n", format_args!($($arg)*))));
+}

@@ -1,0 +1,150 @@
+//! In-kernel tests of the boot foundation: exceptions, guard pages, the
+//! boot information.
+
+use core::hint::black_box;
+use core::ptr;
+
+use super::{Context, Test, TestResult};
+use crate::arch::x86_64::exceptions::{breakpoint_count, catch_fault, vector};
+use crate::arch::x86_64::{cmos, sections};
+use crate::boot::MemoryKind;
+use crate::{kassert, kassert_eq, kprintln};
+
+/// The boot tests.
+pub static TESTS: &[Test] = &[
+    Test {
+        name: "boot::null_read_page_faults_with_cr2_0",
+        run: null_read_page_faults,
+    },
+    Test {
+        name: "boot::breakpoint_returns",
+        run: breakpoint_returns,
+    },
+    Test {
+        name: "boot::invalid_opcode_is_reported",
+        run: invalid_opcode_is_reported,
+    },
+    Test {
+        name: "boot::non_canonical_access_general_protection",
+        run: non_canonical_access_faults,
+    },
+    Test {
+        name: "boot::stack_overflow_hits_guard_then_double_fault",
+        run: stack_overflow_double_faults,
+    },
+    Test {
+        name: "boot::command_line_reaches_the_kernel",
+        run: command_line_reaches_the_kernel,
+    },
+    Test {
+        name: "boot::memory_map_matches_qemu_ram",
+        run: memory_map_matches_qemu_ram,
+    },
+];
+
+fn null_read_page_faults(_: &Context<'_>) -> TestResult {
+    let fault = catch_fault(|| {
+        // SAFETY: deliberately reads address 0, which is unmapped; the
+        // resulting page fault is caught.
+        black_box(unsafe { ptr::read_volatile(black_box(ptr::null::<u64>())) });
+    });
+    let fault = fault.ok_or(super::Failure {
+        message: "reading address 0 did not fault",
+        file: file!(),
+        line: line!(),
+    })?;
+    kassert_eq!(fault.vector, vector::PAGE_FAULT);
+    kassert_eq!(fault.address, 0);
+    // Error code: not present (bit 0 clear), read (bit 1 clear), kernel (bit 2 clear).
+    kassert_eq!(fault.error_code & 0b111, 0);
+    Ok(())
+}
+
+fn breakpoint_returns(_: &Context<'_>) -> TestResult {
+    let before = breakpoint_count();
+    // SAFETY: int3 traps into the breakpoint handler, which logs and returns.
+    unsafe { core::arch::asm!("int3") };
+    kassert_eq!(breakpoint_count(), before + 1);
+    Ok(())
+}
+
+fn invalid_opcode_is_reported(_: &Context<'_>) -> TestResult {
+    // SAFETY: ud2 raises #UD, which catch_fault catches.
+    let fault = catch_fault(|| unsafe { core::arch::asm!("ud2") });
+    kassert_eq!(
+        fault.map(|fault| fault.vector),
+        Some(vector::INVALID_OPCODE)
+    );
+    Ok(())
+}
+
+fn non_canonical_access_faults(_: &Context<'_>) -> TestResult {
+    let fault = catch_fault(|| {
+        // SAFETY: deliberately reads a non-canonical address; the general
+        // protection fault is caught.
+        black_box(unsafe { ptr::read_volatile(black_box(0x8000_0000_0000_0000 as *const u64)) });
+    });
+    kassert_eq!(
+        fault.map(|fault| fault.vector),
+        Some(vector::GENERAL_PROTECTION)
+    );
+    Ok(())
+}
+
+/// Recurses with a 1 KiB frame until the stack runs into its guard page.
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let mut frame = [depth; 128];
+    black_box(&mut frame);
+    recurse(depth + 1) + black_box(frame[7])
+}
+
+fn stack_overflow_double_faults(_: &Context<'_>) -> TestResult {
+    let fault = catch_fault(|| {
+        black_box(recurse(0));
+    });
+    // The push of the page-fault frame hits the same unmapped guard page,
+    // so the CPU escalates to a double fault, handled on the IST stack.
+    kassert_eq!(fault.map(|fault| fault.vector), Some(vector::DOUBLE_FAULT));
+    let address = fault.map_or(0, |fault| fault.address);
+    kassert!(
+        sections::boot_stack_guard().contains(address),
+        "CR2 is not in the boot stack's guard page"
+    );
+    Ok(())
+}
+
+fn command_line_reaches_the_kernel(context: &Context<'_>) -> TestResult {
+    kassert!(context
+        .boot_info
+        .cmdline
+        .split_ascii_whitespace()
+        .any(|word| word == "test"));
+    kassert!(!context.boot_info.bootloader.is_empty());
+    Ok(())
+}
+
+fn memory_map_matches_qemu_ram(context: &Context<'_>) -> TestResult {
+    let map = context.boot_info.memory_map();
+    kassert!(map
+        .iter()
+        .any(|region| region.kind == MemoryKind::Available && region.len > 0));
+    let available = context.boot_info.available_bytes();
+    let Some(ram) = cmos::qemu_ram_size() else {
+        kassert!(false, "CMOS holds no RAM size (not QEMU?)");
+        return Ok(());
+    };
+    kprintln!(
+        "    QEMU RAM {} KiB, memory map available {} KiB",
+        ram >> 10,
+        available >> 10
+    );
+    // Firmware keeps some RAM for itself (BIOS data, ACPI tables, UEFI
+    // runtime services): allow 1/8 of RAM plus 16 MiB, never more than RAM.
+    kassert!(available <= ram, "map reports more RAM than QEMU has");
+    kassert!(
+        available >= ram.saturating_sub(ram / 8 + (16 << 20)),
+        "map reports far less RAM than QEMU has"
+    );
+    Ok(())
+}

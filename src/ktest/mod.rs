@@ -1,0 +1,119 @@
+//! The in-kernel test runner (`test` on the kernel command line).
+//!
+//! Each test is a named function that returns `Ok(())` or a failure with
+//! its source location. The runner prints `test NAME ... ok` / `FAILED`,
+//! then `N passed, N failed`, and exits QEMU through `isa-debug-exit` with
+//! the matching status. A hanging test is caught by the runner script's
+//! timeout; a panic or an unexpected CPU exception ends the run as failed.
+
+mod boot_tests;
+
+use crate::arch::x86_64::cpu::{self, QemuExitCode};
+use crate::boot::BootInfo;
+use crate::kprintln;
+
+/// Why a test failed.
+#[derive(Clone, Copy, Debug)]
+pub struct Failure {
+    /// What was expected.
+    pub message: &'static str,
+    /// Source file of the failed check.
+    pub file: &'static str,
+    /// Line of the failed check.
+    pub line: u32,
+}
+
+/// What a test returns.
+pub type TestResult = Result<(), Failure>;
+
+/// What tests may look at.
+pub struct Context<'a> {
+    /// The parsed boot information.
+    pub boot_info: &'a BootInfo<'a>,
+}
+
+/// A named in-kernel test.
+pub struct Test {
+    /// Name printed by the runner (`module::what_it_checks`).
+    pub name: &'static str,
+    /// The test itself.
+    pub run: fn(&Context<'_>) -> TestResult,
+}
+
+/// Fails the test with the condition's text unless it holds.
+#[macro_export]
+macro_rules! kassert {
+    ($cond:expr) => {
+        $crate::kassert!($cond, concat!("assertion failed: ", stringify!($cond)))
+    };
+    ($cond:expr, $message:expr) => {
+        if !$cond {
+            return Err($crate::ktest::Failure {
+                message: $message,
+                file: file!(),
+                line: line!(),
+            });
+        }
+    };
+}
+
+/// Fails the test unless both sides are equal; prints both values.
+#[macro_export]
+macro_rules! kassert_eq {
+    ($left:expr, $right:expr) => {{
+        let (left, right) = (&$left, &$right);
+        if left != right {
+            $crate::kprintln!("    left:  {:?}\n    right: {:?}", left, right);
+            return Err($crate::ktest::Failure {
+                message: concat!(
+                    "assertion failed: ",
+                    stringify!($left),
+                    " == ",
+                    stringify!($right)
+                ),
+                file: file!(),
+                line: line!(),
+            });
+        }
+    }};
+}
+
+/// Every in-kernel test, in the order they run.
+fn all_tests() -> impl Iterator<Item = &'static Test> {
+    boot_tests::TESTS.iter()
+}
+
+/// Runs the tests whose name contains `filter` (all if `None`) and exits
+/// QEMU with the result.
+pub fn run(context: &Context<'_>, filter: Option<&str>) -> ! {
+    let selected = || all_tests().filter(|test| filter.is_none_or(|f| test.name.contains(f)));
+    kprintln!("running {} in-kernel tests", selected().count());
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for test in selected() {
+        crate::kprint!("test {} ... ", test.name);
+        let start = cpu::rdtsc();
+        match (test.run)(context) {
+            Ok(()) => {
+                passed += 1;
+                kprintln!("ok ({} kcycles)", (cpu::rdtsc() - start) / 1000);
+            }
+            Err(failure) => {
+                failed += 1;
+                kprintln!("FAILED");
+                kprintln!(
+                    "    {} at {}:{}",
+                    failure.message,
+                    failure.file,
+                    failure.line
+                );
+            }
+        }
+    }
+    kprintln!();
+    kprintln!("ktest: {passed} passed, {failed} failed");
+    cpu::qemu_exit(if failed == 0 {
+        QemuExitCode::Success
+    } else {
+        QemuExitCode::Failure
+    })
+}
