@@ -71,7 +71,13 @@ $(BUILD)/test-%.iso: $(KERNEL) grub/test.cfg.in
 	$(call iso-image,$@,$@.cfg)
 
 $(BUILD)/test-suite.iso: TEST_CMDLINE = test
-$(BUILD)/test-report.iso: TEST_CMDLINE = report
+$(BUILD)/test-report.iso: TEST_CMDLINE = report exit
+$(BUILD)/test-selftest.iso: TEST_CMDLINE = test test.filter=selftest::
+$(BUILD)/test-panic.iso: TEST_CMDLINE = crash=panic
+$(BUILD)/test-null.iso: TEST_CMDLINE = crash=null
+$(BUILD)/test-overflow.iso: TEST_CMDLINE = crash=overflow
+TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report selftest panic null overflow))
+BOOT_TEST := @scripts/boot-test.sh
 
 test: test-host test-boot
 	@echo "make test: all passed"
@@ -82,9 +88,29 @@ test-host: deps
 	$(CARGO) host-clippy -- -D warnings
 	$(CARGO) host-test
 
-test-boot: $(BUILD)/test-suite.iso
-	@scripts/boot-test.sh suite-bios $(BUILD)/test-suite.iso
-	@scripts/boot-test.sh suite-uefi $(BUILD)/test-suite.iso --uefi
+# The boot matrix: each line boots one ISO and checks how the kernel ended.
+test-boot: $(TEST_ISOS)
+	$(BOOT_TEST) suite-bios $(BUILD)/test-suite.iso
+	$(BOOT_TEST) suite-uefi $(BUILD)/test-suite.iso --uefi
+	$(BOOT_TEST) report-bios $(BUILD)/test-report.iso --exit 33 \
+	    --expect '^firmware: +BIOS' --expect '^memory map \(' --expect 'available RAM' --expect '^IncroOS is up'
+	$(BOOT_TEST) report-uefi $(BUILD)/test-report.iso --uefi --exit 33 \
+	    --expect '^firmware: +UEFI' --expect '^memory map \(' --expect '^IncroOS is up'
+	$(BOOT_TEST) harness-reports-failure $(BUILD)/test-selftest.iso --exit 35 \
+	    --expect 'this_test_fails_on_purpose \.\.\. FAILED' --expect 'left: +2' \
+	    --expect 'selftest\.rs:[0-9]+' --expect '^ktest: 0 passed, 1 failed'
+	$(BOOT_TEST) panic-report $(BUILD)/test-panic.iso --exit 35 \
+	    --expect 'KERNEL PANIC at src/ktest/selftest\.rs:[0-9]+:[0-9]+' --expect 'deliberate panic' \
+	    --expect '^backtrace'
+	$(BOOT_TEST) null-write-report $(BUILD)/test-null.iso --exit 35 \
+	    --expect 'CPU EXCEPTION: page fault \(#PF\)' --expect 'CR2\): 0x0000000000000000' \
+	    --expect 'write, page not present, kernel mode' --expect 'null pointer'
+	$(BOOT_TEST) stack-overflow-report $(BUILD)/test-overflow.iso --exit 35 \
+	    --expect 'CPU EXCEPTION: double fault' --expect 'stack guard page: kernel stack overflow'
+	$(BOOT_TEST) no-long-mode $(BUILD)/test-report.iso --hang --timeout 4 \
+	    --expect 'IncroOS boot failed: CPU does not support long mode' -- -cpu qemu32
+	$(BOOT_TEST) no-nx $(BUILD)/test-report.iso --hang --timeout 4 \
+	    --expect 'IncroOS boot failed: CPU does not support the NX' -- -cpu qemu64,-nx
 
 clean:
 	$(CARGO) clean

@@ -87,8 +87,16 @@ mod kernel {
         report::boot(&info, u64::from(boot_info_phys));
         kprintln!("boot took {} kcycles", (cpu::rdtsc() - boot_start) / 1000);
 
+        if let Some(kind) = cmdline.crash {
+            ktest::crash(kind);
+        }
+
         match cmdline.mode {
             BootMode::Test => ktest::run(&ktest::Context { boot_info: &info }, cmdline.test_filter),
+            BootMode::Report if cmdline.exit_after_report => {
+                kprintln!("IncroOS is up; leaving QEMU as asked (exit)");
+                cpu::qemu_exit(cpu::QemuExitCode::Success)
+            }
             BootMode::Report => {
                 kprintln!("IncroOS is up. Nothing else to do yet: halting. (QEMU: Ctrl-A X quits)");
                 cpu::halt_forever()

@@ -1,4 +1,5 @@
-//! The kernel command line: `test`, `pmm.max=32M`, `log=debug`, `test.filter=NAME`.
+//! The kernel command line: `test`, `pmm.max=32M`, `log=debug`,
+//! `test.filter=NAME`, `crash=KIND`, `exit`.
 
 /// What the kernel does after it has initialised memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +22,11 @@ pub struct CommandLine<'a> {
     pub log_level: Option<log::LevelFilter>,
     /// `test.filter=TEXT`: run only tests whose name contains TEXT.
     pub test_filter: Option<&'a str>,
+    /// `exit`: leave QEMU after the boot report instead of halting.
+    pub exit_after_report: bool,
+    /// `crash=KIND`: deliberately crash after boot (panic, null, overflow),
+    /// to check the fatal-error reports.
+    pub crash: Option<&'a str>,
     /// The first word that was not understood, if any.
     pub unknown: Option<&'a str>,
 }
@@ -50,6 +56,8 @@ impl<'a> CommandLine<'a> {
             pmm_max: None,
             log_level: None,
             test_filter: None,
+            exit_after_report: false,
+            crash: None,
             unknown: None,
         };
         for word in text.split_ascii_whitespace() {
@@ -61,6 +69,10 @@ impl<'a> CommandLine<'a> {
                     }
                     "report" => {
                         line.mode = BootMode::Report;
+                        true
+                    }
+                    "exit" => {
+                        line.exit_after_report = true;
                         true
                     }
                     _ => false,
@@ -75,6 +87,10 @@ impl<'a> CommandLine<'a> {
                 }
                 Some(("test.filter", filter)) => {
                     line.test_filter = Some(filter);
+                    true
+                }
+                Some(("crash", kind)) => {
+                    line.crash = Some(kind);
                     true
                 }
                 Some(_) => false,
@@ -108,6 +124,8 @@ mod tests {
         assert_eq!(line.pmm_max, Some(32 << 20));
         assert_eq!(line.log_level, Some(log::LevelFilter::Debug));
         assert_eq!(line.test_filter, Some("pmm"));
+        assert_eq!(line.crash, Some("panic"));
+        assert!(line.exit_after_report);
         assert_eq!(line.unknown, None);
     }
 

@@ -7,10 +7,16 @@
 //! timeout; a panic or an unexpected CPU exception ends the run as failed.
 
 mod boot_tests;
+mod selftest;
+
+pub use selftest::crash;
+
+use core::fmt::{self, Write};
 
 use crate::arch::x86_64::cpu::{self, QemuExitCode};
 use crate::boot::BootInfo;
 use crate::kprintln;
+use crate::sync::IrqMutex;
 
 /// Why a test failed.
 #[derive(Clone, Copy, Debug)]
@@ -63,7 +69,10 @@ macro_rules! kassert_eq {
     ($left:expr, $right:expr) => {{
         let (left, right) = (&$left, &$right);
         if left != right {
-            $crate::kprintln!("    left:  {:?}\n    right: {:?}", left, right);
+            $crate::ktest::set_detail(format_args!(
+                "    left:  {:?}\n    right: {:?}",
+                left, right
+            ));
             return Err($crate::ktest::Failure {
                 message: concat!(
                     "assertion failed: ",
@@ -78,15 +87,58 @@ macro_rules! kassert_eq {
     }};
 }
 
-/// Every in-kernel test, in the order they run.
-fn all_tests() -> impl Iterator<Item = &'static Test> {
-    boot_tests::TESTS.iter()
+/// Extra lines about the last failure (the values a `kassert_eq!` saw),
+/// printed by the runner after `FAILED`.
+struct Detail {
+    bytes: [u8; 512],
+    len: usize,
+}
+
+impl Write for Detail {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        // Keep what fits; a cut detail is better than none.
+        let room = self.bytes.len() - self.len;
+        let take = text.len().min(room);
+        self.bytes[self.len..self.len + take].copy_from_slice(&text.as_bytes()[..take]);
+        self.len += take;
+        Ok(())
+    }
+}
+
+static DETAIL: IrqMutex<Detail> = IrqMutex::new(Detail {
+    bytes: [0; 512],
+    len: 0,
+});
+
+/// Records details of a failure for the runner to print.
+pub fn set_detail(args: fmt::Arguments<'_>) {
+    let mut detail = DETAIL.lock();
+    detail.len = 0;
+    let _ = detail.write_fmt(args);
+}
+
+fn take_detail(print: impl FnOnce(&str)) {
+    let mut detail = DETAIL.lock();
+    if detail.len > 0 {
+        print(core::str::from_utf8(&detail.bytes[..detail.len]).unwrap_or("(detail not UTF-8)"));
+    }
+    detail.len = 0;
+}
+
+/// Every in-kernel test, in the order they run. The runner's own
+/// self-checks (which fail on purpose) run only when the filter names them.
+fn all_tests(filter: Option<&str>) -> impl Iterator<Item = &'static Test> {
+    let self_checks = match filter {
+        Some(filter) if filter.starts_with(selftest::PREFIX) => selftest::TESTS,
+        _ => &[],
+    };
+    boot_tests::TESTS.iter().chain(self_checks)
 }
 
 /// Runs the tests whose name contains `filter` (all if `None`) and exits
 /// QEMU with the result.
 pub fn run(context: &Context<'_>, filter: Option<&str>) -> ! {
-    let selected = || all_tests().filter(|test| filter.is_none_or(|f| test.name.contains(f)));
+    let selected = || all_tests(filter).filter(|test| filter.is_none_or(|f| test.name.contains(f)));
     kprintln!("running {} in-kernel tests", selected().count());
     let (mut passed, mut failed) = (0usize, 0usize);
     for test in selected() {
@@ -100,6 +152,7 @@ pub fn run(context: &Context<'_>, filter: Option<&str>) -> ! {
             Err(failure) => {
                 failed += 1;
                 kprintln!("FAILED");
+                take_detail(|detail| kprintln!("{detail}"));
                 kprintln!(
                     "    {} at {}:{}",
                     failure.message,

@@ -1,0 +1,50 @@
+//! Checks of the checkers: a test that fails on purpose, and deliberate
+//! crashes (`crash=KIND` on the command line), so `make test` proves that
+//! failures, panics and fatal faults are reported and end QEMU as failed.
+
+use core::hint::black_box;
+
+use super::{Context, Test, TestResult};
+use crate::arch::x86_64::cpu;
+use crate::kassert_eq;
+
+/// Filter prefix that enables [`TESTS`].
+pub const PREFIX: &str = "selftest::";
+
+/// Tests that must fail; run only with `test.filter=selftest::`.
+pub static TESTS: &[Test] = &[Test {
+    name: "selftest::this_test_fails_on_purpose",
+    run: fails_on_purpose,
+}];
+
+fn fails_on_purpose(_: &Context<'_>) -> TestResult {
+    kassert_eq!(black_box(1 + 1), 3);
+    Ok(())
+}
+
+#[allow(unconditional_recursion)]
+fn overflow_the_stack(depth: u64) -> u64 {
+    let mut frame = [depth; 64];
+    black_box(&mut frame);
+    overflow_the_stack(depth + 1) + black_box(frame[3])
+}
+
+/// Crashes the kernel in the way `kind` names, with no recovery point, so
+/// the fatal path runs for real. Unknown kinds are reported and ignored.
+pub fn crash(kind: &str) {
+    cpu::set_exit_on_fatal(true);
+    log::warn!("crash={kind}: crashing on purpose");
+    match kind {
+        "panic" => panic!("deliberate panic (crash=panic)"),
+        "null" => {
+            // SAFETY: not safe at all, on purpose: writes to the unmapped
+            // page 0 so the fatal page-fault report runs.
+            unsafe { core::ptr::write_volatile(black_box(core::ptr::null_mut::<u64>()), 1) };
+        }
+        "overflow" => {
+            black_box(overflow_the_stack(0));
+        }
+        other => log::error!("unknown crash kind {other:?} (panic, null, overflow)"),
+    }
+    cpu::set_exit_on_fatal(false);
+}
