@@ -118,8 +118,9 @@ mod tests {
 
     #[test]
     fn parses_every_option() {
-        let line =
-            CommandLine::parse("/boot/kernel.elf test pmm.max=32M log=debug test.filter=pmm");
+        let line = CommandLine::parse(
+            "/boot/kernel.elf test pmm.max=32M log=debug test.filter=pmm crash=panic exit",
+        );
         assert_eq!(line.mode, BootMode::Test);
         assert_eq!(line.pmm_max, Some(32 << 20));
         assert_eq!(line.log_level, Some(log::LevelFilter::Debug));
