@@ -249,3 +249,64 @@ fn detects_uefi_from_the_efi_system_table_tag() {
     let info = BootInfo::parse(MAGIC, buffer.bytes()).expect("valid");
     assert_eq!(info.firmware, Firmware::Uefi);
 }
+
+mod fuzz {
+    //! Random and mutated inputs: parsing never panics or reads out of
+    //! bounds, and whatever it accepts is self-consistent.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check_consistent(info: &BootInfo<'_>, len: usize) {
+        assert!(info.total_size <= len);
+        assert!(info.memory_map().len() <= MAX_REGIONS);
+        let sum = info
+            .memory_map()
+            .iter()
+            .filter(|region| region.kind == MemoryKind::Available)
+            .fold(0u64, |sum, region| sum.saturating_add(region.len));
+        assert_eq!(info.available_bytes(), sum);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let buffer = Aligned::from(&bytes);
+            if let Ok(info) = BootInfo::parse(MAGIC, buffer.bytes()) {
+                check_consistent(&info, bytes.len());
+            }
+        }
+
+        #[test]
+        fn mutated_valid_structures_never_panic(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut bytes = qemu_like().bytes().to_vec();
+            for (index, value) in flips {
+                let at = index.index(bytes.len());
+                bytes[at] = value;
+            }
+            let keep = cut.index(bytes.len() + 1);
+            let buffer = Aligned::from(&bytes[..keep.max(bytes.len() / 2)]);
+            if let Ok(info) = BootInfo::parse(MAGIC, buffer.bytes()) {
+                check_consistent(&info, buffer.len);
+            }
+        }
+
+        #[test]
+        fn any_memory_map_is_kept_verbatim(
+            entries in proptest::collection::vec((any::<u64>(), any::<u64>(), 0u32..8), 0..MAX_REGIONS),
+        ) {
+            let buffer = Builder::new().memory_map(&entries).finish();
+            let info = BootInfo::parse(MAGIC, buffer.bytes()).expect("well-formed");
+            prop_assert_eq!(info.memory_map().len(), entries.len());
+            for (region, &(start, len, _)) in info.memory_map().iter().zip(&entries) {
+                prop_assert_eq!((region.start, region.len), (start, len));
+                prop_assert!(region.end() >= region.start);
+            }
+        }
+    }
+}
