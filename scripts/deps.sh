@@ -35,6 +35,26 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
+# rustup does not add a pinned toolchain's targets and components by itself
+# when the toolchain is already installed (or auto-install is off): do it.
+if command -v rustup >/dev/null 2>&1; then
+    toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$(dirname "$0")/../rust-toolchain.toml")
+    if ! rustup toolchain list | grep -q "^$toolchain"; then
+        echo "installing Rust toolchain $toolchain with rustup..." >&2
+        rustup toolchain install "$toolchain" --profile minimal >&2
+    fi
+    if ! rustup target list --installed --toolchain "$toolchain" | grep -qx x86_64-unknown-none; then
+        echo "adding the x86_64-unknown-none target to $toolchain..." >&2
+        rustup target add --toolchain "$toolchain" x86_64-unknown-none >&2
+    fi
+    for component in clippy rustfmt; do
+        if ! rustup component list --installed --toolchain "$toolchain" | grep -q "^$component"; then
+            echo "adding $component to $toolchain..." >&2
+            rustup component add --toolchain "$toolchain" "$component" >&2
+        fi
+    done
+fi
+
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0
 fi
