@@ -21,7 +21,7 @@ DISPLAY_ARGS = $(if $(DISPLAY),,-display none)
 
 KERNEL_SOURCES := $(shell find src asm -type f) linker.ld build.rs Cargo.toml Cargo.lock
 
-.PHONY: all deps kernel iso run run-uefi debug gdb test test-host test-boot clean
+.PHONY: all deps kernel iso run run-uefi debug gdb test test-host test-boot test-gdb clean
 
 all: iso
 
@@ -79,7 +79,7 @@ $(BUILD)/test-overflow.iso: TEST_CMDLINE = crash=overflow
 TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report selftest panic null overflow))
 BOOT_TEST := @scripts/boot-test.sh
 
-test: test-host test-boot
+test: test-host test-boot test-gdb
 	@echo "make test: all passed"
 
 test-host: deps
@@ -111,6 +111,10 @@ test-boot: $(TEST_ISOS)
 	    --expect 'IncroOS boot failed: CPU does not support long mode' -- -cpu qemu32
 	$(BOOT_TEST) no-nx $(BUILD)/test-report.iso --hang --timeout 4 \
 	    --expect 'IncroOS boot failed: CPU does not support the NX' -- -cpu qemu64,-nx
+
+# The gdb workflow of `make debug` + `make gdb`, checked in batch mode.
+test-gdb: $(ISO)
+	@scripts/gdb-test.sh $(ISO)
 
 clean:
 	$(CARGO) clean

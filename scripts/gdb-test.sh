@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Checks the gdb workflow: QEMU with its gdb stub, gdb in batch mode with
+# scripts/gdbinit, a hardware breakpoint in Rust code, a backtrace naming
+# Rust functions, then a software breakpoint and a step.
+set -uo pipefail
+
+iso=$1
+kernel=build/kernel.elf
+log=build/test-logs/gdb.log
+mkdir -p build/test-logs
+port=$((20000 + RANDOM % 20000))
+
+qemu-system-x86_64 -accel tcg -m 128M -cdrom "$iso" -boot d -no-reboot \
+    -display none -monitor none -serial null -gdb "tcp::$port" -S &
+qemu=$!
+trap 'kill $qemu 2>/dev/null; wait $qemu 2>/dev/null' EXIT
+sleep 0.5
+
+timeout 60 gdb -q -batch -nx "$kernel" \
+    -ex "set pagination off" \
+    -ex "set architecture i386:x86-64" \
+    -ex "target remote localhost:$port" \
+    -ex "hbreak kernel_entry" \
+    -ex "continue" \
+    -ex "bt" \
+    -ex "break incroos::arch::x86_64::init" \
+    -ex "continue" \
+    -ex "bt" \
+    -ex "next" \
+    -ex "info registers rip" \
+    >"$log" 2>&1
+
+fail() {
+    echo "gdb workflow ... FAILED ($1); see $log:"
+    sed 's/^/    | /' "$log" | tail -n 20
+    exit 1
+}
+grep -q "Breakpoint 1, incroos::kernel::kernel_entry" "$log" || fail "hardware breakpoint on kernel_entry not hit"
+grep -Eq "^#0 +incroos::kernel::kernel_entry .* at src/main.rs:[0-9]+" "$log" || fail "no Rust frame with source line in bt"
+grep -Eq "Breakpoint 2, .*incroos::arch::x86_64::init" "$log" || fail "software breakpoint in Rust not hit"
+grep -Eq "^#1 +.*incroos::kernel::kernel_entry" "$log" || fail "bt from init does not show its caller"
+grep -Eq "^rip +0x[0-9a-f]+" "$log" || fail "could not step and read RIP"
+echo "gdb workflow ... ok"
