@@ -11,7 +11,7 @@ mkdir -p build/test-logs
 port=$((20000 + RANDOM % 20000))
 
 qemu-system-x86_64 -accel tcg -m 128M -cdrom "$iso" -boot d -no-reboot \
-    -display none -monitor none -serial null -gdb "tcp::$port" -S &
+    -display none -monitor none -serial null -gdb "tcp::$port" -S 2>/dev/null &
 qemu=$!
 trap 'kill $qemu 2>/dev/null; wait $qemu 2>/dev/null' EXIT
 sleep 0.5

@@ -9,6 +9,7 @@
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 pub mod boot;
+pub mod display;
 pub mod mm;
 pub mod units;
 

@@ -95,11 +95,27 @@ pub enum Firmware {
     Uefi,
 }
 
+/// Where a colour channel sits in a direct-colour pixel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelLayout {
+    /// Bit position of the channel's lowest bit.
+    pub position: u8,
+    /// Number of bits.
+    pub size: u8,
+}
+
 /// The kind of display GRUB left us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FramebufferKind {
-    /// Direct-colour pixels.
-    Rgb,
+    /// Direct-colour pixels with these channel positions.
+    Rgb {
+        /// Red channel.
+        red: ChannelLayout,
+        /// Green channel.
+        green: ChannelLayout,
+        /// Blue channel.
+        blue: ChannelLayout,
+    },
     /// Palette-indexed pixels.
     Indexed,
     /// VGA/EGA text mode: width and height are in characters.
@@ -146,6 +162,13 @@ pub enum BootInfoError {
     },
     /// The tags do not form a valid sequence ending in an end tag.
     MalformedTags,
+    /// A tag we read is too short or inconsistent for its type.
+    BadTag {
+        /// The tag's type number.
+        tag_type: u32,
+        /// Its offset from the start of the structure.
+        offset: usize,
+    },
     /// There is no memory-map tag, so we cannot know where RAM is.
     NoMemoryMap,
     /// More memory-map entries than [`MAX_REGIONS`].
@@ -166,6 +189,10 @@ impl fmt::Display for BootInfoError {
                 "boot information truncated: header says {claimed} bytes, {available} present"
             ),
             BootInfoError::MalformedTags => f.write_str("boot information tags are malformed"),
+            BootInfoError::BadTag { tag_type, offset } => write!(
+                f,
+                "boot information tag of type {tag_type} at offset {offset} is malformed"
+            ),
             BootInfoError::NoMemoryMap => f.write_str("bootloader gave no memory map"),
             BootInfoError::TooManyRegions(count) => write!(
                 f,
@@ -217,6 +244,7 @@ impl<'a> BootInfo<'a> {
         if bytes.as_ptr().align_offset(8) != 0 {
             return Err(BootInfoError::Misaligned);
         }
+        validate_tags(&bytes[..claimed])?;
         // SAFETY: the pointer is 8-byte aligned and `claimed` bytes from it
         // are inside `bytes`, which lives for 'a; `load` only reads within
         // the total size it finds in the header, checked just above.
@@ -271,7 +299,20 @@ impl<'a> BootInfo<'a> {
                 height: tag.height(),
                 bpp: tag.bpp(),
                 kind: match kind {
-                    FramebufferType::RGB { .. } => FramebufferKind::Rgb,
+                    FramebufferType::RGB { red, green, blue } => FramebufferKind::Rgb {
+                        red: ChannelLayout {
+                            position: red.position,
+                            size: red.size,
+                        },
+                        green: ChannelLayout {
+                            position: green.position,
+                            size: green.size,
+                        },
+                        blue: ChannelLayout {
+                            position: blue.position,
+                            size: blue.size,
+                        },
+                    },
                     FramebufferType::Indexed { .. } => FramebufferKind::Indexed,
                     FramebufferType::Text => FramebufferKind::EgaText,
                 },
@@ -324,6 +365,72 @@ impl<'a> BootInfo<'a> {
             .iter()
             .filter(|region| region.kind == MemoryKind::Available)
             .fold(0u64, |sum, region| sum.saturating_add(region.len))
+    }
+}
+
+/// Multiboot2 tag types this module reads.
+mod tag_type {
+    pub const END: u32 = 0;
+    pub const MODULE: u32 = 3;
+    pub const MEMORY_MAP: u32 = 6;
+    pub const FRAMEBUFFER: u32 = 8;
+}
+
+fn read_u32(bytes: &[u8], offset: usize) -> Option<u32> {
+    let field = bytes.get(offset..offset.checked_add(4)?)?;
+    Some(u32::from_le_bytes([field[0], field[1], field[2], field[3]]))
+}
+
+/// Checks every tag's size against what its type needs, before the
+/// `multiboot2` crate reads it: the crate asserts (panics) on some malformed
+/// tags, and a kernel must reject bad input with an error instead.
+fn validate_tags(bytes: &[u8]) -> Result<(), BootInfoError> {
+    const MEMORY_MAP_HEADER: usize = 16;
+    const MEMORY_MAP_ENTRY: usize = 24;
+    const FRAMEBUFFER_BASE: usize = 32;
+    let mut offset = 8;
+    loop {
+        let (Some(tag), Some(size)) = (read_u32(bytes, offset), read_u32(bytes, offset + 4)) else {
+            return Err(BootInfoError::MalformedTags);
+        };
+        let size = size as usize;
+        let end = offset
+            .checked_add(size)
+            .ok_or(BootInfoError::MalformedTags)?;
+        if size < 8 || end > bytes.len() {
+            return Err(BootInfoError::MalformedTags);
+        }
+        let body = &bytes[offset..end];
+        let valid = match tag {
+            tag_type::END => return Ok(()),
+            tag_type::MODULE => size >= 16,
+            tag_type::MEMORY_MAP => {
+                size >= MEMORY_MAP_HEADER
+                    && read_u32(body, 8) == Some(MEMORY_MAP_ENTRY as u32)
+                    && (size - MEMORY_MAP_HEADER) % MEMORY_MAP_ENTRY == 0
+            }
+            tag_type::FRAMEBUFFER => {
+                size >= FRAMEBUFFER_BASE
+                    && match body[29] {
+                        // Indexed: a u16 colour count, then 3 bytes a colour.
+                        0 => body.get(32..34).is_some_and(|count| {
+                            let colors = usize::from(u16::from_le_bytes([count[0], count[1]]));
+                            size >= 34 + 3 * colors
+                        }),
+                        // Direct RGB: six bytes of channel positions and sizes.
+                        1 => size >= FRAMEBUFFER_BASE + 6,
+                        _ => true,
+                    }
+            }
+            _ => true,
+        };
+        if !valid {
+            return Err(BootInfoError::BadTag {
+                tag_type: tag,
+                offset,
+            });
+        }
+        offset = end.next_multiple_of(8);
     }
 }
 

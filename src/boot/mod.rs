@@ -6,8 +6,8 @@ pub mod info;
 
 pub use cmdline::{BootMode, CommandLine};
 pub use info::{
-    BootInfo, BootInfoError, Firmware, FramebufferInfo, FramebufferKind, MemoryKind, MemoryRegion,
-    Module,
+    BootInfo, BootInfoError, ChannelLayout, Firmware, FramebufferInfo, FramebufferKind, MemoryKind,
+    MemoryRegion, Module,
 };
 
 /// The value GRUB leaves in EAX for a Multiboot2 kernel.

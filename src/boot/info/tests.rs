@@ -97,7 +97,20 @@ fn qemu_like() -> Aligned {
             (0x10_0000, 0x7EE_0000, 1),
             (0xFFFC_0000, 0x4_0000, 2),
         ])
+        .tag(8, &rgb_framebuffer())
         .finish()
+}
+
+/// A 1024x768x32 direct-colour framebuffer tag body (after the 8-byte header).
+fn rgb_framebuffer() -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&0x8000_0000u64.to_le_bytes()); // address
+    body.extend_from_slice(&4096u32.to_le_bytes()); // pitch
+    body.extend_from_slice(&1024u32.to_le_bytes()); // width
+    body.extend_from_slice(&768u32.to_le_bytes()); // height
+    body.extend_from_slice(&[32, 1, 0, 0]); // bpp, type RGB, reserved
+    body.extend_from_slice(&[16, 8, 8, 8, 0, 8]); // red, green, blue (position, size)
+    body
 }
 
 #[test]
@@ -112,6 +125,33 @@ fn parses_a_well_formed_structure() {
     assert_eq!(info.memory_map()[3].kind, MemoryKind::Reserved);
     assert_eq!(info.available_bytes(), 0x9_FC00 + 0x7EE_0000);
     assert_eq!(info.firmware, Firmware::Bios);
+    let framebuffer = info.framebuffer.expect("framebuffer tag");
+    assert_eq!(
+        (
+            framebuffer.address,
+            framebuffer.pitch,
+            framebuffer.width,
+            framebuffer.height
+        ),
+        (0x8000_0000, 4096, 1024, 768)
+    );
+    assert_eq!(
+        framebuffer.kind,
+        FramebufferKind::Rgb {
+            red: ChannelLayout {
+                position: 16,
+                size: 8
+            },
+            green: ChannelLayout {
+                position: 8,
+                size: 8
+            },
+            blue: ChannelLayout {
+                position: 0,
+                size: 8
+            },
+        }
+    );
     let modules: Vec<_> = info.modules().copied().collect();
     assert_eq!(
         modules,
@@ -198,6 +238,48 @@ fn rejects_a_tag_running_past_the_end() {
 }
 
 #[test]
+fn rejects_a_memory_map_with_a_foreign_entry_size() {
+    let mut bytes = qemu_like().bytes().to_vec();
+    // The memory map is the fourth tag: find it and claim 32-byte entries.
+    let offset = find_tag(&bytes, 6);
+    bytes[offset + 8..offset + 12].copy_from_slice(&32u32.to_le_bytes());
+    let buffer = Aligned::from(&bytes);
+    assert_eq!(
+        BootInfo::parse(MAGIC, buffer.bytes()).unwrap_err(),
+        BootInfoError::BadTag {
+            tag_type: 6,
+            offset
+        }
+    );
+}
+
+#[test]
+fn rejects_a_framebuffer_tag_cut_short() {
+    let mut payload = vec![0u8; 24];
+    payload[21] = 1; // direct RGB, but no channel bytes follow
+    let buffer = Builder::new()
+        .memory_map(&[(0x10_0000, 0x100_0000, 1)])
+        .tag(8, &payload)
+        .finish();
+    assert!(matches!(
+        BootInfo::parse(MAGIC, buffer.bytes()).unwrap_err(),
+        BootInfoError::BadTag { tag_type: 8, .. }
+    ));
+}
+
+fn find_tag(bytes: &[u8], wanted: u32) -> usize {
+    let mut offset = 8;
+    loop {
+        let tag = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap());
+        let size = u32::from_le_bytes(bytes[offset + 4..offset + 8].try_into().unwrap());
+        if tag == wanted {
+            return offset;
+        }
+        offset += (size as usize).next_multiple_of(8);
+    }
+}
+
+#[test]
 fn rejects_a_missing_memory_map() {
     let buffer = Builder::new().string(1, "test").finish();
     assert_eq!(
@@ -269,7 +351,7 @@ mod fuzz {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
 
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
