@@ -407,7 +407,7 @@ fn validate_tags(bytes: &[u8]) -> Result<(), BootInfoError> {
             tag_type::MEMORY_MAP => {
                 size >= MEMORY_MAP_HEADER
                     && read_u32(body, 8) == Some(MEMORY_MAP_ENTRY as u32)
-                    && (size - MEMORY_MAP_HEADER) % MEMORY_MAP_ENTRY == 0
+                    && (size - MEMORY_MAP_HEADER).is_multiple_of(MEMORY_MAP_ENTRY)
             }
             tag_type::FRAMEBUFFER => {
                 size >= FRAMEBUFFER_BASE
