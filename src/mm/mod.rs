@@ -5,5 +5,6 @@
 
 pub mod error;
 pub mod layout;
+pub mod pmm;
 
 pub use error::MmError;

@@ -1,0 +1,15 @@
+//! The physical memory manager: 4 KiB frames, bitmap-tracked.
+//!
+//! [`ranges`] turns the firmware memory map into usable page-aligned
+//! ranges, [`bitmap`] is the three-level bitmap, and [`allocator`] is the
+//! frame allocator built from both. See docs/pmm.md for the algorithm,
+//! its costs and measured figures.
+
+pub mod allocator;
+pub mod bitmap;
+pub mod ranges;
+
+pub use allocator::{
+    find_free_space, FrameAllocator, InitError, Reservation, ReservationKind, Stats, MAX_RANGES,
+};
+pub use ranges::{usable_ranges, MapEntry, PhysRange, RangeSet};
