@@ -76,7 +76,8 @@ $(BUILD)/test-selftest.iso: TEST_CMDLINE = test test.filter=selftest::
 $(BUILD)/test-panic.iso: TEST_CMDLINE = crash=panic
 $(BUILD)/test-null.iso: TEST_CMDLINE = crash=null
 $(BUILD)/test-overflow.iso: TEST_CMDLINE = crash=overflow
-TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report selftest panic null overflow))
+$(BUILD)/test-pmm32.iso: TEST_CMDLINE = test pmm.max=32M
+TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report selftest panic null overflow pmm32))
 BOOT_TEST := @scripts/boot-test.sh
 
 test: test-host test-boot test-gdb
@@ -92,6 +93,15 @@ test-host: deps
 test-boot: $(TEST_ISOS)
 	$(BOOT_TEST) suite-bios $(BUILD)/test-suite.iso
 	$(BOOT_TEST) suite-uefi $(BUILD)/test-suite.iso --uefi
+	$(BOOT_TEST) suite-64m $(BUILD)/test-suite.iso --mem 64M
+	$(BOOT_TEST) suite-512m $(BUILD)/test-suite.iso --mem 512M
+	$(BOOT_TEST) suite-4g-pci-hole $(BUILD)/test-suite.iso --mem 4G
+	$(BOOT_TEST) suite-cpu-max-1g-pages $(BUILD)/test-suite.iso \
+	    --expect 'direct map: .* 1 GiB pages' --expect '^ktest: [0-9]+ passed, 0 failed' -- -cpu max
+	$(BOOT_TEST) pmm-design-window-32m $(BUILD)/test-pmm32.iso \
+	    --expect 'PMM manages 8192 frames' --expect '^ktest: [0-9]+ passed, 0 failed'
+	$(BOOT_TEST) not-enough-memory $(BUILD)/test-suite.iso --mem 16M --exit 35 \
+	    --expect 'IncroOS boot failed: physical memory manager: not enough memory'
 	$(BOOT_TEST) report-bios $(BUILD)/test-report.iso --exit 33 \
 	    --expect '^firmware: +BIOS' --expect '^memory map \(' --expect 'available RAM' --expect '^IncroOS is up'
 	$(BOOT_TEST) report-uefi $(BUILD)/test-report.iso --uefi --exit 33 \

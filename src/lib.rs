@@ -20,6 +20,8 @@ pub mod console;
 #[cfg(target_os = "none")]
 pub mod ktest;
 #[cfg(target_os = "none")]
+pub mod memory;
+#[cfg(target_os = "none")]
 pub mod report;
 #[cfg(target_os = "none")]
 pub mod sync;

@@ -19,9 +19,11 @@ mod kernel {
     use core::panic::PanicInfo;
 
     use incroos::arch::x86_64::{self as arch, cpu};
-    use incroos::boot::{self, BootInfo, BootMode, CommandLine, Firmware, FramebufferKind};
+    use incroos::boot::{
+        self, BootInfo, BootMode, CommandLine, Firmware, FramebufferKind, MemoryKind,
+    };
     use incroos::mm::layout;
-    use incroos::{console, kprintln, ktest, report};
+    use incroos::{console, kprintln, ktest, memory, report};
 
     // The boot stub. Constants shared with Rust are passed in by name, so
     // each is defined once (in mm::layout or boot) and named the same in asm.
@@ -85,6 +87,8 @@ mod kernel {
         cpu::set_exit_on_fatal(test_mode);
 
         report::boot(&info, u64::from(boot_info_phys));
+        let memory = init_memory(&info, u64::from(boot_info_phys), cmdline.pmm_max);
+        report::memory(&memory);
         kprintln!("boot took {} kcycles", (cpu::rdtsc() - boot_start) / 1000);
 
         if let Some(kind) = cmdline.crash {
@@ -101,6 +105,43 @@ mod kernel {
                 kprintln!("IncroOS is up. Nothing else to do yet: halting. (QEMU: Ctrl-A X quits)");
                 cpu::halt_forever()
             }
+        }
+    }
+
+    /// Brings up the memory manager in the design's order, timing each step.
+    /// A failure here is fatal: it is reported and the kernel stops.
+    fn init_memory(info: &BootInfo<'_>, info_phys: u64, pmm_max: Option<u64>) -> report::Memory {
+        let fail = |what: &str, error: &dyn core::fmt::Display| -> ! {
+            console::emergency(format_args!("IncroOS boot failed: {what}: {error}\n"));
+            cpu::fatal_stop()
+        };
+        let features = cpu::features();
+        let start = cpu::rdtsc();
+        let pool = memory::bootstrap::init(info)
+            .unwrap_or_else(|error| fail("bootstrap frame pool", &format_args!("{error:?}")));
+        let after_pool = cpu::rdtsc();
+        let ram_end = info
+            .memory_map()
+            .iter()
+            .filter(|region| region.kind == MemoryKind::Available)
+            .map(|region| region.end())
+            .max()
+            .unwrap_or(0);
+        let direct_map = memory::direct_map::init(ram_end, features.gigabyte_pages)
+            .unwrap_or_else(|error| fail("direct map", &error));
+        let after_direct_map = cpu::rdtsc();
+        let pmm = memory::pmm::init(info, info_phys, pmm_max)
+            .unwrap_or_else(|error| fail("physical memory manager", &error));
+        let after_pmm = cpu::rdtsc();
+        report::Memory {
+            pool,
+            direct_map,
+            pmm,
+            kcycles: [
+                (after_pool - start) / 1000,
+                (after_direct_map - after_pool) / 1000,
+                (after_pmm - after_direct_map) / 1000,
+            ],
         }
     }
 

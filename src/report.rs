@@ -3,7 +3,87 @@
 use crate::arch::x86_64::sections;
 use crate::boot::{BootInfo, Firmware};
 use crate::kprintln;
+use crate::memory::direct_map::DirectMap;
+use crate::memory::pmm;
+use crate::mm::layout::{DIRECT_MAP_OFFSET, PAGE_SIZE};
+use crate::mm::pmm::{ReservationKind, Stats};
 use crate::units::HumanSize;
+
+/// What memory initialisation produced, for the report.
+pub struct Memory {
+    /// Bootstrap pool counters right after it was built.
+    pub pool: Stats,
+    /// The direct map.
+    pub direct_map: DirectMap,
+    /// PMM counters right after it was built.
+    pub pmm: Stats,
+    /// Thousands of TSC cycles spent in: pool, direct map, PMM.
+    pub kcycles: [u64; 3],
+}
+
+fn frames(count: u64) -> HumanSize {
+    HumanSize(count * PAGE_SIZE)
+}
+
+/// Prints the memory manager's state after initialisation.
+pub fn memory(memory: &Memory) {
+    kprintln!();
+    kprintln!(
+        "bootstrap pool: {} frames ({}) in 0x10000-0x100000, {} used for page tables",
+        memory.pool.total,
+        frames(memory.pool.total),
+        memory.direct_map.table_frames
+    );
+    kprintln!(
+        "direct map:     {} of physical memory at {:#x}, {} pages, NX",
+        HumanSize(memory.direct_map.size),
+        DIRECT_MAP_OFFSET,
+        if memory.direct_map.gigabyte_pages {
+            "1 GiB"
+        } else {
+            "2 MiB"
+        }
+    );
+    let stats = pmm::stats();
+    kprintln!(
+        "PMM: {} frames ({}): {} free, {} used, {} reserved",
+        stats.total,
+        frames(stats.total),
+        stats.free,
+        stats.used,
+        stats.reserved
+    );
+    pmm::with(|allocator| {
+        for range in allocator.usable() {
+            kprintln!("  usable   {}  {:>10}", range, HumanSize(range.len()));
+        }
+        for reservation in allocator.reservations() {
+            kprintln!(
+                "  reserved {}  {:>10}  {}",
+                reservation.range,
+                HumanSize(reservation.range.len()),
+                reservation.kind.name()
+            );
+        }
+        for kind in ReservationKind::ALL {
+            let count = allocator.reserved_frames(kind);
+            if count > 0 {
+                kprintln!("  {} frames reserved for the {}", count, kind.name());
+            }
+        }
+        kprintln!(
+            "  largest free run: {} frames ({})",
+            allocator.largest_free_run(),
+            frames(allocator.largest_free_run())
+        );
+    });
+    kprintln!(
+        "init: bootstrap pool {} kcycles, direct map {} kcycles, PMM {} kcycles",
+        memory.kcycles[0],
+        memory.kcycles[1],
+        memory.kcycles[2]
+    );
+}
 
 /// Prints firmware, bootloader, command line, the memory map as a table and
 /// the kernel image's sections.

@@ -7,6 +7,7 @@
 //! timeout; a panic or an unexpected CPU exception ends the run as failed.
 
 mod boot_tests;
+mod pmm_tests;
 mod selftest;
 
 pub use selftest::crash;
@@ -132,7 +133,10 @@ fn all_tests(filter: Option<&str>) -> impl Iterator<Item = &'static Test> {
         Some(filter) if filter.starts_with(selftest::PREFIX) => selftest::TESTS,
         _ => &[],
     };
-    boot_tests::TESTS.iter().chain(self_checks)
+    boot_tests::TESTS
+        .iter()
+        .chain(pmm_tests::TESTS)
+        .chain(self_checks)
 }
 
 /// Runs the tests whose name contains `filter` (all if `None`) and exits

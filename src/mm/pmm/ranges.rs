@@ -200,6 +200,24 @@ impl<const N: usize> RangeSet<N> {
         self.len = kept;
     }
 
+    /// Keeps only the lowest `bytes` bytes of the set.
+    pub fn keep_lowest(&mut self, bytes: u64) {
+        let mut left = bytes;
+        let mut kept = 0;
+        for index in 0..self.len {
+            if left == 0 {
+                break;
+            }
+            let range = &mut self.ranges[index];
+            if range.len() > left {
+                range.end = range.start + left;
+            }
+            left -= range.len();
+            kept += 1;
+        }
+        self.len = kept;
+    }
+
     /// Rounds every range inward to whole pages, dropping those with none.
     pub fn shrink_to_pages(&mut self) {
         let mut kept = 0;

@@ -98,6 +98,22 @@ fn clips_to_the_window() {
     assert_eq!(set.total() / PAGE_SIZE, 7680);
 }
 
+#[test]
+fn keeps_the_lowest_bytes() {
+    let mut set = RangeSet::<4>::new();
+    set.add(r(0x20_0000, 0x30_0000)).unwrap();
+    set.add(r(0x40_0000, 0x80_0000)).unwrap();
+    set.keep_lowest(0x18_0000);
+    assert_eq!(
+        set.as_slice(),
+        &[r(0x20_0000, 0x30_0000), r(0x40_0000, 0x48_0000)]
+    );
+    set.keep_lowest(u64::MAX);
+    assert_eq!(set.total(), 0x18_0000);
+    set.keep_lowest(0);
+    assert!(set.as_slice().is_empty());
+}
+
 proptest! {
     /// Every byte of the result is page-aligned, inside the window, inside
     /// a usable entry and outside every reserved entry; every whole page

@@ -1,0 +1,201 @@
+//! In-kernel tests of the physical memory manager on the real memory map.
+
+use core::ptr;
+
+use x86_64::PhysAddr;
+
+use super::{Context, Test, TestResult};
+use crate::arch::x86_64::{cpu, sections};
+use crate::boot::{CommandLine, MemoryKind};
+use crate::memory::{bootstrap, phys_to_virt, pmm};
+use crate::mm::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, PMM_START};
+use crate::mm::pmm::PhysRange;
+use crate::mm::MmError;
+use crate::{kassert, kassert_eq, kprintln};
+
+/// The PMM tests.
+pub static TESTS: &[Test] = &[
+    Test {
+        name: "pmm::total_matches_the_memory_map",
+        run: total_matches_the_memory_map,
+    },
+    Test {
+        name: "pmm::exhaust_every_frame_twice",
+        run: exhaust_every_frame_twice,
+    },
+    Test {
+        name: "pmm::bad_frees_report_and_change_nothing",
+        run: bad_frees_report_and_change_nothing,
+    },
+    Test {
+        name: "pmm::contiguous_2mib_run_is_aligned",
+        run: contiguous_2mib_run_is_aligned,
+    },
+    Test {
+        name: "pmm::alloc_zeroed_clears_old_data",
+        run: alloc_zeroed_clears_old_data,
+    },
+    Test {
+        name: "pmm::bootstrap_pool_is_accounted",
+        run: bootstrap_pool_is_accounted,
+    },
+];
+
+fn total_matches_the_memory_map(context: &Context<'_>) -> TestResult {
+    let limit = CommandLine::parse(context.boot_info.cmdline).pmm_max;
+    let stats = pmm::stats();
+    kprintln!("    PMM manages {} frames", stats.total);
+    if let Some(limit) = limit {
+        // pmm.max=SIZE manages exactly SIZE bytes when RAM allows.
+        kassert_eq!(stats.total, limit / PAGE_SIZE);
+        return Ok(());
+    }
+    // Without overlapping map entries (true of QEMU's firmware), the PMM
+    // total is each available region's whole pages at or above 0x200000.
+    let expected: u64 = context
+        .boot_info
+        .memory_map()
+        .iter()
+        .filter(|region| region.kind == MemoryKind::Available)
+        .map(|region| {
+            let start = region.start.max(PMM_START).next_multiple_of(PAGE_SIZE);
+            let end = region.end() - region.end() % PAGE_SIZE;
+            end.saturating_sub(start) / PAGE_SIZE
+        })
+        .sum();
+    kassert_eq!(stats.total, expected);
+    kassert_eq!(stats.free + stats.used + stats.reserved, stats.total);
+    Ok(())
+}
+
+/// Allocates until the PMM is empty, chaining the frames through their own
+/// first words, then frees them all; twice. Each frame is stamped with a
+/// per-round marker, so a frame handed out twice is caught.
+fn exhaust_every_frame_twice(_: &Context<'_>) -> TestResult {
+    let initial = pmm::stats();
+    for round in 0..2u64 {
+        let marker = 0x5EED_0000_0000_0000 ^ (cpu::rdtsc() << 8) ^ round;
+        let mut head = 0u64; // physical address of the last frame, 0 = none
+        let mut count = 0u64;
+        while let Some(frame) = pmm::alloc_page() {
+            let address = frame.start_address();
+            kassert!(address.as_u64() >= PMM_START, "frame below 0x200000");
+            let reserved = pmm::with(|p| p.reservation_at(address.as_u64()).is_some());
+            kassert!(reserved == Some(false), "a reserved frame was handed out");
+            let words = phys_to_virt(address).as_mut_ptr::<u64>();
+            // SAFETY: the frame is RAM we own until freed, direct-mapped.
+            let stamp = unsafe { ptr::read_volatile(words.add(1)) };
+            kassert!(stamp != marker ^ address.as_u64(), "frame handed out twice");
+            // SAFETY: as above.
+            unsafe {
+                ptr::write_volatile(words, head);
+                ptr::write_volatile(words.add(1), marker ^ address.as_u64());
+            }
+            head = address.as_u64();
+            count += 1;
+        }
+        kassert_eq!(count, initial.free);
+        kassert_eq!(pmm::stats().free, 0);
+        kassert_eq!(pmm::alloc_contiguous(1, 1), Err(MmError::OutOfFrames));
+        while head != 0 {
+            let address = PhysAddr::new(head);
+            // SAFETY: `head` is a frame this test allocated and chained.
+            head = unsafe { ptr::read_volatile(phys_to_virt(address).as_ptr::<u64>()) };
+            kassert!(
+                pmm::free_page(address).is_ok(),
+                "freeing an allocated frame failed"
+            );
+        }
+        kassert_eq!(pmm::stats(), initial);
+    }
+    Ok(())
+}
+
+fn bad_frees_report_and_change_nothing(_: &Context<'_>) -> TestResult {
+    let frame = pmm::alloc_page().ok_or(super::Failure {
+        message: "no frame",
+        file: file!(),
+        line: line!(),
+    })?;
+    let address = frame.start_address();
+    let before = pmm::stats();
+    let bitmap = pmm::with(|p| {
+        p.reservations()
+            .find(|r| r.kind == crate::mm::pmm::ReservationKind::PmmBitmap)
+            .map(|r| r.range)
+    })
+    .flatten()
+    .unwrap_or(PhysRange::default());
+    let cases = [
+        (address + 8u64, MmError::Misaligned),
+        (
+            PhysAddr::new(sections::kernel_image().start),
+            MmError::OutOfRange,
+        ),
+        (PhysAddr::new(0x7FFF_F000_0000), MmError::OutOfRange),
+        (PhysAddr::new(bitmap.start), MmError::FrameReserved),
+        (address + PAGE_SIZE * 7, MmError::FrameAlreadyFree),
+    ];
+    for (bad, error) in cases {
+        kassert_eq!(pmm::free_page(bad), Err(error));
+        kassert_eq!(pmm::stats(), before);
+    }
+    kassert_eq!(pmm::free_page(address), Ok(()));
+    // Double free: an error, and the counts stay.
+    let after = pmm::stats();
+    kassert_eq!(pmm::free_page(address), Err(MmError::FrameAlreadyFree));
+    kassert_eq!(pmm::stats(), after);
+    Ok(())
+}
+
+fn contiguous_2mib_run_is_aligned(_: &Context<'_>) -> TestResult {
+    let before = pmm::stats();
+    let run = pmm::alloc_contiguous(512, 512);
+    kassert!(run.is_ok(), "no 2 MiB-aligned run of 512 frames");
+    let first = run.map(|f| f.start_address()).unwrap_or(PhysAddr::zero());
+    kassert_eq!(first.as_u64() % HUGE_PAGE_SIZE, 0);
+    kassert_eq!(pmm::stats().used, before.used + 512);
+    // Write the last byte of the run through the direct map.
+    let last = phys_to_virt(first + (HUGE_PAGE_SIZE - 1)).as_mut_ptr::<u8>();
+    // SAFETY: inside the run we own, direct-mapped.
+    unsafe { ptr::write_volatile(last, 0xA5) };
+    kassert_eq!(pmm::free_contiguous(first, 512), Ok(()));
+    kassert_eq!(pmm::stats(), before);
+    Ok(())
+}
+
+fn alloc_zeroed_clears_old_data(_: &Context<'_>) -> TestResult {
+    let frame = pmm::alloc_page().map(|f| f.start_address());
+    kassert!(frame.is_some(), "no frame");
+    let address = frame.unwrap_or(PhysAddr::zero());
+    let bytes = phys_to_virt(address).as_mut_ptr::<u8>();
+    // SAFETY: the frame is ours until freed below.
+    unsafe { ptr::write_bytes(bytes, 0xCC, PAGE_SIZE as usize) };
+    kassert_eq!(pmm::free_page(address), Ok(()));
+    // Lowest-first allocation hands the same frame back.
+    let again = pmm::alloc_zeroed().map(|f| f.start_address());
+    kassert_eq!(again, Some(address));
+    // SAFETY: the frame is ours again.
+    let all_zero =
+        (0..PAGE_SIZE as usize).all(|i| unsafe { ptr::read_volatile(bytes.add(i)) } == 0);
+    kassert!(all_zero, "alloc_zeroed returned old data");
+    kassert_eq!(pmm::free_page(address), Ok(()));
+    Ok(())
+}
+
+fn bootstrap_pool_is_accounted(_: &Context<'_>) -> TestResult {
+    let stats = bootstrap::stats();
+    kassert!(stats.is_some(), "pool not initialised");
+    let stats = stats.unwrap_or(pmm::stats());
+    kassert!(stats.total > 0);
+    kassert_eq!(stats.free + stats.used + stats.reserved, stats.total);
+    // The direct map's tables are the pool's only users so far.
+    kassert!(stats.used >= 1, "direct map tables not counted");
+    let frame = bootstrap::alloc_zeroed().map(|f| f.start_address());
+    kassert!(frame.is_some_and(|f| f.as_u64() >= 0x1_0000 && f.as_u64() < 0x10_0000));
+    let frame = frame.unwrap_or(PhysAddr::zero());
+    kassert_eq!(bootstrap::free(frame), Ok(()));
+    kassert_eq!(bootstrap::free(frame), Err(MmError::FrameAlreadyFree));
+    kassert_eq!(bootstrap::stats(), Some(stats));
+    Ok(())
+}

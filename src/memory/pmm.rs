@@ -1,0 +1,226 @@
+//! The global physical memory manager: a [`FrameAllocator`] over all usable
+//! RAM at or above 0x200000, behind an interrupt-safe lock.
+
+use core::fmt;
+
+use x86_64::structures::paging::{PhysFrame, Size4KiB};
+use x86_64::PhysAddr;
+
+use super::phys_to_virt;
+use crate::arch::x86_64::sections;
+use crate::boot::{BootInfo, FramebufferKind, MemoryKind};
+use crate::mm::layout::{BOOT_PML4, BOOT_TABLES_END, PAGE_SIZE, PMM_START};
+use crate::mm::pmm::{
+    find_free_space, usable_ranges, FrameAllocator, MapEntry, PhysRange, Reservation,
+    ReservationKind, Stats, MAX_RANGES,
+};
+use crate::mm::MmError;
+use crate::sync::IrqMutex;
+use crate::units::HumanSize;
+
+/// The kernel refuses to run with less managed RAM than this (the heap
+/// alone may grow to 16 MiB).
+pub const MIN_MANAGED_BYTES: u64 = 16 << 20;
+
+static PMM: IrqMutex<Option<FrameAllocator<'static>>> = IrqMutex::new(None);
+
+/// Why the PMM could not start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PmmInitError {
+    /// Less usable RAM than [`MIN_MANAGED_BYTES`].
+    NotEnoughMemory {
+        /// Usable bytes found at or above 0x200000.
+        found: u64,
+    },
+    /// The memory map needs more than `MAX_RANGES` usable ranges.
+    TooFragmented,
+    /// No room for the bitmap outside the reservations.
+    NoRoomForBitmap,
+    /// More reservations than the allocator tracks.
+    TooManyReservations,
+}
+
+impl fmt::Display for PmmInitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PmmInitError::NotEnoughMemory { found } => write!(
+                f,
+                "not enough memory: {} usable at or above 0x200000, the kernel needs at least {}",
+                HumanSize(*found),
+                HumanSize(MIN_MANAGED_BYTES)
+            ),
+            PmmInitError::TooFragmented => write!(
+                f,
+                "memory map too fragmented: more than {MAX_RANGES} usable ranges"
+            ),
+            PmmInitError::NoRoomForBitmap => f.write_str("no free space for the PMM bitmap"),
+            PmmInitError::TooManyReservations => f.write_str("too many memory reservations"),
+        }
+    }
+}
+
+/// What the kernel keeps out of the allocator, given the boot information.
+fn reservations(info: &BootInfo<'_>, info_phys: u64) -> ([Reservation; 24], usize) {
+    let mut list = [Reservation {
+        range: PhysRange::default(),
+        kind: ReservationKind::Other,
+    }; 24];
+    let mut count = 0;
+    let mut push = |range: PhysRange, kind| {
+        if count < list.len() && !range.is_empty() {
+            list[count] = Reservation { range, kind };
+            count += 1;
+        }
+    };
+    let image = sections::kernel_image();
+    push(
+        PhysRange {
+            start: image.start,
+            end: image.end,
+        },
+        ReservationKind::KernelImage,
+    );
+    push(
+        PhysRange {
+            start: BOOT_PML4,
+            end: BOOT_TABLES_END,
+        },
+        ReservationKind::BootPageTables,
+    );
+    push(
+        PhysRange::from_len(info_phys, info.total_size as u64),
+        ReservationKind::BootInfo,
+    );
+    for module in info.modules() {
+        push(
+            PhysRange {
+                start: module.start,
+                end: module.end,
+            },
+            ReservationKind::BootModule,
+        );
+    }
+    if let Some(framebuffer) = info.framebuffer {
+        if framebuffer.kind != FramebufferKind::EgaText {
+            push(
+                PhysRange::from_len(framebuffer.address, framebuffer.size()),
+                ReservationKind::Framebuffer,
+            );
+        }
+    }
+    (list, count)
+}
+
+/// Builds the PMM from the memory map. `limit` is `pmm.max`: manage at most
+/// that many bytes. Needs the direct map (the bitmap is reached through it).
+pub fn init(
+    info: &BootInfo<'_>,
+    info_phys: u64,
+    limit: Option<u64>,
+) -> Result<Stats, PmmInitError> {
+    let entries = info.memory_map().iter().map(|region| MapEntry {
+        start: region.start,
+        len: region.len,
+        usable: region.kind == MemoryKind::Available,
+    });
+    let window = PhysRange {
+        start: PMM_START,
+        end: u64::MAX,
+    };
+    let mut usable =
+        usable_ranges::<MAX_RANGES>(entries, window).map_err(|_| PmmInitError::TooFragmented)?;
+    if let Some(limit) = limit {
+        usable.keep_lowest(limit - limit % PAGE_SIZE);
+    }
+    if usable.total() < MIN_MANAGED_BYTES {
+        return Err(PmmInitError::NotEnoughMemory {
+            found: usable.total(),
+        });
+    }
+
+    let (mut list, mut count) = reservations(info, info_phys);
+    let words = FrameAllocator::storage_words_for(&usable);
+    let bitmap = find_free_space(&usable, &list[..count], words as u64 * 8)
+        .ok_or(PmmInitError::NoRoomForBitmap)?;
+    if count == list.len() {
+        return Err(PmmInitError::TooManyReservations);
+    }
+    list[count] = Reservation {
+        range: bitmap,
+        kind: ReservationKind::PmmBitmap,
+    };
+    count += 1;
+
+    let pointer = phys_to_virt(PhysAddr::new(bitmap.start)).as_mut_ptr::<u64>();
+    // SAFETY: `bitmap` is usable RAM (inside `usable`), overlaps no other
+    // reservation, is mapped through the direct map, and is reserved in the
+    // allocator built here, so nothing else will ever be given these bytes.
+    let storage = unsafe { core::slice::from_raw_parts_mut(pointer, words) };
+    let allocator = FrameAllocator::new(usable, &list[..count], storage)
+        .map_err(|_| PmmInitError::TooManyReservations)?;
+    let stats = allocator.stats();
+    *PMM.lock() = Some(allocator);
+    Ok(stats)
+}
+
+/// Runs `f` on the allocator, under its lock. `None` before `init`.
+pub fn with<R>(f: impl FnOnce(&mut FrameAllocator<'static>) -> R) -> Option<R> {
+    PMM.lock().as_mut().map(f)
+}
+
+/// Allocates a frame (the design's `pmm_alloc_page`).
+pub fn alloc_page() -> Option<PhysFrame<Size4KiB>> {
+    with(FrameAllocator::alloc_page).flatten()
+}
+
+/// Allocates a frame filled with zeros.
+pub fn alloc_zeroed() -> Option<PhysFrame<Size4KiB>> {
+    let frame = alloc_page()?;
+    // SAFETY: the frame is RAM, mapped by the direct map, and was just
+    // handed to us exclusively.
+    unsafe {
+        core::ptr::write_bytes(
+            phys_to_virt(frame.start_address()).as_mut_ptr::<u8>(),
+            0,
+            PAGE_SIZE as usize,
+        )
+    };
+    Some(frame)
+}
+
+/// Returns a frame (the design's `pmm_free_page`). Misuse is logged and
+/// returned as an error; nothing changes.
+pub fn free_page(address: PhysAddr) -> Result<(), MmError> {
+    let result = with(|pmm| pmm.free_page(address)).unwrap_or(Err(MmError::OutOfRange));
+    if let Err(error) = result {
+        log::warn!("pmm: free_page({:#x}) refused: {error}", address.as_u64());
+    }
+    result
+}
+
+/// Allocates `count` contiguous frames aligned to `align` frames.
+pub fn alloc_contiguous(count: usize, align: usize) -> Result<PhysFrame<Size4KiB>, MmError> {
+    with(|pmm| pmm.alloc_contiguous(count, align)).unwrap_or(Err(MmError::OutOfFrames))
+}
+
+/// Returns `count` contiguous frames.
+pub fn free_contiguous(first: PhysAddr, count: usize) -> Result<(), MmError> {
+    let result = with(|pmm| pmm.free_contiguous(first, count)).unwrap_or(Err(MmError::OutOfRange));
+    if let Err(error) = result {
+        log::warn!(
+            "pmm: free_contiguous({:#x}, {count}) refused: {error}",
+            first.as_u64()
+        );
+    }
+    result
+}
+
+/// Counters (zero before `init`).
+pub fn stats() -> Stats {
+    with(|pmm| pmm.stats()).unwrap_or(Stats {
+        total: 0,
+        free: 0,
+        used: 0,
+        reserved: 0,
+    })
+}
