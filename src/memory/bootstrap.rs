@@ -51,10 +51,11 @@ pub fn init(info: &BootInfo<'_>) -> Result<Stats, PoolError> {
     if STORAGE_TAKEN.swap(true, Ordering::SeqCst) {
         return Err(PoolError::AlreadyInitialised);
     }
+    let storage = &raw mut STORAGE;
     // SAFETY: the swap above lets exactly one caller reach this line, so
     // this is the only reference to STORAGE ever made; it goes to the pool
     // allocator for the rest of the kernel's life.
-    let words: &'static mut [u64; POOL_WORDS] = unsafe { &mut *(&raw mut STORAGE) };
+    let words: &'static mut [u64; POOL_WORDS] = unsafe { &mut *storage };
     let allocator =
         FrameAllocator::new(usable, &[], words).map_err(|_| PoolError::NoUsableMemory)?;
     let stats = allocator.stats();
