@@ -21,7 +21,7 @@ DISPLAY_ARGS = $(if $(DISPLAY),,-display none)
 
 KERNEL_SOURCES := $(shell find src asm -type f) linker.ld build.rs Cargo.toml Cargo.lock
 
-.PHONY: all deps kernel iso run run-uefi debug gdb test test-host test-boot test-gdb clean
+.PHONY: all deps kernel iso run run-uefi debug gdb test test-host test-boot test-gdb bench clean
 
 all: iso
 
@@ -125,6 +125,11 @@ test-boot: $(TEST_ISOS)
 # The gdb workflow of `make debug` + `make gdb`, checked in batch mode.
 test-gdb: $(ISO)
 	@scripts/gdb-test.sh $(ISO)
+
+# Host benchmarks (release build): each prints ratios against a baseline
+# measured in the same run. Not part of `make test`.
+bench: deps
+	$(CARGO) host-bench
 
 clean:
 	$(CARGO) clean

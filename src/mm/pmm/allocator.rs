@@ -115,7 +115,8 @@ pub struct FrameAllocator<'a> {
     /// Physical address of bitmap bit 0.
     base: u64,
     usable: RangeSet<MAX_RANGES>,
-    reservations: [Option<Reservation>; MAX_RESERVATIONS],
+    reservations: [Reservation; MAX_RESERVATIONS],
+    reservation_count: usize,
     stats: Stats,
 }
 
@@ -151,7 +152,11 @@ impl<'a> FrameAllocator<'a> {
             bitmap,
             base: span.start,
             usable,
-            reservations: [None; MAX_RESERVATIONS],
+            reservations: [Reservation {
+                range: PhysRange { start: 0, end: 0 },
+                kind: ReservationKind::Other,
+            }; MAX_RESERVATIONS],
+            reservation_count: reservations.len(),
             stats: Stats {
                 total: usable.total() / PAGE_SIZE,
                 free: 0,
@@ -165,9 +170,7 @@ impl<'a> FrameAllocator<'a> {
                 .bitmap
                 .set_range(first, range.pages() as usize, false);
         }
-        for (slot, reservation) in allocator.reservations.iter_mut().zip(reservations) {
-            *slot = Some(*reservation);
-        }
+        allocator.reservations[..reservations.len()].copy_from_slice(reservations);
         for reservation in reservations {
             for range in usable.as_slice() {
                 let kept = outward_to_pages(reservation.range).intersect(range);
@@ -195,6 +198,7 @@ impl<'a> FrameAllocator<'a> {
     }
 
     /// Allocates the lowest free frame.
+    #[inline]
     pub fn alloc_page(&mut self) -> Option<PhysFrame<Size4KiB>> {
         let index = self.bitmap.first_free()?;
         self.bitmap.set_used(index);
@@ -225,6 +229,7 @@ impl<'a> FrameAllocator<'a> {
 
     /// Returns a frame. Errors (and changes nothing) if the address is
     /// misaligned, outside usable memory, reserved or already free.
+    #[inline]
     pub fn free_page(&mut self, address: PhysAddr) -> Result<(), MmError> {
         let index = self.check_allocated(address)?;
         self.bitmap.set_free(index);
@@ -273,16 +278,14 @@ impl<'a> FrameAllocator<'a> {
 
     /// The reservation covering `address`, if any.
     pub fn reservation_at(&self, address: u64) -> Option<Reservation> {
-        self.reservations
-            .iter()
-            .flatten()
+        self.reservations()
             .find(|reservation| outward_to_pages(reservation.range).contains(address))
             .copied()
     }
 
     /// The reservations, as registered.
     pub fn reservations(&self) -> impl Iterator<Item = &Reservation> {
-        self.reservations.iter().flatten()
+        self.reservations[..self.reservation_count].iter()
     }
 
     /// Usable frames inside reservations of `kind`.
