@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod layout;
+pub mod paging;
 pub mod pmm;
 
 pub use error::MmError;
