@@ -133,6 +133,9 @@ mod kernel {
         let pmm = memory::pmm::init(info, info_phys, pmm_max)
             .unwrap_or_else(|error| fail("physical memory manager", &error));
         let after_pmm = cpu::rdtsc();
+        memory::vmm::init(features.gigabyte_pages);
+        memory::vmm::protect_kernel().unwrap_or_else(|error| fail("kernel W^X remap", &error));
+        let after_vmm = cpu::rdtsc();
         report::Memory {
             pool,
             direct_map,
@@ -141,6 +144,7 @@ mod kernel {
                 (after_pool - start) / 1000,
                 (after_direct_map - after_pool) / 1000,
                 (after_pmm - after_direct_map) / 1000,
+                (after_vmm - after_pmm) / 1000,
             ],
         }
     }

@@ -4,8 +4,9 @@ use crate::arch::x86_64::sections;
 use crate::boot::{BootInfo, Firmware};
 use crate::kprintln;
 use crate::memory::direct_map::DirectMap;
-use crate::memory::pmm;
+use crate::memory::{pmm, vmm};
 use crate::mm::layout::{DIRECT_MAP_OFFSET, PAGE_SIZE};
+use crate::mm::paging::{NX, WRITABLE};
 use crate::mm::pmm::{ReservationKind, Stats};
 use crate::units::HumanSize;
 
@@ -17,8 +18,8 @@ pub struct Memory {
     pub direct_map: DirectMap,
     /// PMM counters right after it was built.
     pub pmm: Stats,
-    /// Thousands of TSC cycles spent in: pool, direct map, PMM.
-    pub kcycles: [u64; 3],
+    /// Thousands of TSC cycles spent in: pool, direct map, PMM, VMM.
+    pub kcycles: [u64; 4],
 }
 
 fn frames(count: u64) -> HumanSize {
@@ -77,11 +78,40 @@ pub fn memory(memory: &Memory) {
             frames(allocator.largest_free_run())
         );
     });
+    kprintln!();
     kprintln!(
-        "init: bootstrap pool {} kcycles, direct map {} kcycles, PMM {} kcycles",
+        "VMM: PML4 at {:#x}, {} page tables",
+        vmm::current_cr3().start_address().as_u64(),
+        vmm::table_count()
+    );
+    kprintln!("  kernel sections as mapped (checked in the page tables):");
+    for section in sections::kernel_sections() {
+        let flags = vmm::translate(section.span.start).map(|t| t.flags);
+        let access = match flags {
+            Some(flags) => {
+                let w = if flags.contains(WRITABLE) { "w" } else { "-" };
+                let x = if flags.contains(NX) { "-" } else { "x" };
+                (w, x)
+            }
+            None => ("?", "?"),
+        };
+        kprintln!(
+            "    {:<8} {}  r{}{}",
+            section.name,
+            section.span.start_end(),
+            access.0,
+            access.1
+        );
+    }
+    kprintln!("  low 2 MiB (identity) and direct map, as runs:");
+    vmm::mappings(0, 0x20_0000, |run| kprintln!("    {run}"));
+    vmm::mappings(DIRECT_MAP_OFFSET, u64::MAX, |run| kprintln!("    {run}"));
+    kprintln!(
+        "init: bootstrap pool {} kcycles, direct map {} kcycles, PMM {} kcycles, VMM {} kcycles",
         memory.kcycles[0],
         memory.kcycles[1],
-        memory.kcycles[2]
+        memory.kcycles[2],
+        memory.kcycles[3]
     );
 }
 

@@ -404,6 +404,14 @@ fn validate_tags(bytes: &[u8]) -> Result<(), BootInfoError> {
         let valid = match tag {
             tag_type::END => return Ok(()),
             tag_type::MODULE => size >= 16,
+            // Fixed-size tags: the crate asserts their exact size when read.
+            4 | 12 | 20 => size == 16,
+            5 => size == 20,
+            10 => size == 28,
+            11 | 19 | 21 => size == 12,
+            18 => size == 8,
+            // The EFI memory map: descriptor size and version, then descriptors.
+            17 => size >= 16,
             tag_type::MEMORY_MAP => {
                 size >= MEMORY_MAP_HEADER
                     && read_u32(body, 8) == Some(MEMORY_MAP_ENTRY as u32)

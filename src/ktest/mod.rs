@@ -9,6 +9,7 @@
 mod boot_tests;
 mod pmm_tests;
 mod selftest;
+mod vmm_tests;
 
 pub use selftest::crash;
 
@@ -136,6 +137,7 @@ fn all_tests(filter: Option<&str>) -> impl Iterator<Item = &'static Test> {
     boot_tests::TESTS
         .iter()
         .chain(pmm_tests::TESTS)
+        .chain(vmm_tests::TESTS)
         .chain(self_checks)
 }
 

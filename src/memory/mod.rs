@@ -6,14 +6,20 @@
 //! 2. [`direct_map`]: all RAM mapped at `DIRECT_MAP_OFFSET`, its page
 //!    tables taken from the bootstrap pool;
 //! 3. [`pmm`]: the frame allocator over all usable RAM from 0x200000, its
-//!    bitmap reached through the direct map.
+//!    bitmap reached through the direct map;
+//! 4. [`vmm`]: the page-table tree in CR3, tables from the PMM; then W^X on
+//!    the kernel image.
 //!
-//! Lock order: bootstrap pool, then PMM (then, later, page tables, then
-//! heap). No path takes them in the other order.
+//! Lock order, outermost first: heap, VMM, PMM, bootstrap pool. A holder
+//! may take a lock further down the list, never one further up: the VMM
+//! calls the PMM (and the pool) for table frames while holding its lock;
+//! the heap calls the VMM to grow; neither the PMM nor the VMM ever
+//! allocates from the heap. Each lock disables interrupts while held.
 
 pub mod bootstrap;
 pub mod direct_map;
 pub mod pmm;
+pub mod vmm;
 
 use x86_64::{PhysAddr, VirtAddr};
 

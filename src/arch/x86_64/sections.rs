@@ -20,6 +20,17 @@ impl Span {
         self.end - self.start
     }
 
+    /// `start-end` in hex, for reports.
+    pub fn start_end(&self) -> impl core::fmt::Display {
+        struct Bounds(u64, u64);
+        impl core::fmt::Display for Bounds {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                write!(f, "{:#010x}-{:#010x}", self.0, self.1)
+            }
+        }
+        Bounds(self.start, self.end)
+    }
+
     /// Whether the span is empty.
     pub fn is_empty(&self) -> bool {
         self.start == self.end

@@ -101,6 +101,22 @@ fn qemu_like() -> Aligned {
         .finish()
 }
 
+/// What GRUB on UEFI adds: EFI system table, boot-services flag, EFI map.
+fn uefi_like() -> Aligned {
+    let mut efi_map = Vec::new();
+    efi_map.extend_from_slice(&48u32.to_le_bytes()); // descriptor size
+    efi_map.extend_from_slice(&1u32.to_le_bytes()); // descriptor version
+    efi_map.extend_from_slice(&[0u8; 48]); // one descriptor
+    Builder::new()
+        .string(1, "test")
+        .memory_map(&[(0x10_0000, 0x700_0000, 1)])
+        .tag(12, &0x7F00_0000u64.to_le_bytes())
+        .tag(18, &[])
+        .tag(17, &efi_map)
+        .tag(8, &rgb_framebuffer())
+        .finish()
+}
+
 /// A 1024x768x32 direct-colour framebuffer tag body (after the 8-byte header).
 fn rgb_framebuffer() -> Vec<u8> {
     let mut body = Vec::new();
@@ -363,10 +379,12 @@ mod fuzz {
 
         #[test]
         fn mutated_valid_structures_never_panic(
+            uefi in any::<bool>(),
             flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
             cut in any::<prop::sample::Index>(),
         ) {
-            let mut bytes = qemu_like().bytes().to_vec();
+            let seed = if uefi { uefi_like() } else { qemu_like() };
+            let mut bytes = seed.bytes().to_vec();
             for (index, value) in flips {
                 let at = index.index(bytes.len());
                 bytes[at] = value;

@@ -1,0 +1,352 @@
+//! In-kernel tests of the VMM: mappings on the live page tables, W^X,
+//! huge pages, table freeing, and error paths.
+
+use core::hint::black_box;
+use core::ptr;
+
+use x86_64::registers::control::Cr3;
+use x86_64::PhysAddr;
+
+use super::{Context, Failure, Test, TestResult};
+use crate::arch::x86_64::cpu;
+use crate::arch::x86_64::exceptions::{catch_fault, vector, CaughtFault};
+use crate::arch::x86_64::sections;
+use crate::memory::{phys_to_virt, pmm, vmm};
+use crate::mm::layout::{GIANT_PAGE_SIZE, HUGE_PAGE_SIZE, PAGE_SIZE};
+use crate::mm::paging::{PageSize, NX, PRESENT, WRITABLE};
+use crate::mm::MmError;
+use crate::{kassert, kassert_eq};
+
+/// A lower-half region nothing else uses, for test mappings.
+const TEST_AREA: u64 = 0x0000_6000_0000_0000;
+
+/// The VMM tests.
+pub static TESTS: &[Test] = &[
+    Test {
+        name: "vmm::map_write_read_back_unmap_faults",
+        run: map_write_read_back_unmap_faults,
+    },
+    Test {
+        name: "vmm::kernel_text_is_not_writable",
+        run: kernel_text_is_not_writable,
+    },
+    Test {
+        name: "vmm::rodata_is_not_writable",
+        run: rodata_is_not_writable,
+    },
+    Test {
+        name: "vmm::data_stack_and_nx_pages_do_not_execute",
+        run: data_stack_and_nx_pages_do_not_execute,
+    },
+    Test {
+        name: "vmm::huge_2mib_page_translates_every_offset",
+        run: huge_2mib_page_translates_every_offset,
+    },
+    Test {
+        name: "vmm::gigabyte_page_where_supported",
+        run: gigabyte_page_where_supported,
+    },
+    Test {
+        name: "vmm::ten_thousand_map_unmap_cycles_leak_nothing",
+        run: ten_thousand_cycles_leak_nothing,
+    },
+    Test {
+        name: "vmm::errors_are_distinct_and_change_nothing",
+        run: errors_are_distinct_and_change_nothing,
+    },
+    Test {
+        name: "vmm::cr3_holds_the_managed_pml4",
+        run: cr3_holds_the_managed_pml4,
+    },
+    Test {
+        name: "vmm::identity_map_is_trimmed",
+        run: identity_map_is_trimmed,
+    },
+];
+
+fn fail(message: &'static str) -> Failure {
+    Failure {
+        message,
+        file: file!(),
+        line: line!(),
+    }
+}
+
+/// Checks a caught page fault: address and error-code bits that must be set.
+fn expect_page_fault(fault: Option<CaughtFault>, address: u64, bits: u64) -> TestResult {
+    let fault = fault.ok_or(fail("the access did not fault"))?;
+    kassert_eq!(fault.vector, vector::PAGE_FAULT);
+    kassert_eq!(fault.address, address);
+    kassert_eq!(fault.error_code & bits, bits);
+    Ok(())
+}
+
+const PF_PRESENT: u64 = 1;
+const PF_WRITE: u64 = 1 << 1;
+const PF_FETCH: u64 = 1 << 4;
+
+fn map_write_read_back_unmap_faults(_: &Context<'_>) -> TestResult {
+    let before = pmm::stats();
+    let frame = pmm::alloc_page().ok_or(fail("no frame"))?.start_address();
+    let virt = TEST_AREA;
+    kassert_eq!(
+        vmm::map(virt, frame.as_u64(), PageSize::Size4KiB, WRITABLE | NX),
+        Ok(())
+    );
+    kassert_eq!(
+        vmm::translate(virt + 0x123).map(|t| t.phys.as_u64()),
+        Some(frame.as_u64() + 0x123)
+    );
+    // SAFETY: the page was just mapped to a frame we own.
+    unsafe { ptr::write_volatile(virt as *mut u64, 0x1DEA_5EED) };
+    // SAFETY: the same frame through the direct map.
+    let seen = unsafe { ptr::read_volatile(phys_to_virt(frame).as_ptr::<u64>()) };
+    kassert_eq!(seen, 0x1DEA_5EED);
+    kassert_eq!(vmm::unmap(virt), Ok((frame, PageSize::Size4KiB)));
+    let fault = catch_fault(|| {
+        // SAFETY: deliberately reads the page just unmapped; the fault is caught.
+        black_box(unsafe { ptr::read_volatile(virt as *const u64) });
+    });
+    expect_page_fault(fault, virt, 0)?;
+    kassert_eq!(fault.map(|f| f.error_code & PF_PRESENT), Some(0));
+    kassert_eq!(pmm::free_page(frame), Ok(()));
+    // The tables built for the test area were freed by the unmap.
+    kassert_eq!(pmm::stats(), before);
+    Ok(())
+}
+
+fn kernel_text_is_not_writable(_: &Context<'_>) -> TestResult {
+    let target = kernel_text_is_not_writable as *const () as u64;
+    let fault = catch_fault(|| {
+        // SAFETY: deliberately writes to kernel text; W^X makes it fault.
+        unsafe { ptr::write_volatile(black_box(target as *mut u8), 0x90) };
+    });
+    expect_page_fault(fault, target, PF_PRESENT | PF_WRITE)
+}
+
+static READ_ONLY: [u8; 16] = *b"read-only data!!";
+
+fn rodata_is_not_writable(_: &Context<'_>) -> TestResult {
+    let target = READ_ONLY.as_ptr() as u64;
+    let rodata = sections::kernel_sections()[1].span;
+    kassert!(rodata.contains(target), "test data is not in .rodata");
+    let fault = catch_fault(|| {
+        // SAFETY: deliberately writes to .rodata; the fault is caught.
+        unsafe { ptr::write_volatile(black_box(target as *mut u8), 0) };
+    });
+    expect_page_fault(fault, target, PF_PRESENT | PF_WRITE)?;
+    kassert_eq!(READ_ONLY[0], b'r');
+    Ok(())
+}
+
+/// Calls `address` as a function; the page must not be executable.
+fn call_at(address: u64) -> Option<CaughtFault> {
+    catch_fault(|| {
+        // SAFETY: not safe, on purpose: jumps to data, which W^X/NX turns
+        // into a page fault before any byte executes; the fault is caught.
+        let function: extern "C" fn() =
+            unsafe { core::mem::transmute(black_box(address) as usize) };
+        function();
+    })
+}
+
+static mut DATA_CODE: [u8; 16] = [0xC3; 16]; // `ret`
+
+fn data_stack_and_nx_pages_do_not_execute(_: &Context<'_>) -> TestResult {
+    let data = (&raw const DATA_CODE) as u64;
+    expect_page_fault(call_at(data), data, PF_PRESENT | PF_FETCH)?;
+
+    let stack_code = black_box([0xC3u8; 16]);
+    let stack = stack_code.as_ptr() as u64;
+    expect_page_fault(call_at(stack), stack, PF_PRESENT | PF_FETCH)?;
+
+    // A writable, no-execute page such as the heap's.
+    let frame = pmm::alloc_page().ok_or(fail("no frame"))?.start_address();
+    let virt = TEST_AREA + 0x10_0000;
+    kassert_eq!(
+        vmm::map(virt, frame.as_u64(), PageSize::Size4KiB, WRITABLE | NX),
+        Ok(())
+    );
+    // SAFETY: the page is mapped to our frame.
+    unsafe { ptr::write_bytes(virt as *mut u8, 0xC3, 16) };
+    let fault = call_at(virt);
+    kassert_eq!(vmm::unmap(virt).map(|(p, _)| p), Ok(frame));
+    kassert_eq!(pmm::free_page(frame), Ok(()));
+    expect_page_fault(fault, virt, PF_PRESENT | PF_FETCH)
+}
+
+fn huge_2mib_page_translates_every_offset(_: &Context<'_>) -> TestResult {
+    let before = pmm::stats();
+    let run = pmm::alloc_contiguous(512, 512).map_err(|_| fail("no 2 MiB run"))?;
+    let phys = run.start_address().as_u64();
+    let virt = TEST_AREA + 0x4000_0000;
+    kassert_eq!(
+        vmm::map(virt, phys, PageSize::Size2MiB, WRITABLE | NX),
+        Ok(())
+    );
+    for page in 0..512u64 {
+        let offset = page * PAGE_SIZE + (page * 8) % PAGE_SIZE;
+        let t = vmm::translate(virt + offset);
+        kassert_eq!(
+            t.map(|t| (t.phys.as_u64(), t.size)),
+            Some((phys + offset, PageSize::Size2MiB))
+        );
+    }
+    // Writes through the huge page land in the right frames.
+    // SAFETY: inside the 2 MiB page we own.
+    unsafe { ptr::write_volatile((virt + HUGE_PAGE_SIZE - 8) as *mut u64, 0xB16_F00D) };
+    // SAFETY: the same byte through the direct map.
+    let seen = unsafe {
+        ptr::read_volatile(phys_to_virt(PhysAddr::new(phys + HUGE_PAGE_SIZE - 8)).as_ptr::<u64>())
+    };
+    kassert_eq!(seen, 0xB16_F00D);
+    // A 4 KiB page inside the huge one is refused.
+    kassert_eq!(
+        vmm::map(virt + PAGE_SIZE, phys, PageSize::Size4KiB, WRITABLE | NX),
+        Err(MmError::HugePageConflict)
+    );
+    kassert_eq!(vmm::unmap(virt + PAGE_SIZE), Err(MmError::HugePageConflict));
+    kassert_eq!(
+        vmm::unmap(virt),
+        Ok((PhysAddr::new(phys), PageSize::Size2MiB))
+    );
+    kassert_eq!(pmm::free_contiguous(PhysAddr::new(phys), 512), Ok(()));
+    kassert_eq!(pmm::stats(), before);
+    Ok(())
+}
+
+fn gigabyte_page_where_supported(_: &Context<'_>) -> TestResult {
+    let virt = TEST_AREA + 0x80_0000_0000;
+    // Map the first GiB of physical memory (the kernel lives in it) again.
+    let result = vmm::map(virt, 0, PageSize::Size1GiB, NX);
+    if !cpu::features().gigabyte_pages {
+        kassert_eq!(result, Err(MmError::PageSizeUnsupported));
+        return Ok(());
+    }
+    kassert_eq!(result, Ok(()));
+    let kernel = sections::kernel_image().start;
+    let t = vmm::translate(virt + kernel);
+    kassert_eq!(
+        t.map(|t| (t.phys.as_u64(), t.size)),
+        Some((kernel, PageSize::Size1GiB))
+    );
+    kassert_eq!(
+        vmm::translate(virt + GIANT_PAGE_SIZE - 1).map(|t| t.phys.as_u64()),
+        Some(GIANT_PAGE_SIZE - 1)
+    );
+    // Reading the kernel through the new mapping sees the kernel's bytes.
+    // SAFETY: both addresses map the same physical byte of the image.
+    let (through, direct) = unsafe {
+        (
+            ptr::read_volatile((virt + kernel) as *const u32),
+            ptr::read_volatile(kernel as *const u32),
+        )
+    };
+    kassert_eq!(through, direct);
+    kassert_eq!(
+        vmm::unmap(virt).map(|(_, size)| size),
+        Ok(PageSize::Size1GiB)
+    );
+    Ok(())
+}
+
+fn ten_thousand_cycles_leak_nothing(_: &Context<'_>) -> TestResult {
+    let frame = pmm::alloc_page().ok_or(fail("no frame"))?.start_address();
+    let before = pmm::stats();
+    let tables = vmm::table_count();
+    for cycle in 0..10_000u64 {
+        // Spread over regions so each map needs new tables and each unmap frees them.
+        let virt = TEST_AREA + (cycle % 8) * GIANT_PAGE_SIZE * 512;
+        if vmm::map(virt, frame.as_u64(), PageSize::Size4KiB, WRITABLE | NX).is_err() {
+            return Err(fail("map failed"));
+        }
+        if vmm::unmap(virt).is_err() {
+            return Err(fail("unmap failed"));
+        }
+    }
+    kassert_eq!(pmm::stats(), before);
+    kassert_eq!(vmm::table_count(), tables);
+    kassert_eq!(pmm::free_page(frame), Ok(()));
+    Ok(())
+}
+
+fn errors_are_distinct_and_change_nothing(_: &Context<'_>) -> TestResult {
+    let frame = pmm::alloc_page()
+        .ok_or(fail("no frame"))?
+        .start_address()
+        .as_u64();
+    let virt = TEST_AREA + 0x20_0000;
+    kassert_eq!(
+        vmm::map(virt, frame, PageSize::Size4KiB, WRITABLE | NX),
+        Ok(())
+    );
+    let before = (pmm::stats(), vmm::table_count());
+    kassert_eq!(
+        vmm::map(virt, frame, PageSize::Size4KiB, NX),
+        Err(MmError::AlreadyMapped)
+    );
+    kassert_eq!(
+        vmm::map(virt + 0x800, frame, PageSize::Size4KiB, NX),
+        Err(MmError::Misaligned)
+    );
+    kassert_eq!(
+        vmm::map(virt + PAGE_SIZE, frame + 1, PageSize::Size4KiB, NX),
+        Err(MmError::Misaligned)
+    );
+    kassert_eq!(
+        vmm::map(0x8000_0000_0000, frame, PageSize::Size4KiB, NX),
+        Err(MmError::NonCanonical)
+    );
+    kassert_eq!(vmm::unmap(virt + PAGE_SIZE), Err(MmError::NotMapped));
+    kassert_eq!(
+        vmm::unmap(0xFFFF_0000_0000_0000),
+        Err(MmError::NonCanonical)
+    );
+    kassert_eq!(
+        vmm::update_flags(virt + PAGE_SIZE, NX),
+        Err(MmError::NotMapped)
+    );
+    kassert_eq!((pmm::stats(), vmm::table_count()), before);
+    kassert_eq!(
+        vmm::translate(virt).map(|t| t.flags.contains(PRESENT | WRITABLE | NX)),
+        Some(true)
+    );
+    kassert_eq!(vmm::unmap(virt).map(|(p, _)| p.as_u64()), Ok(frame));
+    kassert_eq!(vmm::unmap(virt), Err(MmError::NotMapped));
+    kassert_eq!(pmm::free_page(PhysAddr::new(frame)), Ok(()));
+    Ok(())
+}
+
+fn cr3_holds_the_managed_pml4(_: &Context<'_>) -> TestResult {
+    kassert_eq!(Some(Cr3::read().0), vmm::pml4());
+    kassert_eq!(vmm::current_cr3(), Cr3::read().0);
+    // The PML4 maps itself through the direct map.
+    let pml4 = vmm::current_cr3().start_address();
+    kassert_eq!(
+        vmm::translate(phys_to_virt(pml4).as_u64()).map(|t| t.phys),
+        Some(pml4)
+    );
+    Ok(())
+}
+
+fn identity_map_is_trimmed(_: &Context<'_>) -> TestResult {
+    let image = sections::kernel_image();
+    kassert!(vmm::translate(0).is_none(), "page 0 is mapped");
+    kassert!(
+        vmm::translate(image.end).is_none(),
+        "memory after the kernel is still identity-mapped"
+    );
+    kassert!(
+        vmm::translate(0x1F_F000).is_none(),
+        "the top of the low 2 MiB is still mapped"
+    );
+    kassert!(
+        vmm::translate(sections::boot_stack_guard().start).is_none(),
+        "stack guard page mapped"
+    );
+    kassert!(
+        vmm::translate(sections::double_fault_stack_guard().start).is_none(),
+        "IST guard mapped"
+    );
+    Ok(())
+}
