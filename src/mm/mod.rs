@@ -4,6 +4,7 @@
 //! only code that touches the machine lives in `crate::arch`.
 
 pub mod error;
+pub mod heap;
 pub mod layout;
 pub mod paging;
 pub mod pmm;

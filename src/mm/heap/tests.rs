@@ -1,0 +1,311 @@
+//! Host tests of the heap: unit tests of each path and a property test of
+//! random alloc/free/realloc sequences against a model.
+
+use std::alloc::{alloc, dealloc, Layout};
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::tlsf::bitmap_words;
+use super::*;
+use crate::mm::MmError;
+
+const MIB: usize = 1 << 20;
+
+/// Host memory for a heap of up to `max` bytes, `initial` of it "mapped";
+/// the grow hook maps more of the reservation, up to `max`.
+struct Arena {
+    base: *mut u8,
+    max: usize,
+    bitmaps: Vec<u64>,
+}
+
+struct Reserve {
+    limit: usize,
+    calls: usize,
+}
+
+impl Grow for Reserve {
+    fn grow(&mut self, end: usize, bytes: usize) -> bool {
+        assert_eq!(bytes % 4096, 0);
+        self.calls += 1;
+        end + bytes <= self.limit
+    }
+}
+
+impl Arena {
+    fn new(max: usize) -> Self {
+        // SAFETY: non-zero size, valid alignment.
+        let base = unsafe { alloc(Layout::from_size_align(max, 4096).unwrap()) };
+        assert!(!base.is_null());
+        Self {
+            base,
+            max,
+            bitmaps: vec![0; bitmap_words(max)],
+        }
+    }
+
+    fn heap(&mut self, initial: usize, poison: bool) -> Heap<'_, Reserve> {
+        let start = self.base as usize;
+        let grow = Reserve {
+            limit: start + self.max,
+            calls: 0,
+        };
+        // SAFETY: the arena owns [base, base + max) for the heap's lifetime
+        // (the heap borrows the arena), 4096-aligned.
+        unsafe { Heap::new(start, initial, self.max, grow, &mut self.bitmaps, poison) }.unwrap()
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { dealloc(self.base, Layout::from_size_align(self.max, 4096).unwrap()) };
+    }
+}
+
+fn layout(size: usize, align: usize) -> Layout {
+    Layout::from_size_align(size, align).unwrap()
+}
+
+#[test]
+fn allocates_aligned_disjoint_blocks_and_coalesces() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, false);
+    let a = heap.kmalloc(24).unwrap().as_ptr();
+    let b = heap.kmalloc(1000).unwrap().as_ptr();
+    let c = heap.alloc(layout(64, 4096)).unwrap().as_ptr();
+    assert_eq!(a as usize % 16, 0);
+    assert_eq!(b as usize % 16, 0);
+    assert_eq!(c as usize % 4096, 0);
+    assert!(heap.usable_size(a).unwrap() >= 24);
+    heap.verify().unwrap();
+    assert_eq!(heap.stats().live_allocations, 3);
+    for pointer in [b, a, c] {
+        heap.free(pointer).unwrap();
+        heap.verify().unwrap();
+    }
+    let stats = heap.stats();
+    assert_eq!((stats.used, stats.live_allocations), (0, 0));
+    // Everything coalesced back into one block.
+    assert_eq!(heap.largest_free_block(), MIB - 16);
+    let whole = heap.kmalloc(MIB - 32).unwrap();
+    heap.free(whole.as_ptr()).unwrap();
+}
+
+#[test]
+fn bad_frees_are_reported_and_change_nothing() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, true);
+    let a = heap.kmalloc(100).unwrap().as_ptr();
+    let b = heap.kmalloc(100).unwrap().as_ptr();
+    let before = heap.stats();
+    let mut on_stack = 0u64;
+    assert_eq!(
+        heap.free(&mut on_stack as *mut u64 as *mut u8),
+        Err(MmError::InvalidFree)
+    );
+    assert_eq!(heap.free(a.wrapping_add(16)), Err(MmError::InvalidFree));
+    assert_eq!(heap.free(a.wrapping_add(1)), Err(MmError::InvalidFree));
+    assert_eq!(heap.free(core::ptr::null_mut()), Err(MmError::InvalidFree));
+    assert_eq!(heap.stats(), before);
+    heap.free(a).unwrap();
+    let after = heap.stats();
+    assert_eq!(heap.free(a), Err(MmError::DoubleFree));
+    assert_eq!(heap.stats(), after);
+    heap.verify().unwrap();
+    // Poisoning filled the freed payload (past the free-list links).
+    // SAFETY: reading heap memory we manage; it is free, not unmapped.
+    let poisoned = unsafe { core::slice::from_raw_parts(a.add(24), 64) };
+    assert!(poisoned.iter().all(|&byte| byte == 0xDD));
+    heap.free(b).unwrap();
+    heap.verify().unwrap();
+}
+
+#[test]
+fn grows_in_steps_up_to_the_cap_then_fails_cleanly() {
+    let mut arena = Arena::new(4 * MIB);
+    let mut heap = arena.heap(64 * 1024, false);
+    let mut blocks = Vec::new();
+    loop {
+        match heap.kmalloc(30_000) {
+            Ok(pointer) => {
+                // SAFETY: a fresh 30,000-byte block.
+                unsafe { pointer.as_ptr().write_bytes(blocks.len() as u8, 30_000) };
+                blocks.push(pointer.as_ptr());
+            }
+            Err(error) => {
+                assert_eq!(error, MmError::HeapExhausted);
+                break;
+            }
+        }
+    }
+    assert_eq!(heap.stats().mapped, 4 * MIB);
+    assert_eq!(heap.growth_left(), 0);
+    assert!(
+        blocks.len() >= 135,
+        "only {} blocks fit in 4 MiB",
+        blocks.len()
+    );
+    heap.verify().unwrap();
+    // Earlier blocks are intact; small allocations still work after a free.
+    for (index, &pointer) in blocks.iter().enumerate() {
+        // SAFETY: a live block of 30,000 bytes.
+        let bytes = unsafe { core::slice::from_raw_parts(pointer, 30_000) };
+        assert!(bytes.iter().all(|&b| b == index as u8));
+    }
+    heap.free(blocks.pop().unwrap()).unwrap();
+    let small = heap.kmalloc(64).unwrap();
+    heap.free(small.as_ptr()).unwrap();
+    for pointer in blocks {
+        heap.free(pointer).unwrap();
+    }
+    heap.verify().unwrap();
+    assert_eq!(heap.largest_free_block(), 4 * MIB - 16);
+}
+
+#[test]
+fn absurd_requests_fail_without_panicking() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, false);
+    let before = heap.stats();
+    assert_eq!(heap.kmalloc(usize::MAX).err(), Some(MmError::HeapExhausted));
+    assert_eq!(
+        heap.kmalloc(usize::MAX - 8).err(),
+        Some(MmError::HeapExhausted)
+    );
+    assert_eq!(heap.kmalloc(2 * MIB).err(), Some(MmError::HeapExhausted));
+    assert_eq!(
+        heap.alloc(layout(8, 8192)).err(),
+        Some(MmError::InvalidArgument)
+    );
+    assert_eq!(
+        heap.alloc(layout(MIB, 4096)).err(),
+        Some(MmError::HeapExhausted)
+    );
+    assert_eq!(heap.stats().used, before.used);
+    // kmalloc(0) gives a valid, freeable minimum block.
+    let zero = heap.kmalloc(0).unwrap();
+    heap.free(zero.as_ptr()).unwrap();
+    heap.verify().unwrap();
+}
+
+#[test]
+fn realloc_grows_in_place_and_moves_when_needed() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, false);
+    let a = heap.kmalloc(100).unwrap().as_ptr();
+    // SAFETY: a live 100-byte block.
+    unsafe { a.write_bytes(7, 100) };
+    let grown = heap.realloc(a, layout(100, 16), 5000).unwrap().as_ptr();
+    assert_eq!(grown, a, "the free space after it is used in place");
+    let blocker = heap.kmalloc(16).unwrap().as_ptr();
+    let moved = heap
+        .realloc(grown, layout(5000, 16), 20_000)
+        .unwrap()
+        .as_ptr();
+    // SAFETY: a live block of at least 20,000 bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(moved, 100) };
+    assert!(bytes.iter().all(|&b| b == 7));
+    let shrunk = heap
+        .realloc(moved, layout(20_000, 16), 10)
+        .unwrap()
+        .as_ptr();
+    assert_eq!(shrunk, moved);
+    heap.verify().unwrap();
+    heap.free(shrunk).unwrap();
+    heap.free(blocker).unwrap();
+    heap.verify().unwrap();
+    assert_eq!(heap.stats().used, 0);
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Alloc(usize, u32),
+    Free(prop::sample::Index),
+    Realloc(prop::sample::Index, usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let size = prop_oneof![4 => 1usize..256, 3 => 256usize..4096, 1 => 4096usize..65_536];
+    prop_oneof![
+        5 => (size.clone(), 0u32..13).prop_map(|(s, a)| Op::Alloc(s, a)),
+        4 => any::<prop::sample::Index>().prop_map(Op::Free),
+        2 => (any::<prop::sample::Index>(), size).prop_map(|(i, s)| Op::Realloc(i, s)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn random_sequences_keep_every_invariant(ops in proptest::collection::vec(op(), 1..300)) {
+        let mut arena = Arena::new(2 * MIB);
+        let mut heap = arena.heap(64 * 1024, false);
+        // Model: payload address -> (size, align, fill byte).
+        let mut live: BTreeMap<usize, (usize, usize, u8)> = BTreeMap::new();
+        let mut fill = 0u8;
+        let (start, _) = heap.range();
+        for op in ops {
+            match op {
+                Op::Alloc(size, align_log) => {
+                    let align = 1usize << align_log;
+                    if let Ok(pointer) = heap.alloc(layout(size, align)) {
+                        let address = pointer.as_ptr() as usize;
+                        prop_assert_eq!(address % align.max(16), 0);
+                        prop_assert!(address >= start && address + size <= heap.range().1);
+                        if let Some((&below, &(below_size, _, _))) = live.range(..address).next_back() {
+                            prop_assert!(below + below_size <= address, "overlaps the block below");
+                        }
+                        if let Some((&above, _)) = live.range(address..).next() {
+                            prop_assert!(address + size <= above, "overlaps the block above");
+                        }
+                        fill = fill.wrapping_add(1);
+                        // SAFETY: a fresh block of `size` bytes.
+                        unsafe { pointer.as_ptr().write_bytes(fill, size) };
+                        live.insert(address, (size, align, fill));
+                    }
+                }
+                Op::Free(index) if !live.is_empty() => {
+                    let address = *live.keys().nth(index.index(live.len())).unwrap();
+                    let (size, _, byte) = live.remove(&address).unwrap();
+                    // SAFETY: a live block of `size` bytes.
+                    let bytes = unsafe { core::slice::from_raw_parts(address as *const u8, size) };
+                    prop_assert!(bytes.iter().all(|&b| b == byte), "block contents changed");
+                    heap.free(address as *mut u8).unwrap();
+                    prop_assert_eq!(heap.free(address as *mut u8), Err(MmError::DoubleFree));
+                }
+                Op::Realloc(index, new_size) if !live.is_empty() => {
+                    let address = *live.keys().nth(index.index(live.len())).unwrap();
+                    let (size, align, byte) = live[&address];
+                    if let Ok(pointer) = heap.realloc(address as *mut u8, layout(size, align), new_size) {
+                        live.remove(&address);
+                        let moved = pointer.as_ptr() as usize;
+                        prop_assert_eq!(moved % align.max(16), 0);
+                        let kept = size.min(new_size);
+                        // SAFETY: a live block of at least `new_size` bytes.
+                        let bytes = unsafe { core::slice::from_raw_parts(moved as *const u8, kept) };
+                        prop_assert!(bytes.iter().all(|&b| b == byte), "realloc lost data");
+                        // SAFETY: as above.
+                        unsafe { (moved as *mut u8).write_bytes(byte, new_size) };
+                        live.insert(moved, (new_size, align, byte));
+                    }
+                }
+                _ => {}
+            }
+            if let Err(problem) = heap.verify() {
+                return Err(TestCaseError::fail(problem));
+            }
+            prop_assert_eq!(heap.stats().live_allocations, live.len());
+        }
+        for &address in live.keys() {
+            heap.free(address as *mut u8).unwrap();
+        }
+        heap.verify().unwrap();
+        // Coalescing: one block spans the whole (grown) heap again.
+        let mapped = heap.stats().mapped;
+        prop_assert_eq!(heap.largest_free_block(), mapped - 16);
+        let whole = heap.kmalloc(mapped - 32);
+        prop_assert!(whole.is_ok());
+    }
+}

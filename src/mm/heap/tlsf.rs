@@ -1,0 +1,711 @@
+//! The TLSF heap. Memory layout of the managed range `[start, end)`:
+//!
+//! ```text
+//! start        start+8                                     end-8     end
+//!   | pad (8) | block | block | ... | block | sentinel header (size 0) |
+//! block at h (h = 8 mod 16):
+//!   h+0   header: size (multiple of 16, >= 32) | FREE | PREV_FREE
+//!   h+8   payload (16-aligned) ...            -- used block
+//!   h+8   next free block, h+16 previous free block,
+//!   h+size-8 footer = h                        -- free block
+//! ```
+//!
+//! Free blocks sit in segregated lists indexed by (first level = power of
+//! two, second level = 16 linear steps within it); two bitmaps find the
+//! smallest non-empty list that fits in O(1).
+
+use core::alloc::Layout;
+use core::ptr::{self, NonNull};
+
+use crate::mm::MmError;
+
+/// Largest supported alignment.
+pub const MAX_ALIGN: usize = 4096;
+
+const GRANULE: usize = 16;
+const HEADER: usize = 8;
+const MIN_BLOCK: usize = 32;
+const FREE: usize = 1;
+const PREV_FREE: usize = 2;
+const FLAGS: usize = FREE | PREV_FREE;
+
+/// Sizes below this are binned linearly, 16 bytes apart (first level 0).
+const SMALL_LIMIT: usize = 256;
+const SL_BITS: u32 = 4;
+const SL_COUNT: usize = 1 << SL_BITS;
+const FL_COUNT: usize = 28;
+/// Byte poisoned into freed memory when poisoning is on.
+const POISON: u8 = 0xDD;
+/// Growth happens in steps of at least this much.
+const MIN_GROWTH: usize = 64 * 1024;
+
+/// Maps more memory directly after the heap's current end.
+pub trait Grow {
+    /// Makes `[current_end, current_end + bytes)` usable; `false` if it
+    /// cannot. `bytes` is a multiple of 4096.
+    fn grow(&mut self, current_end: usize, bytes: usize) -> bool;
+}
+
+/// A heap that never grows.
+pub struct NoGrow;
+
+impl Grow for NoGrow {
+    fn grow(&mut self, _: usize, _: usize) -> bool {
+        false
+    }
+}
+
+/// Counters of the heap.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Bytes in allocated blocks (headers and rounding included).
+    pub used: usize,
+    /// Bytes in free blocks.
+    pub free: usize,
+    /// Bytes of the managed range (what is mapped).
+    pub mapped: usize,
+    /// Highest `used` ever seen.
+    pub peak_used: usize,
+    /// Blocks currently allocated.
+    pub live_allocations: usize,
+    /// Allocations ever made.
+    pub total_allocations: u64,
+    /// Failed allocations.
+    pub failed_allocations: u64,
+}
+
+/// The heap over `[start, end)`, growable to `start + max`.
+pub struct Heap<'a, G: Grow> {
+    start: usize,
+    end: usize,
+    max: usize,
+    grow: G,
+    fl_bitmap: u32,
+    sl_bitmap: [u16; FL_COUNT],
+    heads: [[usize; SL_COUNT]; FL_COUNT],
+    /// One bit per 16-byte granule: set where a live block's payload starts.
+    live: &'a mut [u64],
+    /// One bit per granule: set where a freed block's payload started, to
+    /// tell a double free from a wild pointer.
+    freed: &'a mut [u64],
+    poison: bool,
+    stats: HeapStats,
+}
+
+/// Bitmap words a heap of `max` bytes needs (for both bitmaps together).
+pub const fn bitmap_words(max: usize) -> usize {
+    2 * (max / GRANULE).div_ceil(64)
+}
+
+fn mapping(size: usize) -> (usize, usize) {
+    if size < SMALL_LIMIT {
+        (0, size / GRANULE)
+    } else {
+        let log = usize::BITS - 1 - size.leading_zeros();
+        let fl = (log - 7) as usize;
+        let sl = (size >> (log - SL_BITS)) & (SL_COUNT - 1);
+        (fl, sl)
+    }
+}
+
+/// Rounds a size up to the start of the next list, so that any block in
+/// the list found is large enough.
+fn round_to_list(size: usize) -> usize {
+    if size < SMALL_LIMIT {
+        size
+    } else {
+        let log = usize::BITS - 1 - size.leading_zeros();
+        let step = 1usize << (log - SL_BITS);
+        (size + step - 1) & !(step - 1)
+    }
+}
+
+impl<'a, G: Grow> Heap<'a, G> {
+    /// Bitmap words needed for a heap of `max` bytes.
+    pub const fn bitmap_words(max: usize) -> usize {
+        bitmap_words(max)
+    }
+
+    /// Creates a heap over `[start, start + size)` that may grow to
+    /// `start + max` through `grow`.
+    ///
+    /// # Safety
+    /// `[start, start + size)` must be writable memory owned by the heap for
+    /// as long as it exists, and so must every range `grow` reports as
+    /// usable. `start` must be 16-aligned, `size` and `max` multiples of
+    /// 4096 with `64 <= size <= max`, and `bitmaps` must hold
+    /// [`bitmap_words`]`(max)` words.
+    pub unsafe fn new(
+        start: usize,
+        size: usize,
+        max: usize,
+        grow: G,
+        bitmaps: &'a mut [u64],
+        poison: bool,
+    ) -> Result<Self, MmError> {
+        if !start.is_multiple_of(GRANULE)
+            || size < 64
+            || size > max
+            || !size.is_multiple_of(4096)
+            || !max.is_multiple_of(4096)
+        {
+            return Err(MmError::InvalidArgument);
+        }
+        let words = bitmap_words(max) / 2;
+        let bitmaps = bitmaps
+            .get_mut(..2 * words)
+            .ok_or(MmError::InvalidArgument)?;
+        bitmaps.fill(0);
+        let (live, freed) = bitmaps.split_at_mut(words);
+        let mut heap = Self {
+            start,
+            end: start + size,
+            max,
+            grow,
+            fl_bitmap: 0,
+            sl_bitmap: [0; FL_COUNT],
+            heads: [[0; SL_COUNT]; FL_COUNT],
+            live,
+            freed,
+            poison,
+            stats: HeapStats {
+                mapped: size,
+                ..HeapStats::default()
+            },
+        };
+        // One free block from start+8 to the sentinel at end-8.
+        let first = start + HEADER;
+        let block_size = size - GRANULE;
+        heap.set_header(first, block_size | FREE);
+        heap.set_header(heap.end - HEADER, PREV_FREE);
+        heap.set_footer(first, block_size);
+        heap.insert(first, block_size);
+        heap.stats.free = block_size;
+        Ok(heap)
+    }
+
+    // --- raw word access --------------------------------------------------
+
+    fn read(&self, address: usize) -> usize {
+        debug_assert!(address >= self.start && address + 8 <= self.end);
+        // SAFETY: callers only pass addresses of header, footer and link
+        // words inside `[start, end)`, which `new`'s contract makes
+        // writable memory owned by the heap; they are 8-aligned.
+        unsafe { ptr::read(address as *const usize) }
+    }
+
+    fn write(&mut self, address: usize, value: usize) {
+        debug_assert!(address >= self.start && address + 8 <= self.end);
+        // SAFETY: as in `read`.
+        unsafe { ptr::write(address as *mut usize, value) }
+    }
+
+    fn header(&self, block: usize) -> usize {
+        self.read(block)
+    }
+
+    fn set_header(&mut self, block: usize, value: usize) {
+        self.write(block, value);
+    }
+
+    fn size_of(&self, block: usize) -> usize {
+        self.header(block) & !FLAGS
+    }
+
+    fn set_footer(&mut self, block: usize, size: usize) {
+        self.write(block + size - HEADER, block);
+    }
+
+    fn next_free(&self, block: usize) -> usize {
+        self.read(block + 8)
+    }
+
+    fn prev_free(&self, block: usize) -> usize {
+        self.read(block + 16)
+    }
+
+    // --- live/freed bitmaps ----------------------------------------------
+
+    fn granule(&self, payload: usize) -> usize {
+        (payload - self.start) / GRANULE
+    }
+
+    fn bit(map: &[u64], index: usize) -> bool {
+        map[index / 64] & (1 << (index % 64)) != 0
+    }
+
+    fn set_bit(map: &mut [u64], index: usize, value: bool) {
+        if value {
+            map[index / 64] |= 1 << (index % 64);
+        } else {
+            map[index / 64] &= !(1 << (index % 64));
+        }
+    }
+
+    // --- free lists --------------------------------------------------------
+
+    fn insert(&mut self, block: usize, size: usize) {
+        let (fl, sl) = mapping(size);
+        let head = self.heads[fl][sl];
+        self.write(block + 8, head);
+        self.write(block + 16, 0);
+        if head != 0 {
+            self.write(head + 16, block);
+        }
+        self.heads[fl][sl] = block;
+        self.fl_bitmap |= 1 << fl;
+        self.sl_bitmap[fl] |= 1 << sl;
+    }
+
+    fn remove(&mut self, block: usize, size: usize) {
+        let (fl, sl) = mapping(size);
+        let (next, prev) = (self.next_free(block), self.prev_free(block));
+        if next != 0 {
+            self.write(next + 16, prev);
+        }
+        if prev != 0 {
+            self.write(prev + 8, next);
+        } else {
+            self.heads[fl][sl] = next;
+            if next == 0 {
+                self.sl_bitmap[fl] &= !(1 << sl);
+                if self.sl_bitmap[fl] == 0 {
+                    self.fl_bitmap &= !(1 << fl);
+                }
+            }
+        }
+    }
+
+    /// A free block of at least `size` bytes, removed from its list: O(1)
+    /// through the bitmaps; if no list is sure to fit, the first few blocks
+    /// of the list `size` itself falls in are tried (bounded by
+    /// `FALLBACK_SCAN`), which matters when memory is nearly full.
+    fn take_fitting(&mut self, size: usize) -> Option<usize> {
+        self.take_from_lists(size)
+            .or_else(|| self.take_by_scan(size))
+    }
+
+    fn take_by_scan(&mut self, size: usize) -> Option<usize> {
+        const FALLBACK_SCAN: usize = 32;
+        let (fl, sl) = mapping(size);
+        if fl >= FL_COUNT {
+            return None;
+        }
+        let mut block = self.heads[fl][sl];
+        for _ in 0..FALLBACK_SCAN {
+            if block == 0 {
+                return None;
+            }
+            let block_size = self.size_of(block);
+            if block_size >= size {
+                self.remove(block, block_size);
+                return Some(block);
+            }
+            block = self.next_free(block);
+        }
+        None
+    }
+
+    fn take_from_lists(&mut self, size: usize) -> Option<usize> {
+        let (fl, sl) = mapping(round_to_list(size));
+        if fl >= FL_COUNT {
+            return None;
+        }
+        let mut fl = fl;
+        let mut sl_map = self.sl_bitmap[fl] & (u16::MAX << sl);
+        if sl_map == 0 {
+            let fl_map = self.fl_bitmap & u32::MAX.checked_shl(fl as u32 + 1).unwrap_or(0);
+            if fl_map == 0 {
+                return None;
+            }
+            fl = fl_map.trailing_zeros() as usize;
+            sl_map = self.sl_bitmap[fl];
+        }
+        let sl = sl_map.trailing_zeros() as usize;
+        let block = self.heads[fl][sl];
+        let block_size = self.size_of(block);
+        self.remove(block, block_size);
+        Some(block)
+    }
+
+    // --- block surgery -----------------------------------------------------
+
+    /// Marks `block` (of `size`) used, splitting off a free tail beyond
+    /// `needed` when it is big enough to be a block.
+    fn use_block(&mut self, block: usize, size: usize, needed: usize) -> usize {
+        let prev_flag = self.header(block) & PREV_FREE;
+        let used = if size - needed >= MIN_BLOCK {
+            let tail = block + needed;
+            let tail_size = size - needed;
+            self.set_header(tail, tail_size | FREE);
+            self.set_footer(tail, tail_size);
+            self.insert(tail, tail_size);
+            // The block after the tail already has PREV_FREE set (the
+            // whole block was free).
+            needed
+        } else {
+            let next = block + size;
+            let flags = self.header(next) & !PREV_FREE;
+            self.set_header(next, flags);
+            size
+        };
+        self.set_header(block, used | prev_flag);
+        used
+    }
+
+    /// Returns a block to the free lists, merging it with free neighbours.
+    fn release(&mut self, block: usize) {
+        let mut block = block;
+        let mut size = self.size_of(block);
+        let next = block + size;
+        let next_header = self.header(next);
+        if next_header & FREE != 0 {
+            let next_size = next_header & !FLAGS;
+            self.remove(next, next_size);
+            size += next_size;
+        }
+        if self.header(block) & PREV_FREE != 0 {
+            let prev = self.read(block - HEADER);
+            let prev_size = self.size_of(prev);
+            self.remove(prev, prev_size);
+            block = prev;
+            size += prev_size;
+        }
+        let prev_flag = self.header(block) & PREV_FREE;
+        self.set_header(block, size | FREE | prev_flag);
+        self.set_footer(block, size);
+        let after = block + size;
+        let after_header = self.header(after);
+        self.set_header(after, after_header | PREV_FREE);
+        self.insert(block, size);
+    }
+
+    /// Grows the heap so that a free block of `size` bytes exists at its
+    /// end (merged with the free block already there, if any).
+    fn extend(&mut self, size: usize) -> bool {
+        let sentinel = self.end - HEADER;
+        let tail_free = if self.header(sentinel) & PREV_FREE != 0 {
+            self.size_of(self.read(sentinel - HEADER))
+        } else {
+            0
+        };
+        let short = size.saturating_sub(tail_free).max(MIN_BLOCK);
+        let room = self.start + self.max - self.end;
+        let bytes = (short + MIN_BLOCK)
+            .max(MIN_GROWTH)
+            .next_multiple_of(4096)
+            .min(room);
+        if bytes < short || !self.grow.grow(self.end, bytes) {
+            return false;
+        }
+        // The old sentinel becomes the header of the new block.
+        let block = self.end - HEADER;
+        let prev_flag = self.header(block) & PREV_FREE;
+        self.end += bytes;
+        self.set_header(block, bytes | prev_flag);
+        self.set_header(self.end - HEADER, 0);
+        self.stats.mapped += bytes;
+        self.stats.free += bytes;
+        self.release(block);
+        true
+    }
+
+    // --- public API --------------------------------------------------------
+
+    /// Block size needed for `bytes` of payload, or `None` if absurd.
+    fn block_size_for(bytes: usize) -> Option<usize> {
+        let size = bytes.checked_add(HEADER + GRANULE - 1)? & !(GRANULE - 1);
+        Some(size.max(MIN_BLOCK))
+    }
+
+    /// Allocates memory for `layout` (alignment up to [`MAX_ALIGN`]).
+    pub fn alloc(&mut self, layout: Layout) -> Result<NonNull<u8>, MmError> {
+        let result = self.alloc_inner(layout);
+        match result {
+            Ok(_) => self.stats.total_allocations += 1,
+            Err(_) => self.stats.failed_allocations += 1,
+        }
+        result
+    }
+
+    fn alloc_inner(&mut self, layout: Layout) -> Result<NonNull<u8>, MmError> {
+        if layout.align() > MAX_ALIGN {
+            return Err(MmError::InvalidArgument);
+        }
+        let needed = Self::block_size_for(layout.size()).ok_or(MmError::HeapExhausted)?;
+        if needed > self.max {
+            return Err(MmError::HeapExhausted);
+        }
+        let align = layout.align().max(GRANULE);
+        let search = if align > GRANULE {
+            needed + align + MIN_BLOCK
+        } else {
+            needed
+        };
+        let block = match self.take_fitting(search) {
+            Some(block) => block,
+            None => {
+                if !self.extend(search) {
+                    return Err(MmError::HeapExhausted);
+                }
+                self.take_fitting(search).ok_or(MmError::HeapExhausted)?
+            }
+        };
+        let mut block = block;
+        let mut size = self.size_of(block);
+        self.stats.free -= size;
+        if align > GRANULE && !(block + HEADER).is_multiple_of(align) {
+            // Split off a leading free block so the payload is aligned.
+            let payload = (block + HEADER + MIN_BLOCK).next_multiple_of(align);
+            let lead = payload - HEADER - block;
+            let prev_flag = self.header(block) & PREV_FREE;
+            self.set_header(block, lead | FREE | prev_flag);
+            self.set_footer(block, lead);
+            self.insert(block, lead);
+            self.stats.free += lead;
+            block += lead;
+            size -= lead;
+            self.set_header(block, size | PREV_FREE);
+        }
+        let used = self.use_block(block, size, needed);
+        self.stats.free += size - used;
+        self.stats.used += used;
+        self.stats.peak_used = self.stats.peak_used.max(self.stats.used);
+        self.stats.live_allocations += 1;
+        let payload = block + HEADER;
+        let granule = self.granule(payload);
+        Self::set_bit(self.live, granule, true);
+        Self::set_bit(self.freed, granule, false);
+        // SAFETY: payload lies inside the heap, so it is not null.
+        Ok(unsafe { NonNull::new_unchecked(payload as *mut u8) })
+    }
+
+    /// Allocates `size` bytes, 16-byte aligned (the design's `kmalloc`).
+    pub fn kmalloc(&mut self, size: usize) -> Result<NonNull<u8>, MmError> {
+        let layout = Layout::from_size_align(size, GRANULE).map_err(|_| MmError::HeapExhausted)?;
+        self.alloc(layout)
+    }
+
+    /// Checks that `pointer` is the payload of a live block; returns the block.
+    fn check_live(&self, pointer: *mut u8) -> Result<usize, MmError> {
+        let payload = pointer as usize;
+        if payload < self.start + HEADER || payload >= self.end || !payload.is_multiple_of(GRANULE)
+        {
+            return Err(MmError::InvalidFree);
+        }
+        let granule = self.granule(payload);
+        if Self::bit(self.live, granule) {
+            return Ok(payload - HEADER);
+        }
+        if Self::bit(self.freed, granule) {
+            Err(MmError::DoubleFree)
+        } else {
+            Err(MmError::InvalidFree)
+        }
+    }
+
+    /// Frees a block without knowing its layout (the design's `kfree`).
+    /// A pointer this heap did not return, or returned and already took
+    /// back, is an error and changes nothing.
+    pub fn free(&mut self, pointer: *mut u8) -> Result<(), MmError> {
+        let block = self.check_live(pointer)?;
+        let size = self.size_of(block);
+        let granule = self.granule(block + HEADER);
+        Self::set_bit(self.live, granule, false);
+        Self::set_bit(self.freed, granule, true);
+        if self.poison {
+            // SAFETY: the payload is inside the block we own until release.
+            unsafe { ptr::write_bytes((block + HEADER) as *mut u8, POISON, size - HEADER) };
+        }
+        self.stats.used -= size;
+        self.stats.free += size;
+        self.stats.live_allocations -= 1;
+        self.release(block);
+        Ok(())
+    }
+
+    /// Capacity of the live block at `pointer` (at least what was asked).
+    pub fn usable_size(&self, pointer: *mut u8) -> Result<usize, MmError> {
+        let block = self.check_live(pointer)?;
+        Ok(self.size_of(block) - HEADER)
+    }
+
+    /// Resizes the block at `pointer` to `new_size` bytes with `layout`'s
+    /// alignment: in place when the block or its free neighbour allows,
+    /// otherwise by moving (copying the old contents).
+    pub fn realloc(
+        &mut self,
+        pointer: *mut u8,
+        layout: Layout,
+        new_size: usize,
+    ) -> Result<NonNull<u8>, MmError> {
+        let block = self.check_live(pointer)?;
+        let size = self.size_of(block);
+        let needed = Self::block_size_for(new_size).ok_or(MmError::HeapExhausted)?;
+        if needed <= size {
+            self.shrink_in_place(block, size, needed);
+            // SAFETY: a live payload is never null.
+            return Ok(unsafe { NonNull::new_unchecked((block + HEADER) as *mut u8) });
+        }
+        let next = block + size;
+        let next_header = self.header(next);
+        if next_header & FREE != 0 && size + (next_header & !FLAGS) >= needed {
+            let next_size = next_header & !FLAGS;
+            self.remove(next, next_size);
+            self.stats.free -= next_size;
+            let prev_flag = self.header(block) & PREV_FREE;
+            self.set_header(block, (size + next_size) | prev_flag);
+            let after = block + size + next_size;
+            let after_header = self.header(after);
+            self.set_header(after, after_header & !PREV_FREE);
+            self.stats.used += next_size;
+            self.shrink_in_place(block, size + next_size, needed);
+            self.stats.peak_used = self.stats.peak_used.max(self.stats.used);
+            // SAFETY: a live payload is never null.
+            return Ok(unsafe { NonNull::new_unchecked((block + HEADER) as *mut u8) });
+        }
+        let new_layout = Layout::from_size_align(new_size, layout.align())
+            .map_err(|_| MmError::InvalidArgument)?;
+        let moved = self.alloc(new_layout)?;
+        // SAFETY: both blocks are live, distinct, and at least
+        // min(old capacity, new_size) bytes long.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                (block + HEADER) as *const u8,
+                moved.as_ptr(),
+                (size - HEADER).min(new_size),
+            );
+        }
+        self.free(pointer)?;
+        Ok(moved)
+    }
+
+    /// Cuts a used block of `size` down to `needed`, freeing the tail.
+    fn shrink_in_place(&mut self, block: usize, size: usize, needed: usize) {
+        if size - needed < MIN_BLOCK {
+            return;
+        }
+        let prev_flag = self.header(block) & PREV_FREE;
+        self.set_header(block, needed | prev_flag);
+        let tail = block + needed;
+        let tail_size = size - needed;
+        self.set_header(tail, tail_size); // used for a moment, then released
+        self.stats.used -= tail_size;
+        self.stats.free += tail_size;
+        self.release(tail);
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> HeapStats {
+        self.stats
+    }
+
+    /// Bytes the heap may still grow by.
+    pub fn growth_left(&self) -> usize {
+        self.start + self.max - self.end
+    }
+
+    /// The managed range `[start, end)`.
+    pub fn range(&self) -> (usize, usize) {
+        (self.start, self.end)
+    }
+
+    /// The largest free block's size (scans the highest non-empty list).
+    pub fn largest_free_block(&self) -> usize {
+        if self.fl_bitmap == 0 {
+            return 0;
+        }
+        let fl = 31 - self.fl_bitmap.leading_zeros() as usize;
+        let sl = 15 - self.sl_bitmap[fl].leading_zeros() as usize;
+        let mut block = self.heads[fl][sl];
+        let mut largest = 0;
+        while block != 0 {
+            largest = largest.max(self.size_of(block));
+            block = self.next_free(block);
+        }
+        largest
+    }
+
+    /// Checks every invariant; the first violation is returned as text.
+    pub fn verify(&self) -> Result<(), &'static str> {
+        let mut block = self.start + HEADER;
+        let (mut used, mut free, mut live, mut free_blocks) = (0, 0, 0, 0);
+        let mut prev_free = false;
+        while block < self.end - HEADER {
+            let header = self.header(block);
+            let size = header & !FLAGS;
+            if size < MIN_BLOCK || !size.is_multiple_of(GRANULE) || block + size > self.end - HEADER
+            {
+                return Err("block size out of bounds");
+            }
+            if (header & PREV_FREE != 0) != prev_free {
+                return Err("PREV_FREE flag disagrees with the previous block");
+            }
+            let is_free = header & FREE != 0;
+            if is_free && prev_free {
+                return Err("two adjacent free blocks (missed coalescing)");
+            }
+            let is_live = Self::bit(self.live, self.granule(block + HEADER));
+            if is_free == is_live {
+                return Err("live bitmap disagrees with the block's state");
+            }
+            if is_free {
+                if self.read(block + size - HEADER) != block {
+                    return Err("free block footer does not point at its header");
+                }
+                free += size;
+                free_blocks += 1;
+            } else {
+                used += size;
+                live += 1;
+            }
+            prev_free = is_free;
+            block += size;
+        }
+        if block != self.end - HEADER {
+            return Err("blocks do not end at the sentinel");
+        }
+        if (self.header(block) & PREV_FREE != 0) != prev_free || self.size_of(block) != 0 {
+            return Err("sentinel header is wrong");
+        }
+        if used != self.stats.used || free != self.stats.free || live != self.stats.live_allocations
+        {
+            return Err("counters disagree with the blocks");
+        }
+        if used + free + GRANULE != self.end - self.start
+            || self.stats.mapped != self.end - self.start
+        {
+            return Err("blocks do not cover the mapped range");
+        }
+        let mut listed = 0;
+        for fl in 0..FL_COUNT {
+            for sl in 0..SL_COUNT {
+                let mut block = self.heads[fl][sl];
+                let has_bit =
+                    self.fl_bitmap & (1 << fl) != 0 && self.sl_bitmap[fl] & (1 << sl) != 0;
+                if (block != 0) != has_bit {
+                    return Err("list bitmaps disagree with the lists");
+                }
+                let mut prev = 0;
+                while block != 0 {
+                    if self.header(block) & FREE == 0 || mapping(self.size_of(block)) != (fl, sl) {
+                        return Err("a listed block is not free or in the wrong list");
+                    }
+                    if self.prev_free(block) != prev {
+                        return Err("free list back link broken");
+                    }
+                    listed += 1;
+                    if listed > free_blocks {
+                        return Err("free lists hold more blocks than the heap");
+                    }
+                    prev = block;
+                    block = self.next_free(block);
+                }
+            }
+        }
+        if listed != free_blocks {
+            return Err("a free block is missing from the lists");
+        }
+        Ok(())
+    }
+}
