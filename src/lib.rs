@@ -8,6 +8,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
+#[cfg(target_os = "none")]
+extern crate alloc;
+
 pub mod boot;
 pub mod display;
 pub mod mm;

@@ -136,7 +136,10 @@ mod kernel {
         memory::vmm::init(features.gigabyte_pages);
         memory::vmm::protect_kernel().unwrap_or_else(|error| fail("kernel W^X remap", &error));
         let after_vmm = cpu::rdtsc();
+        let heap = memory::heap::init().unwrap_or_else(|error| fail("kernel heap", &error));
+        let after_heap = cpu::rdtsc();
         report::Memory {
+            heap,
             pool,
             direct_map,
             pmm,
@@ -145,6 +148,7 @@ mod kernel {
                 (after_direct_map - after_pool) / 1000,
                 (after_pmm - after_direct_map) / 1000,
                 (after_vmm - after_pmm) / 1000,
+                (after_heap - after_vmm) / 1000,
             ],
         }
     }

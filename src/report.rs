@@ -4,8 +4,9 @@ use crate::arch::x86_64::sections;
 use crate::boot::{BootInfo, Firmware};
 use crate::kprintln;
 use crate::memory::direct_map::DirectMap;
-use crate::memory::{pmm, vmm};
-use crate::mm::layout::{DIRECT_MAP_OFFSET, PAGE_SIZE};
+use crate::memory::{heap, pmm, vmm};
+use crate::mm::heap::HeapStats;
+use crate::mm::layout::{DIRECT_MAP_OFFSET, HEAP_MAX_SIZE, HEAP_START, PAGE_SIZE};
 use crate::mm::paging::{NX, WRITABLE};
 use crate::mm::pmm::{ReservationKind, Stats};
 use crate::units::HumanSize;
@@ -18,8 +19,10 @@ pub struct Memory {
     pub direct_map: DirectMap,
     /// PMM counters right after it was built.
     pub pmm: Stats,
-    /// Thousands of TSC cycles spent in: pool, direct map, PMM, VMM.
-    pub kcycles: [u64; 4],
+    /// Heap counters right after it was built.
+    pub heap: HeapStats,
+    /// Thousands of TSC cycles spent in: pool, direct map, PMM, VMM, heap.
+    pub kcycles: [u64; 5],
 }
 
 fn frames(count: u64) -> HumanSize {
@@ -106,12 +109,32 @@ pub fn memory(memory: &Memory) {
     kprintln!("  low 2 MiB (identity) and direct map, as runs:");
     vmm::mappings(0, 0x20_0000, |run| kprintln!("    {run}"));
     vmm::mappings(DIRECT_MAP_OFFSET, u64::MAX, |run| kprintln!("    {run}"));
+    let heap = heap::stats();
+    kprintln!();
     kprintln!(
-        "init: bootstrap pool {} kcycles, direct map {} kcycles, PMM {} kcycles, VMM {} kcycles",
+        "heap: {:#x}, {} mapped (grows to {}), {} used, {} free, largest free block {}, peak {}, {} live / {} total allocations",
+        HEAP_START,
+        HumanSize(heap.mapped as u64),
+        HumanSize(HEAP_MAX_SIZE),
+        HumanSize(heap.used as u64),
+        HumanSize(heap.free as u64),
+        HumanSize(heap::largest_free_block() as u64),
+        HumanSize(heap.peak_used as u64),
+        heap.live_allocations,
+        heap.total_allocations
+    );
+    kprintln!(
+        "  at init: {} mapped, {} free",
+        HumanSize(memory.heap.mapped as u64),
+        HumanSize(memory.heap.free as u64)
+    );
+    kprintln!(
+        "init: bootstrap pool {} kcycles, direct map {} kcycles, PMM {} kcycles, VMM {} kcycles, heap {} kcycles",
         memory.kcycles[0],
         memory.kcycles[1],
         memory.kcycles[2],
-        memory.kcycles[3]
+        memory.kcycles[3],
+        memory.kcycles[4]
     );
 }
 

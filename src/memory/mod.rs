@@ -8,7 +8,9 @@
 //! 3. [`pmm`]: the frame allocator over all usable RAM from 0x200000, its
 //!    bitmap reached through the direct map;
 //! 4. [`vmm`]: the page-table tree in CR3, tables from the PMM; then W^X on
-//!    the kernel image.
+//!    the kernel image;
+//! 5. [`heap`]: `kmalloc`/`kfree` and Rust's `alloc`, growing through the
+//!    VMM and the PMM.
 //!
 //! Lock order, outermost first: heap, VMM, PMM, bootstrap pool. A holder
 //! may take a lock further down the list, never one further up: the VMM
@@ -18,6 +20,7 @@
 
 pub mod bootstrap;
 pub mod direct_map;
+pub mod heap;
 pub mod pmm;
 pub mod vmm;
 

@@ -1,0 +1,212 @@
+//! In-kernel tests of the heap: Rust collections, growth to the cap,
+//! reuse, and bad frees.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::hint::black_box;
+
+use super::{Context, Test, TestResult};
+use crate::memory::{heap, pmm};
+use crate::mm::layout::{HEAP_INITIAL_SIZE, HEAP_MAX_SIZE, HEAP_START};
+use crate::mm::MmError;
+use crate::{kassert, kassert_eq, kprintln};
+
+/// The heap tests.
+pub static TESTS: &[Test] = &[
+    Test {
+        name: "heap::box_vec_string_btreemap",
+        run: box_vec_string_btreemap,
+    },
+    Test {
+        name: "heap::vec_of_several_mib_grows_the_heap",
+        run: vec_of_several_mib_grows_the_heap,
+    },
+    Test {
+        name: "heap::growth_stops_at_16_mib_and_heap_keeps_working",
+        run: growth_stops_at_the_cap,
+    },
+    Test {
+        name: "heap::short_lived_allocations_far_beyond_16_mib_reuse_memory",
+        run: short_lived_allocations_reuse_memory,
+    },
+    Test {
+        name: "heap::double_and_foreign_frees_are_detected",
+        run: double_and_foreign_frees_are_detected,
+    },
+];
+
+fn box_vec_string_btreemap(_: &Context<'_>) -> TestResult {
+    let before = heap::stats();
+    {
+        let boxed = Box::new(0x1234_5678u64);
+        kassert_eq!(*boxed, 0x1234_5678);
+        let address = &*boxed as *const u64 as u64;
+        kassert!(
+            (HEAP_START..HEAP_START + HEAP_MAX_SIZE).contains(&address),
+            "Box not on the heap"
+        );
+        let squares: Vec<u64> = (0..1000).map(|n| n * n).collect();
+        kassert_eq!(squares.iter().sum::<u64>(), 332_833_500);
+        let mut text = String::from("Incro");
+        text.push_str("OS");
+        kassert_eq!(text.as_str(), "IncroOS");
+        let mut map = BTreeMap::new();
+        for key in 0..500u32 {
+            map.insert(key, key * 2);
+        }
+        kassert_eq!(map.get(&250), Some(&500));
+        kassert_eq!(heap::verify(), Ok(()));
+    }
+    let after = heap::stats();
+    kassert_eq!(after.used, before.used);
+    kassert_eq!(after.live_allocations, before.live_allocations);
+    Ok(())
+}
+
+fn vec_of_several_mib_grows_the_heap(_: &Context<'_>) -> TestResult {
+    let before = heap::stats();
+    let words = 3 * 1024 * 1024 / 8;
+    let mut big: Vec<u64> = Vec::new();
+    for n in 0..words as u64 {
+        big.push(n ^ 0xA5A5);
+    }
+    let grown = heap::stats();
+    kprintln!(
+        "    heap mapped {} KiB -> {} KiB",
+        before.mapped >> 10,
+        grown.mapped >> 10
+    );
+    kassert!(
+        grown.mapped > HEAP_INITIAL_SIZE as usize,
+        "heap did not grow past 1 MiB"
+    );
+    kassert!(
+        big.iter().enumerate().all(|(n, &v)| v == n as u64 ^ 0xA5A5),
+        "contents changed while growing"
+    );
+    drop(big);
+    kassert_eq!(heap::stats().used, before.used);
+    kassert_eq!(heap::verify(), Ok(()));
+    Ok(())
+}
+
+fn growth_stops_at_the_cap(_: &Context<'_>) -> TestResult {
+    let before = heap::stats();
+    let frames_before = pmm::stats().free;
+    const BLOCK: usize = 64 * 1024;
+    let mut blocks: [*mut u8; 300] = [core::ptr::null_mut(); 300];
+    let mut count = 0;
+    while count < blocks.len() {
+        let pointer = heap::kmalloc(BLOCK);
+        if pointer.is_null() {
+            break;
+        }
+        // SAFETY: a fresh block of BLOCK bytes.
+        unsafe { pointer.write_bytes(count as u8, BLOCK) };
+        blocks[count] = pointer;
+        count += 1;
+    }
+    // Smaller blocks fill what is left, up to the last mappable page.
+    let mut small_blocks: [*mut u8; 128] = [core::ptr::null_mut(); 128];
+    let mut small_count = 0;
+    while small_count < small_blocks.len() {
+        let pointer = heap::kmalloc(1024);
+        if pointer.is_null() {
+            break;
+        }
+        small_blocks[small_count] = pointer;
+        small_count += 1;
+    }
+    let full = heap::stats();
+    kprintln!(
+        "    {count} blocks of 64 KiB, then {small_count} of 1 KiB before kmalloc returned null; mapped {} KiB",
+        full.mapped >> 10
+    );
+    kassert_eq!(full.mapped, HEAP_MAX_SIZE as usize);
+    kassert!(count >= 240, "far fewer 64 KiB blocks than 16 MiB holds");
+    kassert!(
+        count < blocks.len() && small_count < small_blocks.len(),
+        "the cap was never reached"
+    );
+    kassert!(heap::kmalloc(BLOCK).is_null());
+    for &pointer in &small_blocks[..small_count] {
+        kassert_eq!(heap::kfree(pointer), Ok(()));
+    }
+    // Earlier blocks are intact.
+    for (index, &pointer) in blocks[..count].iter().enumerate() {
+        // SAFETY: live blocks of BLOCK bytes.
+        let bytes = unsafe { core::slice::from_raw_parts(pointer, BLOCK) };
+        kassert!(
+            bytes.iter().all(|&b| b == index as u8),
+            "a block changed after the heap filled up"
+        );
+    }
+    // Small allocations still succeed once something is freed.
+    kassert_eq!(heap::kfree(blocks[count - 1]), Ok(()));
+    let small = heap::kmalloc(100);
+    kassert!(!small.is_null(), "small allocation failed after a free");
+    kassert_eq!(heap::kfree(small), Ok(()));
+    for &pointer in &blocks[..count - 1] {
+        kassert_eq!(heap::kfree(pointer), Ok(()));
+    }
+    let after = heap::stats();
+    kassert_eq!(after.used, before.used);
+    kassert_eq!(heap::verify(), Ok(()));
+    // The heap keeps its mapped pages; their frames came from the PMM.
+    let grown_frames = (after.mapped - before.mapped) as u64 / 4096;
+    kassert!(
+        frames_before - pmm::stats().free >= grown_frames,
+        "growth did not take PMM frames"
+    );
+    Ok(())
+}
+
+fn short_lived_allocations_reuse_memory(_: &Context<'_>) -> TestResult {
+    let before = heap::stats();
+    let mut total = 0usize;
+    let mut size = 16usize;
+    while total < 64 * 1024 * 1024 {
+        let pointer = heap::kmalloc(black_box(size));
+        kassert!(!pointer.is_null(), "short-lived allocation failed");
+        // SAFETY: a fresh block of `size` bytes; touching it keeps the
+        // optimiser from removing the allocation.
+        unsafe { pointer.write_volatile(size as u8) };
+        kassert_eq!(heap::kfree(black_box(pointer)), Ok(()));
+        total += size;
+        size = (size * 7 + 13) % 20_000 + 16;
+    }
+    let after = heap::stats();
+    kassert_eq!(after.used, before.used);
+    kassert!(after.mapped <= HEAP_MAX_SIZE as usize);
+    kassert!(after.total_allocations > before.total_allocations + 1000);
+    Ok(())
+}
+
+fn double_and_foreign_frees_are_detected(_: &Context<'_>) -> TestResult {
+    let pointer = heap::kmalloc(256);
+    kassert!(!pointer.is_null());
+    kassert_eq!(heap::kfree(pointer), Ok(()));
+    let before = heap::stats();
+    kassert_eq!(heap::kfree(pointer), Err(MmError::DoubleFree));
+    let mut local = 0u64;
+    kassert_eq!(
+        heap::kfree(&mut local as *mut u64 as *mut u8),
+        Err(MmError::InvalidFree)
+    );
+    let live = heap::kmalloc(256);
+    // An interior pointer is refused; it counts as a double free if an
+    // earlier block started (and was freed) exactly there.
+    let interior = heap::kfree(live.wrapping_add(32));
+    kassert!(matches!(
+        interior,
+        Err(MmError::InvalidFree | MmError::DoubleFree)
+    ));
+    kassert_eq!(heap::kfree(core::ptr::null_mut()), Ok(()));
+    kassert_eq!(heap::kfree(live), Ok(()));
+    kassert_eq!(heap::stats().used, before.used);
+    kassert_eq!(heap::stats().live_allocations, before.live_allocations);
+    kassert_eq!(heap::verify(), Ok(()));
+    Ok(())
+}
