@@ -38,6 +38,12 @@ const FL_COUNT: usize = 28;
 const POISON: u8 = 0xDD;
 /// Growth happens in steps of at least this much.
 const MIN_GROWTH: usize = 64 * 1024;
+/// Freed blocks smaller than this go to a per-size quick list (LIFO, not
+/// coalesced) for O(1) reuse; one list per 16-byte size step.
+const QUICK_LIMIT: usize = 512;
+const QUICK_LISTS: usize = QUICK_LIMIT / GRANULE;
+/// Most blocks kept in one quick list; beyond that frees coalesce.
+const QUICK_DEPTH: u16 = 64;
 
 /// Maps more memory directly after the heap's current end.
 pub trait Grow {
@@ -88,6 +94,10 @@ pub struct Heap<'a, G: Grow> {
     /// One bit per granule: set where a freed block's payload started, to
     /// tell a double free from a wild pointer.
     freed: &'a mut [u64],
+    /// Quick lists: freed small blocks, still marked used for the TLSF
+    /// part, linked through their first payload word.
+    quick: [usize; QUICK_LISTS],
+    quick_depth: [u16; QUICK_LISTS],
     poison: bool,
     stats: HeapStats,
 }
@@ -167,6 +177,8 @@ impl<'a, G: Grow> Heap<'a, G> {
             heads: [[0; SL_COUNT]; FL_COUNT],
             live,
             freed,
+            quick: [0; QUICK_LISTS],
+            quick_depth: [0; QUICK_LISTS],
             poison,
             stats: HeapStats {
                 mapped: size,
@@ -307,6 +319,14 @@ impl<'a, G: Grow> Heap<'a, G> {
     }
 
     fn take_from_lists(&mut self, size: usize) -> Option<usize> {
+        let block = self.find_in_lists(size)?;
+        let block_size = self.size_of(block);
+        self.remove(block, block_size);
+        Some(block)
+    }
+
+    /// The head of the smallest list whose blocks all hold `size` bytes.
+    fn find_in_lists(&self, size: usize) -> Option<usize> {
         let (fl, sl) = mapping(round_to_list(size));
         if fl >= FL_COUNT {
             return None;
@@ -322,10 +342,7 @@ impl<'a, G: Grow> Heap<'a, G> {
             sl_map = self.sl_bitmap[fl];
         }
         let sl = sl_map.trailing_zeros() as usize;
-        let block = self.heads[fl][sl];
-        let block_size = self.size_of(block);
-        self.remove(block, block_size);
-        Some(block)
+        Some(self.heads[fl][sl])
     }
 
     // --- block surgery -----------------------------------------------------
@@ -437,6 +454,11 @@ impl<'a, G: Grow> Heap<'a, G> {
             return Err(MmError::HeapExhausted);
         }
         let align = layout.align().max(GRANULE);
+        if align == GRANULE && needed < QUICK_LIMIT {
+            if let Some(block) = self.pop_quick(needed) {
+                return Ok(self.hand_out(block, needed));
+            }
+        }
         let search = if align > GRANULE {
             needed + align + MIN_BLOCK
         } else {
@@ -445,10 +467,17 @@ impl<'a, G: Grow> Heap<'a, G> {
         let block = match self.take_fitting(search) {
             Some(block) => block,
             None => {
-                if !self.extend(search) {
-                    return Err(MmError::HeapExhausted);
+                // Cached small blocks may coalesce into what is needed.
+                self.flush_quick();
+                match self.take_fitting(search) {
+                    Some(block) => block,
+                    None => {
+                        if !self.extend(search) {
+                            return Err(MmError::HeapExhausted);
+                        }
+                        self.take_fitting(search).ok_or(MmError::HeapExhausted)?
+                    }
                 }
-                self.take_fitting(search).ok_or(MmError::HeapExhausted)?
             }
         };
         let mut block = block;
@@ -469,7 +498,12 @@ impl<'a, G: Grow> Heap<'a, G> {
         }
         let used = self.use_block(block, size, needed);
         self.stats.free += size - used;
-        self.stats.used += used;
+        Ok(self.hand_out(block, used))
+    }
+
+    /// Books a used block of `size` as live and returns its payload.
+    fn hand_out(&mut self, block: usize, size: usize) -> NonNull<u8> {
+        self.stats.used += size;
         self.stats.peak_used = self.stats.peak_used.max(self.stats.used);
         self.stats.live_allocations += 1;
         let payload = block + HEADER;
@@ -477,7 +511,40 @@ impl<'a, G: Grow> Heap<'a, G> {
         Self::set_bit(self.live, granule, true);
         Self::set_bit(self.freed, granule, false);
         // SAFETY: payload lies inside the heap, so it is not null.
-        Ok(unsafe { NonNull::new_unchecked(payload as *mut u8) })
+        unsafe { NonNull::new_unchecked(payload as *mut u8) }
+    }
+
+    /// A cached block of exactly `size` bytes, if one is waiting.
+    fn pop_quick(&mut self, size: usize) -> Option<usize> {
+        let list = size / GRANULE;
+        let block = self.quick[list];
+        if block == 0 {
+            return None;
+        }
+        self.quick[list] = self.read(block + HEADER);
+        self.quick_depth[list] -= 1;
+        self.stats.free -= size;
+        Some(block)
+    }
+
+    /// Returns every cached small block to the free lists, coalescing it.
+    /// The heap does this by itself before it grows or fails a request.
+    pub fn trim(&mut self) {
+        self.flush_quick();
+    }
+
+    /// Returns every cached block to the TLSF lists (with coalescing).
+    fn flush_quick(&mut self) {
+        for list in 0..QUICK_LISTS {
+            let mut block = self.quick[list];
+            while block != 0 {
+                let next = self.read(block + HEADER);
+                self.release(block);
+                block = next;
+            }
+            self.quick[list] = 0;
+            self.quick_depth[list] = 0;
+        }
     }
 
     /// Allocates `size` bytes, 16-byte aligned (the design's `kmalloc`).
@@ -520,7 +587,14 @@ impl<'a, G: Grow> Heap<'a, G> {
         self.stats.used -= size;
         self.stats.free += size;
         self.stats.live_allocations -= 1;
-        self.release(block);
+        let list = size / GRANULE;
+        if size < QUICK_LIMIT && self.quick_depth[list] < QUICK_DEPTH {
+            self.write(block + HEADER, self.quick[list]);
+            self.quick[list] = block;
+            self.quick_depth[list] += 1;
+        } else {
+            self.release(block);
+        }
         Ok(())
     }
 
@@ -630,6 +704,7 @@ impl<'a, G: Grow> Heap<'a, G> {
     pub fn verify(&self) -> Result<(), &'static str> {
         let mut block = self.start + HEADER;
         let (mut used, mut free, mut live, mut free_blocks) = (0, 0, 0, 0);
+        let (mut cached, mut cached_bytes) = (0, 0);
         let mut prev_free = false;
         while block < self.end - HEADER {
             let header = self.header(block);
@@ -646,8 +721,13 @@ impl<'a, G: Grow> Heap<'a, G> {
                 return Err("two adjacent free blocks (missed coalescing)");
             }
             let is_live = Self::bit(self.live, self.granule(block + HEADER));
-            if is_free == is_live {
-                return Err("live bitmap disagrees with the block's state");
+            if is_free && is_live {
+                return Err("live bitmap marks a free block");
+            }
+            if !is_free && !is_live {
+                // Freed by the user, waiting in a quick list.
+                cached += 1;
+                cached_bytes += size;
             }
             if is_free {
                 if self.read(block + size - HEADER) != block {
@@ -668,9 +748,36 @@ impl<'a, G: Grow> Heap<'a, G> {
         if (self.header(block) & PREV_FREE != 0) != prev_free || self.size_of(block) != 0 {
             return Err("sentinel header is wrong");
         }
-        if used != self.stats.used || free != self.stats.free || live != self.stats.live_allocations
+        if used - cached_bytes != self.stats.used
+            || free + cached_bytes != self.stats.free
+            || live - cached != self.stats.live_allocations
         {
             return Err("counters disagree with the blocks");
+        }
+        let mut quick_members = 0;
+        for list in 0..QUICK_LISTS {
+            let mut block = self.quick[list];
+            let mut depth = 0;
+            while block != 0 {
+                if self.header(block) & FREE != 0
+                    || self.size_of(block) / GRANULE != list
+                    || Self::bit(self.live, self.granule(block + HEADER))
+                {
+                    return Err("a quick-list block is free, live or in the wrong list");
+                }
+                depth += 1;
+                quick_members += 1;
+                if quick_members > cached {
+                    return Err("quick lists hold more blocks than are cached");
+                }
+                block = self.read(block + HEADER);
+            }
+            if depth != self.quick_depth[list] as usize {
+                return Err("quick-list depth counter is wrong");
+            }
+        }
+        if quick_members != cached {
+            return Err("a freed block is neither free nor in a quick list");
         }
         if used + free + GRANULE != self.end - self.start
             || self.stats.mapped != self.end - self.start
