@@ -21,7 +21,7 @@ DISPLAY_ARGS = $(if $(DISPLAY),,-display none)
 
 KERNEL_SOURCES := $(shell find src asm -type f) linker.ld build.rs Cargo.toml Cargo.lock
 
-.PHONY: all deps kernel iso run run-uefi debug gdb test test-host test-boot test-gdb bench clean
+.PHONY: all deps kernel iso run run-uefi debug gdb test test-host test-boot test-shell test-gdb bench clean
 
 all: iso
 
@@ -52,10 +52,10 @@ $(ISO): $(KERNEL) grub/grub.cfg
 iso: $(ISO)
 
 run: iso
-	$(QEMU) $(QEMU_ARGS) -serial mon:stdio $(DISPLAY_ARGS)
+	@scripts/run.sh $(ISO) bios $(MEM)
 
-run-uefi: iso | deps
-	$(QEMU) $(QEMU_ARGS) -bios $(OVMF) -serial mon:stdio $(DISPLAY_ARGS)
+run-uefi: iso
+	@scripts/run.sh $(ISO) uefi $(MEM)
 
 # QEMU waits for gdb on localhost:1234; `make gdb` in another terminal attaches.
 debug: iso
@@ -77,10 +77,11 @@ $(BUILD)/test-panic.iso: TEST_CMDLINE = crash=panic
 $(BUILD)/test-null.iso: TEST_CMDLINE = crash=null
 $(BUILD)/test-overflow.iso: TEST_CMDLINE = crash=overflow
 $(BUILD)/test-pmm32.iso: TEST_CMDLINE = test pmm.max=32M
-TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report selftest panic null overflow pmm32))
+$(BUILD)/test-shell.iso: TEST_CMDLINE = report
+TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report selftest panic null overflow pmm32 shell))
 BOOT_TEST := @scripts/boot-test.sh
 
-test: test-host test-boot test-gdb
+test: test-host test-boot test-shell test-gdb
 	@echo "make test: all passed"
 
 test-host: deps
@@ -121,6 +122,10 @@ test-boot: $(TEST_ISOS)
 	    --expect 'IncroOS boot failed: CPU does not support long mode' -- -cpu qemu32
 	$(BOOT_TEST) no-nx $(BUILD)/test-report.iso --hang --timeout 4 \
 	    --expect 'IncroOS boot failed: CPU does not support the NX' -- -cpu qemu64,-nx
+
+# The memory debug shell driven over serial, every command and bad input.
+test-shell: $(BUILD)/test-shell.iso
+	@scripts/shell-test.sh $(BUILD)/test-shell.iso bios
 
 # The gdb workflow of `make debug` + `make gdb`, checked in batch mode.
 test-gdb: $(ISO)

@@ -27,4 +27,6 @@ pub mod memory;
 #[cfg(target_os = "none")]
 pub mod report;
 #[cfg(target_os = "none")]
+pub mod shell;
+#[cfg(target_os = "none")]
 pub mod sync;

@@ -23,7 +23,7 @@ mod kernel {
         self, BootInfo, BootMode, CommandLine, Firmware, FramebufferKind, MemoryKind,
     };
     use incroos::mm::layout;
-    use incroos::{console, kprintln, ktest, memory, report};
+    use incroos::{console, kprintln, ktest, memory, report, shell};
 
     // The boot stub. Constants shared with Rust are passed in by name, so
     // each is defined once (in mm::layout or boot) and named the same in asm.
@@ -89,7 +89,16 @@ mod kernel {
         report::boot(&info, u64::from(boot_info_phys));
         let memory = init_memory(&info, u64::from(boot_info_phys), cmdline.pmm_max);
         report::memory(&memory);
-        kprintln!("boot took {} kcycles", (cpu::rdtsc() - boot_start) / 1000);
+        let frames = memory::pmm::stats();
+        kprintln!();
+        kprintln!(
+            "IncroOS up: {:?} boot, {} frames ({} MiB) managed, kernel W^X, heap {} KiB at 0x10000000, boot took {} kcycles",
+            info.firmware,
+            frames.total,
+            frames.total / 256,
+            memory::heap::stats().mapped / 1024,
+            (cpu::rdtsc() - boot_start) / 1000
+        );
 
         if let Some(kind) = cmdline.crash {
             ktest::crash(kind);
@@ -101,10 +110,7 @@ mod kernel {
                 kprintln!("IncroOS is up; leaving QEMU as asked (exit)");
                 cpu::qemu_exit(cpu::QemuExitCode::Success)
             }
-            BootMode::Report => {
-                kprintln!("IncroOS is up. Nothing else to do yet: halting. (QEMU: Ctrl-A X quits)");
-                cpu::halt_forever()
-            }
+            BootMode::Report => shell::run(&info),
         }
     }
 

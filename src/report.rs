@@ -173,21 +173,7 @@ pub fn boot(info: &BootInfo<'_>, info_phys: u64) {
     }
 
     kprintln!();
-    kprintln!(
-        "memory map ({} entries from the bootloader):",
-        info.memory_map().len()
-    );
-    kprintln!("  {:>18}  {:>18}  {:>10}  type", "start", "end", "size");
-    for region in info.memory_map() {
-        kprintln!(
-            "  {:#018x}  {:#018x}  {:>10}  {}",
-            region.start,
-            region.end(),
-            HumanSize(region.len),
-            region.kind.name()
-        );
-    }
-    kprintln!("  available RAM: {}", HumanSize(info.available_bytes()));
+    memory_map(info);
 
     kprintln!();
     let image = sections::kernel_image();
@@ -215,4 +201,23 @@ pub fn boot(info: &BootInfo<'_>, info_phys: u64) {
         sections::boot_stack_top(),
         guard.start
     );
+}
+
+/// Prints the firmware memory map as a table.
+pub fn memory_map(info: &BootInfo<'_>) {
+    kprintln!(
+        "memory map ({} entries from the bootloader):",
+        info.memory_map().len()
+    );
+    kprintln!("  {:>18}  {:>18}  {:>10}  type", "start", "end", "size");
+    for region in info.memory_map() {
+        kprintln!(
+            "  {:#018x}  {:#018x}  {:>10}  {}",
+            region.start,
+            region.end(),
+            HumanSize(region.len),
+            region.kind.name()
+        );
+    }
+    kprintln!("  available RAM: {}", HumanSize(info.available_bytes()));
 }

@@ -5,6 +5,7 @@
 //! Fatal paths (panic, fault reports) use [`emergency`], which breaks the lock
 //! because the code that held it will never run again.
 
+pub mod keyboard;
 pub mod logger;
 pub mod serial;
 pub mod vga;

@@ -85,6 +85,12 @@ impl VgaText {
         match byte {
             b'\n' => self.new_line(),
             b'\r' => self.column = 0,
+            0x08 => {
+                if self.column > 0 {
+                    self.column -= 1;
+                    self.put(ROWS - 1, self.column, b' ');
+                }
+            }
             byte => {
                 if self.column >= COLUMNS {
                     self.new_line();

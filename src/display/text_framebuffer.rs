@@ -175,6 +175,12 @@ impl<'a> TextFramebuffer<'a> {
         match byte {
             b'\n' => self.new_line(),
             b'\r' => self.column = 0,
+            0x08 => {
+                if self.column > 0 {
+                    self.column -= 1;
+                    self.draw_glyph(b' ');
+                }
+            }
             byte => {
                 if self.column >= self.columns {
                     self.new_line();

@@ -146,6 +146,16 @@ fn all_tests(filter: Option<&str>) -> impl Iterator<Item = &'static Test> {
 /// Runs the tests whose name contains `filter` (all if `None`) and exits
 /// QEMU with the result.
 pub fn run(context: &Context<'_>, filter: Option<&str>) -> ! {
+    let (_, failed) = run_suite(context, filter);
+    cpu::qemu_exit(if failed == 0 {
+        QemuExitCode::Success
+    } else {
+        QemuExitCode::Failure
+    })
+}
+
+/// Runs the tests whose name contains `filter`; returns (passed, failed).
+pub fn run_suite(context: &Context<'_>, filter: Option<&str>) -> (usize, usize) {
     let selected = || all_tests(filter).filter(|test| filter.is_none_or(|f| test.name.contains(f)));
     kprintln!("running {} in-kernel tests", selected().count());
     let (mut passed, mut failed) = (0usize, 0usize);
@@ -172,9 +182,5 @@ pub fn run(context: &Context<'_>, filter: Option<&str>) -> ! {
     }
     kprintln!();
     kprintln!("ktest: {passed} passed, {failed} failed");
-    cpu::qemu_exit(if failed == 0 {
-        QemuExitCode::Success
-    } else {
-        QemuExitCode::Failure
-    })
+    (passed, failed)
 }

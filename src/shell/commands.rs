@@ -1,0 +1,293 @@
+//! The shell's commands.
+
+use x86_64::PhysAddr;
+
+use crate::arch::x86_64::cpu;
+use crate::boot::BootInfo;
+use crate::memory::{heap, pmm, vmm};
+use crate::mm::layout::PAGE_SIZE;
+use crate::units::{parse_number, HumanSize};
+use crate::{kprintln, ktest, report};
+
+const HELP: &[(&str, &str)] = &[
+    ("help", "this list"),
+    ("meminfo", "PMM, VMM and heap statistics"),
+    ("mmap", "the firmware memory map"),
+    (
+        "walk <vaddr>",
+        "each page-table level's entry for an address",
+    ),
+    ("maps [start [end]]", "present mappings, merged into runs"),
+    ("alloc <size>", "kmalloc(size), prints the address"),
+    ("free <addr>", "kfree(addr), errors shown"),
+    ("frames <n>", "allocate n frames, show them, free them"),
+    ("test [filter]", "run the in-kernel test suite"),
+    ("bench", "in-kernel micro-benchmarks (TSC cycles)"),
+    ("reboot", "reset the machine"),
+    ("shutdown", "power off (exits QEMU)"),
+];
+
+fn usage(command: &str) {
+    match HELP
+        .iter()
+        .find(|(name, _)| name.split(' ').next() == Some(command))
+    {
+        Some((name, what)) => kprintln!("usage: {name}  ({what})"),
+        None => kprintln!("unknown command {command:?}; type 'help'"),
+    }
+}
+
+/// Runs one command line.
+pub fn execute(line: &str, info: &BootInfo<'_>) {
+    let mut words = line.split_ascii_whitespace();
+    let Some(command) = words.next() else {
+        return;
+    };
+    let args: [Option<&str>; 3] = [words.next(), words.next(), words.next()];
+    let number = |index: usize| args[index].map(parse_number);
+    match (command, args) {
+        ("help", _) => {
+            for (name, what) in HELP {
+                kprintln!("  {name:<20} {what}");
+            }
+        }
+        ("meminfo", [None, ..]) => meminfo(),
+        ("mmap", [None, ..]) => report::memory_map(info),
+        ("walk", [Some(_), None, _]) => match number(0).flatten() {
+            Some(address) => match vmm::walk(address) {
+                Some(walk) => crate::kprint!("{walk}"),
+                None => kprintln!("the VMM is not running"),
+            },
+            None => usage(command),
+        },
+        ("maps", [_, _, None]) => {
+            let start = number(0).unwrap_or(Some(0));
+            let end = number(1).unwrap_or(Some(u64::MAX));
+            match (start, end) {
+                (Some(start), Some(end)) if start < end => {
+                    let mut runs = 0;
+                    vmm::mappings(start, end, |run| {
+                        runs += 1;
+                        kprintln!("  {run}");
+                    });
+                    kprintln!("{runs} runs");
+                }
+                _ => usage(command),
+            }
+        }
+        ("alloc", [Some(_), None, _]) => match number(0).flatten() {
+            Some(size) => {
+                let pointer = heap::kmalloc(size as usize);
+                if pointer.is_null() {
+                    kprintln!(
+                        "kmalloc({size}) failed: heap exhausted ({} used of {} mapped)",
+                        heap::used(),
+                        heap::stats().mapped
+                    );
+                } else {
+                    kprintln!("kmalloc({size}) = {pointer:p}");
+                }
+            }
+            None => usage(command),
+        },
+        ("free", [Some(_), None, _]) => match number(0).flatten() {
+            Some(address) => match heap::kfree(address as *mut u8) {
+                Ok(()) => kprintln!("kfree({address:#x}) ok"),
+                Err(error) => kprintln!("kfree({address:#x}) failed: {error}"),
+            },
+            None => usage(command),
+        },
+        ("frames", [Some(_), None, _]) => match number(0).flatten() {
+            Some(count) if count > 0 && count <= 1 << 20 => frames(count),
+            _ => usage(command),
+        },
+        ("test", [_, None, _]) => {
+            let context = ktest::Context { boot_info: info };
+            ktest::run_suite(&context, args[0]);
+        }
+        ("bench", [None, ..]) => bench(),
+        ("reboot", [None, ..]) => reboot(),
+        ("shutdown", [None, ..]) => shutdown(),
+        (known, _)
+            if HELP
+                .iter()
+                .any(|(name, _)| name.split(' ').next() == Some(known)) =>
+        {
+            usage(known)
+        }
+        (unknown, _) => usage(unknown),
+    }
+}
+
+fn meminfo() {
+    let frames = pmm::stats();
+    kprintln!(
+        "PMM:  {} frames total ({}), {} free, {} used, {} reserved",
+        frames.total,
+        HumanSize(frames.total * PAGE_SIZE),
+        frames.free,
+        frames.used,
+        frames.reserved
+    );
+    if let Some(run) = pmm::with(|p| p.largest_free_run()) {
+        kprintln!("      largest free run {run} frames");
+    }
+    kprintln!(
+        "VMM:  PML4 at {:#x}, {} page tables",
+        vmm::current_cr3().start_address().as_u64(),
+        vmm::table_count()
+    );
+    let stats = heap::stats();
+    let largest = heap::largest_free_block();
+    let fragmentation = (largest * 100)
+        .checked_div(stats.free)
+        .map_or(0, |share| 100 - share);
+    kprintln!(
+        "heap: {} mapped, {} used, {} free, peak {}, {} live / {} total allocations, {} failed",
+        HumanSize(stats.mapped as u64),
+        HumanSize(stats.used as u64),
+        HumanSize(stats.free as u64),
+        HumanSize(stats.peak_used as u64),
+        stats.live_allocations,
+        stats.total_allocations,
+        stats.failed_allocations
+    );
+    kprintln!(
+        "      largest free block {}, fragmentation {fragmentation}%, verify: {}",
+        HumanSize(largest as u64),
+        match heap::verify() {
+            Ok(()) => "ok",
+            Err(problem) => problem,
+        }
+    );
+}
+
+fn frames(count: u64) {
+    let before = pmm::stats();
+    let mut first = None;
+    let mut last = PhysAddr::zero();
+    let mut got = 0;
+    // Chain the frames through their first word so they can be freed.
+    let mut head = 0u64;
+    while got < count {
+        let Some(frame) = pmm::alloc_page() else {
+            kprintln!("out of frames after {got}");
+            break;
+        };
+        let address = frame.start_address();
+        first.get_or_insert(address);
+        last = address;
+        // SAFETY: the frame is ours until freed below; direct-mapped.
+        unsafe { *crate::memory::phys_to_virt(address).as_mut_ptr::<u64>() = head };
+        head = address.as_u64();
+        got += 1;
+    }
+    if let Some(first) = first {
+        kprintln!(
+            "allocated {got} frames: first {:#x}, last {:#x}",
+            first.as_u64(),
+            last.as_u64()
+        );
+    }
+    while head != 0 {
+        let address = PhysAddr::new(head);
+        // SAFETY: written above for each frame we own.
+        head = unsafe { *crate::memory::phys_to_virt(address).as_ptr::<u64>() };
+        let _ = pmm::free_page(address);
+    }
+    let after = pmm::stats();
+    kprintln!(
+        "freed them again: {} free before, {} after{}",
+        before.free,
+        after.free,
+        if before == after { "" } else { " (MISMATCH)" }
+    );
+}
+
+/// Cycles per operation of `op`, the median of 5 batches.
+fn cycles_per_op(mut op: impl FnMut()) -> u64 {
+    let mut samples = [0u64; 5];
+    for sample in &mut samples {
+        let start = cpu::rdtsc();
+        for _ in 0..1000 {
+            op();
+        }
+        *sample = (cpu::rdtsc() - start) / 1000;
+    }
+    samples.sort_unstable();
+    samples[2]
+}
+
+fn bench() {
+    kprintln!(
+        "TSC cycles per operation (median of 5 x 1000; under QEMU TCG only ratios mean anything):"
+    );
+    let pmm_pair = cycles_per_op(|| {
+        if let Some(frame) = pmm::alloc_page() {
+            let _ = pmm::free_page(frame.start_address());
+        }
+    });
+    kprintln!("  PMM alloc+free frame    {pmm_pair:>8}");
+    let frame = pmm::alloc_page();
+    let vmm_pair = cycles_per_op(|| {
+        if let Some(frame) = frame {
+            let virt = 0x0000_6000_0000_0000;
+            let phys = frame.start_address().as_u64();
+            if vmm::map(
+                virt,
+                phys,
+                crate::mm::paging::PageSize::Size4KiB,
+                crate::mm::paging::NX,
+            )
+            .is_ok()
+            {
+                let _ = vmm::unmap(virt);
+            }
+        }
+    });
+    if let Some(frame) = frame {
+        let _ = pmm::free_page(frame.start_address());
+    }
+    kprintln!("  VMM map+unmap 4 KiB     {vmm_pair:>8}");
+    let heap_pair = cycles_per_op(|| {
+        let pointer = heap::kmalloc(core::hint::black_box(64));
+        let _ = heap::kfree(pointer);
+    });
+    kprintln!("  kmalloc+kfree 64 B      {heap_pair:>8}");
+    let boxed = cycles_per_op(|| {
+        core::hint::black_box(alloc::boxed::Box::new(core::hint::black_box([0u8; 256])));
+    });
+    kprintln!("  Box<[u8; 256]> new+drop {boxed:>8}");
+}
+
+fn reboot() -> ! {
+    kprintln!("rebooting...");
+    let mut port = x86_64::instructions::port::Port::<u8>::new(0x64);
+    // SAFETY: 0xFE on the 8042 command port pulses the CPU reset line.
+    unsafe { port.write(0xFE) };
+    // If the controller did not reset us, a triple fault will.
+    let empty = x86_64::structures::DescriptorTablePointer {
+        limit: 0,
+        base: x86_64::VirtAddr::zero(),
+    };
+    // SAFETY: loading an empty IDT and trapping is the intended reset.
+    unsafe {
+        x86_64::instructions::tables::lidt(&empty);
+        core::arch::asm!("int3");
+    }
+    cpu::halt_forever()
+}
+
+fn shutdown() -> ! {
+    kprintln!("shutting down...");
+    // QEMU's ACPI power-off: PIIX4 (pc) at 0x604, ICH9 (q35) at 0x604 too,
+    // and older QEMU/Bochs at 0xB004.
+    for port in [0x604u16, 0xB004] {
+        let mut port = x86_64::instructions::port::Port::<u16>::new(port);
+        // SAFETY: writing SLP_EN|SLP_TYP to the PM1a control register
+        // powers the virtual machine off; elsewhere the port is unused.
+        unsafe { port.write(0x2000) };
+    }
+    kprintln!("It is now safe to turn off the computer.");
+    cpu::halt_forever()
+}

@@ -1,0 +1,53 @@
+//! The memory debug shell, on the serial port and (where there is one) the
+//! PS/2 keyboard and screen. One line, one command; bad input gets a usage
+//! line, never a crash.
+
+mod commands;
+
+use crate::boot::BootInfo;
+use crate::console::{self, keyboard::Keyboard};
+use crate::{kprint, kprintln};
+
+/// Longest command line.
+const LINE_MAX: usize = 128;
+
+/// Reads a line into `line`, echoing it; returns its length.
+fn read_line(line: &mut [u8; LINE_MAX], keyboard: &mut Keyboard) -> usize {
+    let mut len = 0;
+    loop {
+        let Some(byte) = console::try_read_byte().or_else(|| keyboard.poll()) else {
+            core::hint::spin_loop();
+            continue;
+        };
+        match byte {
+            b'\r' | b'\n' => {
+                kprintln!();
+                return len;
+            }
+            0x08 | 0x7F if len > 0 => {
+                len -= 1;
+                kprint!("\u{8} \u{8}");
+            }
+            0x20..0x7F if len < LINE_MAX => {
+                line[len] = byte;
+                len += 1;
+                kprint!("{}", byte as char);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Runs the shell forever (until `shutdown` or `reboot`).
+pub fn run(info: &BootInfo<'_>) -> ! {
+    kprintln!("IncroOS memory debug shell. Type 'help' for commands.");
+    let mut keyboard = Keyboard::new();
+    let mut line = [0u8; LINE_MAX];
+    loop {
+        kprint!("incroos> ");
+        let len = read_line(&mut line, &mut keyboard);
+        // Only printable ASCII is stored, so this cannot fail.
+        let text = core::str::from_utf8(&line[..len]).unwrap_or("");
+        commands::execute(text, info);
+    }
+}
