@@ -124,8 +124,11 @@ test-boot: $(TEST_ISOS)
 	    --expect 'IncroOS boot failed: CPU does not support the NX' -- -cpu qemu64,-nx
 
 # The memory debug shell driven over serial, every command and bad input.
+# ... and the UEFI framebuffer console, checked on a QEMU screenshot
+# (kept as build/test-logs/screen-uefi.png).
 test-shell: $(BUILD)/test-shell.iso
 	@scripts/shell-test.sh $(BUILD)/test-shell.iso bios
+	@python3 scripts/screen-test.py $(BUILD)/test-shell.iso
 
 # The gdb workflow of `make debug` + `make gdb`, checked in batch mode.
 test-gdb: $(ISO)

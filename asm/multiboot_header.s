@@ -11,6 +11,17 @@ multiboot_header_start:
     # checksum: magic + architecture + length + checksum == 0 (mod 2^32)
     .long 0x100000000 - ({MB2_HEADER_MAGIC} + (multiboot_header_end - multiboot_header_start))
 
+    # framebuffer tag (type 5): optional (flags bit 0), no preferred size or
+    # depth. Under UEFI GRUB hands over the firmware's framebuffer; under
+    # BIOS grub.cfg keeps text mode (gfxpayload=text).
+    .balign 8
+    .short 5
+    .short 1
+    .long 20
+    .long 0                                         # width: no preference
+    .long 0                                         # height: no preference
+    .long 0                                         # depth: no preference
+
     # end tag (type 0, flags 0, size 8)
     .balign 8
     .short 0

@@ -17,6 +17,7 @@ REQUIRED=(
     "mformat mtools"
     "/usr/share/ovmf/OVMF.fd ovmf"
     "gdb gdb"
+    "python3 python3"
 )
 
 missing=()

@@ -22,6 +22,7 @@ mod kernel {
     use incroos::boot::{
         self, BootInfo, BootMode, CommandLine, Firmware, FramebufferKind, MemoryKind,
     };
+    use incroos::display::{PixelFormat, TextFramebuffer};
     use incroos::mm::layout;
     use incroos::{console, kprintln, ktest, memory, report, shell};
 
@@ -86,8 +87,9 @@ mod kernel {
         let test_mode = cmdline.mode == BootMode::Test;
         cpu::set_exit_on_fatal(test_mode);
 
-        report::boot(&info, u64::from(boot_info_phys));
         let memory = init_memory(&info, u64::from(boot_info_phys), cmdline.pmm_max);
+        attach_framebuffer(&info);
+        report::boot(&info, u64::from(boot_info_phys));
         report::memory(&memory);
         let frames = memory::pmm::stats();
         kprintln!();
@@ -156,6 +158,59 @@ mod kernel {
                 (after_vmm - after_pmm) / 1000,
                 (after_heap - after_vmm) / 1000,
             ],
+        }
+    }
+
+    /// On a UEFI boot (or any boot where GRUB set a graphics mode), maps
+    /// the framebuffer and mirrors the console into it.
+    fn attach_framebuffer(info: &BootInfo<'_>) {
+        let Some(framebuffer) = info.framebuffer else {
+            return;
+        };
+        let FramebufferKind::Rgb { red, green, blue } = framebuffer.kind else {
+            return;
+        };
+        let format = PixelFormat {
+            bytes_per_pixel: usize::from(framebuffer.bpp).div_ceil(8),
+            channels: [
+                (red.position, red.size),
+                (green.position, green.size),
+                (blue.position, blue.size),
+            ],
+        };
+        let virt = match memory::vmm::map_mmio(framebuffer.address, framebuffer.size()) {
+            Ok(virt) => virt,
+            Err(error) => {
+                log::warn!(
+                    "framebuffer at {:#x} not mapped: {error}",
+                    framebuffer.address
+                );
+                return;
+            }
+        };
+        // SAFETY: map_mmio just mapped the framebuffer's pitch * height
+        // bytes at `virt`, writable, for the console alone.
+        let pixels = unsafe {
+            core::slice::from_raw_parts_mut(virt as *mut u8, framebuffer.size() as usize)
+        };
+        match TextFramebuffer::new(
+            pixels,
+            framebuffer.width as usize,
+            framebuffer.height as usize,
+            framebuffer.pitch as usize,
+            format,
+        ) {
+            Ok(console) => {
+                let (columns, rows) = console.size();
+                console::attach_framebuffer(console);
+                kprintln!(
+                    "framebuffer console: {}x{} pixels, {} bpp, {columns}x{rows} characters",
+                    framebuffer.width,
+                    framebuffer.height,
+                    framebuffer.bpp
+                );
+            }
+            Err(error) => log::warn!("framebuffer not usable for text: {error:?}"),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The boot report: what the firmware gave us and how memory is laid out.
 
 use crate::arch::x86_64::sections;
-use crate::boot::{BootInfo, Firmware};
+use crate::boot::{BootInfo, Firmware, FramebufferKind};
 use crate::kprintln;
 use crate::memory::direct_map::DirectMap;
 use crate::memory::{heap, pmm, vmm};
@@ -154,9 +154,13 @@ pub fn boot(info: &BootInfo<'_>, info_phys: u64) {
         info_phys
     );
     if let Some(framebuffer) = info.framebuffer {
+        let kind = match framebuffer.kind {
+            FramebufferKind::Rgb { .. } => "RGB",
+            FramebufferKind::Indexed => "indexed colour",
+            FramebufferKind::EgaText => "EGA text (characters)",
+        };
         kprintln!(
-            "framebuffer:  {:?} {}x{} {} bpp at {:#x}",
-            framebuffer.kind,
+            "framebuffer:  {kind} {}x{} {} bpp at {:#x}",
             framebuffer.width,
             framebuffer.height,
             framebuffer.bpp,

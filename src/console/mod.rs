@@ -12,15 +12,48 @@ pub mod vga;
 
 use core::fmt::{self, Write};
 
+use crate::display::{Rgb, TextFramebuffer};
 use crate::sync::IrqMutex;
 use serial::Serial;
 pub use vga::Color;
 use vga::VgaText;
 
+/// A screen the console mirrors its output to.
+pub enum Screen {
+    /// VGA text mode (BIOS boots).
+    VgaText(VgaText),
+    /// A linear framebuffer with a bitmap font (UEFI boots).
+    Framebuffer(TextFramebuffer<'static>),
+}
+
+impl Screen {
+    fn set_color(&mut self, color: Color) {
+        match self {
+            Screen::VgaText(vga) => vga.set_color(color),
+            Screen::Framebuffer(framebuffer) => {
+                let (foreground, background) = match color {
+                    Color::Normal => (Rgb(0xC0, 0xC0, 0xC0), Rgb(0, 0, 0)),
+                    Color::Warning => (Rgb(0xFF, 0xFF, 0x55), Rgb(0, 0, 0)),
+                    Color::Error => (Rgb(0xFF, 0xFF, 0xFF), Rgb(0xAA, 0, 0)),
+                    Color::Good => (Rgb(0x55, 0xFF, 0x55), Rgb(0, 0, 0)),
+                };
+                framebuffer.set_color(foreground, background);
+            }
+        }
+    }
+
+    fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> fmt::Result {
+        match self {
+            Screen::VgaText(vga) => vga.write_fmt(args),
+            Screen::Framebuffer(framebuffer) => framebuffer.write_fmt(args),
+        }
+    }
+}
+
 /// The output devices the console writes to.
 pub struct Console {
     serial: Option<Serial>,
-    screen: Option<VgaText>,
+    screen: Option<Screen>,
 }
 
 static CONSOLE: IrqMutex<Console> = IrqMutex::new(Console {
@@ -40,7 +73,12 @@ pub fn init_serial() {
 /// mode), mapped at that address.
 pub unsafe fn attach_vga_text() {
     // SAFETY: forwarded from this function's contract.
-    CONSOLE.lock().screen = Some(unsafe { VgaText::new() });
+    CONSOLE.lock().screen = Some(Screen::VgaText(unsafe { VgaText::new() }));
+}
+
+/// Starts mirroring output to a framebuffer text console.
+pub fn attach_framebuffer(framebuffer: TextFramebuffer<'static>) {
+    CONSOLE.lock().screen = Some(Screen::Framebuffer(framebuffer));
 }
 
 /// Whether a screen is attached.

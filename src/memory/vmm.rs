@@ -13,7 +13,7 @@ use super::{bootstrap, pmm};
 use crate::arch::x86_64::sections;
 use crate::mm::layout::{
     BOOTSTRAP_POOL_END, BOOTSTRAP_POOL_START, BOOT_PML4, BOOT_TABLES_END, DIRECT_MAP_OFFSET,
-    PAGE_SIZE, PMM_START,
+    MMIO_START, PAGE_SIZE, PMM_START,
 };
 use crate::mm::paging::{
     Mapper, OffsetMem, PageSize, Run, Tlb, Translation, Walk, NX, PRESENT, WRITABLE,
@@ -188,6 +188,25 @@ pub fn table_count() -> usize {
         mapper.for_each_table(|_, _| count += 1);
     }
     count
+}
+
+static NEXT_MMIO: IrqMutex<u64> = IrqMutex::new(MMIO_START);
+
+/// Maps `len` bytes of device memory at `phys` (rounded out to pages) into
+/// the MMIO window, writable and never executable; returns the virtual
+/// address of `phys`.
+pub fn map_mmio(phys: u64, len: u64) -> Result<u64, MmError> {
+    let start = phys - phys % PAGE_SIZE;
+    let end = phys
+        .checked_add(len)
+        .and_then(|end| end.checked_next_multiple_of(PAGE_SIZE))
+        .ok_or(MmError::InvalidArgument)?;
+    let mut next = NEXT_MMIO.lock();
+    // 2 MiB alignment lets large framebuffers use 2 MiB pages.
+    let virt = next.next_multiple_of(2 << 20) + start % (2 << 20);
+    map_range(virt, start, end - start, WRITABLE | NX, false)?;
+    *next = virt + (end - start);
+    Ok(virt + phys % PAGE_SIZE)
 }
 
 /// Applies W^X to the kernel image and trims the boot identity map:
