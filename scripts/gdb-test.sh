@@ -28,6 +28,13 @@ timeout 60 gdb -q -batch -nx "$kernel" \
     -ex "bt" \
     -ex "next" \
     -ex "info registers rip" \
+    -ex "delete" \
+    -ex "source scripts/incroos-gdb.py" \
+    -ex "break incroos::shell::run" \
+    -ex "continue" \
+    -ex "incroos-meminfo" \
+    -ex "incroos-walk 0x10000000" \
+    -ex "incroos-walk 0xdead0000" \
     >"$log" 2>&1
 
 fail() {
@@ -40,4 +47,9 @@ grep -Eq "^#0 +incroos::kernel::kernel_entry .* at src/main.rs:[0-9]+" "$log" ||
 grep -Eq "Breakpoint 2, .*incroos::arch::x86_64::init" "$log" || fail "software breakpoint in Rust not hit"
 grep -Eq "^#1 +.*incroos::kernel::kernel_entry" "$log" || fail "bt from init does not show its caller"
 grep -Eq "^rip +0x[0-9a-f]+" "$log" || fail "could not step and read RIP"
+grep -Eq "^PMM: +[0-9]+ frames total" "$log" || fail "incroos-meminfo printed no PMM counters"
+grep -Eq "^heap: +1048576 bytes mapped" "$log" || fail "incroos-meminfo printed no heap counters"
+grep -Eq "walk 0x0000000010000000" "$log" || fail "incroos-walk did not run"
+grep -Eq "=> physical 0x[0-9a-f]+ \(4 KiB page\)" "$log" || fail "incroos-walk found no 4 KiB page at the heap base"
+grep -Eq "=> not mapped" "$log" || fail "incroos-walk did not report an unmapped address"
 echo "gdb workflow ... ok"

@@ -1,0 +1,94 @@
+"""gdb helpers for IncroOS: memory statistics and page-table walks, read
+from kernel memory through gdb (QEMU's gdb stub).
+
+    (gdb) source scripts/incroos-gdb.py     # scripts/gdbinit does this
+    (gdb) incroos-meminfo                   # PMM and heap counters
+    (gdb) incroos-walk 0x10000000           # each page-table level for an address
+
+Both need the memory manager initialised (e.g. stop in incroos::shell::run).
+"""
+
+import gdb
+
+DIRECT_MAP = 0xFFFF_8000_0000_0000
+LEVELS = ["PML4", "PDPT", "PD", "PT"]
+FLAG_NAMES = [(0, "P"), (1, "W"), (2, "U"), (3, "WT"), (4, "NC"), (5, "A"), (6, "D"),
+              (7, "PS"), (8, "G"), (63, "NX")]
+
+
+def locked_value(path):
+    """The value inside an IrqMutex<Option<T>> static, or None."""
+    option = gdb.parse_and_eval(path)["inner"]["inner"]["data"]["value"]
+    names = [field.name for field in option.type.fields()]
+    if "Some" not in names:
+        return None
+    try:
+        return option["Some"]["__0"]
+    except gdb.error:
+        return None
+
+
+def read_u64(address):
+    memory = gdb.selected_inferior().read_memory(address, 8)
+    return int.from_bytes(bytes(memory), "little")
+
+
+class MemInfo(gdb.Command):
+    """Print the PMM's and the heap's counters: incroos-meminfo"""
+
+    def __init__(self):
+        super().__init__("incroos-meminfo", gdb.COMMAND_USER)
+
+    def invoke(self, argument, from_tty):
+        pmm = locked_value("incroos::memory::pmm::PMM")
+        if pmm is None:
+            print("PMM:  not initialised")
+        else:
+            stats = pmm["stats"]
+            print("PMM:  {} frames total, {} free, {} used, {} reserved".format(
+                int(stats["total"]), int(stats["free"]), int(stats["used"]), int(stats["reserved"])))
+        heap = locked_value("incroos::memory::heap::HEAP")
+        if heap is None:
+            print("heap: not initialised")
+        else:
+            stats = heap["stats"]
+            print("heap: {} bytes mapped, {} used, {} free, {} live allocations, peak {}".format(
+                int(stats["mapped"]), int(stats["used"]), int(stats["free"]),
+                int(stats["live_allocations"]), int(stats["peak_used"])))
+
+
+class Walk(gdb.Command):
+    """Walk the page tables for a virtual address: incroos-walk ADDRESS"""
+
+    def __init__(self):
+        super().__init__("incroos-walk", gdb.COMMAND_USER)
+
+    def invoke(self, argument, from_tty):
+        if not argument.strip():
+            raise gdb.GdbError("usage: incroos-walk ADDRESS")
+        virt = int(gdb.parse_and_eval(argument)) & 0xFFFF_FFFF_FFFF_FFFF
+        vmm = locked_value("incroos::memory::vmm::VMM")
+        if vmm is None:
+            raise gdb.GdbError("the VMM is not initialised yet")
+        table = int(vmm["pml4"]["start_address"]["__0"])
+        print("walk {:#018x} (PML4 at {:#x}, read through the direct map):".format(virt, table))
+        for depth, name in enumerate(LEVELS):
+            shift = 39 - 9 * depth
+            index = (virt >> shift) & 511
+            entry = read_u64(DIRECT_MAP + table + index * 8)
+            flags = " ".join(label for bit, label in FLAG_NAMES if entry >> bit & 1)
+            print("  {:<4}[{:>3}] = {:#018x}  {}".format(name, index, entry, flags or "not present"))
+            if not entry & 1:
+                print("  => not mapped")
+                return
+            frame = entry & 0x000F_FFFF_FFFF_F000
+            if depth == 3 or entry & 0x80:
+                size = 1 << shift
+                print("  => physical {:#x} ({} page)".format(
+                    frame + (virt & (size - 1)), {30: "1 GiB", 21: "2 MiB", 12: "4 KiB"}[shift]))
+                return
+            table = frame
+
+
+MemInfo()
+Walk()
