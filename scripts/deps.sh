@@ -18,6 +18,7 @@ REQUIRED=(
     "/usr/share/ovmf/OVMF.fd ovmf"
     "gdb gdb"
     "python3 python3"
+    "gcc gcc"
 )
 
 missing=()

@@ -12,6 +12,7 @@
 extern crate alloc;
 
 pub mod boot;
+pub mod cabi;
 pub mod display;
 pub mod mm;
 pub mod units;

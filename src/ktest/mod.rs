@@ -7,6 +7,7 @@
 //! timeout; a panic or an unexpected CPU exception ends the run as failed.
 
 mod boot_tests;
+mod c_abi_tests;
 mod heap_tests;
 mod pmm_tests;
 mod selftest;
@@ -140,6 +141,7 @@ fn all_tests(filter: Option<&str>) -> impl Iterator<Item = &'static Test> {
         .chain(pmm_tests::TESTS)
         .chain(vmm_tests::TESTS)
         .chain(heap_tests::TESTS)
+        .chain(c_abi_tests::TESTS)
         .chain(self_checks)
 }
 

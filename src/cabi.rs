@@ -1,0 +1,253 @@
+//! The C interface of the original memory manager (`include/*.h`), as thin
+//! wrappers over the Rust API: errors become the C conventions (0 for no
+//! frame, `false` for a failed map, NULL for a failed `kmalloc`), and
+//! misuse is logged, never fatal.
+//!
+//! [`PROTOTYPES`] lists every export as the headers declare it; a host test
+//! compares it with the headers, and each export is checked against its
+//! entry's Rust type at compile time, so header, table and code cannot
+//! drift apart.
+
+/// Every C export: (name, C return type, C parameters), as in the headers.
+pub const PROTOTYPES: &[(&str, &str, &str)] = &[
+    ("pmm_init", "void", "void"),
+    ("pmm_alloc_page", "uint64_t", "void"),
+    ("pmm_free_page", "void", "uint64_t phys"),
+    ("pmm_get_free_pages", "uint64_t", "void"),
+    ("pmm_get_total_pages", "uint64_t", "void"),
+    ("vmm_init", "void", "void"),
+    (
+        "vmm_map_page",
+        "bool",
+        "uint64_t virt, uint64_t phys, uint64_t flags",
+    ),
+    ("vmm_unmap_page", "void", "uint64_t virt"),
+    ("vmm_get_physical", "uint64_t", "uint64_t virt"),
+    ("vmm_get_cr3", "uint64_t", "void"),
+    ("heap_init", "void", "void"),
+    ("kmalloc", "void *", "size_t size"),
+    ("kfree", "void", "void *ptr"),
+    ("heap_get_used", "size_t", "void"),
+    ("heap_get_free", "size_t", "void"),
+];
+
+/// The `PTE_*` constants of include/vmm.h: (name, value).
+pub const PTE_FLAGS: &[(&str, u64)] = &[
+    ("PTE_PRESENT", 1 << 0),
+    ("PTE_WRITABLE", 1 << 1),
+    ("PTE_USER", 1 << 2),
+    ("PTE_WRITETHROUGH", 1 << 3),
+    ("PTE_NOCACHE", 1 << 4),
+    ("PTE_ACCESSED", 1 << 5),
+    ("PTE_DIRTY", 1 << 6),
+    ("PTE_HUGE", 1 << 7),
+    ("PTE_GLOBAL", 1 << 8),
+    ("PTE_NX", 1 << 63),
+];
+
+// The table's values are the Rust flags' bits.
+const _: () = {
+    use crate::mm::paging::{
+        ACCESSED, DIRTY, GLOBAL, HUGE, NOCACHE, NX, PRESENT, USER, WRITABLE, WRITETHROUGH,
+    };
+    let rust = [
+        PRESENT,
+        WRITABLE,
+        USER,
+        WRITETHROUGH,
+        NOCACHE,
+        ACCESSED,
+        DIRTY,
+        HUGE,
+        GLOBAL,
+        NX,
+    ];
+    let mut index = 0;
+    while index < rust.len() {
+        assert!(rust[index].bits() == PTE_FLAGS[index].1);
+        index += 1;
+    }
+};
+
+#[cfg(target_os = "none")]
+mod exports {
+    use core::ffi::c_void;
+
+    use x86_64::structures::paging::PageTableFlags;
+    use x86_64::PhysAddr;
+
+    use crate::memory::{heap, pmm, vmm};
+    use crate::mm::paging::{PageSize, HUGE};
+
+    #[no_mangle]
+    extern "C" fn pmm_init() {
+        log::info!("pmm_init: the PMM was initialised at boot; nothing to do");
+    }
+
+    #[no_mangle]
+    extern "C" fn pmm_alloc_page() -> u64 {
+        pmm::alloc_page().map_or(0, |frame| frame.start_address().as_u64())
+    }
+
+    #[no_mangle]
+    extern "C" fn pmm_free_page(phys: u64) {
+        // free_page logs refusals; C callers get no error to check.
+        match PhysAddr::try_new(phys) {
+            Ok(address) => {
+                let _ = pmm::free_page(address);
+            }
+            Err(_) => log::warn!("pmm_free_page({phys:#x}): not a physical address"),
+        }
+    }
+
+    #[no_mangle]
+    extern "C" fn pmm_get_free_pages() -> u64 {
+        pmm::stats().free
+    }
+
+    #[no_mangle]
+    extern "C" fn pmm_get_total_pages() -> u64 {
+        pmm::stats().total
+    }
+
+    #[no_mangle]
+    extern "C" fn vmm_init() {
+        log::info!("vmm_init: the VMM was initialised at boot; nothing to do");
+    }
+
+    #[no_mangle]
+    extern "C" fn vmm_map_page(virt: u64, phys: u64, flags: u64) -> bool {
+        let flags = PageTableFlags::from_bits_truncate(flags);
+        let size = if flags.contains(HUGE) {
+            PageSize::Size2MiB
+        } else {
+            PageSize::Size4KiB
+        };
+        match vmm::map(virt, phys, size, flags - HUGE) {
+            Ok(()) => true,
+            Err(error) => {
+                log::warn!("vmm_map_page({virt:#x}, {phys:#x}): {error}");
+                false
+            }
+        }
+    }
+
+    #[no_mangle]
+    extern "C" fn vmm_unmap_page(virt: u64) {
+        if let Err(error) = vmm::unmap(virt) {
+            log::warn!("vmm_unmap_page({virt:#x}): {error}");
+        }
+    }
+
+    #[no_mangle]
+    extern "C" fn vmm_get_physical(virt: u64) -> u64 {
+        vmm::translate(virt).map_or(0, |t| t.phys.as_u64())
+    }
+
+    #[no_mangle]
+    extern "C" fn vmm_get_cr3() -> u64 {
+        vmm::current_cr3().start_address().as_u64()
+    }
+
+    #[no_mangle]
+    extern "C" fn heap_init() {
+        log::info!("heap_init: the heap was initialised at boot; nothing to do");
+    }
+
+    #[no_mangle]
+    extern "C" fn kmalloc(size: usize) -> *mut c_void {
+        heap::kmalloc(size).cast()
+    }
+
+    #[no_mangle]
+    extern "C" fn kfree(pointer: *mut c_void) {
+        // kfree logs refusals (double free, foreign pointer).
+        let _ = heap::kfree(pointer.cast());
+    }
+
+    #[no_mangle]
+    extern "C" fn heap_get_used() -> usize {
+        heap::used()
+    }
+
+    #[no_mangle]
+    extern "C" fn heap_get_free() -> usize {
+        heap::free()
+    }
+
+    // Each export has the Rust type its PROTOTYPES entry implies.
+    const _: [extern "C" fn(); 3] = [pmm_init, vmm_init, heap_init];
+    const _: [extern "C" fn() -> u64; 4] = [
+        pmm_alloc_page,
+        pmm_get_free_pages,
+        pmm_get_total_pages,
+        vmm_get_cr3,
+    ];
+    const _: [extern "C" fn(u64); 2] = [pmm_free_page, vmm_unmap_page];
+    const _: extern "C" fn(u64, u64, u64) -> bool = vmm_map_page;
+    const _: extern "C" fn(u64) -> u64 = vmm_get_physical;
+    const _: extern "C" fn(usize) -> *mut c_void = kmalloc;
+    const _: extern "C" fn(*mut c_void) = kfree;
+    const _: [extern "C" fn() -> usize; 2] = [heap_get_used, heap_get_free];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PROTOTYPES, PTE_FLAGS};
+
+    fn headers() -> String {
+        ["pmm.h", "vmm.h", "heap.h"]
+            .iter()
+            .map(|name| {
+                let path = format!("{}/include/{name}", env!("CARGO_MANIFEST_DIR"));
+                std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+            })
+            .collect()
+    }
+
+    /// Every declaration `type name(params);` in the headers, normalised.
+    fn declarations(text: &str) -> Vec<(String, String, String)> {
+        text.lines()
+            .map(str::trim)
+            .filter(|line| line.ends_with(");") && !line.starts_with('#') && !line.starts_with('/'))
+            .map(|line| {
+                let open = line.find('(').unwrap();
+                let head = &line[..open];
+                let params = line[open + 1..line.len() - 2].trim().to_string();
+                let split = head.rfind([' ', '*']).unwrap() + 1;
+                let name = head[split..].to_string();
+                let ret = head[..split].trim().to_string();
+                (name, ret, params)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn headers_declare_exactly_the_exports() {
+        let mut declared = declarations(&headers());
+        let mut expected: Vec<_> = PROTOTYPES
+            .iter()
+            .map(|(n, r, p)| (n.to_string(), r.to_string(), p.to_string()))
+            .collect();
+        declared.sort();
+        expected.sort();
+        assert_eq!(declared, expected);
+    }
+
+    #[test]
+    fn pte_constants_equal_the_hardware_bits() {
+        let text = headers();
+        for (name, value) in PTE_FLAGS {
+            let line = text
+                .lines()
+                .find(|line| line.starts_with(&format!("#define {name} ")))
+                .unwrap_or_else(|| panic!("{name} missing from include/vmm.h"));
+            let shift: u32 = line
+                .split("1ULL << ")
+                .nth(1)
+                .and_then(|rest| rest.trim_end_matches(')').trim().parse().ok())
+                .unwrap_or_else(|| panic!("cannot read {line:?}"));
+            assert_eq!(1u64 << shift, *value, "{name}");
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! In-kernel tests of the C interface: C code calls the whole API.
+
+use super::{Context, Test, TestResult};
+use crate::cabi::PTE_FLAGS;
+use crate::memory::{heap, pmm};
+use crate::{kassert, kassert_eq};
+
+extern "C" {
+    /// tests/c/mm_abi_test.c: 0 on success, else the failed check's number.
+    fn c_mm_abi_test() -> i32;
+    /// tests/c/mm_abi_test.c: the PTE_* values as the C compiler sees them.
+    fn c_pte_values(out: *mut u64);
+}
+
+/// The C interface tests.
+pub static TESTS: &[Test] = &[
+    Test {
+        name: "cabi::header_pte_values_match_rust",
+        run: header_pte_values_match_rust,
+    },
+    Test {
+        name: "cabi::c_code_drives_pmm_vmm_and_heap",
+        run: c_code_drives_pmm_vmm_and_heap,
+    },
+];
+
+fn header_pte_values_match_rust(_: &Context<'_>) -> TestResult {
+    let mut values = [0u64; 10];
+    // SAFETY: c_pte_values writes exactly 10 values into the array.
+    unsafe { c_pte_values(values.as_mut_ptr()) };
+    for (seen, (_, expected)) in values.iter().zip(PTE_FLAGS) {
+        kassert_eq!(seen, expected);
+    }
+    Ok(())
+}
+
+fn c_code_drives_pmm_vmm_and_heap(_: &Context<'_>) -> TestResult {
+    let (frames, bytes) = (pmm::stats(), heap::used());
+    // SAFETY: the C test only calls the exported API and touches memory it
+    // maps or allocates through it.
+    let failed_check = unsafe { c_mm_abi_test() };
+    kassert_eq!(failed_check, 0);
+    kassert_eq!(pmm::stats(), frames);
+    kassert_eq!(heap::used(), bytes);
+    kassert!(heap::verify().is_ok());
+    Ok(())
+}
