@@ -94,9 +94,16 @@ test-host: deps
 test-boot: $(TEST_ISOS)
 	$(BOOT_TEST) suite-bios $(BUILD)/test-suite.iso
 	$(BOOT_TEST) suite-uefi $(BUILD)/test-suite.iso --uefi
+	$(BOOT_TEST) suite-48m $(BUILD)/test-suite.iso --mem 48M
 	$(BOOT_TEST) suite-64m $(BUILD)/test-suite.iso --mem 64M
 	$(BOOT_TEST) suite-512m $(BUILD)/test-suite.iso --mem 512M
+	$(BOOT_TEST) suite-3.5g $(BUILD)/test-suite.iso --mem 3584M
 	$(BOOT_TEST) suite-4g-pci-hole $(BUILD)/test-suite.iso --mem 4G
+	$(BOOT_TEST) suite-6g-above-4g $(BUILD)/test-suite.iso --mem 6G \
+	    --expect 'usable +0x01[0-9a-f]{8}-' --expect '^ktest: [0-9]+ passed, 0 failed'
+	$(BOOT_TEST) suite-q35 $(BUILD)/test-suite.iso -- -machine q35
+	$(BOOT_TEST) suite-q35-uefi $(BUILD)/test-suite.iso --uefi -- -machine q35
+	$(BOOT_TEST) suite-smp2 $(BUILD)/test-suite.iso -- -smp 2
 	$(BOOT_TEST) suite-cpu-max-1g-pages $(BUILD)/test-suite.iso \
 	    --expect 'direct map: .* 1 GiB pages' --expect '^ktest: [0-9]+ passed, 0 failed' -- -cpu max
 	$(BOOT_TEST) pmm-design-window-32m $(BUILD)/test-pmm32.iso \
