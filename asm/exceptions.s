@@ -1,4 +1,4 @@
-# CPU exception entry stubs (vectors 0-31) and the fault catcher used by the
+# CPU exception entry stubs (vectors 0-31), the timer IRQ stub (32) and the fault catcher used by the
 # in-kernel tests. Every stub leaves the same TrapFrame layout on the stack
 # (see src/arch/x86_64/exceptions.rs) and calls the Rust dispatcher.
 
@@ -51,6 +51,7 @@ STUB_NO_ERROR 28    # hypervisor injection
 STUB_ERROR    29    # VMM communication
 STUB_ERROR    30    # security
 STUB_NO_ERROR 31
+STUB_NO_ERROR 32    # IRQ 0: PIT timer (after the PIC remap)
 
 # Save all general-purpose registers, call exception_dispatch(&mut TrapFrame),
 # restore them (the dispatcher may have changed RIP/RSP to resume elsewhere)
@@ -104,6 +105,7 @@ exception_stub_table:
     .quad exception_stub_20, exception_stub_21, exception_stub_22, exception_stub_23
     .quad exception_stub_24, exception_stub_25, exception_stub_26, exception_stub_27
     .quad exception_stub_28, exception_stub_29, exception_stub_30, exception_stub_31
+    .quad exception_stub_32
 
 # fault_catch_call(func: extern "C" fn(*mut u8), arg: *mut u8) -> u64
 # Calls func(arg) with a recovery point armed. Returns 0 if func returned,

@@ -6,6 +6,9 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::hint::black_box;
+use core::ptr;
+
+use crate::arch::x86_64::exceptions::{catch_fault, vector};
 
 use super::{Context, Test, TestResult};
 use crate::memory::{heap, pmm};
@@ -15,6 +18,10 @@ use crate::{kassert, kassert_eq, kprintln};
 
 /// The heap tests.
 pub static TESTS: &[Test] = &[
+    Test {
+        name: "heap::unmapped_heap_page_faults",
+        run: unmapped_heap_page_faults,
+    },
     Test {
         name: "heap::box_vec_string_btreemap",
         run: box_vec_string_btreemap,
@@ -208,5 +215,25 @@ fn double_and_foreign_frees_are_detected(_: &Context<'_>) -> TestResult {
     kassert_eq!(heap::stats().used, before.used);
     kassert_eq!(heap::stats().live_allocations, before.live_allocations);
     kassert_eq!(heap::verify(), Ok(()));
+    Ok(())
+}
+
+fn unmapped_heap_page_faults(_: &Context<'_>) -> TestResult {
+    // Runs before the growth tests, so the heap has unmapped pages left.
+    let mapped = heap::stats().mapped as u64;
+    kassert!(mapped < HEAP_MAX_SIZE, "heap already fully mapped");
+    let beyond = HEAP_START + mapped;
+    let fault = catch_fault(|| {
+        // SAFETY: deliberately reads the first unmapped page after the
+        // heap; the fault is caught.
+        black_box(unsafe { ptr::read_volatile(black_box(beyond as *const u8)) });
+    });
+    let fault = fault.ok_or(super::Failure {
+        message: "reading past the heap did not fault",
+        file: file!(),
+        line: line!(),
+    })?;
+    kassert_eq!((fault.vector, fault.address), (vector::PAGE_FAULT, beyond));
+    kassert_eq!(fault.error_code & 1, 0); // not present
     Ok(())
 }

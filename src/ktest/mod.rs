@@ -10,6 +10,7 @@ mod boot_tests;
 mod c_abi_tests;
 mod heap_tests;
 mod pmm_tests;
+mod reliability_tests;
 mod selftest;
 mod vmm_tests;
 
@@ -142,6 +143,7 @@ fn all_tests(filter: Option<&str>) -> impl Iterator<Item = &'static Test> {
         .chain(vmm_tests::TESTS)
         .chain(heap_tests::TESTS)
         .chain(c_abi_tests::TESTS)
+        .chain(reliability_tests::TESTS)
         .chain(self_checks)
 }
 

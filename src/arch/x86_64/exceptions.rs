@@ -60,11 +60,13 @@ pub mod vector {
     pub const GENERAL_PROTECTION: u64 = 13;
     /// #PF.
     pub const PAGE_FAULT: u64 = 14;
+    /// IRQ 0, the PIT, after the PIC remap.
+    pub const TIMER: u64 = 32;
 }
 
 /// The name of an exception vector.
 pub fn name(vector: u64) -> &'static str {
-    const NAMES: [&str; 32] = [
+    const NAMES: [&str; 33] = [
         "divide error (#DE)",
         "debug (#DB)",
         "non-maskable interrupt (NMI)",
@@ -97,6 +99,7 @@ pub fn name(vector: u64) -> &'static str {
         "VMM communication (#VC)",
         "security exception (#SX)",
         "reserved (31)",
+        "timer interrupt (IRQ 0)",
     ];
     NAMES.get(vector as usize).copied().unwrap_or("unknown")
 }
@@ -200,6 +203,11 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
         vector::PAGE_FAULT | vector::DOUBLE_FAULT => Cr2::read_raw(),
         _ => 0,
     };
+
+    if frame.vector == vector::TIMER {
+        super::timer::interrupt();
+        return;
+    }
 
     if frame.vector == vector::BREAKPOINT {
         // int3 is a trap: RIP already points past it.

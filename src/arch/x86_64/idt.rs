@@ -1,5 +1,6 @@
-//! The IDT: gates for the 32 CPU exceptions, pointing at the stubs in
-//! asm/exceptions.s. The double fault runs on its own IST stack.
+//! The IDT: gates for the 32 CPU exceptions and the timer IRQ (vector 32),
+//! pointing at the stubs in asm/exceptions.s. The double fault runs on its
+//! own IST stack.
 
 use core::mem::size_of;
 
@@ -46,8 +47,8 @@ impl Gate {
 }
 
 extern "C" {
-    /// Addresses of the 32 exception stubs (asm/exceptions.s).
-    static exception_stub_table: [u64; 32];
+    /// Addresses of the 32 exception stubs and the timer stub (asm/exceptions.s).
+    static exception_stub_table: [u64; 33];
 }
 
 static IDT: Once<[Gate; 256]> = Once::new();
@@ -57,7 +58,7 @@ pub fn init() {
     let idt = IDT.call_once(|| {
         let selector = gdt::code_selector().0;
         let mut gates = [Gate::default(); 256];
-        for (vector, gate) in gates.iter_mut().take(32).enumerate() {
+        for (vector, gate) in gates.iter_mut().take(33).enumerate() {
             // SAFETY: the table is immutable data emitted by the assembler.
             let handler = unsafe { exception_stub_table[vector] };
             let ist = if vector == DOUBLE_FAULT_VECTOR {

@@ -6,6 +6,7 @@ pub mod exceptions;
 pub mod gdt;
 pub mod idt;
 pub mod sections;
+pub mod timer;
 
 /// Loads the kernel's GDT (with a TSS for the double-fault stack) and IDT.
 /// Call once, early, before anything can fault.

@@ -549,8 +549,13 @@ impl<'a, G: Grow> Heap<'a, G> {
 
     /// Allocates `size` bytes, 16-byte aligned (the design's `kmalloc`).
     pub fn kmalloc(&mut self, size: usize) -> Result<NonNull<u8>, MmError> {
-        let layout = Layout::from_size_align(size, GRANULE).map_err(|_| MmError::HeapExhausted)?;
-        self.alloc(layout)
+        match Layout::from_size_align(size, GRANULE) {
+            Ok(layout) => self.alloc(layout),
+            Err(_) => {
+                self.stats.failed_allocations += 1;
+                Err(MmError::HeapExhausted)
+            }
+        }
     }
 
     /// Checks that `pointer` is the payload of a live block; returns the block.
