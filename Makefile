@@ -21,7 +21,7 @@ DISPLAY_ARGS = $(if $(DISPLAY),,-display none)
 
 KERNEL_SOURCES := $(shell find src asm -type f) linker.ld build.rs Cargo.toml Cargo.lock
 
-.PHONY: all deps kernel iso run run-uefi debug gdb test test-host test-boot test-shell test-gdb bench clean
+.PHONY: all deps kernel iso run run-uefi debug gdb test test-host test-boot test-shell test-gdb fuzz bench clean
 
 all: iso
 
@@ -140,6 +140,13 @@ test-shell: $(BUILD)/test-shell.iso
 # The gdb workflow of `make debug` + `make gdb`, checked in batch mode.
 test-gdb: $(ISO)
 	@scripts/gdb-test.sh $(ISO)
+
+# Long property-test runs against the models (heap, PMM, bitmap, memory-map
+# normalisation, page tables, Multiboot2 parsing): FUZZ_SCALE times the
+# cases `make test` runs. Not part of `make test`.
+FUZZ_SCALE ?= 200
+fuzz: deps
+	INCROOS_FUZZ_SCALE=$(FUZZ_SCALE) $(CARGO) host-test -- --test-threads 2
 
 # Host benchmarks (release build): each prints ratios against a baseline
 # measured in the same run. Not part of `make test`.

@@ -14,6 +14,8 @@ extern crate alloc;
 pub mod boot;
 pub mod cabi;
 pub mod display;
+#[cfg(test)]
+mod fuzzing;
 pub mod mm;
 pub mod units;
 

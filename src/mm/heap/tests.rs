@@ -239,7 +239,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    #![proptest_config(crate::fuzzing::cases(96))]
 
     #[test]
     fn random_sequences_keep_every_invariant(ops in proptest::collection::vec(op(), 1..300)) {

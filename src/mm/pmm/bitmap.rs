@@ -319,6 +319,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::fuzzing::cases(256))]
+
         #[test]
         fn matches_a_vector_of_bools(
             frames in 1usize..5000,

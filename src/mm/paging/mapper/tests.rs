@@ -352,7 +352,7 @@ fn walk_and_runs_describe_the_tree() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(crate::fuzzing::cases(64))]
 
     /// Random maps and unmaps against a model of page -> frame.
     #[test]

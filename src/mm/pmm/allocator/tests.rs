@@ -188,7 +188,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(crate::fuzzing::cases(200))]
 
     #[test]
     fn never_hands_out_a_frame_twice_or_a_reserved_one(ops in proptest::collection::vec(op(), 1..400)) {

@@ -115,6 +115,8 @@ fn keeps_the_lowest_bytes() {
 }
 
 proptest! {
+    #![proptest_config(crate::fuzzing::cases(256))]
+
     /// Every byte of the result is page-aligned, inside the window, inside
     /// a usable entry and outside every reserved entry; every whole page
     /// that satisfies those is in the result.
