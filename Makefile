@@ -76,9 +76,10 @@ $(BUILD)/test-selftest.iso: TEST_CMDLINE = test test.filter=selftest::
 $(BUILD)/test-panic.iso: TEST_CMDLINE = crash=panic
 $(BUILD)/test-null.iso: TEST_CMDLINE = crash=null
 $(BUILD)/test-overflow.iso: TEST_CMDLINE = crash=overflow
+$(BUILD)/test-oom.iso: TEST_CMDLINE = crash=oom
 $(BUILD)/test-pmm32.iso: TEST_CMDLINE = test pmm.max=32M
 $(BUILD)/test-shell.iso: TEST_CMDLINE = report
-TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report selftest panic null overflow pmm32 shell))
+TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report selftest panic null overflow oom pmm32 shell))
 BOOT_TEST := @scripts/boot-test.sh
 
 test: test-host test-boot test-shell test-gdb
@@ -125,6 +126,9 @@ test-boot: $(TEST_ISOS)
 	    --expect 'write, page not present, kernel mode' --expect 'null pointer'
 	$(BOOT_TEST) stack-overflow-report $(BUILD)/test-overflow.iso --exit 35 \
 	    --expect 'CPU EXCEPTION: double fault' --expect 'stack guard page: kernel stack overflow'
+	$(BOOT_TEST) heap-oom-report $(BUILD)/test-oom.iso --exit 35 \
+	    --expect 'heap: out of memory: 33554432 bytes aligned to 1' --expect 'KERNEL PANIC at' \
+	    --expect 'memory allocation of 33554432 bytes failed'
 	$(BOOT_TEST) no-long-mode $(BUILD)/test-report.iso --hang --timeout 4 \
 	    --expect 'IncroOS boot failed: CPU does not support long mode' -- -cpu qemu32
 	$(BOOT_TEST) no-nx $(BUILD)/test-report.iso --hang --timeout 4 \

@@ -44,7 +44,12 @@ pub fn crash(kind: &str) {
         "overflow" => {
             black_box(overflow_the_stack(0));
         }
-        other => log::error!("unknown crash kind {other:?} (panic, null, overflow)"),
+        "oom" => {
+            // More than the heap's 16 MiB cap: Rust's alloc fails.
+            let vector: alloc::vec::Vec<u8> = alloc::vec::Vec::with_capacity(black_box(32 << 20));
+            black_box(vector);
+        }
+        other => log::error!("unknown crash kind {other:?} (panic, null, overflow, oom)"),
     }
     cpu::set_exit_on_fatal(false);
 }
