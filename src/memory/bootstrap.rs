@@ -8,11 +8,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use x86_64::structures::paging::{PhysFrame, Size4KiB};
 use x86_64::PhysAddr;
 
-use crate::boot::{BootInfo, MemoryKind};
+use crate::boot::BootInfo;
 use crate::mm::layout::{BOOTSTRAP_POOL_END, BOOTSTRAP_POOL_START};
-use crate::mm::pmm::{
-    bitmap::storage_words, usable_ranges, FrameAllocator, MapEntry, PhysRange, Stats,
-};
+use crate::mm::pmm::{bitmap::storage_words, usable_ranges, FrameAllocator, PhysRange, Stats};
 use crate::mm::MmError;
 use crate::sync::IrqMutex;
 
@@ -37,11 +35,7 @@ pub enum PoolError {
 
 /// Builds the pool from the usable parts of the window.
 pub fn init(info: &BootInfo<'_>) -> Result<Stats, PoolError> {
-    let entries = info.memory_map().iter().map(|region| MapEntry {
-        start: region.start,
-        len: region.len,
-        usable: region.kind == MemoryKind::Available,
-    });
+    let entries = super::map_entries(info);
     let window = PhysRange {
         start: BOOTSTRAP_POOL_START,
         end: BOOTSTRAP_POOL_END,

@@ -26,7 +26,19 @@ pub mod vmm;
 
 use x86_64::{PhysAddr, VirtAddr};
 
+use crate::boot::{BootInfo, MemoryKind};
 use crate::mm::layout::DIRECT_MAP_OFFSET;
+use crate::mm::pmm::MapEntry;
+
+/// The firmware memory map as the PMM's normalisation wants it: only
+/// "available" RAM is usable, every other kind is reserved.
+pub fn map_entries<'a>(info: &'a BootInfo<'_>) -> impl Iterator<Item = MapEntry> + Clone + 'a {
+    info.memory_map().iter().map(|region| MapEntry {
+        start: region.start,
+        len: region.len,
+        usable: region.kind == MemoryKind::Available,
+    })
+}
 
 /// The direct-map address of physical address `address`.
 ///

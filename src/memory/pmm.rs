@@ -8,11 +8,11 @@ use x86_64::PhysAddr;
 
 use super::phys_to_virt;
 use crate::arch::x86_64::sections;
-use crate::boot::{BootInfo, FramebufferKind, MemoryKind};
+use crate::boot::{BootInfo, FramebufferKind};
 use crate::mm::layout::{BOOT_PML4, BOOT_TABLES_END, PAGE_SIZE, PMM_START};
 use crate::mm::pmm::{
-    find_free_space, usable_ranges, FrameAllocator, MapEntry, PhysRange, Reservation,
-    ReservationKind, Stats, MAX_RANGES,
+    find_free_space, usable_ranges, FrameAllocator, PhysRange, Reservation, ReservationKind, Stats,
+    MAX_RANGES,
 };
 use crate::mm::MmError;
 use crate::sync::IrqMutex;
@@ -118,11 +118,7 @@ pub fn init(
     info_phys: u64,
     limit: Option<u64>,
 ) -> Result<Stats, PmmInitError> {
-    let entries = info.memory_map().iter().map(|region| MapEntry {
-        start: region.start,
-        len: region.len,
-        usable: region.kind == MemoryKind::Available,
-    });
+    let entries = super::map_entries(info);
     let window = PhysRange {
         start: PMM_START,
         end: u64::MAX,

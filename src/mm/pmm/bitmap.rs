@@ -30,6 +30,23 @@ pub const fn storage_words(frames: usize) -> usize {
     level0 + level1 + level2
 }
 
+/// The level-0 words covering bits `[first, first + count)`, each with the
+/// mask of the bits inside the range.
+fn word_masks(first: usize, count: usize) -> impl Iterator<Item = (usize, u64)> {
+    let end = first + count;
+    let words = first / BITS..end.div_ceil(BITS);
+    words.map(move |word| {
+        let low = first.saturating_sub(word * BITS);
+        let high = (end - word * BITS).min(BITS);
+        let mask = if high - low == BITS {
+            u64::MAX
+        } else {
+            ((1u64 << (high - low)) - 1) << low
+        };
+        (word, mask)
+    })
+}
+
 /// The hierarchical bitmap.
 pub struct Bitmap<'a> {
     level0: &'a mut [u64],
@@ -103,25 +120,14 @@ impl<'a> Bitmap<'a> {
 
     /// Marks frames `[first, first + count)` used or free, a word at a time.
     pub fn set_range(&mut self, first: usize, count: usize, used: bool) {
-        let end = first + count;
-        debug_assert!(end <= self.frames);
-        let mut index = first;
-        while index < end {
-            let word = index / BITS;
-            let low = index % BITS;
-            let high = (end - word * BITS).min(BITS);
-            let mask = if high - low == BITS {
-                u64::MAX
-            } else {
-                ((1u64 << (high - low)) - 1) << low
-            };
+        debug_assert!(first + count <= self.frames);
+        for (word, mask) in word_masks(first, count) {
             if used {
                 self.level0[word] |= mask;
             } else {
                 self.level0[word] &= !mask;
             }
             self.update_summary(word);
-            index = word * BITS + high;
         }
     }
 
@@ -207,24 +213,10 @@ impl<'a> Bitmap<'a> {
 
     /// The first used frame in `[first, first + count)`, if any.
     fn first_used_in(&self, first: usize, count: usize) -> Option<usize> {
-        let end = first + count;
-        let mut index = first;
-        while index < end {
-            let word = index / BITS;
-            let low = index % BITS;
-            let high = (end - word * BITS).min(BITS);
-            let mask = if high - low == BITS {
-                u64::MAX
-            } else {
-                ((1u64 << (high - low)) - 1) << low
-            };
+        word_masks(first, count).find_map(|(word, mask)| {
             let used = self.level0[word] & mask;
-            if used != 0 {
-                return Some(word * BITS + used.trailing_zeros() as usize);
-            }
-            index = word * BITS + high;
-        }
-        None
+            (used != 0).then(|| word * BITS + used.trailing_zeros() as usize)
+        })
     }
 
     /// Number of free frames (a full scan; for statistics and tests).
