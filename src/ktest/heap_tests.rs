@@ -42,6 +42,10 @@ pub static TESTS: &[Test] = &[
         name: "heap::double_and_foreign_frees_are_detected",
         run: double_and_foreign_frees_are_detected,
     },
+    Test {
+        name: "heap::red_zone_catches_a_one_byte_overflow",
+        run: red_zone_catches_a_one_byte_overflow,
+    },
 ];
 
 fn box_vec_string_btreemap(_: &Context<'_>) -> TestResult {
@@ -214,6 +218,33 @@ fn double_and_foreign_frees_are_detected(_: &Context<'_>) -> TestResult {
     kassert_eq!(heap::kfree(live), Ok(()));
     kassert_eq!(heap::stats().used, before.used);
     kassert_eq!(heap::stats().live_allocations, before.live_allocations);
+    kassert_eq!(heap::verify(), Ok(()));
+    Ok(())
+}
+
+fn red_zone_catches_a_one_byte_overflow(_: &Context<'_>) -> TestResult {
+    if !cfg!(debug_assertions) {
+        kprintln!("      (release kernel: red zones are off, nothing to check)");
+        return Ok(());
+    }
+    let before = heap::stats();
+    let pointer = heap::kmalloc(24);
+    kassert!(!pointer.is_null());
+    // SAFETY: the 24 bytes are ours; byte 24 is deliberately one past the
+    // request, inside the block's red zone (debug kernels reserve it).
+    unsafe {
+        pointer.write_bytes(0x11, 24);
+        pointer.add(24).write(0);
+    }
+    kassert_eq!(heap::kfree(pointer), Ok(()));
+    let after = heap::stats();
+    kassert_eq!(after.red_zone_violations, before.red_zone_violations + 1);
+    kassert_eq!(after.used, before.used);
+    // A well-behaved block does not count.
+    let clean = heap::kmalloc(24);
+    kassert!(!clean.is_null());
+    kassert_eq!(heap::kfree(clean), Ok(()));
+    kassert_eq!(heap::stats().red_zone_violations, after.red_zone_violations);
     kassert_eq!(heap::verify(), Ok(()));
     Ok(())
 }

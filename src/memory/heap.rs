@@ -107,11 +107,24 @@ pub fn kfree(pointer: *mut u8) -> Result<(), MmError> {
     if pointer.is_null() {
         return Ok(());
     }
-    let result = with(|heap| heap.free(pointer)).unwrap_or(Err(MmError::InvalidFree));
+    let result = with(|heap| {
+        let before = heap.stats().red_zone_violations;
+        let result = heap.free(pointer);
+        (result, heap.stats().red_zone_violations != before)
+    });
+    let (result, overflowed) = result.unwrap_or((Err(MmError::InvalidFree), false));
     if let Err(error) = result {
         log::error!("heap: kfree({pointer:p}) refused: {error}");
     }
+    if overflowed {
+        report_overflow(pointer);
+    }
     result
+}
+
+/// Logs a buffer overflow found in a block's red zone (debug builds).
+fn report_overflow(pointer: *mut u8) {
+    log::error!("heap: block {pointer:p} was written past its end (red zone overwritten)");
 }
 
 /// Allocates for a `Layout` (alignment up to 4096).
@@ -176,8 +189,16 @@ unsafe impl GlobalAlloc for KernelAllocator {
     }
 
     unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        match with(|heap| heap.realloc(pointer, layout, new_size)) {
-            Some(Ok(moved)) => moved.as_ptr(),
+        let result = with(|heap| {
+            let before = heap.stats().red_zone_violations;
+            let result = heap.realloc(pointer, layout, new_size);
+            (result, heap.stats().red_zone_violations != before)
+        });
+        if let Some((_, true)) = result {
+            report_overflow(pointer);
+        }
+        match result {
+            Some((Ok(moved), _)) => moved.as_ptr(),
             _ => ptr::null_mut(),
         }
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::tlsf::bitmap_words;
+use super::tlsf::{bitmap_words, DEBUG_OVERHEAD};
 use super::*;
 use crate::mm::MmError;
 
@@ -222,6 +222,33 @@ fn realloc_grows_in_place_and_moves_when_needed() {
     assert_eq!(heap.stats().used, 0);
 }
 
+#[test]
+fn red_zones_catch_overflows_in_debug_mode() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, true);
+    let a = heap.kmalloc(10).unwrap().as_ptr();
+    let b = heap.kmalloc(100).unwrap().as_ptr();
+    assert_eq!(heap.usable_size(a), Ok(10));
+    // SAFETY: writing the 10 bytes we own, then one byte past them (on
+    // purpose: still inside the block, in its red zone).
+    unsafe {
+        a.write_bytes(1, 10);
+        a.add(10).write(0x42);
+    }
+    heap.free(a).unwrap();
+    assert_eq!(heap.stats().red_zone_violations, 1);
+    heap.free(b).unwrap();
+    assert_eq!(heap.stats().red_zone_violations, 1);
+    // realloc keeps the red zone after the new size.
+    let c = heap.kmalloc(40).unwrap().as_ptr();
+    let c = heap.realloc(c, layout(40, 16), 20).unwrap().as_ptr();
+    assert_eq!(heap.usable_size(c), Ok(20));
+    let c = heap.realloc(c, layout(20, 16), 3000).unwrap().as_ptr();
+    heap.free(c).unwrap();
+    assert_eq!(heap.stats().red_zone_violations, 1);
+    heap.verify().unwrap();
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Alloc(usize, u32),
@@ -242,9 +269,12 @@ proptest! {
     #![proptest_config(crate::fuzzing::cases(96))]
 
     #[test]
-    fn random_sequences_keep_every_invariant(ops in proptest::collection::vec(op(), 1..300)) {
+    fn random_sequences_keep_every_invariant(
+        ops in proptest::collection::vec(op(), 1..300),
+        debug_checks in any::<bool>(),
+    ) {
         let mut arena = Arena::new(2 * MIB);
-        let mut heap = arena.heap(64 * 1024, false);
+        let mut heap = arena.heap(64 * 1024, debug_checks);
         // Model: payload address -> (size, align, fill byte).
         let mut live: BTreeMap<usize, (usize, usize, u8)> = BTreeMap::new();
         let mut fill = 0u8;
@@ -305,10 +335,12 @@ proptest! {
             heap.free(address as *mut u8).unwrap();
         }
         heap.verify().unwrap();
+        prop_assert_eq!(heap.stats().red_zone_violations, 0);
         // Coalescing: the whole (grown) heap fits in one allocation again,
         // small blocks cached in quick lists included.
         let mapped = heap.stats().mapped;
-        let whole = heap.kmalloc(mapped - 32);
+        let overhead = if debug_checks { DEBUG_OVERHEAD } else { 0 };
+        let whole = heap.kmalloc(mapped - 32 - overhead);
         prop_assert!(whole.is_ok());
         heap.free(whole.unwrap().as_ptr()).unwrap();
         heap.trim();

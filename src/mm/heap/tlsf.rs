@@ -34,8 +34,15 @@ const SMALL_LIMIT: usize = 256;
 const SL_BITS: u32 = 4;
 const SL_COUNT: usize = 1 << SL_BITS;
 const FL_COUNT: usize = 28;
-/// Byte poisoned into freed memory when poisoning is on.
+/// Byte poisoned into freed memory when debug checks are on.
 const POISON: u8 = 0xDD;
+/// With debug checks on, this many bytes after each allocation hold
+/// [`RED`]; `free` checks them to catch buffer overflows. The requested
+/// size is recorded in the block's last word.
+const RED_ZONE: usize = 16;
+const RED: u8 = 0xFB;
+/// Extra bytes each allocation costs with debug checks on.
+pub const DEBUG_OVERHEAD: usize = RED_ZONE + 8;
 /// Growth happens in steps of at least this much.
 const MIN_GROWTH: usize = 64 * 1024;
 /// Freed blocks smaller than this go to a per-size quick list (LIFO, not
@@ -78,6 +85,9 @@ pub struct HeapStats {
     pub total_allocations: u64,
     /// Failed allocations.
     pub failed_allocations: u64,
+    /// Frees that found the red zone after the block overwritten (debug
+    /// checks only): buffer overflows.
+    pub red_zone_violations: u64,
 }
 
 /// The heap over `[start, end)`, growable to `start + max`.
@@ -439,17 +449,59 @@ impl<'a, G: Grow> Heap<'a, G> {
     pub fn alloc(&mut self, layout: Layout) -> Result<NonNull<u8>, MmError> {
         let result = self.alloc_inner(layout);
         match result {
-            Ok(_) => self.stats.total_allocations += 1,
+            Ok(pointer) => {
+                self.stats.total_allocations += 1;
+                if self.poison {
+                    self.arm_red_zone(pointer.as_ptr() as usize, layout.size());
+                }
+            }
             Err(_) => self.stats.failed_allocations += 1,
         }
         result
+    }
+
+    /// Block size for a request of `bytes`, red zone and size record
+    /// included when debug checks are on.
+    fn block_size_for_request(&self, bytes: usize) -> Option<usize> {
+        let bytes = if self.poison {
+            bytes.checked_add(DEBUG_OVERHEAD)?
+        } else {
+            bytes
+        };
+        Self::block_size_for(bytes)
+    }
+
+    /// Fills the red zone after `size` bytes at `payload` and records `size`.
+    fn arm_red_zone(&mut self, payload: usize, size: usize) {
+        let block = payload - HEADER;
+        let end = block + self.size_of(block);
+        self.write(end - 8, size);
+        // SAFETY: the block holds size + RED_ZONE + 8 payload bytes (see
+        // block_size_for_request), all owned by the heap's live block.
+        unsafe { ptr::write_bytes((payload + size) as *mut u8, RED, RED_ZONE) };
+    }
+
+    /// Whether the red zone of a live block is untouched.
+    fn red_zone_intact(&self, block: usize) -> bool {
+        let size = self.size_of(block);
+        let payload = block + HEADER;
+        let recorded = self.read(block + size - 8);
+        if recorded.saturating_add(DEBUG_OVERHEAD) > size - HEADER {
+            return false; // the size record itself was overwritten
+        }
+        // SAFETY: the red zone lies inside the live block (checked above).
+        let zone =
+            unsafe { core::slice::from_raw_parts((payload + recorded) as *const u8, RED_ZONE) };
+        zone.iter().all(|&byte| byte == RED)
     }
 
     fn alloc_inner(&mut self, layout: Layout) -> Result<NonNull<u8>, MmError> {
         if layout.align() > MAX_ALIGN {
             return Err(MmError::InvalidArgument);
         }
-        let needed = Self::block_size_for(layout.size()).ok_or(MmError::HeapExhausted)?;
+        let needed = self
+            .block_size_for_request(layout.size())
+            .ok_or(MmError::HeapExhausted)?;
         if needed > self.max {
             return Err(MmError::HeapExhausted);
         }
@@ -582,6 +634,9 @@ impl<'a, G: Grow> Heap<'a, G> {
     pub fn free(&mut self, pointer: *mut u8) -> Result<(), MmError> {
         let block = self.check_live(pointer)?;
         let size = self.size_of(block);
+        if self.poison && !self.red_zone_intact(block) {
+            self.stats.red_zone_violations += 1;
+        }
         let granule = self.granule(block + HEADER);
         Self::set_bit(self.live, granule, false);
         Self::set_bit(self.freed, granule, true);
@@ -603,9 +658,13 @@ impl<'a, G: Grow> Heap<'a, G> {
         Ok(())
     }
 
-    /// Capacity of the live block at `pointer` (at least what was asked).
+    /// Bytes usable at `pointer` (at least what was asked; exactly that
+    /// with debug checks on, whose red zone follows).
     pub fn usable_size(&self, pointer: *mut u8) -> Result<usize, MmError> {
         let block = self.check_live(pointer)?;
+        if self.poison {
+            return Ok(self.read(block + self.size_of(block) - 8));
+        }
         Ok(self.size_of(block) - HEADER)
     }
 
@@ -619,8 +678,29 @@ impl<'a, G: Grow> Heap<'a, G> {
         new_size: usize,
     ) -> Result<NonNull<u8>, MmError> {
         let block = self.check_live(pointer)?;
+        let intact = !self.poison || self.red_zone_intact(block);
+        let result = self.realloc_inner(block, layout, new_size);
+        if let (Ok(moved), true) = (result, self.poison) {
+            // A moved block's old red zone was checked by `free`.
+            if moved.as_ptr() == pointer && !intact {
+                self.stats.red_zone_violations += 1;
+            }
+            self.arm_red_zone(moved.as_ptr() as usize, new_size);
+        }
+        result
+    }
+
+    fn realloc_inner(
+        &mut self,
+        block: usize,
+        layout: Layout,
+        new_size: usize,
+    ) -> Result<NonNull<u8>, MmError> {
+        let pointer = (block + HEADER) as *mut u8;
         let size = self.size_of(block);
-        let needed = Self::block_size_for(new_size).ok_or(MmError::HeapExhausted)?;
+        let needed = self
+            .block_size_for_request(new_size)
+            .ok_or(MmError::HeapExhausted)?;
         if needed <= size {
             self.shrink_in_place(block, size, needed);
             // SAFETY: a live payload is never null.
