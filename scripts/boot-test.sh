@@ -68,9 +68,12 @@ elif [[ $status != "$expected_exit" ]]; then
     why="QEMU exit status $status, expected $expected_exit"
 fi
 if [[ -z $why ]]; then
-    # Serial output uses \r\n; strip the \r before matching.
+    # Serial output uses \r\n; strip the \r before matching. The text is
+    # read once: `tr | grep -q` under pipefail fails at random when grep
+    # exits at its match while tr is still writing (SIGPIPE).
+    text=$(tr -d '\r' <"$log")
     for pattern in "${patterns[@]}"; do
-        if ! tr -d '\r' <"$log" | grep -Eq -- "$pattern"; then
+        if ! grep -Eq -- "$pattern" <<<"$text"; then
             why="no line matching /$pattern/"
             break
         fi

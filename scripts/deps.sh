@@ -19,6 +19,7 @@ REQUIRED=(
     "gdb gdb"
     "python3 python3"
     "gcc gcc"
+    "strip binutils"
 )
 
 missing=()
@@ -41,16 +42,18 @@ fi
 # when the toolchain is already installed (or auto-install is off): do it.
 if command -v rustup >/dev/null 2>&1; then
     toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$(dirname "$0")/../rust-toolchain.toml")
-    if ! rustup toolchain list | grep -q "^$toolchain"; then
+    # grep without -q: under pipefail, -q can stop reading early and fail
+    # the pipeline through SIGPIPE.
+    if ! rustup toolchain list | grep "^$toolchain" >/dev/null; then
         echo "installing Rust toolchain $toolchain with rustup..." >&2
         rustup toolchain install "$toolchain" --profile minimal >&2
     fi
-    if ! rustup target list --installed --toolchain "$toolchain" | grep -qx x86_64-unknown-none; then
+    if ! rustup target list --installed --toolchain "$toolchain" | grep -x x86_64-unknown-none >/dev/null; then
         echo "adding the x86_64-unknown-none target to $toolchain..." >&2
         rustup target add --toolchain "$toolchain" x86_64-unknown-none >&2
     fi
     for component in clippy rustfmt; do
-        if ! rustup component list --installed --toolchain "$toolchain" | grep -q "^$component"; then
+        if ! rustup component list --installed --toolchain "$toolchain" | grep "^$component" >/dev/null; then
             echo "adding $component to $toolchain..." >&2
             rustup component add --toolchain "$toolchain" "$component" >&2
         fi

@@ -54,11 +54,14 @@ expect=(
 )
 why=""
 [[ $status == 0 ]] || why="run.sh exited $status"
+# Read once: `tr | grep -q` under pipefail fails at random (SIGPIPE to tr
+# when grep exits at its match).
+text=$(tr -d '\r' <"$log")
 for pattern in "${expect[@]}"; do
     [[ -n $why ]] && break
-    tr -d '\r' <"$log" | grep -Eq -- "$pattern" || why="no line matching /$pattern/"
+    grep -Eq -- "$pattern" <<<"$text" || why="no line matching /$pattern/"
 done
-if [[ $(tr -d '\r' <"$log" | grep -c '^incroos> ') -lt 18 ]]; then
+if [[ $(grep -c '^incroos> ' <<<"$text") -lt 18 ]]; then
     why=${why:-"the shell stopped answering before the last command"}
 fi
 if [[ -z $why ]]; then
