@@ -139,8 +139,9 @@ fn meminfo() {
     );
     let stats = heap::stats();
     let largest = heap::largest_free_block();
+    // Of the free blocks (slab slots are counted apart).
     let fragmentation = (largest * 100)
-        .checked_div(stats.free)
+        .checked_div(stats.free - stats.slab_free)
         .map_or(0, |share| 100 - share);
     kprintln!(
         "heap: {} mapped, {} used, {} free, peak {}, {} live / {} total allocations, {} failed",
@@ -151,6 +152,11 @@ fn meminfo() {
         stats.live_allocations,
         stats.total_allocations,
         stats.failed_allocations
+    );
+    kprintln!(
+        "      of the free bytes {} are slab slots; {} overhead (slab slack, heap ends)",
+        HumanSize(stats.slab_free as u64),
+        HumanSize(stats.overhead as u64)
     );
     kprintln!(
         "      largest free block {}, fragmentation {fragmentation}%, verify: {}",

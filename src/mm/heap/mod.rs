@@ -11,6 +11,7 @@
 //!
 //! See docs/heap.md for the algorithm, its bounds and measured figures.
 
+mod slab;
 mod tlsf;
 
 pub use tlsf::{Grow, Heap, HeapStats, NoGrow, MAX_ALIGN};

@@ -197,10 +197,11 @@ fn absurd_requests_fail_without_panicking() {
 fn realloc_grows_in_place_and_moves_when_needed() {
     let mut arena = Arena::new(MIB);
     let mut heap = arena.heap(MIB, false);
-    let a = heap.kmalloc(100).unwrap().as_ptr();
-    // SAFETY: a live 100-byte block.
-    unsafe { a.write_bytes(7, 100) };
-    let grown = heap.realloc(a, layout(100, 16), 5000).unwrap().as_ptr();
+    // 300 bytes: a TLSF block (smaller requests live in slab slots).
+    let a = heap.kmalloc(300).unwrap().as_ptr();
+    // SAFETY: a live 300-byte block.
+    unsafe { a.write_bytes(7, 300) };
+    let grown = heap.realloc(a, layout(300, 16), 5000).unwrap().as_ptr();
     assert_eq!(grown, a, "the free space after it is used in place");
     let blocker = heap.kmalloc(16).unwrap().as_ptr();
     let moved = heap
@@ -208,7 +209,7 @@ fn realloc_grows_in_place_and_moves_when_needed() {
         .unwrap()
         .as_ptr();
     // SAFETY: a live block of at least 20,000 bytes.
-    let bytes = unsafe { core::slice::from_raw_parts(moved, 100) };
+    let bytes = unsafe { core::slice::from_raw_parts(moved, 300) };
     assert!(bytes.iter().all(|&b| b == 7));
     let shrunk = heap
         .realloc(moved, layout(20_000, 16), 10)
@@ -220,6 +221,91 @@ fn realloc_grows_in_place_and_moves_when_needed() {
     heap.free(blocker).unwrap();
     heap.verify().unwrap();
     assert_eq!(heap.stats().used, 0);
+}
+
+#[test]
+fn small_objects_share_slab_pages_that_go_back_when_empty() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, false);
+    let empty = heap.stats();
+    // 64-byte slots: 63 per page, all in a few pages, 64 bytes apart.
+    let blocks: Vec<*mut u8> = (0..1000)
+        .map(|_| heap.kmalloc(64).unwrap().as_ptr())
+        .collect();
+    assert_eq!(blocks[1] as usize - blocks[0] as usize, 64);
+    let pages: std::collections::BTreeSet<usize> =
+        blocks.iter().map(|&b| b as usize & !4095).collect();
+    assert_eq!(pages.len(), 1000usize.div_ceil(63));
+    let stats = heap.stats();
+    assert_eq!(stats.used, 1000 * 64);
+    assert_eq!(stats.slab_free, (pages.len() * 63 - 1000) * 64);
+    assert_eq!(stats.used + stats.free + stats.overhead, stats.mapped);
+    heap.verify().unwrap();
+    // The slack after a page's last slot and a pointer inside a slot are
+    // not allocations.
+    let page = *pages.iter().next().unwrap() as *mut u8;
+    assert_eq!(page, blocks[0], "slots start at the page boundary");
+    let before = heap.stats();
+    assert_eq!(
+        heap.free(page.wrapping_add(63 * 64)),
+        Err(MmError::InvalidFree)
+    );
+    assert_eq!(
+        heap.free(blocks[0].wrapping_add(16)),
+        Err(MmError::InvalidFree)
+    );
+    assert_eq!(heap.stats(), before);
+    // Sizes of one class reuse the slot just freed (LIFO).
+    heap.free(blocks[500]).unwrap();
+    assert_eq!(heap.free(blocks[500]), Err(MmError::DoubleFree));
+    assert_eq!(heap.stats(), {
+        let mut s = before;
+        s.used -= 64;
+        s.free += 64;
+        s.slab_free += 64;
+        s.live_allocations -= 1;
+        s
+    });
+    let again = heap.kmalloc(50).unwrap().as_ptr();
+    assert_eq!(again, blocks[500]);
+    heap.free(again).unwrap();
+    // Freeing everything returns all pages but the spare and those holding
+    // the last 32 freed slots (kept warm for reuse); trim returns them too
+    // and the heap is one free block again.
+    for (index, &block) in blocks.iter().enumerate() {
+        if index != 500 {
+            heap.free(block).unwrap();
+        }
+    }
+    heap.verify().unwrap();
+    assert_eq!(heap.stats().used, 0);
+    assert!(heap.stats().slab_free <= 33 * 4096);
+    heap.trim();
+    heap.verify().unwrap();
+    assert_eq!(heap.stats().free, empty.free);
+    assert_eq!(heap.stats().overhead, empty.overhead);
+    assert_eq!(heap.largest_free_block(), MIB - 16);
+}
+
+#[test]
+fn slab_slots_realloc_in_place_then_move_to_the_tlsf_lists() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, false);
+    let a = heap.kmalloc(40).unwrap().as_ptr();
+    // SAFETY: a live 40-byte slot.
+    unsafe { a.write_bytes(9, 40) };
+    // 40 bytes sit in a 48-byte slot: growing to 48 stays, 49 moves.
+    assert_eq!(heap.realloc(a, layout(40, 16), 48).unwrap().as_ptr(), a);
+    let b = heap.realloc(a, layout(48, 16), 49).unwrap().as_ptr();
+    assert_ne!(b, a);
+    let c = heap.realloc(b, layout(49, 16), 1000).unwrap().as_ptr();
+    // SAFETY: a live block of at least 1000 bytes.
+    let kept = unsafe { core::slice::from_raw_parts(c, 40) };
+    assert!(kept.iter().all(|&byte| byte == 9));
+    assert_eq!(heap.stats().live_allocations, 1);
+    heap.verify().unwrap();
+    heap.free(c).unwrap();
+    heap.verify().unwrap();
 }
 
 #[test]
@@ -239,13 +325,19 @@ fn red_zones_catch_overflows_in_debug_mode() {
     assert_eq!(heap.stats().red_zone_violations, 1);
     heap.free(b).unwrap();
     assert_eq!(heap.stats().red_zone_violations, 1);
+    // The same in a TLSF block (over 256 bytes with the red zone).
+    let d = heap.kmalloc(300).unwrap().as_ptr();
+    // SAFETY: one byte past the 300 we own, inside the red zone.
+    unsafe { d.add(300).write(0) };
+    heap.free(d).unwrap();
+    assert_eq!(heap.stats().red_zone_violations, 2);
     // realloc keeps the red zone after the new size.
     let c = heap.kmalloc(40).unwrap().as_ptr();
     let c = heap.realloc(c, layout(40, 16), 20).unwrap().as_ptr();
     assert_eq!(heap.usable_size(c), Ok(20));
     let c = heap.realloc(c, layout(20, 16), 3000).unwrap().as_ptr();
     heap.free(c).unwrap();
-    assert_eq!(heap.stats().red_zone_violations, 1);
+    assert_eq!(heap.stats().red_zone_violations, 2);
     heap.verify().unwrap();
 }
 

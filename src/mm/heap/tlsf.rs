@@ -17,6 +17,7 @@
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 
+use super::slab::{self, Slabs, PAGE, PAGE_USABLE, SLAB_LIMIT};
 use crate::mm::MmError;
 
 /// Largest supported alignment.
@@ -28,6 +29,9 @@ const MIN_BLOCK: usize = 32;
 const FREE: usize = 1;
 const PREV_FREE: usize = 2;
 const FLAGS: usize = FREE | PREV_FREE;
+/// Granule marks (see `Heap::marks`).
+const LIVE: u64 = 1;
+const FREED: u64 = 2;
 
 /// Sizes below this are binned linearly, 16 bytes apart (first level 0).
 const SMALL_LIMIT: usize = 256;
@@ -71,10 +75,18 @@ impl Grow for NoGrow {
 /// Counters of the heap.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeapStats {
-    /// Bytes in allocated blocks (headers and rounding included).
+    /// Bytes in live allocations (block headers and rounding included;
+    /// a slab object counts its slot size).
     pub used: usize,
-    /// Bytes in free blocks.
+    /// Bytes free: free blocks plus free slots in slab pages.
     pub free: usize,
+    /// Of `free`, the bytes in free slab slots (reusable only by requests
+    /// of the same size class).
+    pub slab_free: usize,
+    /// Bytes neither used nor free: slab page headers and slack, the
+    /// heap's 16 bytes of padding and end marker.
+    /// `used + free + overhead == mapped`.
+    pub overhead: usize,
     /// Bytes of the managed range (what is mapped).
     pub mapped: usize,
     /// Highest `used` ever seen.
@@ -99,22 +111,29 @@ pub struct Heap<'a, G: Grow> {
     fl_bitmap: u32,
     sl_bitmap: [u16; FL_COUNT],
     heads: [[usize; SL_COUNT]; FL_COUNT],
-    /// One bit per 16-byte granule: set where a live block's payload starts.
-    live: &'a mut [u64],
-    /// One bit per granule: set where a freed block's payload started, to
-    /// tell a double free from a wild pointer.
-    freed: &'a mut [u64],
+    /// Two bits per 16-byte granule, side by side so that one cache line
+    /// holds both: LIVE where a live allocation starts, FREED where a
+    /// freed one started (to tell a double free from a wild pointer).
+    marks: &'a mut [u64],
     /// Quick lists: freed small blocks, still marked used for the TLSF
     /// part, linked through their first payload word.
     quick: [usize; QUICK_LISTS],
     quick_depth: [u16; QUICK_LISTS],
+    /// Small-object slabs; their pages are blocks of this heap.
+    slabs: Slabs<'a>,
     poison: bool,
+    /// Counters; `free` here excludes `slab_free` (see `stats()`).
     stats: HeapStats,
 }
 
-/// Bitmap words a heap of `max` bytes needs (for both bitmaps together).
+/// Words of side tables (kept outside the heap) a heap of `max` bytes
+/// needs: the live and freed bitmaps and the slab page table.
 pub const fn bitmap_words(max: usize) -> usize {
-    2 * (max / GRANULE).div_ceil(64)
+    2 * granule_words(max) + slab::table_words(max)
+}
+
+const fn granule_words(max: usize) -> usize {
+    (max / GRANULE).div_ceil(64)
 }
 
 fn mapping(size: usize) -> (usize, usize) {
@@ -171,12 +190,13 @@ impl<'a, G: Grow> Heap<'a, G> {
         {
             return Err(MmError::InvalidArgument);
         }
-        let words = bitmap_words(max) / 2;
+        let words = granule_words(max);
         let bitmaps = bitmaps
-            .get_mut(..2 * words)
+            .get_mut(..bitmap_words(max))
             .ok_or(MmError::InvalidArgument)?;
         bitmaps.fill(0);
-        let (live, freed) = bitmaps.split_at_mut(words);
+        let (marks, table) = bitmaps.split_at_mut(2 * words);
+        let slabs = Slabs::new(start, max, table).ok_or(MmError::InvalidArgument)?;
         let mut heap = Self {
             start,
             end: start + size,
@@ -185,13 +205,14 @@ impl<'a, G: Grow> Heap<'a, G> {
             fl_bitmap: 0,
             sl_bitmap: [0; FL_COUNT],
             heads: [[0; SL_COUNT]; FL_COUNT],
-            live,
-            freed,
+            marks,
             quick: [0; QUICK_LISTS],
             quick_depth: [0; QUICK_LISTS],
+            slabs,
             poison,
             stats: HeapStats {
                 mapped: size,
+                overhead: GRANULE,
                 ..HeapStats::default()
             },
         };
@@ -252,16 +273,20 @@ impl<'a, G: Grow> Heap<'a, G> {
         (payload - self.start) / GRANULE
     }
 
-    fn bit(map: &[u64], index: usize) -> bool {
-        map[index / 64] & (1 << (index % 64)) != 0
+    /// The two mark bits of `granule` (LIVE, FREED) in the low bits.
+    fn marks_of(&self, granule: usize) -> u64 {
+        self.marks[granule / 32] >> (2 * (granule % 32)) & 3
     }
 
-    fn set_bit(map: &mut [u64], index: usize, value: bool) {
-        if value {
-            map[index / 64] |= 1 << (index % 64);
-        } else {
-            map[index / 64] &= !(1 << (index % 64));
-        }
+    fn is_live(&self, payload: usize) -> bool {
+        self.marks_of(self.granule(payload)) & LIVE != 0
+    }
+
+    /// Sets the marks of `granule` to `marks` (LIVE or FREED).
+    fn set_marks(&mut self, granule: usize, marks: u64) {
+        let word = &mut self.marks[granule / 32];
+        let shift = 2 * (granule % 32);
+        *word = *word & !(3 << shift) | marks << shift;
     }
 
     // --- free lists --------------------------------------------------------
@@ -447,7 +472,17 @@ impl<'a, G: Grow> Heap<'a, G> {
 
     /// Allocates memory for `layout` (alignment up to [`MAX_ALIGN`]).
     pub fn alloc(&mut self, layout: Layout) -> Result<NonNull<u8>, MmError> {
-        let result = self.alloc_inner(layout);
+        let bytes = if self.poison {
+            layout.size().checked_add(DEBUG_OVERHEAD)
+        } else {
+            Some(layout.size())
+        };
+        let result = match bytes {
+            Some(bytes) if bytes <= SLAB_LIMIT && layout.align() <= GRANULE => {
+                self.alloc_small(bytes)
+            }
+            _ => self.alloc_inner(layout),
+        };
         match result {
             Ok(pointer) => {
                 self.stats.total_allocations += 1;
@@ -473,20 +508,19 @@ impl<'a, G: Grow> Heap<'a, G> {
 
     /// Fills the red zone after `size` bytes at `payload` and records `size`.
     fn arm_red_zone(&mut self, payload: usize, size: usize) {
-        let block = payload - HEADER;
-        let end = block + self.size_of(block);
-        self.write(end - 8, size);
-        // SAFETY: the block holds size + RED_ZONE + 8 payload bytes (see
-        // block_size_for_request), all owned by the heap's live block.
+        let capacity = self.capacity(payload);
+        self.write(payload + capacity - 8, size);
+        // SAFETY: the allocation holds size + RED_ZONE + 8 bytes (see
+        // block_size_for_request and `alloc`), all owned by the heap's live
+        // block or slot.
         unsafe { ptr::write_bytes((payload + size) as *mut u8, RED, RED_ZONE) };
     }
 
-    /// Whether the red zone of a live block is untouched.
-    fn red_zone_intact(&self, block: usize) -> bool {
-        let size = self.size_of(block);
-        let payload = block + HEADER;
-        let recorded = self.read(block + size - 8);
-        if recorded.saturating_add(DEBUG_OVERHEAD) > size - HEADER {
+    /// Whether the red zone of the live allocation at `payload`, which can
+    /// hold `capacity` bytes, is untouched.
+    fn red_zone_intact(&self, payload: usize, capacity: usize) -> bool {
+        let recorded = self.read(payload + capacity - 8);
+        if recorded.saturating_add(DEBUG_OVERHEAD) > capacity {
             return false; // the size record itself was overwritten
         }
         // SAFETY: the red zone lies inside the live block (checked above).
@@ -511,6 +545,68 @@ impl<'a, G: Grow> Heap<'a, G> {
                 return Ok(self.hand_out(block, needed));
             }
         }
+        let (block, used) = self.take_block(needed, align)?;
+        Ok(self.hand_out(block, used))
+    }
+
+    /// Takes a slab slot for a request of `bytes` (at most `SLAB_LIMIT`).
+    fn alloc_small(&mut self, bytes: usize) -> Result<NonNull<u8>, MmError> {
+        let class = slab::class_of(bytes);
+        let slot = match self.slabs.alloc(class) {
+            Some(slot) => slot,
+            None => {
+                let page = self.take_slab_page()?;
+                let slots = slab::slot_bytes(class);
+                self.stats.overhead -= slots;
+                self.stats.slab_free += slots;
+                // SAFETY: `take_slab_page` returned a 4096-aligned payload
+                // of at least PAGE_USABLE bytes inside a used block of
+                // ours; it stays the slabs' until they hand it back.
+                unsafe { self.slabs.alloc_from_new(page, class) }
+            }
+        };
+        let size = slab::slot_size(class);
+        self.stats.slab_free -= size;
+        Ok(self.book_live(slot, size))
+    }
+
+    /// A used block whose payload is a fresh 4096-aligned slab page.
+    fn take_slab_page(&mut self) -> Result<usize, MmError> {
+        let needed = PAGE_USABLE + HEADER;
+        let (block, size) = self.take_block(needed, PAGE)?;
+        self.stats.overhead += size;
+        Ok(block + HEADER)
+    }
+
+    /// Gives an empty page the slabs handed back (of `class`) to the free
+    /// lists.
+    fn release_slab_page(&mut self, page: usize, class: usize) {
+        let slots = slab::slot_bytes(class);
+        self.stats.slab_free -= slots;
+        let block = page - HEADER;
+        let size = self.size_of(block);
+        self.stats.overhead -= size - slots;
+        self.stats.free += size;
+        self.release(block);
+    }
+
+    /// Whether `address` (inside the heap) lies in a slab page.
+    fn in_slab_page(&self, address: usize) -> bool {
+        self.slabs.contains(address)
+    }
+
+    /// Bytes the live allocation at `payload` can hold.
+    fn capacity(&self, payload: usize) -> usize {
+        match self.slabs.class_at(payload) {
+            Some(class) => slab::slot_size(class),
+            None => self.size_of(payload - HEADER) - HEADER,
+        }
+    }
+
+    /// Takes a free block for `needed` bytes (a block size) whose payload
+    /// is `align`-aligned, growing the heap if it must; marks it used and
+    /// returns it with its size (at least `needed`).
+    fn take_block(&mut self, needed: usize, align: usize) -> Result<(usize, usize), MmError> {
         let search = if align > GRANULE {
             needed + align + MIN_BLOCK
         } else {
@@ -550,18 +646,21 @@ impl<'a, G: Grow> Heap<'a, G> {
         }
         let used = self.use_block(block, size, needed);
         self.stats.free += size - used;
-        Ok(self.hand_out(block, used))
+        Ok((block, used))
     }
 
     /// Books a used block of `size` as live and returns its payload.
     fn hand_out(&mut self, block: usize, size: usize) -> NonNull<u8> {
+        self.book_live(block + HEADER, size)
+    }
+
+    /// Books `size` bytes at `payload` as a live allocation.
+    fn book_live(&mut self, payload: usize, size: usize) -> NonNull<u8> {
         self.stats.used += size;
         self.stats.peak_used = self.stats.peak_used.max(self.stats.used);
         self.stats.live_allocations += 1;
-        let payload = block + HEADER;
         let granule = self.granule(payload);
-        Self::set_bit(self.live, granule, true);
-        Self::set_bit(self.freed, granule, false);
+        self.set_marks(granule, LIVE);
         // SAFETY: payload lies inside the heap, so it is not null.
         unsafe { NonNull::new_unchecked(payload as *mut u8) }
     }
@@ -585,8 +684,15 @@ impl<'a, G: Grow> Heap<'a, G> {
         self.flush_quick();
     }
 
-    /// Returns every cached block to the TLSF lists (with coalescing).
+    /// Returns every cached block and spare slab page to the TLSF lists
+    /// (with coalescing).
     fn flush_quick(&mut self) {
+        while let Some((page, class)) = self.slabs.drain_recent() {
+            self.release_slab_page(page, class);
+        }
+        while let Some((page, class)) = self.slabs.take_spare() {
+            self.release_slab_page(page, class);
+        }
         for list in 0..QUICK_LISTS {
             let mut block = self.quick[list];
             while block != 0 {
@@ -618,10 +724,11 @@ impl<'a, G: Grow> Heap<'a, G> {
             return Err(MmError::InvalidFree);
         }
         let granule = self.granule(payload);
-        if Self::bit(self.live, granule) {
+        let marks = self.marks_of(granule);
+        if marks & LIVE != 0 {
             return Ok(payload - HEADER);
         }
-        if Self::bit(self.freed, granule) {
+        if marks & FREED != 0 {
             Err(MmError::DoubleFree)
         } else {
             Err(MmError::InvalidFree)
@@ -633,13 +740,16 @@ impl<'a, G: Grow> Heap<'a, G> {
     /// back, is an error and changes nothing.
     pub fn free(&mut self, pointer: *mut u8) -> Result<(), MmError> {
         let block = self.check_live(pointer)?;
+        if let Some(class) = self.slabs.class_at(block + HEADER) {
+            self.free_small(block + HEADER, class);
+            return Ok(());
+        }
         let size = self.size_of(block);
-        if self.poison && !self.red_zone_intact(block) {
+        if self.poison && !self.red_zone_intact(block + HEADER, size - HEADER) {
             self.stats.red_zone_violations += 1;
         }
         let granule = self.granule(block + HEADER);
-        Self::set_bit(self.live, granule, false);
-        Self::set_bit(self.freed, granule, true);
+        self.set_marks(granule, FREED);
         if self.poison {
             // SAFETY: the payload is inside the block we own until release.
             unsafe { ptr::write_bytes((block + HEADER) as *mut u8, POISON, size - HEADER) };
@@ -658,14 +768,37 @@ impl<'a, G: Grow> Heap<'a, G> {
         Ok(())
     }
 
+    /// Frees the live slab slot at `slot`, of `class`.
+    fn free_small(&mut self, slot: usize, class: usize) {
+        let size = slab::slot_size(class);
+        if self.poison {
+            if !self.red_zone_intact(slot, size) {
+                self.stats.red_zone_violations += 1;
+            }
+            // SAFETY: the slot is live and ours until `slabs.free`.
+            unsafe { ptr::write_bytes(slot as *mut u8, POISON, size) };
+        }
+        let granule = self.granule(slot);
+        self.set_marks(granule, FREED);
+        self.stats.used -= size;
+        self.stats.slab_free += size;
+        self.stats.live_allocations -= 1;
+        // SAFETY: a live slot of our slabs (its live bit was set and its
+        // page is a slab page); it is not used again here.
+        if let Some((page, class)) = unsafe { self.slabs.free(slot, class) } {
+            self.release_slab_page(page, class);
+        }
+    }
+
     /// Bytes usable at `pointer` (at least what was asked; exactly that
     /// with debug checks on, whose red zone follows).
     pub fn usable_size(&self, pointer: *mut u8) -> Result<usize, MmError> {
-        let block = self.check_live(pointer)?;
+        let payload = self.check_live(pointer)? + HEADER;
+        let capacity = self.capacity(payload);
         if self.poison {
-            return Ok(self.read(block + self.size_of(block) - 8));
+            return Ok(self.read(payload + capacity - 8));
         }
-        Ok(self.size_of(block) - HEADER)
+        Ok(capacity)
     }
 
     /// Resizes the block at `pointer` to `new_size` bytes with `layout`'s
@@ -678,8 +811,13 @@ impl<'a, G: Grow> Heap<'a, G> {
         new_size: usize,
     ) -> Result<NonNull<u8>, MmError> {
         let block = self.check_live(pointer)?;
-        let intact = !self.poison || self.red_zone_intact(block);
-        let result = self.realloc_inner(block, layout, new_size);
+        let capacity = self.capacity(block + HEADER);
+        let intact = !self.poison || self.red_zone_intact(block + HEADER, capacity);
+        let result = if self.in_slab_page(block + HEADER) {
+            self.realloc_small(block + HEADER, capacity, layout, new_size)
+        } else {
+            self.realloc_inner(block, layout, new_size)
+        };
         if let (Ok(moved), true) = (result, self.poison) {
             // A moved block's old red zone was checked by `free`.
             if moved.as_ptr() == pointer && !intact {
@@ -690,13 +828,54 @@ impl<'a, G: Grow> Heap<'a, G> {
         result
     }
 
+    /// Resizes the slab slot at `slot`: in place while the slot is big
+    /// enough, otherwise by moving.
+    fn realloc_small(
+        &mut self,
+        slot: usize,
+        capacity: usize,
+        layout: Layout,
+        new_size: usize,
+    ) -> Result<NonNull<u8>, MmError> {
+        let needed = if self.poison {
+            new_size.checked_add(DEBUG_OVERHEAD)
+        } else {
+            Some(new_size)
+        };
+        if needed.is_some_and(|needed| needed <= capacity) {
+            // SAFETY: a live slot is never null.
+            return Ok(unsafe { NonNull::new_unchecked(slot as *mut u8) });
+        }
+        self.move_to_new(slot, capacity, layout, new_size)
+    }
+
+    /// Moves the live allocation at `payload` (holding `capacity` bytes)
+    /// to a new one of `new_size` bytes with `layout`'s alignment.
+    fn move_to_new(
+        &mut self,
+        payload: usize,
+        capacity: usize,
+        layout: Layout,
+        new_size: usize,
+    ) -> Result<NonNull<u8>, MmError> {
+        let new_layout = Layout::from_size_align(new_size, layout.align())
+            .map_err(|_| MmError::InvalidArgument)?;
+        let moved = self.alloc(new_layout)?;
+        // SAFETY: both allocations are live, distinct, and at least
+        // min(capacity, new_size) bytes long.
+        unsafe {
+            ptr::copy_nonoverlapping(payload as *const u8, moved.as_ptr(), capacity.min(new_size));
+        }
+        self.free(payload as *mut u8)?;
+        Ok(moved)
+    }
+
     fn realloc_inner(
         &mut self,
         block: usize,
         layout: Layout,
         new_size: usize,
     ) -> Result<NonNull<u8>, MmError> {
-        let pointer = (block + HEADER) as *mut u8;
         let size = self.size_of(block);
         let needed = self
             .block_size_for_request(new_size)
@@ -723,20 +902,7 @@ impl<'a, G: Grow> Heap<'a, G> {
             // SAFETY: a live payload is never null.
             return Ok(unsafe { NonNull::new_unchecked((block + HEADER) as *mut u8) });
         }
-        let new_layout = Layout::from_size_align(new_size, layout.align())
-            .map_err(|_| MmError::InvalidArgument)?;
-        let moved = self.alloc(new_layout)?;
-        // SAFETY: both blocks are live, distinct, and at least
-        // min(old capacity, new_size) bytes long.
-        unsafe {
-            ptr::copy_nonoverlapping(
-                (block + HEADER) as *const u8,
-                moved.as_ptr(),
-                (size - HEADER).min(new_size),
-            );
-        }
-        self.free(pointer)?;
-        Ok(moved)
+        self.move_to_new(block + HEADER, size - HEADER, layout, new_size)
     }
 
     /// Cuts a used block of `size` down to `needed`, freeing the tail.
@@ -756,7 +922,12 @@ impl<'a, G: Grow> Heap<'a, G> {
 
     /// Counters.
     pub fn stats(&self) -> HeapStats {
-        self.stats
+        // Internally `free` counts the TLSF part only, so that the slab
+        // paths update one counter fewer.
+        HeapStats {
+            free: self.stats.free + self.stats.slab_free,
+            ..self.stats
+        }
     }
 
     /// Bytes the heap may still grow by.
@@ -790,6 +961,7 @@ impl<'a, G: Grow> Heap<'a, G> {
         let mut block = self.start + HEADER;
         let (mut used, mut free, mut live, mut free_blocks) = (0, 0, 0, 0);
         let (mut cached, mut cached_bytes) = (0, 0);
+        let mut slabs = SlabTotals::default();
         let mut prev_free = false;
         while block < self.end - HEADER {
             let header = self.header(block);
@@ -805,7 +977,19 @@ impl<'a, G: Grow> Heap<'a, G> {
             if is_free && prev_free {
                 return Err("two adjacent free blocks (missed coalescing)");
             }
-            let is_live = Self::bit(self.live, self.granule(block + HEADER));
+            let is_live = self.is_live(block + HEADER);
+            let page = block + HEADER;
+            if !is_free && page.is_multiple_of(PAGE) && self.in_slab_page(page) {
+                if size < PAGE_USABLE + HEADER {
+                    return Err("a slab page's block is too small");
+                }
+                // SAFETY: `page` is one of our slab pages, inside the heap.
+                let usage = unsafe { self.slabs.verify_page(page, |slot| self.is_live(slot))? };
+                slabs.add(size, &usage);
+                prev_free = false;
+                block += size;
+                continue;
+            }
             if is_free && is_live {
                 return Err("live bitmap marks a free block");
             }
@@ -833,11 +1017,22 @@ impl<'a, G: Grow> Heap<'a, G> {
         if (self.header(block) & PREV_FREE != 0) != prev_free || self.size_of(block) != 0 {
             return Err("sentinel header is wrong");
         }
-        if used - cached_bytes != self.stats.used
+        if used - cached_bytes + slabs.used != self.stats.used
             || free + cached_bytes != self.stats.free
-            || live - cached != self.stats.live_allocations
+            || live - cached + slabs.live != self.stats.live_allocations
+            || slabs.free != self.stats.slab_free
+            || slabs.blocks - slabs.used - slabs.free + GRANULE != self.stats.overhead
+            || self.stats.used + self.stats.free + self.stats.slab_free + self.stats.overhead
+                != self.stats.mapped
         {
             return Err("counters disagree with the blocks");
+        }
+        if slabs.pages != self.slabs.pages() {
+            return Err("slab page count disagrees with the blocks");
+        }
+        let (listed, recent) = self.slabs.verify_lists(|slot| self.is_live(slot))?;
+        if listed != slabs.partial || recent != slabs.recent {
+            return Err("a slab page or slot is missing from its list");
         }
         let mut quick_members = 0;
         for list in 0..QUICK_LISTS {
@@ -846,7 +1041,7 @@ impl<'a, G: Grow> Heap<'a, G> {
             while block != 0 {
                 if self.header(block) & FREE != 0
                     || self.size_of(block) / GRANULE != list
-                    || Self::bit(self.live, self.granule(block + HEADER))
+                    || self.is_live(block + HEADER)
                 {
                     return Err("a quick-list block is free, live or in the wrong list");
                 }
@@ -864,7 +1059,7 @@ impl<'a, G: Grow> Heap<'a, G> {
         if quick_members != cached {
             return Err("a freed block is neither free nor in a quick list");
         }
-        if used + free + GRANULE != self.end - self.start
+        if used + free + slabs.blocks + GRANULE != self.end - self.start
             || self.stats.mapped != self.end - self.start
         {
             return Err("blocks do not cover the mapped range");
@@ -899,5 +1094,34 @@ impl<'a, G: Grow> Heap<'a, G> {
             return Err("a free block is missing from the lists");
         }
         Ok(())
+    }
+}
+
+/// What `verify` adds up over the slab pages.
+#[derive(Default)]
+struct SlabTotals {
+    pages: usize,
+    /// Bytes of the blocks holding slab pages.
+    blocks: usize,
+    /// Bytes in used and free slots.
+    used: usize,
+    free: usize,
+    /// Slots in use.
+    live: usize,
+    /// Pages that belong in a partial list.
+    partial: usize,
+    /// Slots waiting in recent lists.
+    recent: usize,
+}
+
+impl SlabTotals {
+    fn add(&mut self, block_size: usize, usage: &slab::PageUsage) {
+        self.pages += 1;
+        self.blocks += block_size;
+        self.used += usage.in_use * usage.slot_size;
+        self.free += usage.free * usage.slot_size;
+        self.live += usage.in_use;
+        self.partial += usize::from(usage.listed);
+        self.recent += usage.recent;
     }
 }
