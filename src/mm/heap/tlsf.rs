@@ -12,13 +12,17 @@
 //!
 //! Free blocks sit in segregated lists indexed by (first level = power of
 //! two, second level = 16 linear steps within it); two bitmaps find the
-//! smallest non-empty list that fits in O(1).
+//! smallest non-empty list that fits in O(1). Requests of up to 256 bytes
+//! go to the `slab` caches, whose pages are used blocks of this heap.
+//! `verify` lives in `tlsf/verify.rs`.
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 
 use super::slab::{self, Slabs, PAGE, PAGE_USABLE, SLAB_LIMIT};
 use crate::mm::MmError;
+
+mod verify;
 
 /// Largest supported alignment.
 pub const MAX_ALIGN: usize = 4096;
@@ -29,9 +33,11 @@ const MIN_BLOCK: usize = 32;
 const FREE: usize = 1;
 const PREV_FREE: usize = 2;
 const FLAGS: usize = FREE | PREV_FREE;
-/// Granule marks (see `Heap::marks`).
+/// Granule marks (see `Heap::marks`): a live block's payload starts here,
+/// a freed allocation started here, a live slab slot starts here.
 const LIVE: u64 = 1;
 const FREED: u64 = 2;
+const SLOT: u64 = 3;
 
 /// Sizes below this are binned linearly, 16 bytes apart (first level 0).
 const SMALL_LIMIT: usize = 256;
@@ -111,9 +117,11 @@ pub struct Heap<'a, G: Grow> {
     fl_bitmap: u32,
     sl_bitmap: [u16; FL_COUNT],
     heads: [[usize; SL_COUNT]; FL_COUNT],
-    /// Two bits per 16-byte granule, side by side so that one cache line
-    /// holds both: LIVE where a live allocation starts, FREED where a
-    /// freed one started (to tell a double free from a wild pointer).
+    /// Two bits per 16-byte granule: LIVE where a live block's payload
+    /// starts, SLOT where a live slab slot starts, FREED where a freed
+    /// allocation started (to tell a double free from a wild pointer).
+    /// One read tells `free` both whether a pointer is live and which
+    /// allocator it belongs to.
     marks: &'a mut [u64],
     /// Quick lists: freed small blocks, still marked used for the TLSF
     /// part, linked through their first payload word.
@@ -273,16 +281,16 @@ impl<'a, G: Grow> Heap<'a, G> {
         (payload - self.start) / GRANULE
     }
 
-    /// The two mark bits of `granule` (LIVE, FREED) in the low bits.
+    /// The mark of `granule` (0, LIVE, FREED or SLOT).
     fn marks_of(&self, granule: usize) -> u64 {
         self.marks[granule / 32] >> (2 * (granule % 32)) & 3
     }
 
-    fn is_live(&self, payload: usize) -> bool {
-        self.marks_of(self.granule(payload)) & LIVE != 0
+    fn mark_at(&self, payload: usize) -> u64 {
+        self.marks_of(self.granule(payload))
     }
 
-    /// Sets the marks of `granule` to `marks` (LIVE or FREED).
+    /// Sets the mark of `granule` to `marks` (LIVE, FREED or SLOT).
     fn set_marks(&mut self, granule: usize, marks: u64) {
         let word = &mut self.marks[granule / 32];
         let shift = 2 * (granule % 32);
@@ -567,7 +575,7 @@ impl<'a, G: Grow> Heap<'a, G> {
         };
         let size = slab::slot_size(class);
         self.stats.slab_free -= size;
-        Ok(self.book_live(slot, size))
+        Ok(self.book_live(slot, size, SLOT))
     }
 
     /// A used block whose payload is a fresh 4096-aligned slab page.
@@ -651,16 +659,17 @@ impl<'a, G: Grow> Heap<'a, G> {
 
     /// Books a used block of `size` as live and returns its payload.
     fn hand_out(&mut self, block: usize, size: usize) -> NonNull<u8> {
-        self.book_live(block + HEADER, size)
+        self.book_live(block + HEADER, size, LIVE)
     }
 
-    /// Books `size` bytes at `payload` as a live allocation.
-    fn book_live(&mut self, payload: usize, size: usize) -> NonNull<u8> {
+    /// Books `size` bytes at `payload` as a live allocation, marked `mark`
+    /// (LIVE or SLOT).
+    fn book_live(&mut self, payload: usize, size: usize, mark: u64) -> NonNull<u8> {
         self.stats.used += size;
         self.stats.peak_used = self.stats.peak_used.max(self.stats.used);
         self.stats.live_allocations += 1;
         let granule = self.granule(payload);
-        self.set_marks(granule, LIVE);
+        self.set_marks(granule, mark);
         // SAFETY: payload lies inside the heap, so it is not null.
         unsafe { NonNull::new_unchecked(payload as *mut u8) }
     }
@@ -716,22 +725,20 @@ impl<'a, G: Grow> Heap<'a, G> {
         }
     }
 
-    /// Checks that `pointer` is the payload of a live block; returns the block.
-    fn check_live(&self, pointer: *mut u8) -> Result<usize, MmError> {
+    /// Checks that `pointer` is a live allocation; returns it as an
+    /// address and whether it is a slab slot (else the payload of a block).
+    fn check_live(&self, pointer: *mut u8) -> Result<(usize, bool), MmError> {
         let payload = pointer as usize;
         if payload < self.start + HEADER || payload >= self.end || !payload.is_multiple_of(GRANULE)
         {
             return Err(MmError::InvalidFree);
         }
         let granule = self.granule(payload);
-        let marks = self.marks_of(granule);
-        if marks & LIVE != 0 {
-            return Ok(payload - HEADER);
-        }
-        if marks & FREED != 0 {
-            Err(MmError::DoubleFree)
-        } else {
-            Err(MmError::InvalidFree)
+        match self.marks_of(granule) {
+            LIVE => Ok((payload, false)),
+            SLOT => Ok((payload, true)),
+            FREED => Err(MmError::DoubleFree),
+            _ => Err(MmError::InvalidFree),
         }
     }
 
@@ -739,11 +746,14 @@ impl<'a, G: Grow> Heap<'a, G> {
     /// A pointer this heap did not return, or returned and already took
     /// back, is an error and changes nothing.
     pub fn free(&mut self, pointer: *mut u8) -> Result<(), MmError> {
-        let block = self.check_live(pointer)?;
-        if let Some(class) = self.slabs.class_at(block + HEADER) {
-            self.free_small(block + HEADER, class);
+        let (payload, slot) = self.check_live(pointer)?;
+        if slot {
+            // A SLOT mark lies in a slab page (`verify` checks it).
+            let class = self.slabs.class_at(payload).ok_or(MmError::InvalidFree)?;
+            self.free_small(payload, class);
             return Ok(());
         }
+        let block = payload - HEADER;
         let size = self.size_of(block);
         if self.poison && !self.red_zone_intact(block + HEADER, size - HEADER) {
             self.stats.red_zone_violations += 1;
@@ -793,7 +803,7 @@ impl<'a, G: Grow> Heap<'a, G> {
     /// Bytes usable at `pointer` (at least what was asked; exactly that
     /// with debug checks on, whose red zone follows).
     pub fn usable_size(&self, pointer: *mut u8) -> Result<usize, MmError> {
-        let payload = self.check_live(pointer)? + HEADER;
+        let (payload, _) = self.check_live(pointer)?;
         let capacity = self.capacity(payload);
         if self.poison {
             return Ok(self.read(payload + capacity - 8));
@@ -810,13 +820,13 @@ impl<'a, G: Grow> Heap<'a, G> {
         layout: Layout,
         new_size: usize,
     ) -> Result<NonNull<u8>, MmError> {
-        let block = self.check_live(pointer)?;
-        let capacity = self.capacity(block + HEADER);
-        let intact = !self.poison || self.red_zone_intact(block + HEADER, capacity);
-        let result = if self.in_slab_page(block + HEADER) {
-            self.realloc_small(block + HEADER, capacity, layout, new_size)
+        let (payload, slot) = self.check_live(pointer)?;
+        let capacity = self.capacity(payload);
+        let intact = !self.poison || self.red_zone_intact(payload, capacity);
+        let result = if slot {
+            self.realloc_small(payload, capacity, layout, new_size)
         } else {
-            self.realloc_inner(block, layout, new_size)
+            self.realloc_inner(payload - HEADER, layout, new_size)
         };
         if let (Ok(moved), true) = (result, self.poison) {
             // A moved block's old red zone was checked by `free`.
@@ -954,174 +964,5 @@ impl<'a, G: Grow> Heap<'a, G> {
             block = self.next_free(block);
         }
         largest
-    }
-
-    /// Checks every invariant; the first violation is returned as text.
-    pub fn verify(&self) -> Result<(), &'static str> {
-        let mut block = self.start + HEADER;
-        let (mut used, mut free, mut live, mut free_blocks) = (0, 0, 0, 0);
-        let (mut cached, mut cached_bytes) = (0, 0);
-        let mut slabs = SlabTotals::default();
-        let mut prev_free = false;
-        while block < self.end - HEADER {
-            let header = self.header(block);
-            let size = header & !FLAGS;
-            if size < MIN_BLOCK || !size.is_multiple_of(GRANULE) || block + size > self.end - HEADER
-            {
-                return Err("block size out of bounds");
-            }
-            if (header & PREV_FREE != 0) != prev_free {
-                return Err("PREV_FREE flag disagrees with the previous block");
-            }
-            let is_free = header & FREE != 0;
-            if is_free && prev_free {
-                return Err("two adjacent free blocks (missed coalescing)");
-            }
-            let is_live = self.is_live(block + HEADER);
-            let page = block + HEADER;
-            if !is_free && page.is_multiple_of(PAGE) && self.in_slab_page(page) {
-                if size < PAGE_USABLE + HEADER {
-                    return Err("a slab page's block is too small");
-                }
-                // SAFETY: `page` is one of our slab pages, inside the heap.
-                let usage = unsafe { self.slabs.verify_page(page, |slot| self.is_live(slot))? };
-                slabs.add(size, &usage);
-                prev_free = false;
-                block += size;
-                continue;
-            }
-            if is_free && is_live {
-                return Err("live bitmap marks a free block");
-            }
-            if !is_free && !is_live {
-                // Freed by the user, waiting in a quick list.
-                cached += 1;
-                cached_bytes += size;
-            }
-            if is_free {
-                if self.read(block + size - HEADER) != block {
-                    return Err("free block footer does not point at its header");
-                }
-                free += size;
-                free_blocks += 1;
-            } else {
-                used += size;
-                live += 1;
-            }
-            prev_free = is_free;
-            block += size;
-        }
-        if block != self.end - HEADER {
-            return Err("blocks do not end at the sentinel");
-        }
-        if (self.header(block) & PREV_FREE != 0) != prev_free || self.size_of(block) != 0 {
-            return Err("sentinel header is wrong");
-        }
-        if used - cached_bytes + slabs.used != self.stats.used
-            || free + cached_bytes != self.stats.free
-            || live - cached + slabs.live != self.stats.live_allocations
-            || slabs.free != self.stats.slab_free
-            || slabs.blocks - slabs.used - slabs.free + GRANULE != self.stats.overhead
-            || self.stats.used + self.stats.free + self.stats.slab_free + self.stats.overhead
-                != self.stats.mapped
-        {
-            return Err("counters disagree with the blocks");
-        }
-        if slabs.pages != self.slabs.pages() {
-            return Err("slab page count disagrees with the blocks");
-        }
-        let (listed, recent) = self.slabs.verify_lists(|slot| self.is_live(slot))?;
-        if listed != slabs.partial || recent != slabs.recent {
-            return Err("a slab page or slot is missing from its list");
-        }
-        let mut quick_members = 0;
-        for list in 0..QUICK_LISTS {
-            let mut block = self.quick[list];
-            let mut depth = 0;
-            while block != 0 {
-                if self.header(block) & FREE != 0
-                    || self.size_of(block) / GRANULE != list
-                    || self.is_live(block + HEADER)
-                {
-                    return Err("a quick-list block is free, live or in the wrong list");
-                }
-                depth += 1;
-                quick_members += 1;
-                if quick_members > cached {
-                    return Err("quick lists hold more blocks than are cached");
-                }
-                block = self.read(block + HEADER);
-            }
-            if depth != self.quick_depth[list] as usize {
-                return Err("quick-list depth counter is wrong");
-            }
-        }
-        if quick_members != cached {
-            return Err("a freed block is neither free nor in a quick list");
-        }
-        if used + free + slabs.blocks + GRANULE != self.end - self.start
-            || self.stats.mapped != self.end - self.start
-        {
-            return Err("blocks do not cover the mapped range");
-        }
-        let mut listed = 0;
-        for fl in 0..FL_COUNT {
-            for sl in 0..SL_COUNT {
-                let mut block = self.heads[fl][sl];
-                let has_bit =
-                    self.fl_bitmap & (1 << fl) != 0 && self.sl_bitmap[fl] & (1 << sl) != 0;
-                if (block != 0) != has_bit {
-                    return Err("list bitmaps disagree with the lists");
-                }
-                let mut prev = 0;
-                while block != 0 {
-                    if self.header(block) & FREE == 0 || mapping(self.size_of(block)) != (fl, sl) {
-                        return Err("a listed block is not free or in the wrong list");
-                    }
-                    if self.prev_free(block) != prev {
-                        return Err("free list back link broken");
-                    }
-                    listed += 1;
-                    if listed > free_blocks {
-                        return Err("free lists hold more blocks than the heap");
-                    }
-                    prev = block;
-                    block = self.next_free(block);
-                }
-            }
-        }
-        if listed != free_blocks {
-            return Err("a free block is missing from the lists");
-        }
-        Ok(())
-    }
-}
-
-/// What `verify` adds up over the slab pages.
-#[derive(Default)]
-struct SlabTotals {
-    pages: usize,
-    /// Bytes of the blocks holding slab pages.
-    blocks: usize,
-    /// Bytes in used and free slots.
-    used: usize,
-    free: usize,
-    /// Slots in use.
-    live: usize,
-    /// Pages that belong in a partial list.
-    partial: usize,
-    /// Slots waiting in recent lists.
-    recent: usize,
-}
-
-impl SlabTotals {
-    fn add(&mut self, block_size: usize, usage: &slab::PageUsage) {
-        self.pages += 1;
-        self.blocks += block_size;
-        self.used += usage.in_use * usage.slot_size;
-        self.free += usage.free * usage.slot_size;
-        self.live += usage.in_use;
-        self.partial += usize::from(usage.listed);
-        self.recent += usage.recent;
     }
 }
