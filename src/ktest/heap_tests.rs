@@ -46,6 +46,10 @@ pub static TESTS: &[Test] = &[
         name: "heap::red_zone_catches_a_one_byte_overflow",
         run: red_zone_catches_a_one_byte_overflow,
     },
+    Test {
+        name: "heap::small_objects_pack_into_slab_pages",
+        run: small_objects_pack_into_slab_pages,
+    },
 ];
 
 fn box_vec_string_btreemap(_: &Context<'_>) -> TestResult {
@@ -245,6 +249,48 @@ fn red_zone_catches_a_one_byte_overflow(_: &Context<'_>) -> TestResult {
     kassert!(!clean.is_null());
     kassert_eq!(heap::kfree(clean), Ok(()));
     kassert_eq!(heap::stats().red_zone_violations, after.red_zone_violations);
+    kassert_eq!(heap::verify(), Ok(()));
+    Ok(())
+}
+
+fn small_objects_pack_into_slab_pages(_: &Context<'_>) -> TestResult {
+    let before = heap::stats();
+    let boxes: Vec<Box<[u8; 40]>> = (0..2000u32).map(|i| Box::new([i as u8; 40])).collect();
+    // Slots of one class follow each other 16-byte-aligned in 4 KiB pages:
+    // most consecutive boxes share a page, and no slot has a header.
+    let addresses: Vec<usize> = boxes
+        .iter()
+        .map(|b| &**b as *const [u8; 40] as usize)
+        .collect();
+    let same_page = addresses
+        .windows(2)
+        .filter(|pair| pair[0] / 4096 == pair[1] / 4096)
+        .count();
+    kassert!(
+        same_page > 1500,
+        "only {same_page} of 1999 neighbours share a page"
+    );
+    let stride = addresses[1].abs_diff(addresses[0]);
+    kassert!(stride <= 80, "slots {stride} bytes apart");
+    let during = heap::stats();
+    // The boxes, and the two vectors.
+    kassert_eq!(during.live_allocations, before.live_allocations + 2002);
+    kassert_eq!(heap::verify(), Ok(()));
+    for (index, b) in boxes.iter().enumerate() {
+        kassert!(
+            b.iter().all(|&byte| byte == index as u8),
+            "box {index} changed"
+        );
+    }
+    drop(boxes);
+    drop(addresses);
+    let after = heap::stats();
+    kassert_eq!(after.used, before.used);
+    kassert_eq!(after.live_allocations, before.live_allocations);
+    kassert!(
+        after.used + after.free + after.overhead == after.mapped,
+        "counters do not add up"
+    );
     kassert_eq!(heap::verify(), Ok(()));
     Ok(())
 }
