@@ -52,8 +52,11 @@ class MemInfo(gdb.Command):
             print("heap: not initialised")
         else:
             stats = heap["stats"]
-            print("heap: {} bytes mapped, {} used, {} free, {} live allocations, peak {}".format(
-                int(stats["mapped"]), int(stats["used"]), int(stats["free"]),
+            # In memory, `free` leaves out the free slab slots (Heap::stats()
+            # adds them); print the sum, as the kernel does.
+            free = int(stats["free"]) + int(stats["slab_free"])
+            print("heap: {} bytes mapped, {} used, {} free ({} in slab slots), {} live allocations, peak {}".format(
+                int(stats["mapped"]), int(stats["used"]), free, int(stats["slab_free"]),
                 int(stats["live_allocations"]), int(stats["peak_used"])))
 
 
