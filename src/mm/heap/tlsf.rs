@@ -14,7 +14,8 @@
 //! two, second level = 16 linear steps within it); two bitmaps find the
 //! smallest non-empty list that fits in O(1). Requests of up to 256 bytes
 //! go to the `slab` caches, whose pages are used blocks of this heap.
-//! `verify` lives in `tlsf/verify.rs`.
+//! Resizing and red zones live in `tlsf/resize.rs`, `verify` in
+//! `tlsf/verify.rs`.
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
@@ -22,6 +23,7 @@ use core::ptr::{self, NonNull};
 use super::slab::{self, Slabs, PAGE, PAGE_USABLE, SLAB_LIMIT};
 use crate::mm::MmError;
 
+mod resize;
 mod verify;
 
 /// Largest supported alignment.
@@ -514,29 +516,6 @@ impl<'a, G: Grow> Heap<'a, G> {
         Self::block_size_for(bytes)
     }
 
-    /// Fills the red zone after `size` bytes at `payload` and records `size`.
-    fn arm_red_zone(&mut self, payload: usize, size: usize) {
-        let capacity = self.capacity(payload);
-        self.write(payload + capacity - 8, size);
-        // SAFETY: the allocation holds size + RED_ZONE + 8 bytes (see
-        // block_size_for_request and `alloc`), all owned by the heap's live
-        // block or slot.
-        unsafe { ptr::write_bytes((payload + size) as *mut u8, RED, RED_ZONE) };
-    }
-
-    /// Whether the red zone of the live allocation at `payload`, which can
-    /// hold `capacity` bytes, is untouched.
-    fn red_zone_intact(&self, payload: usize, capacity: usize) -> bool {
-        let recorded = self.read(payload + capacity - 8);
-        if recorded.saturating_add(DEBUG_OVERHEAD) > capacity {
-            return false; // the size record itself was overwritten
-        }
-        // SAFETY: the red zone lies inside the live block (checked above).
-        let zone =
-            unsafe { core::slice::from_raw_parts((payload + recorded) as *const u8, RED_ZONE) };
-        zone.iter().all(|&byte| byte == RED)
-    }
-
     fn alloc_inner(&mut self, layout: Layout) -> Result<NonNull<u8>, MmError> {
         if layout.align() > MAX_ALIGN {
             return Err(MmError::InvalidArgument);
@@ -798,136 +777,6 @@ impl<'a, G: Grow> Heap<'a, G> {
         if let Some((page, class)) = unsafe { self.slabs.free(slot, class) } {
             self.release_slab_page(page, class);
         }
-    }
-
-    /// Bytes usable at `pointer` (at least what was asked; exactly that
-    /// with debug checks on, whose red zone follows).
-    pub fn usable_size(&self, pointer: *mut u8) -> Result<usize, MmError> {
-        let (payload, _) = self.check_live(pointer)?;
-        let capacity = self.capacity(payload);
-        if self.poison {
-            return Ok(self.read(payload + capacity - 8));
-        }
-        Ok(capacity)
-    }
-
-    /// Resizes the block at `pointer` to `new_size` bytes with `layout`'s
-    /// alignment: in place when the block or its free neighbour allows,
-    /// otherwise by moving (copying the old contents).
-    pub fn realloc(
-        &mut self,
-        pointer: *mut u8,
-        layout: Layout,
-        new_size: usize,
-    ) -> Result<NonNull<u8>, MmError> {
-        let (payload, slot) = self.check_live(pointer)?;
-        let capacity = self.capacity(payload);
-        let intact = !self.poison || self.red_zone_intact(payload, capacity);
-        let result = if slot {
-            self.realloc_small(payload, capacity, layout, new_size)
-        } else {
-            self.realloc_inner(payload - HEADER, layout, new_size)
-        };
-        if let (Ok(moved), true) = (result, self.poison) {
-            // A moved block's old red zone was checked by `free`.
-            if moved.as_ptr() == pointer && !intact {
-                self.stats.red_zone_violations += 1;
-            }
-            self.arm_red_zone(moved.as_ptr() as usize, new_size);
-        }
-        result
-    }
-
-    /// Resizes the slab slot at `slot`: in place while the slot is big
-    /// enough, otherwise by moving.
-    fn realloc_small(
-        &mut self,
-        slot: usize,
-        capacity: usize,
-        layout: Layout,
-        new_size: usize,
-    ) -> Result<NonNull<u8>, MmError> {
-        let needed = if self.poison {
-            new_size.checked_add(DEBUG_OVERHEAD)
-        } else {
-            Some(new_size)
-        };
-        if needed.is_some_and(|needed| needed <= capacity) {
-            // SAFETY: a live slot is never null.
-            return Ok(unsafe { NonNull::new_unchecked(slot as *mut u8) });
-        }
-        self.move_to_new(slot, capacity, layout, new_size)
-    }
-
-    /// Moves the live allocation at `payload` (holding `capacity` bytes)
-    /// to a new one of `new_size` bytes with `layout`'s alignment.
-    fn move_to_new(
-        &mut self,
-        payload: usize,
-        capacity: usize,
-        layout: Layout,
-        new_size: usize,
-    ) -> Result<NonNull<u8>, MmError> {
-        let new_layout = Layout::from_size_align(new_size, layout.align())
-            .map_err(|_| MmError::InvalidArgument)?;
-        let moved = self.alloc(new_layout)?;
-        // SAFETY: both allocations are live, distinct, and at least
-        // min(capacity, new_size) bytes long.
-        unsafe {
-            ptr::copy_nonoverlapping(payload as *const u8, moved.as_ptr(), capacity.min(new_size));
-        }
-        self.free(payload as *mut u8)?;
-        Ok(moved)
-    }
-
-    fn realloc_inner(
-        &mut self,
-        block: usize,
-        layout: Layout,
-        new_size: usize,
-    ) -> Result<NonNull<u8>, MmError> {
-        let size = self.size_of(block);
-        let needed = self
-            .block_size_for_request(new_size)
-            .ok_or(MmError::HeapExhausted)?;
-        if needed <= size {
-            self.shrink_in_place(block, size, needed);
-            // SAFETY: a live payload is never null.
-            return Ok(unsafe { NonNull::new_unchecked((block + HEADER) as *mut u8) });
-        }
-        let next = block + size;
-        let next_header = self.header(next);
-        if next_header & FREE != 0 && size + (next_header & !FLAGS) >= needed {
-            let next_size = next_header & !FLAGS;
-            self.remove(next, next_size);
-            self.stats.free -= next_size;
-            let prev_flag = self.header(block) & PREV_FREE;
-            self.set_header(block, (size + next_size) | prev_flag);
-            let after = block + size + next_size;
-            let after_header = self.header(after);
-            self.set_header(after, after_header & !PREV_FREE);
-            self.stats.used += next_size;
-            self.shrink_in_place(block, size + next_size, needed);
-            self.stats.peak_used = self.stats.peak_used.max(self.stats.used);
-            // SAFETY: a live payload is never null.
-            return Ok(unsafe { NonNull::new_unchecked((block + HEADER) as *mut u8) });
-        }
-        self.move_to_new(block + HEADER, size - HEADER, layout, new_size)
-    }
-
-    /// Cuts a used block of `size` down to `needed`, freeing the tail.
-    fn shrink_in_place(&mut self, block: usize, size: usize, needed: usize) {
-        if size - needed < MIN_BLOCK {
-            return;
-        }
-        let prev_flag = self.header(block) & PREV_FREE;
-        self.set_header(block, needed | prev_flag);
-        let tail = block + needed;
-        let tail_size = size - needed;
-        self.set_header(tail, tail_size); // used for a moment, then released
-        self.stats.used -= tail_size;
-        self.stats.free += tail_size;
-        self.release(tail);
     }
 
     /// Counters.
