@@ -439,3 +439,62 @@ proptest! {
         prop_assert_eq!(heap.largest_free_block(), mapped - 16);
     }
 }
+
+proptest! {
+    #![proptest_config(crate::fuzzing::cases(32))]
+
+    /// Few size classes and long runs, so that slab pages go through every
+    /// state (full, partial, empty spare, handed back) with the recent
+    /// lists in between; contents, counters and `verify` are checked
+    /// throughout.
+    #[test]
+    fn slab_pages_survive_long_runs_of_few_classes(
+        ops in proptest::collection::vec((0usize..3, 0u8..10, any::<prop::sample::Index>()), 500..3000),
+        debug_checks in any::<bool>(),
+    ) {
+        const SIZES: [usize; 3] = [8, 48, 200];
+        let mut arena = Arena::new(MIB);
+        let mut heap = arena.heap(64 * 1024, debug_checks);
+        let empty = heap.stats();
+        let mut live: Vec<(usize, usize, u8)> = Vec::new();
+        for (step, (class, roll, pick)) in ops.into_iter().enumerate() {
+            // Phases of mostly allocating and mostly freeing fill and empty
+            // whole pages.
+            let allocating = (step / 400) % 2 == 0;
+            if live.is_empty() || (allocating && roll < 8) || (!allocating && roll < 2) {
+                let size = SIZES[class];
+                let pointer = heap.kmalloc(size).unwrap().as_ptr();
+                let byte = step as u8;
+                // SAFETY: a fresh allocation of `size` bytes.
+                unsafe { pointer.write_bytes(byte, size) };
+                live.push((pointer as usize, size, byte));
+            } else {
+                let (address, size, byte) = live.swap_remove(pick.index(live.len()));
+                // SAFETY: a live allocation of `size` bytes.
+                let bytes = unsafe { core::slice::from_raw_parts(address as *const u8, size) };
+                prop_assert!(bytes.iter().all(|&b| b == byte), "contents changed");
+                heap.free(address as *mut u8).unwrap();
+                prop_assert_eq!(heap.free(address as *mut u8), Err(MmError::DoubleFree));
+            }
+            if step % 50 == 0 {
+                if let Err(problem) = heap.verify() {
+                    return Err(TestCaseError::fail(problem));
+                }
+            }
+            let stats = heap.stats();
+            prop_assert_eq!(stats.live_allocations, live.len());
+            prop_assert_eq!(stats.used + stats.free + stats.overhead, stats.mapped);
+        }
+        for (address, _, _) in live.drain(..) {
+            heap.free(address as *mut u8).unwrap();
+        }
+        heap.verify().unwrap();
+        heap.trim();
+        heap.verify().unwrap();
+        let stats = heap.stats();
+        prop_assert_eq!((stats.used, stats.slab_free), (0, 0));
+        prop_assert_eq!(stats.overhead, empty.overhead);
+        prop_assert_eq!(heap.largest_free_block(), stats.mapped - 16);
+        prop_assert_eq!(stats.red_zone_violations, 0);
+    }
+}
