@@ -480,7 +480,8 @@ fn main() {
         // untimed runs. The list-based allocators, whose runs are 100-1000x
         // longer, go in a second group after the others: right after one
         // of them, this heap's burst ran at 16-25 ns/op instead of 11 even
-        // after two warm-up runs (caches and TLBs full of their 16 MiB).
+        // after two warm-up runs (cause not found: not the arena's
+        // contents, not page faults, not address randomisation).
         // Reported: the median ns/op, and the median over rounds of the
         // ratio to this heap within the same round (second group: ratio of
         // medians).

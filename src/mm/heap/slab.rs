@@ -208,6 +208,13 @@ impl<'a> Slabs<'a> {
         (class != NO_CLASS).then_some(class as usize)
     }
 
+    /// The class of page `number` if it exists and is a slab page (for
+    /// checks that must not trust the number).
+    fn checked_class(&self, number: usize) -> Option<usize> {
+        let class = *self.classes.get(number)?;
+        (class != NO_CLASS).then_some(class as usize)
+    }
+
     /// Whether `address` (inside the heap) lies in a slab page.
     pub fn contains(&self, address: usize) -> bool {
         self.class_at(address).is_some()
@@ -494,17 +501,12 @@ impl<'a> Slabs<'a> {
             let mut prev = NO_PAGE;
             while number != NO_PAGE {
                 listed += 1;
-                if number as usize >= self.meta.len()
-                    || !self.contains(self.address(number))
-                    || listed > self.pages
-                {
+                let page_class = self.checked_class(number as usize);
+                if page_class.is_none() || listed > self.pages {
                     return Err("slab partial list leads outside the slab pages");
                 }
                 let meta = self.meta[number as usize];
-                if self.classes[number as usize] as usize != class
-                    || meta.listed == 0
-                    || meta.prev != prev
-                {
+                if page_class != Some(class) || meta.listed == 0 || meta.prev != prev {
                     return Err("slab partial list broken");
                 }
                 prev = number;
@@ -512,11 +514,7 @@ impl<'a> Slabs<'a> {
             }
         }
         for (class, &number) in self.spare.iter().enumerate() {
-            if number != NO_PAGE
-                && (number as usize >= self.meta.len()
-                    || !self.contains(self.address(number))
-                    || self.classes[number as usize] as usize != class)
-            {
+            if number != NO_PAGE && self.checked_class(number as usize) != Some(class) {
                 return Err("a spare slab page is not a page of its class");
             }
         }
@@ -528,9 +526,7 @@ impl<'a> Slabs<'a> {
                 count += 1;
                 if count > self.recent_count[class]
                     || slot < self.base
-                    || (slot - self.base) / PAGE >= self.meta.len()
-                    || !self.contains(slot)
-                    || self.class_at(slot) != Some(class)
+                    || self.checked_class((slot - self.base) / PAGE) != Some(class)
                     || !(slot - page_of(slot)).is_multiple_of(slot_size(class))
                     || is_live(slot)
                 {

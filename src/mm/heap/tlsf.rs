@@ -482,12 +482,7 @@ impl<'a, G: Grow> Heap<'a, G> {
 
     /// Allocates memory for `layout` (alignment up to [`MAX_ALIGN`]).
     pub fn alloc(&mut self, layout: Layout) -> Result<NonNull<u8>, MmError> {
-        let bytes = if self.poison {
-            layout.size().checked_add(DEBUG_OVERHEAD)
-        } else {
-            Some(layout.size())
-        };
-        let result = match bytes {
+        let result = match self.request_bytes(layout.size()) {
             Some(bytes) if bytes <= SLAB_LIMIT && layout.align() <= GRANULE => {
                 self.alloc_small(bytes)
             }
@@ -505,15 +500,20 @@ impl<'a, G: Grow> Heap<'a, G> {
         result
     }
 
+    /// Bytes an allocation of `size` occupies: `size`, plus the red zone
+    /// and size record when debug checks are on; `None` if absurd.
+    fn request_bytes(&self, size: usize) -> Option<usize> {
+        if self.poison {
+            size.checked_add(DEBUG_OVERHEAD)
+        } else {
+            Some(size)
+        }
+    }
+
     /// Block size for a request of `bytes`, red zone and size record
     /// included when debug checks are on.
     fn block_size_for_request(&self, bytes: usize) -> Option<usize> {
-        let bytes = if self.poison {
-            bytes.checked_add(DEBUG_OVERHEAD)?
-        } else {
-            bytes
-        };
-        Self::block_size_for(bytes)
+        Self::block_size_for(self.request_bytes(bytes)?)
     }
 
     fn alloc_inner(&mut self, layout: Layout) -> Result<NonNull<u8>, MmError> {
@@ -575,11 +575,6 @@ impl<'a, G: Grow> Heap<'a, G> {
         self.stats.overhead -= size - slots;
         self.stats.free += size;
         self.release(block);
-    }
-
-    /// Whether `address` (inside the heap) lies in a slab page.
-    fn in_slab_page(&self, address: usize) -> bool {
-        self.slabs.contains(address)
     }
 
     /// Bytes the live allocation at `payload` can hold.
@@ -734,18 +729,9 @@ impl<'a, G: Grow> Heap<'a, G> {
         }
         let block = payload - HEADER;
         let size = self.size_of(block);
-        if self.poison && !self.red_zone_intact(block + HEADER, size - HEADER) {
-            self.stats.red_zone_violations += 1;
-        }
-        let granule = self.granule(block + HEADER);
-        self.set_marks(granule, FREED);
-        if self.poison {
-            // SAFETY: the payload is inside the block we own until release.
-            unsafe { ptr::write_bytes((block + HEADER) as *mut u8, POISON, size - HEADER) };
-        }
+        self.retire(payload, size - HEADER);
         self.stats.used -= size;
         self.stats.free += size;
-        self.stats.live_allocations -= 1;
         let list = size / GRANULE;
         if size < QUICK_LIMIT && self.quick_depth[list] < QUICK_DEPTH {
             self.write(block + HEADER, self.quick[list]);
@@ -757,21 +743,31 @@ impl<'a, G: Grow> Heap<'a, G> {
         Ok(())
     }
 
+    /// What freeing any live allocation at `payload` (holding `capacity`
+    /// bytes) does before its memory goes back: the red-zone check and
+    /// poisoning (debug checks), the FREED mark, the live count.
+    // Shared by both free paths; left to itself the compiler called it out
+    // of line, and the 64-byte burst measured 10.7-11.0 ns/op instead of 10.3.
+    #[inline(always)]
+    fn retire(&mut self, payload: usize, capacity: usize) {
+        if self.poison {
+            if !self.red_zone_intact(payload, capacity) {
+                self.stats.red_zone_violations += 1;
+            }
+            // SAFETY: the allocation is live and ours until it is released.
+            unsafe { ptr::write_bytes(payload as *mut u8, POISON, capacity) };
+        }
+        let granule = self.granule(payload);
+        self.set_marks(granule, FREED);
+        self.stats.live_allocations -= 1;
+    }
+
     /// Frees the live slab slot at `slot`, of `class`.
     fn free_small(&mut self, slot: usize, class: usize) {
         let size = slab::slot_size(class);
-        if self.poison {
-            if !self.red_zone_intact(slot, size) {
-                self.stats.red_zone_violations += 1;
-            }
-            // SAFETY: the slot is live and ours until `slabs.free`.
-            unsafe { ptr::write_bytes(slot as *mut u8, POISON, size) };
-        }
-        let granule = self.granule(slot);
-        self.set_marks(granule, FREED);
+        self.retire(slot, size);
         self.stats.used -= size;
         self.stats.slab_free += size;
-        self.stats.live_allocations -= 1;
         // SAFETY: a live slot of our slabs (its live bit was set and its
         // page is a slab page); it is not used again here.
         if let Some((page, class)) = unsafe { self.slabs.free(slot, class) } {

@@ -51,12 +51,10 @@ impl<G: Grow> Heap<'_, G> {
         layout: Layout,
         new_size: usize,
     ) -> Result<NonNull<u8>, MmError> {
-        let needed = if self.poison {
-            new_size.checked_add(DEBUG_OVERHEAD)
-        } else {
-            Some(new_size)
-        };
-        if needed.is_some_and(|needed| needed <= capacity) {
+        if self
+            .request_bytes(new_size)
+            .is_some_and(|needed| needed <= capacity)
+        {
             // SAFETY: a live slot is never null.
             return Ok(unsafe { NonNull::new_unchecked(slot as *mut u8) });
         }

@@ -27,7 +27,7 @@ impl<G: Grow> Heap<'_, G> {
             }
             let is_live = self.mark_at(block + HEADER) == LIVE;
             let page = block + HEADER;
-            if !is_free && page.is_multiple_of(PAGE) && self.in_slab_page(page) {
+            if !is_free && page.is_multiple_of(PAGE) && self.slabs.contains(page) {
                 if size < PAGE_USABLE + HEADER {
                     return Err("a slab page's block is too small");
                 }
