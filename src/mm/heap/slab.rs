@@ -263,17 +263,24 @@ impl<'a> Slabs<'a> {
         }
     }
 
+    /// The slot of `class` freed last, taken from the recent list, if any.
+    #[inline(always)]
+    pub fn pop_recent(&mut self, class: usize) -> Option<usize> {
+        let slot = self.recent[class];
+        if slot == 0 {
+            return None;
+        }
+        // SAFETY: a slot in the recent list; its first word links on
+        // (written by `push_recent`).
+        self.recent[class] = unsafe { ptr::read(slot as *const usize) };
+        self.recent_count[class] -= 1;
+        Some(slot)
+    }
+
     /// Takes a free slot of `class` from a partial page or the spare page;
     /// `None` if the class has neither (the caller supplies a new page).
-    pub fn alloc(&mut self, class: usize) -> Option<usize> {
-        let slot = self.recent[class];
-        if slot != 0 {
-            // SAFETY: a slot in the recent list; its first word links on
-            // (written by `free`).
-            self.recent[class] = unsafe { ptr::read(slot as *const usize) };
-            self.recent_count[class] -= 1;
-            return Some(slot);
-        }
+    /// The recent list is not looked at (see `pop_recent`).
+    pub fn alloc_from_pages(&mut self, class: usize) -> Option<usize> {
         let mut number = self.partial[class];
         if number == NO_PAGE {
             number = core::mem::replace(&mut self.spare[class], NO_PAGE);
@@ -323,7 +330,7 @@ impl<'a> Slabs<'a> {
         };
         self.mark(page, Some(class));
         self.spare[class] = number;
-        let slot = self.alloc(class);
+        let slot = self.alloc_from_pages(class);
         debug_assert!(slot.is_some());
         slot.unwrap_or(page)
     }
@@ -336,17 +343,31 @@ impl<'a> Slabs<'a> {
     /// `slot` must be a slot this `Slabs` handed out and that was not
     /// freed since; the caller must not use it afterwards.
     pub unsafe fn free(&mut self, slot: usize, class: usize) -> Option<(usize, usize)> {
-        debug_assert_eq!(self.class_at(slot), Some(class));
-        if self.recent_count[class] < RECENT_DEPTH {
-            // SAFETY: the slot is ours again (contract above) and at least
-            // 16 bytes long, so its first word can hold the link.
-            unsafe { ptr::write(slot as *mut usize, self.recent[class]) };
-            self.recent[class] = slot;
-            self.recent_count[class] += 1;
+        // SAFETY: forwarded contract.
+        if unsafe { self.push_recent(slot, class) } {
             return None;
         }
         // SAFETY: forwarded contract.
         unsafe { self.free_to_page(slot, class) }
+    }
+
+    /// Puts `slot` (of `class`) on the class's recent list if that has
+    /// room; `false` if it is full (and `slot` untouched).
+    ///
+    /// # Safety
+    /// As for `free`.
+    #[inline(always)]
+    pub unsafe fn push_recent(&mut self, slot: usize, class: usize) -> bool {
+        debug_assert_eq!(self.class_at(slot), Some(class));
+        if self.recent_count[class] >= RECENT_DEPTH {
+            return false;
+        }
+        // SAFETY: the slot is ours again (contract above) and at least 16
+        // bytes long, so its first word can hold the link.
+        unsafe { ptr::write(slot as *mut usize, self.recent[class]) };
+        self.recent[class] = slot;
+        self.recent_count[class] += 1;
+        true
     }
 
     /// Returns `slot` to its page; as `free` otherwise.

@@ -481,7 +481,42 @@ impl<'a, G: Grow> Heap<'a, G> {
     }
 
     /// Allocates memory for `layout` (alignment up to [`MAX_ALIGN`]).
+    // The most common case, a small request whose class has a recently
+    // freed slot, is handled here, inline; the rest out of line, so that
+    // the fast path does not pay for the registers the rest needs.
+    #[inline]
     pub fn alloc(&mut self, layout: Layout) -> Result<NonNull<u8>, MmError> {
+        if layout.size() <= SLAB_LIMIT && layout.align() <= GRANULE && !self.poison {
+            let class = slab::class_of(layout.size());
+            return match self.slabs.pop_recent(class) {
+                Some(slot) => {
+                    self.stats.total_allocations += 1;
+                    Ok(self.hand_out_slot(slot, class))
+                }
+                None => self.alloc_from_slab_pages(class),
+            };
+        }
+        self.alloc_general(layout)
+    }
+
+    /// `alloc` of a small request (debug checks off) whose class has no
+    /// recently freed slot.
+    #[inline(never)]
+    fn alloc_from_slab_pages(&mut self, class: usize) -> Result<NonNull<u8>, MmError> {
+        match self.slot_from_pages(class) {
+            Ok(slot) => {
+                self.stats.total_allocations += 1;
+                Ok(self.hand_out_slot(slot, class))
+            }
+            Err(error) => {
+                self.stats.failed_allocations += 1;
+                Err(error)
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn alloc_general(&mut self, layout: Layout) -> Result<NonNull<u8>, MmError> {
         let result = match self.request_bytes(layout.size()) {
             Some(bytes) if bytes <= SLAB_LIMIT && layout.align() <= GRANULE => {
                 self.alloc_small(bytes)
@@ -539,22 +574,34 @@ impl<'a, G: Grow> Heap<'a, G> {
     /// Takes a slab slot for a request of `bytes` (at most `SLAB_LIMIT`).
     fn alloc_small(&mut self, bytes: usize) -> Result<NonNull<u8>, MmError> {
         let class = slab::class_of(bytes);
-        let slot = match self.slabs.alloc(class) {
+        let slot = match self.slabs.pop_recent(class) {
             Some(slot) => slot,
-            None => {
-                let page = self.take_slab_page()?;
-                let slots = slab::slot_bytes(class);
-                self.stats.overhead -= slots;
-                self.stats.slab_free += slots;
-                // SAFETY: `take_slab_page` returned a 4096-aligned payload
-                // of at least PAGE_USABLE bytes inside a used block of
-                // ours; it stays the slabs' until they hand it back.
-                unsafe { self.slabs.alloc_from_new(page, class) }
-            }
+            None => self.slot_from_pages(class)?,
         };
+        Ok(self.hand_out_slot(slot, class))
+    }
+
+    /// A free slot of `class` from the class's pages, or from a new page.
+    fn slot_from_pages(&mut self, class: usize) -> Result<usize, MmError> {
+        if let Some(slot) = self.slabs.alloc_from_pages(class) {
+            return Ok(slot);
+        }
+        let page = self.take_slab_page()?;
+        let slots = slab::slot_bytes(class);
+        self.stats.overhead -= slots;
+        self.stats.slab_free += slots;
+        // SAFETY: `take_slab_page` returned a 4096-aligned payload of at
+        // least PAGE_USABLE bytes inside a used block of ours; it stays the
+        // slabs' until they hand it back.
+        Ok(unsafe { self.slabs.alloc_from_new(page, class) })
+    }
+
+    /// Books the free slot `slot` of `class` as live and returns it.
+    #[inline(always)]
+    fn hand_out_slot(&mut self, slot: usize, class: usize) -> NonNull<u8> {
         let size = slab::slot_size(class);
         self.stats.slab_free -= size;
-        Ok(self.book_live(slot, size, SLOT))
+        self.book_live(slot, size, SLOT)
     }
 
     /// A used block whose payload is a fresh 4096-aligned slab page.
@@ -579,7 +626,12 @@ impl<'a, G: Grow> Heap<'a, G> {
 
     /// Bytes the live allocation at `payload` can hold.
     fn capacity(&self, payload: usize) -> usize {
-        match self.slabs.class_at(payload) {
+        self.capacity_of(payload, self.slabs.class_at(payload))
+    }
+
+    /// As `capacity`, for an allocation whose slab class is known.
+    fn capacity_of(&self, payload: usize, class: Option<usize>) -> usize {
+        match class {
             Some(class) => slab::slot_size(class),
             None => self.size_of(payload - HEADER) - HEADER,
         }
@@ -700,17 +752,24 @@ impl<'a, G: Grow> Heap<'a, G> {
     }
 
     /// Checks that `pointer` is a live allocation; returns it as an
-    /// address and whether it is a slab slot (else the payload of a block).
-    fn check_live(&self, pointer: *mut u8) -> Result<(usize, bool), MmError> {
+    /// address and, for a slab slot, its class (`None`: the payload of a
+    /// block).
+    // Slot or block is decided by the page's class byte (a 1-byte-per-page
+    // table that stays in cache), not by the granule mark: that branch is
+    // as unpredictable as the request sizes, and deciding it on the mark,
+    // which often misses the cache, stalled every free until the load
+    // came back. The mark is then only checked, and almost always passes.
+    #[inline(always)]
+    fn check_live(&self, pointer: *mut u8) -> Result<(usize, Option<usize>), MmError> {
         let payload = pointer as usize;
         if payload < self.start + HEADER || payload >= self.end || !payload.is_multiple_of(GRANULE)
         {
             return Err(MmError::InvalidFree);
         }
-        let granule = self.granule(payload);
-        match self.marks_of(granule) {
-            LIVE => Ok((payload, false)),
-            SLOT => Ok((payload, true)),
+        let class = self.slabs.class_at(payload);
+        let expected = if class.is_some() { SLOT } else { LIVE };
+        match self.mark_at(payload) {
+            mark if mark == expected => Ok((payload, class)),
             FREED => Err(MmError::DoubleFree),
             _ => Err(MmError::InvalidFree),
         }
@@ -719,14 +778,31 @@ impl<'a, G: Grow> Heap<'a, G> {
     /// Frees a block without knowing its layout (the design's `kfree`).
     /// A pointer this heap did not return, or returned and already took
     /// back, is an error and changes nothing.
+    // As in `alloc`, the common small case is inline, the rest not.
+    #[inline]
     pub fn free(&mut self, pointer: *mut u8) -> Result<(), MmError> {
-        let (payload, slot) = self.check_live(pointer)?;
-        if slot {
-            // A SLOT mark lies in a slab page (`verify` checks it).
-            let class = self.slabs.class_at(payload).ok_or(MmError::InvalidFree)?;
+        let (payload, class) = self.check_live(pointer)?;
+        if let Some(class) = class {
+            // SAFETY: a live slot of our slabs (checked above), not used
+            // again here when it goes on the recent list.
+            if !self.poison && unsafe { self.slabs.push_recent(payload, class) } {
+                let size = slab::slot_size(class);
+                self.set_marks(self.granule(payload), FREED);
+                self.stats.live_allocations -= 1;
+                self.stats.used -= size;
+                self.stats.slab_free += size;
+                return Ok(());
+            }
             self.free_small(payload, class);
             return Ok(());
         }
+        self.free_block(payload);
+        Ok(())
+    }
+
+    /// `free` of the live block (not slab slot) at `payload`.
+    #[inline(never)]
+    fn free_block(&mut self, payload: usize) {
         let block = payload - HEADER;
         let size = self.size_of(block);
         self.retire(payload, size - HEADER);
@@ -740,7 +816,6 @@ impl<'a, G: Grow> Heap<'a, G> {
         } else {
             self.release(block);
         }
-        Ok(())
     }
 
     /// What freeing any live allocation at `payload` (holding `capacity`
@@ -763,6 +838,7 @@ impl<'a, G: Grow> Heap<'a, G> {
     }
 
     /// Frees the live slab slot at `slot`, of `class`.
+    #[inline(never)]
     fn free_small(&mut self, slot: usize, class: usize) {
         let size = slab::slot_size(class);
         self.retire(slot, size);
