@@ -342,6 +342,7 @@ impl<'a> Slabs<'a> {
     /// # Safety
     /// `slot` must be a slot this `Slabs` handed out and that was not
     /// freed since; the caller must not use it afterwards.
+    #[inline(always)]
     pub unsafe fn free(&mut self, slot: usize, class: usize) -> Option<(usize, usize)> {
         // SAFETY: forwarded contract.
         if unsafe { self.push_recent(slot, class) } {

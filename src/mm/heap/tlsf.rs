@@ -582,10 +582,17 @@ impl<'a, G: Grow> Heap<'a, G> {
     }
 
     /// A free slot of `class` from the class's pages, or from a new page.
+    #[inline(always)]
     fn slot_from_pages(&mut self, class: usize) -> Result<usize, MmError> {
-        if let Some(slot) = self.slabs.alloc_from_pages(class) {
-            return Ok(slot);
+        match self.slabs.alloc_from_pages(class) {
+            Some(slot) => Ok(slot),
+            None => self.slot_from_new_page(class),
         }
+    }
+
+    /// A new slab page for `class`, and its first slot.
+    #[inline(never)]
+    fn slot_from_new_page(&mut self, class: usize) -> Result<usize, MmError> {
         let page = self.take_slab_page()?;
         let slots = slab::slot_bytes(class);
         self.stats.overhead -= slots;
