@@ -7,7 +7,7 @@ impl<G: Grow> Heap<'_, G> {
     /// Bytes usable at `pointer` (at least what was asked; exactly that
     /// with debug checks on, whose red zone follows).
     pub fn usable_size(&self, pointer: *mut u8) -> Result<usize, MmError> {
-        let (payload, class) = self.check_live(pointer)?;
+        let (payload, class, _) = self.check_live(pointer)?;
         let capacity = self.capacity_of(payload, class);
         if self.poison {
             return Ok(self.read(payload + capacity - 8));
@@ -24,7 +24,7 @@ impl<G: Grow> Heap<'_, G> {
         layout: Layout,
         new_size: usize,
     ) -> Result<NonNull<u8>, MmError> {
-        let (payload, class) = self.check_live(pointer)?;
+        let (payload, class, _) = self.check_live(pointer)?;
         let capacity = self.capacity_of(payload, class);
         let intact = !self.poison || self.red_zone_intact(payload, capacity);
         let result = if class.is_some() {
