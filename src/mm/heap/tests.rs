@@ -124,6 +124,46 @@ fn bad_frees_are_reported_and_change_nothing() {
     heap.verify().unwrap();
 }
 
+/// With debug checks off, small frees take an inline path (recent list)
+/// and the rest an out-of-line one; bad frees must be caught on both.
+#[test]
+fn bad_frees_are_caught_on_the_fast_and_slow_paths() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, false);
+    let slots: Vec<*mut u8> = (0..100)
+        .map(|_| heap.kmalloc(32).unwrap().as_ptr())
+        .collect();
+    let block = heap.kmalloc(1000).unwrap().as_ptr();
+    // The first 64 frees fill the class's recent list; the rest go to
+    // their pages.
+    for &slot in &slots[..70] {
+        heap.free(slot).unwrap();
+    }
+    heap.free(block).unwrap();
+    let before = heap.stats();
+    for pointer in [slots[0], slots[63], slots[64], slots[69], block] {
+        assert_eq!(heap.free(pointer), Err(MmError::DoubleFree), "{pointer:p}");
+    }
+    let live = slots[80];
+    for pointer in [live.wrapping_add(16), live.wrapping_add(8)] {
+        assert_eq!(heap.free(pointer), Err(MmError::InvalidFree), "{pointer:p}");
+    }
+    assert_eq!(heap.stats(), before);
+    heap.verify().unwrap();
+    let other = heap.kmalloc(2000).unwrap().as_ptr();
+    let before_other = heap.stats();
+    assert_eq!(heap.free(other.wrapping_add(32)), Err(MmError::InvalidFree));
+    assert_eq!(heap.stats(), before_other);
+    heap.free(other).unwrap();
+    assert_eq!(heap.stats().used, before.used);
+    heap.verify().unwrap();
+    for &slot in &slots[70..] {
+        heap.free(slot).unwrap();
+    }
+    assert_eq!(heap.stats().used, 0);
+    heap.verify().unwrap();
+}
+
 #[test]
 fn grows_in_steps_up_to_the_cap_then_fails_cleanly() {
     let mut arena = Arena::new(4 * MIB);
