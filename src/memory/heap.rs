@@ -107,12 +107,8 @@ pub fn kfree(pointer: *mut u8) -> Result<(), MmError> {
     if pointer.is_null() {
         return Ok(());
     }
-    let result = with(|heap| {
-        let before = heap.stats().red_zone_violations;
-        let result = heap.free(pointer);
-        (result, heap.stats().red_zone_violations != before)
-    });
-    let (result, overflowed) = result.unwrap_or((Err(MmError::InvalidFree), false));
+    let (result, overflowed) = with_red_zone_watch(|heap| heap.free(pointer))
+        .unwrap_or((Err(MmError::InvalidFree), false));
     if let Err(error) = result {
         log::error!("heap: kfree({pointer:p}) refused: {error}");
     }
@@ -120,6 +116,18 @@ pub fn kfree(pointer: *mut u8) -> Result<(), MmError> {
         report_overflow(pointer);
     }
     result
+}
+
+/// Runs `f` on the heap (`None` before `init`) and tells whether it found
+/// a red zone overwritten (debug builds check them in free and realloc).
+fn with_red_zone_watch<R>(
+    f: impl FnOnce(&mut Heap<'static, KernelGrow>) -> R,
+) -> Option<(R, bool)> {
+    with(|heap| {
+        let before = heap.stats().red_zone_violations;
+        let result = f(heap);
+        (result, heap.stats().red_zone_violations != before)
+    })
 }
 
 /// Logs a buffer overflow found in a block's red zone (debug builds).
@@ -189,11 +197,7 @@ unsafe impl GlobalAlloc for KernelAllocator {
     }
 
     unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let result = with(|heap| {
-            let before = heap.stats().red_zone_violations;
-            let result = heap.realloc(pointer, layout, new_size);
-            (result, heap.stats().red_zone_violations != before)
-        });
+        let result = with_red_zone_watch(|heap| heap.realloc(pointer, layout, new_size));
         if let Some((_, true)) = result {
             report_overflow(pointer);
         }

@@ -406,11 +406,7 @@ impl<'a> Slabs<'a> {
     /// longer needed (returned as by `free`) or none are left (`None`).
     pub fn drain_recent(&mut self) -> Option<(usize, usize)> {
         for class in 0..CLASSES {
-            while self.recent[class] != 0 {
-                let slot = self.recent[class];
-                // SAFETY: a slot in the recent list; its first word links on.
-                self.recent[class] = unsafe { ptr::read(slot as *const usize) };
-                self.recent_count[class] -= 1;
+            while let Some(slot) = self.pop_recent(class) {
                 // SAFETY: a slot handed out and freed into the recent list,
                 // which no longer holds it.
                 if let Some(page) = unsafe { self.free_to_page(slot, class) } {

@@ -287,38 +287,34 @@ impl<'a, G: Grow> Heap<'a, G> {
 
     // --- live/freed bitmaps ----------------------------------------------
 
-    fn granule(&self, payload: usize) -> usize {
-        (payload - self.start) / GRANULE
-    }
-
-    /// The mark of `granule` (0, LIVE, FREED or SLOT).
-    fn marks_of(&self, granule: usize) -> u64 {
-        self.marks[granule / 32] >> (2 * (granule % 32)) & 3
-    }
-
-    fn mark_at(&self, payload: usize) -> u64 {
-        self.marks_of(self.granule(payload))
-    }
-
     /// Where the mark of the allocation at `payload` is kept.
     fn mark_slot(&self, payload: usize) -> MarkSlot {
-        let granule = self.granule(payload);
+        let granule = (payload - self.start) / GRANULE;
         MarkSlot {
             word: granule / 32,
             shift: 2 * (granule % 32) as u32,
         }
     }
 
+    /// The mark at `at` (0, LIVE, FREED or SLOT).
+    fn read_mark(&self, at: MarkSlot) -> u64 {
+        self.marks[at.word] >> at.shift & 3
+    }
+
+    /// The mark of the granule at `payload`.
+    fn mark_at(&self, payload: usize) -> u64 {
+        self.read_mark(self.mark_slot(payload))
+    }
+
+    /// Sets the mark at `at` to `mark` (LIVE, FREED or SLOT).
+    fn set_mark(&mut self, at: MarkSlot, mark: u64) {
+        let word = &mut self.marks[at.word];
+        *word = *word & !(3 << at.shift) | mark << at.shift;
+    }
+
     /// Changes the mark at `at`, known to be `from`, to `to`.
     fn flip_mark(&mut self, at: MarkSlot, from: u64, to: u64) {
         self.marks[at.word] ^= (from ^ to) << at.shift;
-    }
-
-    /// Sets the mark of `granule` to `marks` (LIVE, FREED or SLOT).
-    fn set_marks(&mut self, granule: usize, marks: u64) {
-        let word = &mut self.marks[granule / 32];
-        let shift = 2 * (granule % 32);
-        *word = *word & !(3 << shift) | marks << shift;
     }
 
     // --- free lists --------------------------------------------------------
@@ -723,8 +719,7 @@ impl<'a, G: Grow> Heap<'a, G> {
         self.stats.used += size;
         self.stats.peak_used = self.stats.peak_used.max(self.stats.used);
         self.stats.live_allocations += 1;
-        let granule = self.granule(payload);
-        self.set_marks(granule, mark);
+        self.set_mark(self.mark_slot(payload), mark);
         // SAFETY: payload lies inside the heap, so it is not null.
         unsafe { NonNull::new_unchecked(payload as *mut u8) }
     }
@@ -798,7 +793,7 @@ impl<'a, G: Grow> Heap<'a, G> {
         let class = self.slabs.class_at(payload);
         let expected = if class.is_some() { SLOT } else { LIVE };
         let at = self.mark_slot(payload);
-        match self.marks[at.word] >> at.shift & 3 {
+        match self.read_mark(at) {
             mark if mark == expected => Ok((payload, class, at)),
             FREED => Err(MmError::DoubleFree),
             _ => Err(MmError::InvalidFree),
@@ -816,11 +811,9 @@ impl<'a, G: Grow> Heap<'a, G> {
             // SAFETY: a live slot of our slabs (checked above), not used
             // again here when it goes on the recent list.
             if !self.poison && unsafe { self.slabs.push_recent(payload, class) } {
-                let size = slab::slot_size(class);
-                self.flip_mark(at, SLOT, FREED);
-                self.stats.live_allocations -= 1;
-                self.stats.used -= size;
-                self.stats.slab_free += size;
+                // Debug checks are off, so `retire` reads no slot bytes
+                // (the link was just written over the first word).
+                self.retire_slot(payload, class, at);
                 return Ok(());
             }
             self.free_small(payload, class, at);
@@ -867,13 +860,20 @@ impl<'a, G: Grow> Heap<'a, G> {
         self.stats.live_allocations -= 1;
     }
 
-    /// Frees the live slab slot at `slot`, of `class`.
-    #[inline(never)]
-    fn free_small(&mut self, slot: usize, class: usize, at: MarkSlot) {
+    /// `retire` for the live slab slot at `slot` (of `class`), and its
+    /// bytes counted free.
+    #[inline(always)]
+    fn retire_slot(&mut self, slot: usize, class: usize, at: MarkSlot) {
         let size = slab::slot_size(class);
         self.retire(slot, size, at, SLOT);
         self.stats.used -= size;
         self.stats.slab_free += size;
+    }
+
+    /// Frees the live slab slot at `slot`, of `class`.
+    #[inline(never)]
+    fn free_small(&mut self, slot: usize, class: usize, at: MarkSlot) {
+        self.retire_slot(slot, class, at);
         // SAFETY: a live slot of our slabs (its live bit was set and its
         // page is a slab page); it is not used again here.
         if let Some((page, class)) = unsafe { self.slabs.free(slot, class) } {

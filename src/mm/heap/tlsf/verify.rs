@@ -25,26 +25,26 @@ impl<G: Grow> Heap<'_, G> {
             if is_free && prev_free {
                 return Err("two adjacent free blocks (missed coalescing)");
             }
-            let is_live = self.mark_at(block + HEADER) == LIVE;
-            let page = block + HEADER;
-            if !is_free && page.is_multiple_of(PAGE) && self.slabs.contains(page) {
+            let payload = block + HEADER;
+            let mark = self.mark_at(payload);
+            if !is_free && payload.is_multiple_of(PAGE) && self.slabs.contains(payload) {
                 if size < PAGE_USABLE + HEADER {
                     return Err("a slab page's block is too small");
                 }
-                // SAFETY: `page` is one of our slab pages, inside the heap.
+                // SAFETY: `payload` is one of our slab pages, inside the heap.
                 let usage = unsafe {
                     self.slabs
-                        .verify_page(page, |slot| self.mark_at(slot) == SLOT)?
+                        .verify_page(payload, |slot| self.mark_at(slot) == SLOT)?
                 };
                 slabs.add(size, &usage);
                 prev_free = false;
                 block += size;
                 continue;
             }
-            if is_free && matches!(self.mark_at(block + HEADER), LIVE | SLOT) {
+            if is_free && matches!(mark, LIVE | SLOT) {
                 return Err("live bitmap marks a free block");
             }
-            if !is_free && !is_live {
+            if !is_free && mark != LIVE {
                 // Freed by the user, waiting in a quick list.
                 cached += 1;
                 cached_bytes += size;
