@@ -556,7 +556,7 @@ fn main() {
     }
     println!();
     println!(
-        "note: this heap keeps 2 bits per 16 bytes of arena outside it ({} KiB for 16 MiB) to detect bad frees.",
+        "note: this heap keeps 1 bit per 16 bytes of arena and a slab page table outside it ({} KiB for 16 MiB).",
         Heap::<NoGrow>::bitmap_words(ARENA) * 8 / 1024
     );
 }

@@ -7,9 +7,9 @@
 //!   (`slab`); the rest take TLSF blocks, coalesced with both neighbours
 //!   when freed, with 8-byte headers, 16-byte-aligned results and
 //!   alignments up to 4096 (`tlsf`).
-//! * Hardened: marks of live and freed allocation starts (kept outside the
-//!   heap) make `free` of a foreign, interior or already-freed pointer an
-//!   error that changes nothing; `verify()` checks every invariant.
+//! * Hardened: a bitmap of live allocation starts (kept outside the heap)
+//!   makes `free` of a foreign, interior or already-freed pointer an error
+//!   that changes nothing; `verify()` checks every invariant.
 //! * Grows through a [`Grow`] hook (the kernel maps more pages) up to a cap.
 //!
 //! See docs/heap.md for the algorithm, its bounds and measured figures.

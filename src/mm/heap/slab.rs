@@ -77,6 +77,7 @@ const META_WORDS: usize = size_of::<SlabMeta>() / 8;
 const _: () = assert!(size_of::<SlabMeta>() == 16 && core::mem::align_of::<SlabMeta>() <= 8);
 
 /// The size class for a request of `bytes` (1..=SLAB_LIMIT; 0 counts as 1).
+#[inline]
 pub fn class_of(bytes: usize) -> usize {
     debug_assert!(bytes <= SLAB_LIMIT);
     bytes.max(1).div_ceil(STEP) - 1
@@ -203,9 +204,20 @@ impl<'a> Slabs<'a> {
 
     /// The class of the slab page holding `address` (inside the heap), or
     /// `None` if that page is not a slab page.
+    #[inline]
     pub fn class_at(&self, address: usize) -> Option<usize> {
         let class = self.classes[(address - self.base) / PAGE];
         (class != NO_CLASS).then_some(class as usize)
+    }
+
+    /// Whether `address`, in a slab page of `class`, is the start of a
+    /// slot the page has handed out at some time (live or freed since),
+    /// rather than a place no allocation ever started.
+    pub fn was_handed_out(&self, address: usize, class: usize) -> bool {
+        let page = page_of(address);
+        let offset = address - page;
+        let carved = self.meta[self.number(page) as usize].carved as usize;
+        offset.is_multiple_of(slot_size(class)) && offset / slot_size(class) < carved
     }
 
     /// The class of page `number` if it exists and is a slab page (for
@@ -280,6 +292,7 @@ impl<'a> Slabs<'a> {
     /// Takes a free slot of `class` from a partial page or the spare page;
     /// `None` if the class has neither (the caller supplies a new page).
     /// The recent list is not looked at (see `pop_recent`).
+    #[inline]
     pub fn alloc_from_pages(&mut self, class: usize) -> Option<usize> {
         let mut number = self.partial[class];
         if number == NO_PAGE {
@@ -375,6 +388,7 @@ impl<'a> Slabs<'a> {
     ///
     /// # Safety
     /// As for `free`.
+    #[inline(always)]
     unsafe fn free_to_page(&mut self, slot: usize, class: usize) -> Option<(usize, usize)> {
         let page = page_of(slot);
         let number = self.number(page);

@@ -164,6 +164,41 @@ fn bad_frees_are_caught_on_the_fast_and_slow_paths() {
     heap.verify().unwrap();
 }
 
+/// Only live allocations have a bit in the live bitmap; a refused pointer
+/// is told apart on the error path: into freed memory (also after the block
+/// merged with a free neighbour, or while it waits in a quick list) is a
+/// double free, into a live block or never-handed-out slab slack is not.
+#[test]
+fn refused_pointers_are_classified_after_merging_and_caching() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, false);
+    let [a, b, c] = [0; 3].map(|_| heap.kmalloc(1000).unwrap().as_ptr());
+    assert_eq!(b as usize - a as usize, 1008, "adjacent blocks");
+    heap.free(a).unwrap();
+    heap.free(b).unwrap(); // merges into a's free block: b's header is gone
+    let before = heap.stats();
+    for pointer in [a, b, a.wrapping_add(512), b.wrapping_add(64)] {
+        assert_eq!(heap.free(pointer), Err(MmError::DoubleFree), "{pointer:p}");
+    }
+    assert_eq!(heap.free(c.wrapping_add(64)), Err(MmError::InvalidFree));
+    // A 300-byte block is small enough for a quick list (still a used
+    // block to the TLSF part) once freed.
+    let quick = heap
+        .alloc(Layout::from_size_align(300, 32).unwrap())
+        .unwrap()
+        .as_ptr();
+    heap.free(quick).unwrap();
+    let cached = heap.stats();
+    assert_eq!(heap.free(quick), Err(MmError::DoubleFree));
+    assert_eq!(heap.free(quick.wrapping_add(32)), Err(MmError::DoubleFree));
+    assert_eq!(heap.stats(), cached);
+    assert_eq!(cached.live_allocations, before.live_allocations);
+    heap.verify().unwrap();
+    heap.free(c).unwrap();
+    assert_eq!(heap.stats().live_allocations, 0);
+    heap.verify().unwrap();
+}
+
 #[test]
 fn grows_in_steps_up_to_the_cap_then_fails_cleanly() {
     let mut arena = Arena::new(4 * MIB);

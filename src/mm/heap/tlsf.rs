@@ -35,11 +35,6 @@ const MIN_BLOCK: usize = 32;
 const FREE: usize = 1;
 const PREV_FREE: usize = 2;
 const FLAGS: usize = FREE | PREV_FREE;
-/// Granule marks (see `Heap::marks`): a live block's payload starts here,
-/// a freed allocation started here, a live slab slot starts here.
-const LIVE: u64 = 1;
-const FREED: u64 = 2;
-const SLOT: u64 = 3;
 
 /// Sizes below this are binned linearly, 16 bytes apart (first level 0).
 const SMALL_LIMIT: usize = 256;
@@ -110,12 +105,12 @@ pub struct HeapStats {
     pub red_zone_violations: u64,
 }
 
-/// Where one granule's mark is: its word in `Heap::marks` and the shift
-/// of its two bits.
+/// Where one granule's live bit is: its word in `Heap::live` and the
+/// bit's mask.
 #[derive(Clone, Copy)]
 struct MarkSlot {
     word: usize,
-    shift: u32,
+    bit: u64,
 }
 
 /// The heap over `[start, end)`, growable to `start + max`.
@@ -127,12 +122,14 @@ pub struct Heap<'a, G: Grow> {
     fl_bitmap: u32,
     sl_bitmap: [u16; FL_COUNT],
     heads: [[usize; SL_COUNT]; FL_COUNT],
-    /// Two bits per 16-byte granule: LIVE where a live block's payload
-    /// starts, SLOT where a live slab slot starts, FREED where a freed
-    /// allocation started (to tell a double free from a wild pointer).
-    /// One read tells `free` both whether a pointer is live and which
-    /// allocator it belongs to.
-    marks: &'a mut [u64],
+    /// One bit per 16-byte granule, set exactly where a live allocation
+    /// (block payload or slab slot) starts: `free` accepts a pointer only
+    /// if its bit is set. Whether a refused pointer is a double free or a
+    /// wild one is worked out on the error path (`bad_free`), so the
+    /// bitmap stays half the size a freed-state bit would make it (it is
+    /// read or written on every operation, and on a large heap it misses
+    /// the cache).
+    live: &'a mut [u64],
     /// Quick lists: freed small blocks, still marked used for the TLSF
     /// part, linked through their first payload word.
     quick: [usize; QUICK_LISTS],
@@ -145,9 +142,9 @@ pub struct Heap<'a, G: Grow> {
 }
 
 /// Words of side tables (kept outside the heap) a heap of `max` bytes
-/// needs: the live and freed bitmaps and the slab page table.
+/// needs: the live bitmap and the slab page table.
 pub const fn bitmap_words(max: usize) -> usize {
-    2 * granule_words(max) + slab::table_words(max)
+    granule_words(max) + slab::table_words(max)
 }
 
 const fn granule_words(max: usize) -> usize {
@@ -213,7 +210,7 @@ impl<'a, G: Grow> Heap<'a, G> {
             .get_mut(..bitmap_words(max))
             .ok_or(MmError::InvalidArgument)?;
         bitmaps.fill(0);
-        let (marks, table) = bitmaps.split_at_mut(2 * words);
+        let (live, table) = bitmaps.split_at_mut(words);
         let slabs = Slabs::new(start, max, table).ok_or(MmError::InvalidArgument)?;
         let mut heap = Self {
             start,
@@ -223,7 +220,7 @@ impl<'a, G: Grow> Heap<'a, G> {
             fl_bitmap: 0,
             sl_bitmap: [0; FL_COUNT],
             heads: [[0; SL_COUNT]; FL_COUNT],
-            marks,
+            live,
             quick: [0; QUICK_LISTS],
             quick_depth: [0; QUICK_LISTS],
             slabs,
@@ -285,36 +282,33 @@ impl<'a, G: Grow> Heap<'a, G> {
         self.read(block + 16)
     }
 
-    // --- live/freed bitmaps ----------------------------------------------
+    // --- live bitmap -------------------------------------------------------
 
-    /// Where the mark of the allocation at `payload` is kept.
+    /// Where the live bit of the allocation at `payload` is kept.
     fn mark_slot(&self, payload: usize) -> MarkSlot {
         let granule = (payload - self.start) / GRANULE;
         MarkSlot {
-            word: granule / 32,
-            shift: 2 * (granule % 32) as u32,
+            word: granule / 64,
+            bit: 1 << (granule % 64),
         }
     }
 
-    /// The mark at `at` (0, LIVE, FREED or SLOT).
-    fn read_mark(&self, at: MarkSlot) -> u64 {
-        self.marks[at.word] >> at.shift & 3
+    /// Whether the bit at `at` is set.
+    fn is_marked(&self, at: MarkSlot) -> bool {
+        self.live[at.word] & at.bit != 0
     }
 
-    /// The mark of the granule at `payload`.
-    fn mark_at(&self, payload: usize) -> u64 {
-        self.read_mark(self.mark_slot(payload))
+    /// Whether a live allocation starts at `payload`.
+    fn is_live_at(&self, payload: usize) -> bool {
+        self.is_marked(self.mark_slot(payload))
     }
 
-    /// Sets the mark at `at` to `mark` (LIVE, FREED or SLOT).
-    fn set_mark(&mut self, at: MarkSlot, mark: u64) {
-        let word = &mut self.marks[at.word];
-        *word = *word & !(3 << at.shift) | mark << at.shift;
+    fn set_live(&mut self, at: MarkSlot) {
+        self.live[at.word] |= at.bit;
     }
 
-    /// Changes the mark at `at`, known to be `from`, to `to`.
-    fn flip_mark(&mut self, at: MarkSlot, from: u64, to: u64) {
-        self.marks[at.word] ^= (from ^ to) << at.shift;
+    fn clear_live(&mut self, at: MarkSlot) {
+        self.live[at.word] &= !at.bit;
     }
 
     // --- free lists --------------------------------------------------------
@@ -626,7 +620,7 @@ impl<'a, G: Grow> Heap<'a, G> {
     fn hand_out_slot(&mut self, slot: usize, class: usize) -> NonNull<u8> {
         let size = slab::slot_size(class);
         self.stats.slab_free -= size;
-        self.book_live(slot, size, SLOT)
+        self.book_live(slot, size)
     }
 
     /// A used block whose payload is a fresh 4096-aligned slab page.
@@ -710,16 +704,15 @@ impl<'a, G: Grow> Heap<'a, G> {
 
     /// Books a used block of `size` as live and returns its payload.
     fn hand_out(&mut self, block: usize, size: usize) -> NonNull<u8> {
-        self.book_live(block + HEADER, size, LIVE)
+        self.book_live(block + HEADER, size)
     }
 
-    /// Books `size` bytes at `payload` as a live allocation, marked `mark`
-    /// (LIVE or SLOT).
-    fn book_live(&mut self, payload: usize, size: usize, mark: u64) -> NonNull<u8> {
+    /// Books `size` bytes at `payload` as a live allocation.
+    fn book_live(&mut self, payload: usize, size: usize) -> NonNull<u8> {
         self.stats.used += size;
         self.stats.peak_used = self.stats.peak_used.max(self.stats.used);
         self.stats.live_allocations += 1;
-        self.set_mark(self.mark_slot(payload), mark);
+        self.set_live(self.mark_slot(payload));
         // SAFETY: payload lies inside the heap, so it is not null.
         unsafe { NonNull::new_unchecked(payload as *mut u8) }
     }
@@ -777,12 +770,12 @@ impl<'a, G: Grow> Heap<'a, G> {
 
     /// Checks that `pointer` is a live allocation; returns it as an
     /// address, for a slab slot its class (`None`: the payload of a block),
-    /// and where its mark is.
+    /// and where its live bit is.
     // Slot or block is decided by the page's class byte (a 1-byte-per-page
-    // table that stays in cache), not by the granule mark: that branch is
-    // as unpredictable as the request sizes, and deciding it on the mark,
-    // which often misses the cache, stalled every free until the load
-    // came back. The mark is then only checked, and almost always passes.
+    // table that stays in cache), not by the live bitmap, which often
+    // misses the cache: a branch on it would be as unpredictable as the
+    // request sizes and stall every free until the load came back. The
+    // live bit is only checked, and almost always passes.
     #[inline(always)]
     fn check_live(&self, pointer: *mut u8) -> Result<(usize, Option<usize>, MarkSlot), MmError> {
         let payload = pointer as usize;
@@ -791,13 +784,52 @@ impl<'a, G: Grow> Heap<'a, G> {
             return Err(MmError::InvalidFree);
         }
         let class = self.slabs.class_at(payload);
-        let expected = if class.is_some() { SLOT } else { LIVE };
         let at = self.mark_slot(payload);
-        match self.read_mark(at) {
-            mark if mark == expected => Ok((payload, class, at)),
-            FREED => Err(MmError::DoubleFree),
-            _ => Err(MmError::InvalidFree),
+        if !self.is_marked(at) {
+            return Err(self.bad_free(payload, class));
         }
+        Ok((payload, class, at))
+    }
+
+    /// Why `payload` (16-aligned, inside the heap, no live allocation
+    /// starting there; `class`: its page's slab class) cannot be freed:
+    /// `DoubleFree` if it points at a slot handed out before or into
+    /// memory that was freed (a free block, or one waiting in a quick
+    /// list), else `InvalidFree`. Error path only: for a pointer outside
+    /// the slab pages it walks the blocks, O(number of blocks).
+    #[cold]
+    #[inline(never)]
+    fn bad_free(&self, payload: usize, class: Option<usize>) -> MmError {
+        let freed = match class {
+            Some(class) => self.slabs.was_handed_out(payload, class),
+            None => self.block_around(payload).is_some_and(|block| {
+                // A used block outside the slab pages whose payload is not
+                // live sits in a quick list.
+                self.header(block) & FREE != 0 || !self.is_live_at(block + HEADER)
+            }),
+        };
+        if freed {
+            MmError::DoubleFree
+        } else {
+            MmError::InvalidFree
+        }
+    }
+
+    /// The block whose memory holds `address`, found by walking the blocks
+    /// from the start; `None` if the walk finds a broken size first.
+    fn block_around(&self, address: usize) -> Option<usize> {
+        let mut block = self.start + HEADER;
+        while block < self.end - HEADER {
+            let size = self.size_of(block);
+            if size < MIN_BLOCK {
+                return None;
+            }
+            if address < block + size {
+                return Some(block);
+            }
+            block += size;
+        }
+        None
     }
 
     /// Frees a block without knowing its layout (the design's `kfree`).
@@ -828,7 +860,7 @@ impl<'a, G: Grow> Heap<'a, G> {
     fn free_block(&mut self, payload: usize, at: MarkSlot) {
         let block = payload - HEADER;
         let size = self.size_of(block);
-        self.retire(payload, size - HEADER, at, LIVE);
+        self.retire(payload, size - HEADER, at);
         self.stats.used -= size;
         self.stats.free += size;
         let list = size / GRANULE;
@@ -842,13 +874,13 @@ impl<'a, G: Grow> Heap<'a, G> {
     }
 
     /// What freeing any live allocation at `payload` (holding `capacity`
-    /// bytes, marked `mark` at `at`) does before its memory goes back: the
-    /// red-zone check and poisoning (debug checks), the FREED mark, the
-    /// live count.
+    /// bytes, its live bit at `at`) does before its memory goes back: the
+    /// red-zone check and poisoning (debug checks), the live bit, the live
+    /// count.
     // Shared by both free paths; left to itself the compiler called it out
     // of line, and the 64-byte burst measured 10.7-11.0 ns/op instead of 10.3.
     #[inline(always)]
-    fn retire(&mut self, payload: usize, capacity: usize, at: MarkSlot, mark: u64) {
+    fn retire(&mut self, payload: usize, capacity: usize, at: MarkSlot) {
         if self.poison {
             if !self.red_zone_intact(payload, capacity) {
                 self.stats.red_zone_violations += 1;
@@ -856,7 +888,7 @@ impl<'a, G: Grow> Heap<'a, G> {
             // SAFETY: the allocation is live and ours until it is released.
             unsafe { ptr::write_bytes(payload as *mut u8, POISON, capacity) };
         }
-        self.flip_mark(at, mark, FREED);
+        self.clear_live(at);
         self.stats.live_allocations -= 1;
     }
 
@@ -865,7 +897,7 @@ impl<'a, G: Grow> Heap<'a, G> {
     #[inline(always)]
     fn retire_slot(&mut self, slot: usize, class: usize, at: MarkSlot) {
         let size = slab::slot_size(class);
-        self.retire(slot, size, at, SLOT);
+        self.retire(slot, size, at);
         self.stats.used -= size;
         self.stats.slab_free += size;
     }

@@ -26,7 +26,7 @@ impl<G: Grow> Heap<'_, G> {
                 return Err("two adjacent free blocks (missed coalescing)");
             }
             let payload = block + HEADER;
-            let mark = self.mark_at(payload);
+            let is_live = self.is_live_at(payload);
             if !is_free && payload.is_multiple_of(PAGE) && self.slabs.contains(payload) {
                 if size < PAGE_USABLE + HEADER {
                     return Err("a slab page's block is too small");
@@ -34,17 +34,17 @@ impl<G: Grow> Heap<'_, G> {
                 // SAFETY: `payload` is one of our slab pages, inside the heap.
                 let usage = unsafe {
                     self.slabs
-                        .verify_page(payload, |slot| self.mark_at(slot) == SLOT)?
+                        .verify_page(payload, |slot| self.is_live_at(slot))?
                 };
                 slabs.add(size, &usage);
                 prev_free = false;
                 block += size;
                 continue;
             }
-            if is_free && matches!(mark, LIVE | SLOT) {
+            if is_free && is_live {
                 return Err("live bitmap marks a free block");
             }
-            if !is_free && mark != LIVE {
+            if !is_free && !is_live {
                 // Freed by the user, waiting in a quick list.
                 cached += 1;
                 cached_bytes += size;
@@ -81,7 +81,7 @@ impl<G: Grow> Heap<'_, G> {
         if slabs.pages != self.slabs.pages() {
             return Err("slab page count disagrees with the blocks");
         }
-        let (listed, recent) = self.slabs.verify_lists(|slot| self.mark_at(slot) == SLOT)?;
+        let (listed, recent) = self.slabs.verify_lists(|slot| self.is_live_at(slot))?;
         if listed != slabs.partial || recent != slabs.recent {
             return Err("a slab page or slot is missing from its list");
         }
@@ -92,7 +92,7 @@ impl<G: Grow> Heap<'_, G> {
             while block != 0 {
                 if self.header(block) & FREE != 0
                     || self.size_of(block) / GRANULE != list
-                    || matches!(self.mark_at(block + HEADER), LIVE | SLOT)
+                    || self.is_live_at(block + HEADER)
                 {
                     return Err("a quick-list block is free, live or in the wrong list");
                 }
@@ -143,6 +143,10 @@ impl<G: Grow> Heap<'_, G> {
         }
         if listed != free_blocks {
             return Err("a free block is missing from the lists");
+        }
+        let marked: u32 = self.live.iter().map(|word| word.count_ones()).sum();
+        if marked as usize != self.stats.live_allocations {
+            return Err("live bitmap marks more or fewer allocations than are live");
         }
         Ok(())
     }
