@@ -462,8 +462,16 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let only_ours = filters.iter().any(|f| f == "ours");
-    let wanted: Vec<&String> = filters.iter().filter(|f| *f != "ours").collect();
+    // "ours", "talc", "rlsf": time that allocator alone (for profilers).
+    const ALONE: [(&str, usize); 3] = [("ours", 0), ("talc", 2), ("rlsf", 3)];
+    let alone = ALONE
+        .iter()
+        .find(|(short, _)| filters.iter().any(|f| f == short))
+        .map(|&(_, which)| which);
+    let wanted: Vec<&String> = filters
+        .iter()
+        .filter(|f| !ALONE.iter().any(|(short, _)| f == short))
+        .collect();
     for (name, workload) in workloads.iter() {
         if !wanted.is_empty() && !wanted.iter().any(|f| name.contains(f.as_str())) {
             continue;
@@ -485,8 +493,9 @@ fn main() {
         // Reported: the median ns/op, and the median over rounds of the
         // ratio to this heap within the same round (second group: ratio of
         // medians).
-        let groups: &[&[usize]] = if only_ours {
-            &[&[0]]
+        let alone_group = [alone.unwrap_or(0)];
+        let groups: &[&[usize]] = if alone.is_some() {
+            &[&alone_group]
         } else {
             &[&[0, 2, 3], &[1, 4]]
         };
@@ -530,7 +539,7 @@ fn main() {
             };
             samples.sort_unstable();
             let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize] as f64 / ghz;
-            let ratio = if which == 0 {
+            let ratio = if which == 0 || ours.is_nan() {
                 String::from("-")
             } else {
                 format!("{ratio:.2}x faster")

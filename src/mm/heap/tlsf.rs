@@ -113,6 +113,15 @@ struct MarkSlot {
     bit: u64,
 }
 
+/// A pointer `check_live` accepted: the payload address, the slab class
+/// of a slot (`None`: the payload of a TLSF block) and its live bit.
+#[derive(Clone, Copy)]
+struct Live {
+    payload: usize,
+    class: Option<usize>,
+    at: MarkSlot,
+}
+
 /// The heap over `[start, end)`, growable to `start + max`.
 pub struct Heap<'a, G: Grow> {
     start: usize,
@@ -350,8 +359,10 @@ impl<'a, G: Grow> Heap<'a, G> {
     /// of the list `size` itself falls in are tried (bounded by
     /// `FALLBACK_SCAN`), which matters when memory is nearly full.
     fn take_fitting(&mut self, size: usize) -> Option<usize> {
-        self.take_from_lists(size)
-            .or_else(|| self.take_by_scan(size))
+        match self.take_from_lists(size) {
+            Some(block) => Some(block),
+            None => self.take_by_scan(size),
+        }
     }
 
     fn take_by_scan(&mut self, size: usize) -> Option<usize> {
@@ -375,6 +386,7 @@ impl<'a, G: Grow> Heap<'a, G> {
         None
     }
 
+    #[inline(always)]
     fn take_from_lists(&mut self, size: usize) -> Option<usize> {
         let block = self.find_in_lists(size)?;
         let block_size = self.size_of(block);
@@ -665,23 +677,10 @@ impl<'a, G: Grow> Heap<'a, G> {
         } else {
             needed
         };
-        let block = match self.take_fitting(search) {
+        let mut block = match self.take_from_lists(search) {
             Some(block) => block,
-            None => {
-                // Cached small blocks may coalesce into what is needed.
-                self.flush_quick();
-                match self.take_fitting(search) {
-                    Some(block) => block,
-                    None => {
-                        if !self.extend(search) {
-                            return Err(MmError::HeapExhausted);
-                        }
-                        self.take_fitting(search).ok_or(MmError::HeapExhausted)?
-                    }
-                }
-            }
+            None => self.take_fitting_slowly(search)?,
         };
-        let mut block = block;
         let mut size = self.size_of(block);
         self.stats.free -= size;
         if align > GRANULE && !(block + HEADER).is_multiple_of(align) {
@@ -700,6 +699,26 @@ impl<'a, G: Grow> Heap<'a, G> {
         let used = self.use_block(block, size, needed);
         self.stats.free += size - used;
         Ok((block, used))
+    }
+
+    /// `take_block`'s way to a free block when no list is sure to fit: a
+    /// bounded scan of the list that might, then the same after the cached
+    /// blocks coalesced, then after growing the heap.
+    #[cold]
+    #[inline(never)]
+    fn take_fitting_slowly(&mut self, size: usize) -> Result<usize, MmError> {
+        if let Some(block) = self.take_by_scan(size) {
+            return Ok(block);
+        }
+        // Cached small blocks may coalesce into what is needed.
+        self.flush_quick();
+        if let Some(block) = self.take_fitting(size) {
+            return Ok(block);
+        }
+        if !self.extend(size) {
+            return Err(MmError::HeapExhausted);
+        }
+        self.take_fitting(size).ok_or(MmError::HeapExhausted)
     }
 
     /// Books a used block of `size` as live and returns its payload.
@@ -768,16 +787,14 @@ impl<'a, G: Grow> Heap<'a, G> {
         }
     }
 
-    /// Checks that `pointer` is a live allocation; returns it as an
-    /// address, for a slab slot its class (`None`: the payload of a block),
-    /// and where its live bit is.
+    /// Checks that `pointer` is a live allocation of this heap.
     // Slot or block is decided by the page's class byte (a 1-byte-per-page
     // table that stays in cache), not by the live bitmap, which often
     // misses the cache: a branch on it would be as unpredictable as the
     // request sizes and stall every free until the load came back. The
     // live bit is only checked, and almost always passes.
     #[inline(always)]
-    fn check_live(&self, pointer: *mut u8) -> Result<(usize, Option<usize>, MarkSlot), MmError> {
+    fn check_live(&self, pointer: *mut u8) -> Result<Live, MmError> {
         let payload = pointer as usize;
         if payload < self.start + HEADER || payload >= self.end || !payload.is_multiple_of(GRANULE)
         {
@@ -788,7 +805,7 @@ impl<'a, G: Grow> Heap<'a, G> {
         if !self.is_marked(at) {
             return Err(self.bad_free(payload, class));
         }
-        Ok((payload, class, at))
+        Ok(Live { payload, class, at })
     }
 
     /// Why `payload` (16-aligned, inside the heap, no live allocation
@@ -838,7 +855,15 @@ impl<'a, G: Grow> Heap<'a, G> {
     // As in `alloc`, the common small case is inline, the rest not.
     #[inline]
     pub fn free(&mut self, pointer: *mut u8) -> Result<(), MmError> {
-        let (payload, class, at) = self.check_live(pointer)?;
+        let live = self.check_live(pointer)?;
+        self.free_live(live);
+        Ok(())
+    }
+
+    /// Frees an allocation `check_live` accepted.
+    #[inline(always)]
+    fn free_live(&mut self, live: Live) {
+        let Live { payload, class, at } = live;
         if let Some(class) = class {
             // SAFETY: a live slot of our slabs (checked above), not used
             // again here when it goes on the recent list.
@@ -846,13 +871,12 @@ impl<'a, G: Grow> Heap<'a, G> {
                 // Debug checks are off, so `retire` reads no slot bytes
                 // (the link was just written over the first word).
                 self.retire_slot(payload, class, at);
-                return Ok(());
+                return;
             }
             self.free_small(payload, class, at);
-            return Ok(());
+            return;
         }
         self.free_block(payload, at);
-        Ok(())
     }
 
     /// `free` of the live block (not slab slot) at `payload`.

@@ -7,10 +7,10 @@ impl<G: Grow> Heap<'_, G> {
     /// Bytes usable at `pointer` (at least what was asked; exactly that
     /// with debug checks on, whose red zone follows).
     pub fn usable_size(&self, pointer: *mut u8) -> Result<usize, MmError> {
-        let (payload, class, _) = self.check_live(pointer)?;
-        let capacity = self.capacity_of(payload, class);
+        let live = self.check_live(pointer)?;
+        let capacity = self.capacity_of(live.payload, live.class);
         if self.poison {
-            return Ok(self.read(payload + capacity - 8));
+            return Ok(self.read(live.payload + capacity - 8));
         }
         Ok(capacity)
     }
@@ -24,13 +24,13 @@ impl<G: Grow> Heap<'_, G> {
         layout: Layout,
         new_size: usize,
     ) -> Result<NonNull<u8>, MmError> {
-        let (payload, class, _) = self.check_live(pointer)?;
-        let capacity = self.capacity_of(payload, class);
-        let intact = !self.poison || self.red_zone_intact(payload, capacity);
-        let result = if class.is_some() {
-            self.realloc_small(payload, capacity, layout, new_size)
+        let live = self.check_live(pointer)?;
+        let capacity = self.capacity_of(live.payload, live.class);
+        let intact = !self.poison || self.red_zone_intact(live.payload, capacity);
+        let result = if live.class.is_some() {
+            self.realloc_small(live, capacity, layout, new_size)
         } else {
-            self.realloc_inner(payload - HEADER, layout, new_size)
+            self.realloc_inner(live, layout, new_size)
         };
         if let (Ok(moved), true) = (result, self.poison) {
             // A moved block's old red zone was checked by `free`.
@@ -42,11 +42,11 @@ impl<G: Grow> Heap<'_, G> {
         result
     }
 
-    /// Resizes the slab slot at `slot`: in place while the slot is big
-    /// enough, otherwise by moving.
+    /// Resizes the live slab slot `slot` (holding `capacity` bytes): in
+    /// place while the slot is big enough, otherwise by moving.
     fn realloc_small(
         &mut self,
-        slot: usize,
+        slot: Live,
         capacity: usize,
         layout: Layout,
         new_size: usize,
@@ -56,16 +56,16 @@ impl<G: Grow> Heap<'_, G> {
             .is_some_and(|needed| needed <= capacity)
         {
             // SAFETY: a live slot is never null.
-            return Ok(unsafe { NonNull::new_unchecked(slot as *mut u8) });
+            return Ok(unsafe { NonNull::new_unchecked(slot.payload as *mut u8) });
         }
         self.move_to_new(slot, capacity, layout, new_size)
     }
 
-    /// Moves the live allocation at `payload` (holding `capacity` bytes)
-    /// to a new one of `new_size` bytes with `layout`'s alignment.
+    /// Moves the live allocation `old` (holding `capacity` bytes) to a new
+    /// one of `new_size` bytes with `layout`'s alignment.
     fn move_to_new(
         &mut self,
-        payload: usize,
+        old: Live,
         capacity: usize,
         layout: Layout,
         new_size: usize,
@@ -76,18 +76,26 @@ impl<G: Grow> Heap<'_, G> {
         // SAFETY: both allocations are live, distinct, and at least
         // min(capacity, new_size) bytes long.
         unsafe {
-            ptr::copy_nonoverlapping(payload as *const u8, moved.as_ptr(), capacity.min(new_size));
+            ptr::copy_nonoverlapping(
+                old.payload as *const u8,
+                moved.as_ptr(),
+                capacity.min(new_size),
+            );
         }
-        self.free(payload as *mut u8)?;
+        // `old` is still live: allocating cannot have freed it.
+        self.free_live(old);
         Ok(moved)
     }
 
+    /// Resizes the live TLSF block `live`: in place when it shrinks or its
+    /// free successor makes room, otherwise by moving.
     fn realloc_inner(
         &mut self,
-        block: usize,
+        live: Live,
         layout: Layout,
         new_size: usize,
     ) -> Result<NonNull<u8>, MmError> {
+        let block = live.payload - HEADER;
         let size = self.size_of(block);
         let needed = self
             .block_size_for_request(new_size)
@@ -114,7 +122,7 @@ impl<G: Grow> Heap<'_, G> {
             // SAFETY: a live payload is never null.
             return Ok(unsafe { NonNull::new_unchecked((block + HEADER) as *mut u8) });
         }
-        self.move_to_new(block + HEADER, size - HEADER, layout, new_size)
+        self.move_to_new(live, size - HEADER, layout, new_size)
     }
 
     /// Cuts a used block of `size` down to `needed`, freeing the tail.
