@@ -76,13 +76,22 @@ impl Grow for NoGrow {
 }
 
 /// Counters of the heap.
+// The fields are in memory in this order (repr(C)) so that no two that
+// one fast path updates are neighbours: the compiler merged neighbouring
+// updates (live_allocations += 1; total_allocations += 1) into one 16-byte
+// vector load, add and store, and that load cannot take its value from the
+// 8-byte store the previous `free` left in the store buffer: a store
+// forwarding stall on every small allocation after a free (seen in a
+// profile of the ~4,000-live mix; the kernel, built without SSE, is not
+// affected). Cold counters sit between the hot ones.
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeapStats {
     /// Bytes in live allocations (block headers and rounding included;
     /// a slab object counts its slot size).
     pub used: usize,
-    /// Bytes free: free blocks plus free slots in slab pages.
-    pub free: usize,
+    /// Bytes of the managed range (what is mapped).
+    pub mapped: usize,
     /// Of `free`, the bytes in free slab slots (reusable only by requests
     /// of the same size class).
     pub slab_free: usize,
@@ -90,19 +99,19 @@ pub struct HeapStats {
     /// heap's 16 bytes of padding and end marker.
     /// `used + free + overhead == mapped`.
     pub overhead: usize,
-    /// Bytes of the managed range (what is mapped).
-    pub mapped: usize,
-    /// Highest `used` ever seen.
-    pub peak_used: usize,
     /// Blocks currently allocated.
     pub live_allocations: usize,
-    /// Allocations ever made.
-    pub total_allocations: u64,
     /// Failed allocations.
     pub failed_allocations: u64,
+    /// Allocations ever made.
+    pub total_allocations: u64,
     /// Frees that found the red zone after the block overwritten (debug
     /// checks only): buffer overflows.
     pub red_zone_violations: u64,
+    /// Highest `used` ever seen.
+    pub peak_used: usize,
+    /// Bytes free: free blocks plus free slots in slab pages.
+    pub free: usize,
 }
 
 /// Where one granule's live bit is: its word in `Heap::live` and the
