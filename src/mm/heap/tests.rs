@@ -287,15 +287,59 @@ fn realloc_grows_in_place_and_moves_when_needed() {
     let bytes = unsafe { core::slice::from_raw_parts(moved, 300) };
     assert!(bytes.iter().all(|&b| b == 7));
     let shrunk = heap
-        .realloc(moved, layout(20_000, 16), 10)
+        .realloc(moved, layout(20_000, 16), 1000)
         .unwrap()
         .as_ptr();
-    assert_eq!(shrunk, moved);
+    assert_eq!(shrunk, moved, "a block shrinks in place");
     heap.verify().unwrap();
+    // Shrunk to what a slab slot holds, it moves into one.
+    let used = heap.stats().used;
+    let slot = heap.realloc(shrunk, layout(1000, 16), 10).unwrap().as_ptr();
+    assert_ne!(slot, shrunk);
+    assert_eq!(heap.usable_size(slot), Ok(16));
+    // SAFETY: a live 10-byte allocation.
+    let bytes = unsafe { core::slice::from_raw_parts(slot, 10) };
+    assert!(bytes.iter().all(|&b| b == 7), "contents moved with it");
+    assert!(heap.stats().used < used);
+    assert_eq!(heap.free(shrunk), Err(MmError::DoubleFree));
+    heap.verify().unwrap();
+    let shrunk = slot;
     heap.free(shrunk).unwrap();
     heap.free(blocker).unwrap();
     heap.verify().unwrap();
     assert_eq!(heap.stats().used, 0);
+}
+
+/// A block shrunk to slab size normally moves into a slot; in a full heap
+/// with no slot to be had it shrinks in place instead of failing.
+#[test]
+fn realloc_shrinks_in_place_when_no_slot_is_free() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, false);
+    let mut blocks = Vec::new();
+    for size in [30_000, 4000, 300, 10] {
+        while let Ok(pointer) = heap.kmalloc(size) {
+            blocks.push(pointer.as_ptr());
+        }
+    }
+    let big = blocks[0];
+    let failed = heap.stats().failed_allocations;
+    let shrunk = heap.realloc(big, layout(30_000, 16), 10).unwrap().as_ptr();
+    assert_eq!(shrunk, big, "shrunk in place");
+    assert_eq!(
+        heap.stats().failed_allocations,
+        failed + 1,
+        "the slot attempt"
+    );
+    heap.verify().unwrap();
+    // Now there is room for a slab page again: the next shrink moves.
+    let other = blocks[1];
+    let moved = heap
+        .realloc(other, layout(30_000, 16), 10)
+        .unwrap()
+        .as_ptr();
+    assert_ne!(moved, other);
+    heap.verify().unwrap();
 }
 
 #[test]
