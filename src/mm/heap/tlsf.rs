@@ -529,7 +529,26 @@ impl<'a, G: Grow> Heap<'a, G> {
                 None => self.alloc_from_slab_pages(class),
             };
         }
+        if layout.align() <= GRANULE && !self.poison {
+            return self.alloc_block(layout.size());
+        }
         self.alloc_general(layout)
+    }
+
+    /// `alloc` of a request too big for the slabs, with at most 16-byte
+    /// alignment and debug checks off: the common TLSF request, without
+    /// the layers the other cases need.
+    #[inline(never)]
+    fn alloc_block(&mut self, size: usize) -> Result<NonNull<u8>, MmError> {
+        let result = match Self::block_size_for(size) {
+            Some(needed) if needed <= self.max => self.take_unaligned(needed),
+            _ => Err(MmError::HeapExhausted),
+        };
+        match result {
+            Ok(_) => self.stats.total_allocations += 1,
+            Err(_) => self.stats.failed_allocations += 1,
+        }
+        result
     }
 
     /// `alloc` of a small request (debug checks off) whose class has no
@@ -595,12 +614,30 @@ impl<'a, G: Grow> Heap<'a, G> {
             return Err(MmError::HeapExhausted);
         }
         let align = layout.align().max(GRANULE);
-        if align == GRANULE && needed < QUICK_LIMIT {
+        if align == GRANULE {
+            return self.take_unaligned(needed);
+        }
+        let (block, used) = self.take_block(needed, align)?;
+        Ok(self.hand_out(block, used))
+    }
+
+    /// A live block of at least `needed` bytes (a block size) with a
+    /// 16-aligned payload: a cached block of exactly that size, else one
+    /// from the free lists (growing the heap if it must).
+    #[inline(always)]
+    fn take_unaligned(&mut self, needed: usize) -> Result<NonNull<u8>, MmError> {
+        if needed < QUICK_LIMIT {
             if let Some(block) = self.pop_quick(needed) {
                 return Ok(self.hand_out(block, needed));
             }
         }
-        let (block, used) = self.take_block(needed, align)?;
+        let block = match self.take_from_lists(needed) {
+            Some(block) => block,
+            None => self.take_fitting_slowly(needed)?,
+        };
+        let size = self.size_of(block);
+        let used = self.use_block(block, size, needed);
+        self.stats.free -= used;
         Ok(self.hand_out(block, used))
     }
 
