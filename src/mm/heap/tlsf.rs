@@ -404,6 +404,7 @@ impl<'a, G: Grow> Heap<'a, G> {
     }
 
     /// The head of the smallest list whose blocks all hold `size` bytes.
+    #[inline(always)]
     fn find_in_lists(&self, size: usize) -> Option<usize> {
         let (fl, sl) = mapping(round_to_list(size));
         if fl >= FL_COUNT {
