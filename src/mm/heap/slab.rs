@@ -307,7 +307,7 @@ impl<'a> Slabs<'a> {
         let slot = if meta.free != NO_SLOT {
             let slot = page + meta.free as usize;
             // SAFETY: a freed slot of this page; its first two bytes hold
-            // the next free slot's offset (written by `free`).
+            // the next free slot's offset (written by `free_to_page`).
             meta.free = unsafe { ptr::read(slot as *const u16) };
             slot
         } else {
@@ -327,7 +327,7 @@ impl<'a> Slabs<'a> {
     /// # Safety
     /// `page` must be 4096-aligned, inside the heap these slabs serve, with
     /// [`PAGE_USABLE`] bytes of writable memory owned by the heap and used
-    /// for nothing else until this module hands the page back (from `free`
+    /// for nothing else until this module hands the page back (from `free_to_page`
     /// or `take_spare`).
     pub unsafe fn alloc_from_new(&mut self, page: usize, class: usize) -> usize {
         debug_assert!(page.is_multiple_of(PAGE) && class < CLASSES && !self.contains(page));
@@ -348,28 +348,13 @@ impl<'a> Slabs<'a> {
         slot.unwrap_or(page)
     }
 
-    /// Gives back the slot at `slot`, of `class` (from `class_at`).
-    /// Returns a page that became empty and is no longer a slab page, with
-    /// its class (the caller hands it back to the heap).
+    /// Puts `slot` (of `class`, from `class_at`) on the class's recent
+    /// list if that has room; `false` if it is full (and `slot` untouched:
+    /// then `free_to_page` takes it).
     ///
     /// # Safety
     /// `slot` must be a slot this `Slabs` handed out and that was not
     /// freed since; the caller must not use it afterwards.
-    #[inline(always)]
-    pub unsafe fn free(&mut self, slot: usize, class: usize) -> Option<(usize, usize)> {
-        // SAFETY: forwarded contract.
-        if unsafe { self.push_recent(slot, class) } {
-            return None;
-        }
-        // SAFETY: forwarded contract.
-        unsafe { self.free_to_page(slot, class) }
-    }
-
-    /// Puts `slot` (of `class`) on the class's recent list if that has
-    /// room; `false` if it is full (and `slot` untouched).
-    ///
-    /// # Safety
-    /// As for `free`.
     #[inline(always)]
     pub unsafe fn push_recent(&mut self, slot: usize, class: usize) -> bool {
         debug_assert_eq!(self.class_at(slot), Some(class));
@@ -384,12 +369,14 @@ impl<'a> Slabs<'a> {
         true
     }
 
-    /// Returns `slot` to its page; as `free` otherwise.
+    /// Returns `slot` (of `class`) to its page. Returns a page that became
+    /// empty and is no longer a slab page, with its class (the caller hands
+    /// it back to the heap).
     ///
     /// # Safety
-    /// As for `free`.
+    /// As for `push_recent`.
     #[inline(always)]
-    unsafe fn free_to_page(&mut self, slot: usize, class: usize) -> Option<(usize, usize)> {
+    pub unsafe fn free_to_page(&mut self, slot: usize, class: usize) -> Option<(usize, usize)> {
         let page = page_of(slot);
         let number = self.number(page);
         let meta = &mut self.meta[number as usize];
@@ -417,7 +404,7 @@ impl<'a> Slabs<'a> {
     }
 
     /// Moves recently freed slots back to their pages until a page is no
-    /// longer needed (returned as by `free`) or none are left (`None`).
+    /// longer needed (returned as by `free_to_page`) or none are left (`None`).
     pub fn drain_recent(&mut self) -> Option<(usize, usize)> {
         for class in 0..CLASSES {
             while let Some(slot) = self.pop_recent(class) {

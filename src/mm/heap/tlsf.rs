@@ -910,14 +910,44 @@ impl<'a, G: Grow> Heap<'a, G> {
     /// Frees an allocation `check_live` accepted.
     #[inline(always)]
     fn free_live(&mut self, live: Live) {
+        if self.poison {
+            self.free_live_checked(live.payload);
+            return;
+        }
+        self.free_live_unchecked(live);
+    }
+
+    /// `free_live` of the allocation at `payload` with debug checks on:
+    /// the red zone is checked and the memory poisoned first.
+    // Out of line and whole, so that the release-build free paths make no
+    // call they would have to save registers around; it takes the address
+    // alone (one register) and looks the rest up again.
+    #[cold]
+    #[inline(never)]
+    fn free_live_checked(&mut self, payload: usize) {
+        let live = Live {
+            payload,
+            class: self.slabs.class_at(payload),
+            at: self.mark_slot(payload),
+        };
+        let capacity = self.capacity_of(live.payload, live.class);
+        if !self.red_zone_intact(live.payload, capacity) {
+            self.stats.red_zone_violations += 1;
+        }
+        // SAFETY: the allocation is live and ours until it is released.
+        unsafe { ptr::write_bytes(live.payload as *mut u8, POISON, capacity) };
+        self.free_live_unchecked(live);
+    }
+
+    /// `free_live` once the debug checks (if on) are done.
+    #[inline(always)]
+    fn free_live_unchecked(&mut self, live: Live) {
         let Live { payload, class, at } = live;
         if let Some(class) = class {
             // SAFETY: a live slot of our slabs (checked above), not used
             // again here when it goes on the recent list.
-            if !self.poison && unsafe { self.slabs.push_recent(payload, class) } {
-                // Debug checks are off, so `retire` reads no slot bytes
-                // (the link was just written over the first word).
-                self.retire_slot(payload, class, at);
+            if unsafe { self.slabs.push_recent(payload, class) } {
+                self.retire_slot(class, at);
                 return;
             }
             self.free_small(payload, class, at);
@@ -931,7 +961,7 @@ impl<'a, G: Grow> Heap<'a, G> {
     fn free_block(&mut self, payload: usize, at: MarkSlot) {
         let block = payload - HEADER;
         let size = self.size_of(block);
-        self.retire(payload, size - HEADER, at);
+        self.retire(at);
         self.stats.used -= size;
         self.stats.free += size;
         let list = size / GRANULE;
@@ -944,52 +974,32 @@ impl<'a, G: Grow> Heap<'a, G> {
         }
     }
 
-    /// What freeing any live allocation at `payload` (holding `capacity`
-    /// bytes, its live bit at `at`) does before its memory goes back: the
-    /// red-zone check and poisoning (debug checks), the live bit, the live
-    /// count.
-    // Shared by both free paths; left to itself the compiler called it out
-    // of line, and the 64-byte burst measured 10.7-11.0 ns/op instead of 10.3.
+    /// What freeing any live allocation does besides giving its memory
+    /// back: its live bit and the live count.
     #[inline(always)]
-    fn retire(&mut self, payload: usize, capacity: usize, at: MarkSlot) {
-        if self.poison {
-            self.check_and_poison(payload, capacity);
-        }
+    fn retire(&mut self, at: MarkSlot) {
         self.clear_live(at);
         self.stats.live_allocations -= 1;
     }
 
-    /// With debug checks on: counts an overwritten red zone and fills the
-    /// allocation at `payload` (`capacity` bytes) with the poison byte.
-    // Out of line, so that the release-build paths that call `retire` do
-    // not save registers for the red-zone loop and the memset call.
-    #[cold]
-    #[inline(never)]
-    fn check_and_poison(&mut self, payload: usize, capacity: usize) {
-        if !self.red_zone_intact(payload, capacity) {
-            self.stats.red_zone_violations += 1;
-        }
-        // SAFETY: the allocation is live and ours until it is released.
-        unsafe { ptr::write_bytes(payload as *mut u8, POISON, capacity) };
-    }
-
-    /// `retire` for the live slab slot at `slot` (of `class`), and its
-    /// bytes counted free.
+    /// `retire` for a live slab slot of `class`, and its bytes counted
+    /// free.
     #[inline(always)]
-    fn retire_slot(&mut self, slot: usize, class: usize, at: MarkSlot) {
+    fn retire_slot(&mut self, class: usize, at: MarkSlot) {
         let size = slab::slot_size(class);
-        self.retire(slot, size, at);
+        self.retire(at);
         self.stats.used -= size;
         self.stats.slab_free += size;
     }
 
-    /// Frees the live slab slot at `slot`, of `class`.
+    /// Frees the live slab slot at `slot`, of `class`, whose recent list
+    /// is full: back to its page.
     #[inline(never)]
     fn free_small(&mut self, slot: usize, class: usize, at: MarkSlot) {
-        self.retire_slot(slot, class, at);
+        self.retire_slot(class, at);
         // SAFETY: a live slot of our slabs (its live bit was set and its
         // page is a slab page); it is not used again here.
-        if let Some((page, class)) = unsafe { self.slabs.free(slot, class) } {
+        if let Some((page, class)) = unsafe { self.slabs.free_to_page(slot, class) } {
             self.release_slab_page(page, class);
         }
     }
