@@ -24,22 +24,51 @@ impl<G: Grow> Heap<'_, G> {
         layout: Layout,
         new_size: usize,
     ) -> Result<NonNull<u8>, MmError> {
+        if self.poison {
+            return self.realloc_checked(pointer, layout, new_size);
+        }
         let live = self.check_live(pointer)?;
         let capacity = self.capacity_of(live.payload, live.class);
-        let intact = !self.poison || self.red_zone_intact(live.payload, capacity);
-        let result = if live.class.is_some() {
+        self.realloc_live(live, capacity, layout, new_size)
+    }
+
+    /// `realloc` with debug checks on: the red zone of a block resized in
+    /// place is checked (a moved one's is checked by the free of its old
+    /// place) and the new one armed.
+    // Out of line, like `free_live_checked`.
+    #[cold]
+    #[inline(never)]
+    fn realloc_checked(
+        &mut self,
+        pointer: *mut u8,
+        layout: Layout,
+        new_size: usize,
+    ) -> Result<NonNull<u8>, MmError> {
+        let live = self.check_live(pointer)?;
+        let capacity = self.capacity_of(live.payload, live.class);
+        let intact = self.red_zone_intact(live.payload, capacity);
+        let moved = self.realloc_live(live, capacity, layout, new_size)?;
+        if moved.as_ptr() == pointer && !intact {
+            self.stats.red_zone_violations += 1;
+        }
+        self.arm_red_zone(moved.as_ptr() as usize, new_size);
+        Ok(moved)
+    }
+
+    /// Resizes the live allocation `live` (holding `capacity` bytes).
+    #[inline(always)]
+    fn realloc_live(
+        &mut self,
+        live: Live,
+        capacity: usize,
+        layout: Layout,
+        new_size: usize,
+    ) -> Result<NonNull<u8>, MmError> {
+        if live.class.is_some() {
             self.realloc_small(live, capacity, layout, new_size)
         } else {
             self.realloc_inner(live, layout, new_size)
-        };
-        if let (Ok(moved), true) = (result, self.poison) {
-            // A moved block's old red zone was checked by `free`.
-            if moved.as_ptr() == pointer && !intact {
-                self.stats.red_zone_violations += 1;
-            }
-            self.arm_red_zone(moved.as_ptr() as usize, new_size);
         }
-        result
     }
 
     /// Resizes the live slab slot `slot` (holding `capacity` bytes): in
