@@ -14,7 +14,9 @@
 //! two, second level = 16 linear steps within it); two bitmaps find the
 //! smallest non-empty list that fits in O(1). Requests of up to 256 bytes
 //! go to the `slab` caches, whose pages are used blocks of this heap.
-//! Resizing and red zones live in `tlsf/resize.rs`, `verify` in
+//! Here: the layout, allocation and block surgery. The free lists live in
+//! `tlsf/lists.rs`, freeing and the bad-pointer checks in `tlsf/free.rs`,
+//! resizing and red zones in `tlsf/resize.rs`, `verify` in
 //! `tlsf/verify.rs`.
 
 use core::alloc::Layout;
@@ -23,6 +25,8 @@ use core::ptr::{self, NonNull};
 use super::slab::{self, Slabs, PAGE, PAGE_USABLE, SLAB_LIMIT};
 use crate::mm::MmError;
 
+mod free;
+mod lists;
 mod resize;
 mod verify;
 
@@ -169,29 +173,6 @@ const fn granule_words(max: usize) -> usize {
     (max / GRANULE).div_ceil(64)
 }
 
-fn mapping(size: usize) -> (usize, usize) {
-    if size < SMALL_LIMIT {
-        (0, size / GRANULE)
-    } else {
-        let log = usize::BITS - 1 - size.leading_zeros();
-        let fl = (log - 7) as usize;
-        let sl = (size >> (log - SL_BITS)) & (SL_COUNT - 1);
-        (fl, sl)
-    }
-}
-
-/// Rounds a size up to the start of the next list, so that any block in
-/// the list found is large enough.
-fn round_to_list(size: usize) -> usize {
-    if size < SMALL_LIMIT {
-        size
-    } else {
-        let log = usize::BITS - 1 - size.leading_zeros();
-        let step = 1usize << (log - SL_BITS);
-        (size + step - 1) & !(step - 1)
-    }
-}
-
 impl<'a, G: Grow> Heap<'a, G> {
     /// Bitmap words needed for a heap of `max` bytes.
     pub const fn bitmap_words(max: usize) -> usize {
@@ -327,101 +308,6 @@ impl<'a, G: Grow> Heap<'a, G> {
 
     fn clear_live(&mut self, at: MarkSlot) {
         self.live[at.word] &= !at.bit;
-    }
-
-    // --- free lists --------------------------------------------------------
-
-    fn insert(&mut self, block: usize, size: usize) {
-        let (fl, sl) = mapping(size);
-        let head = self.heads[fl][sl];
-        self.write(block + 8, head);
-        self.write(block + 16, 0);
-        if head != 0 {
-            self.write(head + 16, block);
-        }
-        self.heads[fl][sl] = block;
-        self.fl_bitmap |= 1 << fl;
-        self.sl_bitmap[fl] |= 1 << sl;
-    }
-
-    fn remove(&mut self, block: usize, size: usize) {
-        let (fl, sl) = mapping(size);
-        let (next, prev) = (self.next_free(block), self.prev_free(block));
-        if next != 0 {
-            self.write(next + 16, prev);
-        }
-        if prev != 0 {
-            self.write(prev + 8, next);
-        } else {
-            self.heads[fl][sl] = next;
-            if next == 0 {
-                self.sl_bitmap[fl] &= !(1 << sl);
-                if self.sl_bitmap[fl] == 0 {
-                    self.fl_bitmap &= !(1 << fl);
-                }
-            }
-        }
-    }
-
-    /// A free block of at least `size` bytes, removed from its list: O(1)
-    /// through the bitmaps; if no list is sure to fit, the first few blocks
-    /// of the list `size` itself falls in are tried (bounded by
-    /// `FALLBACK_SCAN`), which matters when memory is nearly full.
-    fn take_fitting(&mut self, size: usize) -> Option<usize> {
-        match self.take_from_lists(size) {
-            Some(block) => Some(block),
-            None => self.take_by_scan(size),
-        }
-    }
-
-    fn take_by_scan(&mut self, size: usize) -> Option<usize> {
-        const FALLBACK_SCAN: usize = 32;
-        let (fl, sl) = mapping(size);
-        if fl >= FL_COUNT {
-            return None;
-        }
-        let mut block = self.heads[fl][sl];
-        for _ in 0..FALLBACK_SCAN {
-            if block == 0 {
-                return None;
-            }
-            let block_size = self.size_of(block);
-            if block_size >= size {
-                self.remove(block, block_size);
-                return Some(block);
-            }
-            block = self.next_free(block);
-        }
-        None
-    }
-
-    #[inline(always)]
-    fn take_from_lists(&mut self, size: usize) -> Option<usize> {
-        let block = self.find_in_lists(size)?;
-        let block_size = self.size_of(block);
-        self.remove(block, block_size);
-        Some(block)
-    }
-
-    /// The head of the smallest list whose blocks all hold `size` bytes.
-    #[inline(always)]
-    fn find_in_lists(&self, size: usize) -> Option<usize> {
-        let (fl, sl) = mapping(round_to_list(size));
-        if fl >= FL_COUNT {
-            return None;
-        }
-        let mut fl = fl;
-        let mut sl_map = self.sl_bitmap[fl] & (u16::MAX << sl);
-        if sl_map == 0 {
-            let fl_map = self.fl_bitmap & u32::MAX.checked_shl(fl as u32 + 1).unwrap_or(0);
-            if fl_map == 0 {
-                return None;
-            }
-            fl = fl_map.trailing_zeros() as usize;
-            sl_map = self.sl_bitmap[fl];
-        }
-        let sl = sl_map.trailing_zeros() as usize;
-        Some(self.heads[fl][sl])
     }
 
     // --- block surgery -----------------------------------------------------
@@ -834,176 +720,6 @@ impl<'a, G: Grow> Heap<'a, G> {
         }
     }
 
-    /// Checks that `pointer` is a live allocation of this heap.
-    // Slot or block is decided by the page's class byte (a 1-byte-per-page
-    // table that stays in cache), not by the live bitmap, which often
-    // misses the cache: a branch on it would be as unpredictable as the
-    // request sizes and stall every free until the load came back. The
-    // live bit is only checked, and almost always passes.
-    #[inline(always)]
-    fn check_live(&self, pointer: *mut u8) -> Result<Live, MmError> {
-        let payload = pointer as usize;
-        if payload < self.start + HEADER || payload >= self.end || !payload.is_multiple_of(GRANULE)
-        {
-            return Err(MmError::InvalidFree);
-        }
-        let class = self.slabs.class_at(payload);
-        let at = self.mark_slot(payload);
-        if !self.is_marked(at) {
-            return Err(self.bad_free(payload, class));
-        }
-        Ok(Live { payload, class, at })
-    }
-
-    /// Why `payload` (16-aligned, inside the heap, no live allocation
-    /// starting there; `class`: its page's slab class) cannot be freed:
-    /// `DoubleFree` if it points at a slot handed out before or into
-    /// memory that was freed (a free block, or one waiting in a quick
-    /// list), else `InvalidFree`. Error path only: for a pointer outside
-    /// the slab pages it walks the blocks, O(number of blocks).
-    #[cold]
-    #[inline(never)]
-    fn bad_free(&self, payload: usize, class: Option<usize>) -> MmError {
-        let freed = match class {
-            Some(class) => self.slabs.was_handed_out(payload, class),
-            None => self.block_around(payload).is_some_and(|block| {
-                // A used block outside the slab pages whose payload is not
-                // live sits in a quick list.
-                self.header(block) & FREE != 0 || !self.is_live_at(block + HEADER)
-            }),
-        };
-        if freed {
-            MmError::DoubleFree
-        } else {
-            MmError::InvalidFree
-        }
-    }
-
-    /// The block whose memory holds `address`, found by walking the blocks
-    /// from the start; `None` if the walk finds a broken size first.
-    fn block_around(&self, address: usize) -> Option<usize> {
-        let mut block = self.start + HEADER;
-        while block < self.end - HEADER {
-            let size = self.size_of(block);
-            if size < MIN_BLOCK {
-                return None;
-            }
-            if address < block + size {
-                return Some(block);
-            }
-            block += size;
-        }
-        None
-    }
-
-    /// Frees a block without knowing its layout (the design's `kfree`).
-    /// A pointer this heap did not return, or returned and already took
-    /// back, is an error and changes nothing.
-    // As in `alloc`, the common small case is inline, the rest not.
-    #[inline]
-    pub fn free(&mut self, pointer: *mut u8) -> Result<(), MmError> {
-        let live = self.check_live(pointer)?;
-        self.free_live(live);
-        Ok(())
-    }
-
-    /// Frees an allocation `check_live` accepted.
-    #[inline(always)]
-    fn free_live(&mut self, live: Live) {
-        if self.poison {
-            self.free_live_checked(live.payload);
-            return;
-        }
-        self.free_live_unchecked(live);
-    }
-
-    /// `free_live` of the allocation at `payload` with debug checks on:
-    /// the red zone is checked and the memory poisoned first.
-    // Out of line and whole, so that the release-build free paths make no
-    // call they would have to save registers around; it takes the address
-    // alone (one register) and looks the rest up again.
-    #[cold]
-    #[inline(never)]
-    fn free_live_checked(&mut self, payload: usize) {
-        let live = Live {
-            payload,
-            class: self.slabs.class_at(payload),
-            at: self.mark_slot(payload),
-        };
-        let capacity = self.capacity_of(live.payload, live.class);
-        if !self.red_zone_intact(live.payload, capacity) {
-            self.stats.red_zone_violations += 1;
-        }
-        // SAFETY: the allocation is live and ours until it is released.
-        unsafe { ptr::write_bytes(live.payload as *mut u8, POISON, capacity) };
-        self.free_live_unchecked(live);
-    }
-
-    /// `free_live` once the debug checks (if on) are done.
-    #[inline(always)]
-    fn free_live_unchecked(&mut self, live: Live) {
-        let Live { payload, class, at } = live;
-        if let Some(class) = class {
-            // SAFETY: a live slot of our slabs (checked above), not used
-            // again here when it goes on the recent list.
-            if unsafe { self.slabs.push_recent(payload, class) } {
-                self.retire_slot(class, at);
-                return;
-            }
-            self.free_small(payload, class, at);
-            return;
-        }
-        self.free_block(payload, at);
-    }
-
-    /// `free` of the live block (not slab slot) at `payload`.
-    #[inline(never)]
-    fn free_block(&mut self, payload: usize, at: MarkSlot) {
-        let block = payload - HEADER;
-        let size = self.size_of(block);
-        self.retire(at);
-        self.stats.used -= size;
-        self.stats.free += size;
-        let list = size / GRANULE;
-        if size < QUICK_LIMIT && self.quick_depth[list] < QUICK_DEPTH {
-            self.write(block + HEADER, self.quick[list]);
-            self.quick[list] = block;
-            self.quick_depth[list] += 1;
-        } else {
-            self.release(block);
-        }
-    }
-
-    /// What freeing any live allocation does besides giving its memory
-    /// back: its live bit and the live count.
-    #[inline(always)]
-    fn retire(&mut self, at: MarkSlot) {
-        self.clear_live(at);
-        self.stats.live_allocations -= 1;
-    }
-
-    /// `retire` for a live slab slot of `class`, and its bytes counted
-    /// free.
-    #[inline(always)]
-    fn retire_slot(&mut self, class: usize, at: MarkSlot) {
-        let size = slab::slot_size(class);
-        self.retire(at);
-        self.stats.used -= size;
-        self.stats.slab_free += size;
-    }
-
-    /// Frees the live slab slot at `slot`, of `class`, whose recent list
-    /// is full: back to its page.
-    #[inline(never)]
-    fn free_small(&mut self, slot: usize, class: usize, at: MarkSlot) {
-        self.retire_slot(class, at);
-        // SAFETY: a live slot of our slabs (its live bit was set and its
-        // page is a slab page); it is not used again here.
-        if let Some((page, class)) = unsafe { self.slabs.free_to_page(slot, class) } {
-            self.release_slab_page(page, class);
-        }
-    }
-
     /// Counters.
     pub fn stats(&self) -> HeapStats {
         // Internally `free` counts the TLSF part only, so that the slab
@@ -1022,21 +738,5 @@ impl<'a, G: Grow> Heap<'a, G> {
     /// The managed range `[start, end)`.
     pub fn range(&self) -> (usize, usize) {
         (self.start, self.end)
-    }
-
-    /// The largest free block's size (scans the highest non-empty list).
-    pub fn largest_free_block(&self) -> usize {
-        if self.fl_bitmap == 0 {
-            return 0;
-        }
-        let fl = 31 - self.fl_bitmap.leading_zeros() as usize;
-        let sl = 15 - self.sl_bitmap[fl].leading_zeros() as usize;
-        let mut block = self.heads[fl][sl];
-        let mut largest = 0;
-        while block != 0 {
-            largest = largest.max(self.size_of(block));
-            block = self.next_free(block);
-        }
-        largest
     }
 }

@@ -1,6 +1,7 @@
 //! `Heap::verify`: walks every block, slab page and list and checks that
 //! they agree with each other and with the counters.
 
+use super::lists::mapping;
 use super::*;
 
 impl<G: Grow> Heap<'_, G> {
