@@ -310,35 +310,76 @@ fn realloc_grows_in_place_and_moves_when_needed() {
     assert_eq!(heap.stats().used, 0);
 }
 
-/// A block shrunk to slab size normally moves into a slot; in a full heap
-/// with no slot to be had it shrinks in place instead of failing.
+/// A block shrunk to slab size moves into a free slot of its class only
+/// if one is at hand: it never takes a new slab page for that, so a shrink
+/// neither grows the heap nor counts a failed allocation.
 #[test]
-fn realloc_shrinks_in_place_when_no_slot_is_free() {
+fn realloc_shrinks_in_place_when_no_slot_is_at_hand() {
     let mut arena = Arena::new(MIB);
-    let mut heap = arena.heap(MIB, false);
-    let mut blocks = Vec::new();
-    for size in [30_000, 4000, 300, 10] {
+    let mut heap = arena.heap(8192, false);
+    let big = heap.kmalloc(3000).unwrap().as_ptr();
+    let other = heap.kmalloc(3000).unwrap().as_ptr();
+    let before = heap.stats();
+    // No 16-byte slot exists yet, and a page for one would need growth.
+    let shrunk = heap.realloc(big, layout(3000, 16), 10).unwrap().as_ptr();
+    assert_eq!(shrunk, big, "shrunk in place");
+    let after = heap.stats();
+    assert_eq!(after.mapped, before.mapped, "no growth for a shrink");
+    assert_eq!(after.failed_allocations, before.failed_allocations);
+    assert_eq!(after.slab_free, 0, "no slab page taken");
+    heap.verify().unwrap();
+    // With a freed 16-byte slot at hand, the next such shrink moves there.
+    let slot = heap.kmalloc(10).unwrap().as_ptr();
+    heap.free(slot).unwrap();
+    // SAFETY: a live 3000-byte block.
+    unsafe { other.write_bytes(5, 3000) };
+    let moved = heap.realloc(other, layout(3000, 16), 10).unwrap().as_ptr();
+    assert_eq!(moved, slot, "the slot freed last");
+    // SAFETY: a live 10-byte allocation.
+    let bytes = unsafe { core::slice::from_raw_parts(moved, 10) };
+    assert!(bytes.iter().all(|&b| b == 5), "contents moved with it");
+    assert_eq!(heap.free(other), Err(MmError::DoubleFree));
+    heap.verify().unwrap();
+    heap.free(moved).unwrap();
+    heap.free(shrunk).unwrap();
+    assert_eq!(heap.stats().live_allocations, 0);
+    heap.verify().unwrap();
+}
+
+/// A slab page's block can end a few bytes past its page (a tail too
+/// small to split off); a pointer there is slack, not a freed block, even
+/// when the page's first slot was freed.
+#[test]
+fn slack_after_a_slab_page_is_not_a_double_free() {
+    let mut arena = Arena::new(64 * 1024);
+    let mut heap = arena.heap(64 * 1024, false);
+    let start = heap.range().0;
+    // A 4,064-byte block, then an 8,224-byte one: the second starts at
+    // start + 4072, so a page-aligned payload inside it is at start + 8192
+    // and leaves 16 bytes after the page, too few to split off.
+    let a = heap.kmalloc(4056).unwrap().as_ptr();
+    let gap = heap.kmalloc(8216).unwrap().as_ptr();
+    assert_eq!(gap as usize, start + 4080);
+    // Fill the rest with TLSF blocks, so that the gap, once freed, is the
+    // only place a slab page fits.
+    let mut fill = Vec::new();
+    for size in [30_000, 8000, 4000, 1000, 300] {
         while let Ok(pointer) = heap.kmalloc(size) {
-            blocks.push(pointer.as_ptr());
+            fill.push(pointer.as_ptr());
         }
     }
-    let big = blocks[0];
-    let failed = heap.stats().failed_allocations;
-    let shrunk = heap.realloc(big, layout(30_000, 16), 10).unwrap().as_ptr();
-    assert_eq!(shrunk, big, "shrunk in place");
-    assert_eq!(
-        heap.stats().failed_allocations,
-        failed + 1,
-        "the slot attempt"
-    );
+    heap.free(gap).unwrap();
+    let slot = heap.kmalloc(16).unwrap().as_ptr();
+    assert_eq!(slot as usize, start + 8192, "the page went into the gap");
+    heap.free(slot).unwrap();
+    let before = heap.stats();
+    let past = slot.wrapping_add(4096);
+    assert_eq!(heap.free(past), Err(MmError::InvalidFree));
+    assert_eq!(heap.stats(), before);
     heap.verify().unwrap();
-    // Now there is room for a slab page again: the next shrink moves.
-    let other = blocks[1];
-    let moved = heap
-        .realloc(other, layout(30_000, 16), 10)
-        .unwrap()
-        .as_ptr();
-    assert_ne!(moved, other);
+    for pointer in fill.into_iter().chain([a]) {
+        heap.free(pointer).unwrap();
+    }
     heap.verify().unwrap();
 }
 

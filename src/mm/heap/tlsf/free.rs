@@ -28,19 +28,25 @@ impl<G: Grow> Heap<'_, G> {
 
     /// Why `payload` (16-aligned, inside the heap, no live allocation
     /// starting there; `class`: its page's slab class) cannot be freed:
-    /// `DoubleFree` if it points at a slot handed out before or into
-    /// memory that was freed (a free block, or one waiting in a quick
-    /// list), else `InvalidFree`. Error path only: for a pointer outside
-    /// the slab pages it walks the blocks, O(number of blocks).
+    /// `DoubleFree` if it points at a slot handed out before or into free
+    /// memory (a free block, or one waiting in a quick list: most likely a
+    /// stale pointer), else `InvalidFree`. Error path only: for a pointer
+    /// outside the slab pages it walks the blocks, O(number of blocks).
     #[cold]
     #[inline(never)]
     pub(super) fn bad_free(&self, payload: usize, class: Option<usize>) -> MmError {
         let freed = match class {
             Some(class) => self.slabs.was_handed_out(payload, class),
             None => self.block_around(payload).is_some_and(|block| {
+                let start = block + HEADER;
+                if start.is_multiple_of(PAGE) && self.slabs.contains(start) {
+                    // The few bytes a slab page's block may have past the
+                    // page (a tail too small to split off): slack.
+                    return false;
+                }
                 // A used block outside the slab pages whose payload is not
                 // live sits in a quick list.
-                self.header(block) & FREE != 0 || !self.is_live_at(block + HEADER)
+                self.header(block) & FREE != 0 || !self.is_live_at(start)
             }),
         };
         if freed {
@@ -88,8 +94,9 @@ impl<G: Grow> Heap<'_, G> {
         self.free_live_unchecked(live);
     }
 
-    /// `free_live` of the allocation at `payload` with debug checks on:
-    /// the red zone is checked and the memory poisoned first.
+    /// `free_live` of the allocation at `payload`, which must be one
+    /// `check_live` accepted, with debug checks on: the red zone is checked
+    /// and the memory poisoned first.
     // Out of line and whole, so that the release-build free paths make no
     // call they would have to save registers around; it takes the address
     // alone (one register) and looks the rest up again.
@@ -115,8 +122,9 @@ impl<G: Grow> Heap<'_, G> {
     pub(super) fn free_live_unchecked(&mut self, live: Live) {
         let Live { payload, class, at } = live;
         if let Some(class) = class {
-            // SAFETY: a live slot of our slabs (checked above), not used
-            // again here when it goes on the recent list.
+            // SAFETY: a live slot of our slabs (`live` comes from
+            // `check_live`), not used again here when it goes on the recent
+            // list.
             if unsafe { self.slabs.push_recent(payload, class) } {
                 self.retire_slot(class, at);
                 return;

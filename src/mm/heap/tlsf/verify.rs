@@ -145,8 +145,12 @@ impl<G: Grow> Heap<'_, G> {
         if listed != free_blocks {
             return Err("a free block is missing from the lists");
         }
-        let marked: u32 = self.live.iter().map(|word| word.count_ones()).sum();
-        if marked as usize != self.stats.live_allocations {
+        let marked: usize = self
+            .live
+            .iter()
+            .map(|word| word.count_ones() as usize)
+            .sum();
+        if marked != self.stats.live_allocations {
             return Err("live bitmap marks more or fewer allocations than are live");
         }
         Ok(())
