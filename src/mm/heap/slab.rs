@@ -289,6 +289,15 @@ impl<'a> Slabs<'a> {
         Some(slot)
     }
 
+    /// A free slot of `class` already at hand: the recent list's, else one
+    /// from a partial or the spare page; `None` if only a new page would do.
+    pub fn slot_at_hand(&mut self, class: usize) -> Option<usize> {
+        match self.pop_recent(class) {
+            Some(slot) => Some(slot),
+            None => self.alloc_from_pages(class),
+        }
+    }
+
     /// Takes a free slot of `class` from a partial page or the spare page;
     /// `None` if the class has neither (the caller supplies a new page).
     /// The recent list is not looked at (see `pop_recent`).

@@ -407,20 +407,30 @@ impl<'a, G: Grow> Heap<'a, G> {
     // the fast path does not pay for the registers the rest needs.
     #[inline]
     pub fn alloc(&mut self, layout: Layout) -> Result<NonNull<u8>, MmError> {
-        if layout.size() <= SLAB_LIMIT && layout.align() <= GRANULE && !self.poison {
-            let class = slab::class_of(layout.size());
-            return match self.slabs.pop_recent(class) {
-                Some(slot) => {
-                    self.stats.total_allocations += 1;
-                    Ok(self.hand_out_slot(slot, class))
-                }
-                None => self.alloc_from_slab_pages(class),
-            };
+        if layout.align() > GRANULE || self.poison {
+            return self.alloc_general(layout);
         }
-        if layout.align() <= GRANULE && !self.poison {
+        if layout.size() > SLAB_LIMIT {
             return self.alloc_block(layout.size());
         }
-        self.alloc_general(layout)
+        let class = slab::class_of(layout.size());
+        match self.slabs.pop_recent(class) {
+            Some(slot) => {
+                self.stats.total_allocations += 1;
+                Ok(self.hand_out_slot(slot, class))
+            }
+            None => self.alloc_from_slab_pages(class),
+        }
+    }
+
+    /// Counts the allocation attempt that gave `result` and passes it on.
+    #[inline(always)]
+    fn count(&mut self, result: Result<NonNull<u8>, MmError>) -> Result<NonNull<u8>, MmError> {
+        match result {
+            Ok(_) => self.stats.total_allocations += 1,
+            Err(_) => self.stats.failed_allocations += 1,
+        }
+        result
     }
 
     /// `alloc` of a request too big for the slabs, with at most 16-byte
@@ -432,27 +442,17 @@ impl<'a, G: Grow> Heap<'a, G> {
             Some(needed) if needed <= self.max => self.take_unaligned(needed),
             _ => Err(MmError::HeapExhausted),
         };
-        match result {
-            Ok(_) => self.stats.total_allocations += 1,
-            Err(_) => self.stats.failed_allocations += 1,
-        }
-        result
+        self.count(result)
     }
 
     /// `alloc` of a small request (debug checks off) whose class has no
     /// recently freed slot.
     #[inline(never)]
     fn alloc_from_slab_pages(&mut self, class: usize) -> Result<NonNull<u8>, MmError> {
-        match self.slot_from_pages(class) {
-            Ok(slot) => {
-                self.stats.total_allocations += 1;
-                Ok(self.hand_out_slot(slot, class))
-            }
-            Err(error) => {
-                self.stats.failed_allocations += 1;
-                Err(error)
-            }
-        }
+        let result = self
+            .slot_from_pages(class)
+            .map(|slot| self.hand_out_slot(slot, class));
+        self.count(result)
     }
 
     #[inline(never)]
@@ -463,16 +463,10 @@ impl<'a, G: Grow> Heap<'a, G> {
             }
             _ => self.alloc_inner(layout),
         };
-        match result {
-            Ok(pointer) => {
-                self.stats.total_allocations += 1;
-                if self.poison {
-                    self.arm_red_zone(pointer.as_ptr() as usize, layout.size());
-                }
-            }
-            Err(_) => self.stats.failed_allocations += 1,
+        if let (Ok(pointer), true) = (result, self.poison) {
+            self.arm_red_zone(pointer.as_ptr() as usize, layout.size());
         }
-        result
+        self.count(result)
     }
 
     /// Bytes an allocation of `size` occupies: `size`, plus the red zone
@@ -501,11 +495,10 @@ impl<'a, G: Grow> Heap<'a, G> {
         if needed > self.max {
             return Err(MmError::HeapExhausted);
         }
-        let align = layout.align().max(GRANULE);
-        if align == GRANULE {
+        if layout.align() <= GRANULE {
             return self.take_unaligned(needed);
         }
-        let (block, used) = self.take_block(needed, align)?;
+        let (block, used) = self.take_aligned(needed, layout.align())?;
         Ok(self.hand_out(block, used))
     }
 
@@ -519,22 +512,30 @@ impl<'a, G: Grow> Heap<'a, G> {
                 return Ok(self.hand_out(block, needed));
             }
         }
-        let block = match self.take_from_lists(needed) {
-            Some(block) => block,
-            None => self.take_fitting_slowly(needed)?,
-        };
+        let block = self.take_free(needed)?;
         let size = self.size_of(block);
         let used = self.use_block(block, size, needed);
         self.stats.free -= used;
         Ok(self.hand_out(block, used))
     }
 
+    /// A free block of at least `size` bytes, removed from its list:
+    /// through the bitmaps, else by the slower ways (growing the heap if
+    /// it must).
+    #[inline(always)]
+    fn take_free(&mut self, size: usize) -> Result<usize, MmError> {
+        match self.take_from_lists(size) {
+            Some(block) => Ok(block),
+            None => self.take_fitting_slowly(size),
+        }
+    }
+
     /// Takes a slab slot for a request of `bytes` (at most `SLAB_LIMIT`).
     fn alloc_small(&mut self, bytes: usize) -> Result<NonNull<u8>, MmError> {
         let class = slab::class_of(bytes);
-        let slot = match self.slabs.pop_recent(class) {
+        let slot = match self.slabs.slot_at_hand(class) {
             Some(slot) => slot,
-            None => self.slot_from_pages(class)?,
+            None => self.slot_from_new_page(class)?,
         };
         Ok(self.hand_out_slot(slot, class))
     }
@@ -572,7 +573,7 @@ impl<'a, G: Grow> Heap<'a, G> {
     /// A used block whose payload is a fresh 4096-aligned slab page.
     fn take_slab_page(&mut self) -> Result<usize, MmError> {
         let needed = PAGE_USABLE + HEADER;
-        let (block, size) = self.take_block(needed, PAGE)?;
+        let (block, size) = self.take_aligned(needed, PAGE)?;
         self.stats.overhead += size;
         Ok(block + HEADER)
     }
@@ -603,21 +604,15 @@ impl<'a, G: Grow> Heap<'a, G> {
     }
 
     /// Takes a free block for `needed` bytes (a block size) whose payload
-    /// is `align`-aligned, growing the heap if it must; marks it used and
-    /// returns it with its size (at least `needed`).
-    fn take_block(&mut self, needed: usize, align: usize) -> Result<(usize, usize), MmError> {
-        let search = if align > GRANULE {
-            needed + align + MIN_BLOCK
-        } else {
-            needed
-        };
-        let mut block = match self.take_from_lists(search) {
-            Some(block) => block,
-            None => self.take_fitting_slowly(search)?,
-        };
+    /// is `align`-aligned (`align` above 16: `take_unaligned` serves the
+    /// rest), growing the heap if it must; marks it used and returns it
+    /// with its size (at least `needed`).
+    fn take_aligned(&mut self, needed: usize, align: usize) -> Result<(usize, usize), MmError> {
+        debug_assert!(align > GRANULE);
+        let mut block = self.take_free(needed + align + MIN_BLOCK)?;
         let mut size = self.size_of(block);
         self.stats.free -= size;
-        if align > GRANULE && !(block + HEADER).is_multiple_of(align) {
+        if !(block + HEADER).is_multiple_of(align) {
             // Split off a leading free block so the payload is aligned.
             let payload = (block + HEADER + MIN_BLOCK).next_multiple_of(align);
             let lead = payload - HEADER - block;
@@ -635,7 +630,7 @@ impl<'a, G: Grow> Heap<'a, G> {
         Ok((block, used))
     }
 
-    /// `take_block`'s way to a free block when no list is sure to fit: a
+    /// `take_free`'s way to a free block when no list is sure to fit: a
     /// bounded scan of the list that might, then the same after the cached
     /// blocks coalesced, then after growing the heap.
     #[cold]

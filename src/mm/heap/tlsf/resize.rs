@@ -143,10 +143,7 @@ impl<G: Grow> Heap<'_, G> {
         new_size: usize,
     ) -> Option<NonNull<u8>> {
         let class = slab::class_of(bytes);
-        let slot = match self.slabs.pop_recent(class) {
-            Some(slot) => slot,
-            None => self.slabs.alloc_from_pages(class)?,
-        };
+        let slot = self.slabs.slot_at_hand(class)?;
         self.stats.total_allocations += 1;
         let moved = self.hand_out_slot(slot, class);
         Some(self.copy_and_free(old, capacity, moved, new_size))
@@ -167,14 +164,10 @@ impl<G: Grow> Heap<'_, G> {
     ) -> Result<NonNull<u8>, MmError> {
         let block = live.payload - HEADER;
         let size = self.size_of(block);
-        let needed = self
-            .block_size_for_request(new_size)
-            .ok_or(MmError::HeapExhausted)?;
+        let bytes = self.request_bytes(new_size).ok_or(MmError::HeapExhausted)?;
+        let needed = Self::block_size_for(bytes).ok_or(MmError::HeapExhausted)?;
         if needed <= size {
-            if let Some(bytes) = self
-                .request_bytes(new_size)
-                .filter(|&bytes| bytes <= SLAB_LIMIT && layout.align() <= GRANULE)
-            {
+            if bytes <= SLAB_LIMIT && layout.align() <= GRANULE {
                 if let Some(moved) = self.move_to_cached_slot(live, size - HEADER, bytes, new_size)
                 {
                     return Ok(moved);
