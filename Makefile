@@ -19,7 +19,7 @@ OVMF     := /usr/share/ovmf/OVMF.fd
 # on this terminal either way.
 DISPLAY_ARGS = $(if $(DISPLAY),,-display none)
 
-KERNEL_SOURCES := $(shell find src asm -type f) linker.ld build.rs Cargo.toml Cargo.lock
+KERNEL_SOURCES := $(shell find src asm include tests/c -type f) linker.ld build.rs Cargo.toml Cargo.lock
 
 .PHONY: all deps kernel iso run run-uefi debug gdb test test-host test-boot test-shell test-gdb fuzz bench clean
 
@@ -36,13 +36,15 @@ $(KERNEL): $(KERNEL_SOURCES) | deps
 
 kernel: $(KERNEL)
 
-# iso-image(output, grub.cfg): a hybrid BIOS + UEFI image with the kernel,
-# without its debug info (GRUB reads the whole file into RAM: the 8 MiB of
-# DWARF left a 16 MiB machine no room to boot). gdb uses $(KERNEL).
+# iso-image(output, grub.cfg[, modules dir]): a hybrid BIOS + UEFI image
+# with the kernel, without its debug info (GRUB reads the whole file into
+# RAM: the 8 MiB of DWARF left a 16 MiB machine no room to boot), and the
+# files of the modules directory in /boot/modules. gdb uses $(KERNEL).
 define iso-image
 	@rm -rf $(1).dir && mkdir -p $(1).dir/boot/grub
 	@strip --strip-debug -o $(1).dir/boot/kernel.elf $(KERNEL)
 	@cp $(2) $(1).dir/boot/grub/grub.cfg
+	@if [ -n "$(3)" ]; then cp -r $(3) $(1).dir/boot/modules; fi
 	@grub-mkrescue -o $(1) $(1).dir >$(1).log 2>&1 || { cat $(1).log >&2; exit 1; }
 	@rm -rf $(1).dir
 endef
@@ -67,10 +69,15 @@ debug: iso
 gdb: $(KERNEL)
 	gdb -q $(KERNEL) -x scripts/gdbinit
 
-# Test ISOs: the same kernel with a fixed command line (grub/test.cfg.in).
-$(BUILD)/test-%.iso: $(KERNEL) grub/test.cfg.in
-	@sed 's|@CMDLINE@|$(TEST_CMDLINE)|' grub/test.cfg.in >$@.cfg
-	$(call iso-image,$@,$@.cfg)
+# Test ISOs: the same kernel with a fixed command line (grub/test.cfg.in)
+# and TEST_MODULES self-checking boot modules of 320 KiB
+# (scripts/make-modules.py; integrity::boot_modules_are_intact checks them).
+TEST_MODULES ?= 0
+$(BUILD)/test-%.iso: $(KERNEL) grub/test.cfg.in scripts/make-modules.py
+	@rm -rf $@.modules
+	@lines=$$(python3 scripts/make-modules.py $@.modules $(TEST_MODULES) 327680) && \
+	    sed -e 's|@CMDLINE@|$(TEST_CMDLINE)|' -e "s|@MODULES@|$$lines|" grub/test.cfg.in >$@.cfg
+	$(call iso-image,$@,$@.cfg,$(if $(filter-out 0,$(TEST_MODULES)),$@.modules))
 
 $(BUILD)/test-suite.iso: TEST_CMDLINE = test
 $(BUILD)/test-report.iso: TEST_CMDLINE = report exit
@@ -81,7 +88,10 @@ $(BUILD)/test-overflow.iso: TEST_CMDLINE = crash=overflow
 $(BUILD)/test-oom.iso: TEST_CMDLINE = crash=oom
 $(BUILD)/test-pmm32.iso: TEST_CMDLINE = test pmm.max=32M
 $(BUILD)/test-shell.iso: TEST_CMDLINE = report
-TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report selftest panic null overflow oom pmm32 shell))
+$(BUILD)/test-modules.iso: TEST_CMDLINE = test
+$(BUILD)/test-nomatch.iso: TEST_CMDLINE = test test.filter=no_such_test
+$(BUILD)/test-modules.iso: TEST_MODULES = 10
+TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report selftest panic null overflow oom pmm32 shell modules nomatch))
 BOOT_TEST := @scripts/boot-test.sh
 
 test: test-host test-boot test-shell test-gdb
@@ -109,6 +119,11 @@ test-boot: $(TEST_ISOS)
 	$(BOOT_TEST) suite-smp2 $(BUILD)/test-suite.iso -- -smp 2
 	$(BOOT_TEST) suite-cpu-max-1g-pages $(BUILD)/test-suite.iso \
 	    --expect 'direct map: .* 1 GiB pages' --expect '^ktest: [0-9]+ passed, 0 failed' -- -cpu max
+	$(BOOT_TEST) ten-modules-bios $(BUILD)/test-modules.iso \
+	    --expect '10 boot modules intact' --expect '^ktest: [0-9]+ passed, 0 failed'
+	$(BOOT_TEST) ten-modules-q35-uefi-12g $(BUILD)/test-modules.iso --uefi --mem 12G \
+	    --expect '10 boot modules intact' --expect ', 0 changed since entry' \
+	    --expect '^ktest: [0-9]+ passed, 0 failed' -- -machine q35
 	$(BOOT_TEST) pmm-design-window-32m $(BUILD)/test-pmm32.iso \
 	    --expect 'PMM manages 8192 frames' --expect '^ktest: [0-9]+ passed, 0 failed'
 	$(BOOT_TEST) not-enough-memory $(BUILD)/test-suite.iso --mem 16M --exit 35 \
@@ -120,6 +135,8 @@ test-boot: $(TEST_ISOS)
 	$(BOOT_TEST) harness-reports-failure $(BUILD)/test-selftest.iso --exit 35 \
 	    --expect 'this_test_fails_on_purpose \.\.\. FAILED' --expect 'left: +2' \
 	    --expect 'selftest\.rs:[0-9]+' --expect '^ktest: 0 passed, 1 failed'
+	$(BOOT_TEST) filter-matching-nothing-fails $(BUILD)/test-nomatch.iso --exit 35 \
+	    --expect 'no test matched the filter "no_such_test"'
 	$(BOOT_TEST) panic-report $(BUILD)/test-panic.iso --exit 35 \
 	    --expect 'KERNEL PANIC at src/ktest/selftest\.rs:[0-9]+:[0-9]+' --expect 'deliberate panic' \
 	    --expect '^backtrace'

@@ -19,9 +19,7 @@ mod kernel {
     use core::panic::PanicInfo;
 
     use incroos::arch::x86_64::{self as arch, cpu};
-    use incroos::boot::{
-        self, BootInfo, BootMode, CommandLine, Firmware, FramebufferKind, MemoryKind,
-    };
+    use incroos::boot::{self, BootInfo, BootMode, CommandLine, Firmware, FramebufferKind};
     use incroos::display::{PixelFormat, TextFramebuffer};
     use incroos::mm::layout;
     use incroos::{console, kprintln, ktest, memory, report, shell};
@@ -61,7 +59,10 @@ mod kernel {
         // writes again; it is identity-mapped and lives forever.
         let bytes = unsafe { core::slice::from_raw_parts(boot_info_copy, boot::BOOT_INFO_MAX) };
         let info = match BootInfo::parse(magic, bytes) {
-            Ok(info) => info,
+            Ok(mut info) => {
+                info.physical_address = u64::from(boot_info_phys);
+                info
+            }
             Err(error) => {
                 // Without boot information we cannot tell BIOS from UEFI; the
                 // text screen is the better guess for a person watching.
@@ -87,9 +88,9 @@ mod kernel {
         let test_mode = cmdline.mode == BootMode::Test;
         cpu::set_exit_on_fatal(test_mode);
 
-        let memory = init_memory(&info, u64::from(boot_info_phys), cmdline.pmm_max);
+        let memory = init_memory(&info, cmdline.pmm_max);
         attach_framebuffer(&info);
-        report::boot(&info, u64::from(boot_info_phys));
+        report::boot(&info);
         report::memory(&memory);
         let frames = memory::pmm::stats();
         kprintln!();
@@ -118,31 +119,27 @@ mod kernel {
 
     /// Brings up the memory manager in the design's order, timing each step.
     /// A failure here is fatal: it is reported and the kernel stops.
-    fn init_memory(info: &BootInfo<'_>, info_phys: u64, pmm_max: Option<u64>) -> report::Memory {
+    fn init_memory(info: &BootInfo<'_>, pmm_max: Option<u64>) -> report::Memory {
         let fail = |what: &str, error: &dyn core::fmt::Display| -> ! {
             console::emergency(format_args!("IncroOS boot failed: {what}: {error}\n"));
             cpu::fatal_stop()
         };
         let features = cpu::features();
         let start = cpu::rdtsc();
-        let pool = memory::bootstrap::init(info)
+        let reservations = memory::reservations(info)
+            .unwrap_or_else(|error| fail("reserving what the bootloader handed over", &error));
+        let pool = memory::bootstrap::init(info, &reservations)
             .unwrap_or_else(|error| fail("bootstrap frame pool", &format_args!("{error:?}")));
         let after_pool = cpu::rdtsc();
-        let ram_end = info
-            .memory_map()
-            .iter()
-            .filter(|region| region.kind == MemoryKind::Available)
-            .map(|region| region.end())
-            .max()
-            .unwrap_or(0);
-        let direct_map = memory::direct_map::init(ram_end, features.gigabyte_pages)
+        let direct_map = memory::direct_map::init(info, features.gigabyte_pages)
             .unwrap_or_else(|error| fail("direct map", &error));
         let after_direct_map = cpu::rdtsc();
-        let pmm = memory::pmm::init(info, info_phys, pmm_max)
+        let pmm = memory::pmm::init(info, &reservations, pmm_max)
             .unwrap_or_else(|error| fail("physical memory manager", &error));
         let after_pmm = cpu::rdtsc();
         memory::vmm::init(features.gigabyte_pages);
-        memory::vmm::protect_kernel().unwrap_or_else(|error| fail("kernel W^X remap", &error));
+        memory::vmm::protect_kernel(wants_vga_text(info))
+            .unwrap_or_else(|error| fail("kernel W^X remap", &error));
         let after_vmm = cpu::rdtsc();
         let heap = memory::heap::init().unwrap_or_else(|error| fail("kernel heap", &error));
         let after_heap = cpu::rdtsc();

@@ -39,8 +39,10 @@ pub fn memory(memory: &Memory) {
         memory.direct_map.table_frames
     );
     kprintln!(
-        "direct map:     {} of physical memory at {:#x}, {} pages, NX",
-        HumanSize(memory.direct_map.size),
+        "direct map:     {} of RAM in {} ranges up to {:#x}, at {:#x}, up to {} pages, NX; holes (devices) unmapped",
+        HumanSize(memory.direct_map.ram),
+        memory.direct_map.ranges,
+        memory.direct_map.end,
         DIRECT_MAP_OFFSET,
         if memory.direct_map.gigabyte_pages {
             "1 GiB"
@@ -140,7 +142,7 @@ pub fn memory(memory: &Memory) {
 
 /// Prints firmware, bootloader, command line, the memory map as a table and
 /// the kernel image's sections.
-pub fn boot(info: &BootInfo<'_>, info_phys: u64) {
+pub fn boot(info: &BootInfo<'_>) {
     let firmware = match info.firmware {
         Firmware::Bios => "BIOS",
         Firmware::Uefi => "UEFI",
@@ -151,7 +153,7 @@ pub fn boot(info: &BootInfo<'_>, info_phys: u64) {
     kprintln!(
         "boot info:    {} bytes at {:#x} (copied into the kernel image)",
         info.total_size,
-        info_phys
+        info.physical_address
     );
     if let Some(framebuffer) = info.framebuffer {
         let kind = match framebuffer.kind {

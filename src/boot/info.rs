@@ -11,8 +11,6 @@ use multiboot2::{BootInformation, BootInformationHeader, FramebufferType};
 
 /// Most memory-map entries kept; firmware maps on PCs have a few dozen.
 pub const MAX_REGIONS: usize = 128;
-/// Most boot modules kept.
-pub const MAX_MODULES: usize = 8;
 
 /// How the firmware describes a range of physical memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,6 +160,11 @@ pub enum BootInfoError {
     },
     /// The tags do not form a valid sequence ending in an end tag.
     MalformedTags,
+    /// A module tag whose end lies below its start.
+    BadModule {
+        /// Its offset from the start of the structure.
+        offset: usize,
+    },
     /// A tag we read is too short or inconsistent for its type.
     BadTag {
         /// The tag's type number.
@@ -193,6 +196,10 @@ impl fmt::Display for BootInfoError {
                 f,
                 "boot information tag of type {tag_type} at offset {offset} is malformed"
             ),
+            BootInfoError::BadModule { offset } => write!(
+                f,
+                "boot module tag at offset {offset} ends before it starts"
+            ),
             BootInfoError::NoMemoryMap => f.write_str("bootloader gave no memory map"),
             BootInfoError::TooManyRegions(count) => write!(
                 f,
@@ -207,9 +214,9 @@ impl fmt::Display for BootInfoError {
 pub struct BootInfo<'a> {
     regions: [MemoryRegion; MAX_REGIONS],
     region_count: usize,
-    modules: [Option<Module<'a>>; MAX_MODULES],
-    /// Modules beyond [`MAX_MODULES`] (reported, not used).
-    pub modules_dropped: usize,
+    /// The structure itself (validated), walked again for the modules, so
+    /// that no fixed capacity can drop one.
+    bytes: &'a [u8],
     /// The kernel command line (empty if none).
     pub cmdline: &'a str,
     /// The bootloader's name (empty if none).
@@ -220,6 +227,10 @@ pub struct BootInfo<'a> {
     pub firmware: Firmware,
     /// Size of the structure in bytes.
     pub total_size: usize,
+    /// Where GRUB put the structure in physical memory (the kernel works
+    /// on a copy; the original stays reserved). Set by the caller of
+    /// [`BootInfo::parse`], which knows it; 0 in host tests.
+    pub physical_address: u64,
 }
 
 impl<'a> BootInfo<'a> {
@@ -276,21 +287,6 @@ impl<'a> BootInfo<'a> {
             };
         }
 
-        let mut modules = [None; MAX_MODULES];
-        let mut modules_dropped = 0;
-        for (index, module) in info.module_tags().enumerate() {
-            match modules.get_mut(index) {
-                Some(slot) => {
-                    *slot = Some(Module {
-                        start: u64::from(module.start_address()),
-                        end: u64::from(module.end_address()),
-                        cmdline: rebase(bytes, module.cmdline().unwrap_or("")),
-                    })
-                }
-                None => modules_dropped += 1,
-            }
-        }
-
         let framebuffer = match info.framebuffer_tag() {
             Some(Ok(tag)) => tag.buffer_type().ok().map(|kind| FramebufferInfo {
                 address: tag.address(),
@@ -329,8 +325,7 @@ impl<'a> BootInfo<'a> {
         Ok(Self {
             regions,
             region_count: areas.len(),
-            modules,
-            modules_dropped,
+            bytes: &bytes[..total_size],
             cmdline: rebase(
                 bytes,
                 info.command_line_tag()
@@ -346,7 +341,13 @@ impl<'a> BootInfo<'a> {
             framebuffer,
             firmware: if uefi { Firmware::Uefi } else { Firmware::Bios },
             total_size,
+            physical_address: 0,
         })
+    }
+
+    /// The structure's bytes, as validated.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
     }
 
     /// The memory map, in the order the firmware gave it.
@@ -354,9 +355,25 @@ impl<'a> BootInfo<'a> {
         &self.regions[..self.region_count]
     }
 
-    /// Boot modules.
-    pub fn modules(&self) -> impl Iterator<Item = &Module<'a>> {
-        self.modules.iter().flatten()
+    /// Every boot module, in the order GRUB listed them (however many).
+    pub fn modules(&self) -> impl Iterator<Item = Module<'a>> + Clone + 'a {
+        Tags {
+            bytes: self.bytes,
+            offset: 8,
+        }
+        .filter(|&(tag, _)| tag == tag_type::MODULE)
+        .filter_map(|(_, body)| {
+            // validate_tags checked the size (>= 16) and end >= start.
+            let start = read_u32(body, 8)?;
+            let end = read_u32(body, 12)?;
+            let text = &body[16..];
+            let text = &text[..text.iter().position(|&b| b == 0).unwrap_or(text.len())];
+            Some(Module {
+                start: u64::from(start),
+                end: u64::from(end),
+                cmdline: core::str::from_utf8(text).unwrap_or(""),
+            })
+        })
     }
 
     /// Total bytes of RAM the map reports as available.
@@ -374,6 +391,30 @@ mod tag_type {
     pub const MODULE: u32 = 3;
     pub const MEMORY_MAP: u32 = 6;
     pub const FRAMEBUFFER: u32 = 8;
+}
+
+/// The tags of a structure [`validate_tags`] accepted: (type, whole tag).
+#[derive(Clone)]
+struct Tags<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Iterator for Tags<'a> {
+    type Item = (u32, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let tag = read_u32(self.bytes, self.offset)?;
+        let size = read_u32(self.bytes, self.offset + 4)? as usize;
+        let body = self
+            .bytes
+            .get(self.offset..self.offset.checked_add(size)?)?;
+        if tag == tag_type::END || size < 8 {
+            return None;
+        }
+        self.offset = (self.offset + size).next_multiple_of(8);
+        Some((tag, body))
+    }
 }
 
 fn read_u32(bytes: &[u8], offset: usize) -> Option<u32> {
@@ -403,7 +444,12 @@ fn validate_tags(bytes: &[u8]) -> Result<(), BootInfoError> {
         let body = &bytes[offset..end];
         let valid = match tag {
             tag_type::END => return Ok(()),
-            tag_type::MODULE => size >= 16,
+            tag_type::MODULE => {
+                if size >= 16 && read_u32(body, 12) < read_u32(body, 8) {
+                    return Err(BootInfoError::BadModule { offset });
+                }
+                size >= 16
+            }
             // Fixed-size tags: the crate asserts their exact size when read.
             4 | 12 | 20 => size == 16,
             5 => size == 20,

@@ -6,7 +6,7 @@ use core::ptr;
 
 use super::{Context, Test, TestResult};
 use crate::arch::x86_64::exceptions::{breakpoint_count, catch_fault, vector};
-use crate::arch::x86_64::{cmos, sections};
+use crate::arch::x86_64::{cmos, cpu, sections};
 use crate::boot::MemoryKind;
 use crate::{kassert, kassert_eq, kprintln};
 
@@ -40,7 +40,23 @@ pub static TESTS: &[Test] = &[
         name: "boot::memory_map_matches_qemu_ram",
         run: memory_map_matches_qemu_ram,
     },
+    Test {
+        name: "boot::unknown_crash_kind_keeps_exit_on_fatal",
+        run: unknown_crash_kind_keeps_exit_on_fatal,
+    },
 ];
+
+/// `crash=` with a kind it does not know changes nothing, in particular
+/// not whether a later fatal fault ends QEMU (a test boot would hang).
+fn unknown_crash_kind_keeps_exit_on_fatal(_: &Context<'_>) -> TestResult {
+    for setting in [true, false] {
+        let saved = cpu::set_exit_on_fatal(setting);
+        super::crash("no-such-kind");
+        let after = cpu::set_exit_on_fatal(saved);
+        kassert_eq!(after, setting);
+    }
+    Ok(())
+}
 
 fn null_read_page_faults(_: &Context<'_>) -> TestResult {
     let fault = catch_fault(|| {

@@ -9,6 +9,7 @@
 mod boot_tests;
 mod c_abi_tests;
 mod heap_tests;
+mod integrity_tests;
 mod pmm_tests;
 mod reliability_tests;
 mod selftest;
@@ -144,13 +145,23 @@ fn all_tests(filter: Option<&str>) -> impl Iterator<Item = &'static Test> {
         .chain(heap_tests::TESTS)
         .chain(c_abi_tests::TESTS)
         .chain(reliability_tests::TESTS)
+        .chain(integrity_tests::TESTS)
         .chain(self_checks)
 }
 
 /// Runs the tests whose name contains `filter` (all if `None`) and exits
 /// QEMU with the result.
 pub fn run(context: &Context<'_>, filter: Option<&str>) -> ! {
-    let (_, failed) = run_suite(context, filter);
+    let (passed, failed) = run_suite(context, filter);
+    if passed + failed == 0 {
+        // A run that ran nothing proves nothing: a typo in the filter must
+        // not look like success.
+        kprintln!(
+            "ktest: no test matched the filter {:?}: failing the run",
+            filter.unwrap_or("")
+        );
+        cpu::qemu_exit(QemuExitCode::Failure);
+    }
     cpu::qemu_exit(if failed == 0 {
         QemuExitCode::Success
     } else {

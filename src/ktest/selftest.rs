@@ -30,9 +30,11 @@ fn overflow_the_stack(depth: u64) -> u64 {
 }
 
 /// Crashes the kernel in the way `kind` names, with no recovery point, so
-/// the fatal path runs for real. Unknown kinds are reported and ignored.
+/// the fatal path runs for real. Unknown kinds are reported and ignored,
+/// leaving exit-on-fatal as it was (a test boot must still end QEMU on a
+/// later fatal fault).
 pub fn crash(kind: &str) {
-    cpu::set_exit_on_fatal(true);
+    let previous = cpu::set_exit_on_fatal(true);
     log::warn!("crash={kind}: crashing on purpose");
     match kind {
         "panic" => panic!("deliberate panic (crash=panic)"),
@@ -51,5 +53,5 @@ pub fn crash(kind: &str) {
         }
         other => log::error!("unknown crash kind {other:?} (panic, null, overflow, oom)"),
     }
-    cpu::set_exit_on_fatal(false);
+    cpu::set_exit_on_fatal(previous);
 }

@@ -11,9 +11,12 @@ use super::{Context, Failure, Test, TestResult};
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::exceptions::{catch_fault, vector, CaughtFault};
 use crate::arch::x86_64::sections;
-use crate::memory::{phys_to_virt, pmm, vmm};
-use crate::mm::layout::{GIANT_PAGE_SIZE, HUGE_PAGE_SIZE, PAGE_SIZE};
-use crate::mm::paging::{PageSize, NX, PRESENT, WRITABLE};
+use crate::memory::{direct_map, phys_to_virt, pmm, vmm};
+use crate::mm::layout::{
+    BOOTSTRAP_POOL_START, BOOT_PD, BOOT_PDPT, BOOT_PML4, BOOT_PT, GIANT_PAGE_SIZE, HUGE_PAGE_SIZE,
+    PAGE_SIZE,
+};
+use crate::mm::paging::{PageSize, NOCACHE, NX, PRESENT, USER, WRITABLE};
 use crate::mm::MmError;
 use crate::{kassert, kassert_eq};
 
@@ -61,6 +64,14 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "vmm::identity_map_is_trimmed",
         run: identity_map_is_trimmed,
+    },
+    Test {
+        name: "vmm::boot_page_tables_not_writable_through_low_memory",
+        run: boot_page_tables_not_writable_through_low_memory,
+    },
+    Test {
+        name: "vmm::direct_map_covers_ram_and_no_device",
+        run: direct_map_covers_ram_and_no_device,
     },
 ];
 
@@ -350,3 +361,76 @@ fn identity_map_is_trimmed(_: &Context<'_>) -> TestResult {
     );
     Ok(())
 }
+
+fn boot_page_tables_not_writable_through_low_memory(_: &Context<'_>) -> TestResult {
+    let pml4 = vmm::current_cr3().start_address();
+    for address in [BOOT_PML4, BOOT_PDPT, BOOT_PD, BOOT_PT, BOOTSTRAP_POOL_START] {
+        kassert!(
+            vmm::translate(address).is_none(),
+            "a boot page table or the bootstrap pool is identity-mapped"
+        );
+    }
+    // Write back the value already there, read through the direct map, so
+    // that even if the write went through nothing would change.
+    // SAFETY: the live PML4 is RAM, reachable through the direct map.
+    let entry = unsafe { ptr::read_volatile(phys_to_virt(pml4).as_ptr::<u64>()) };
+    let fault = catch_fault(|| {
+        // SAFETY: deliberately writes through the (unmapped) identity
+        // address of the live PML4, with the value it already holds; the
+        // page fault is caught.
+        unsafe { ptr::write_volatile(black_box(pml4.as_u64() as *mut u64), entry) };
+    });
+    expect_page_fault(fault, pml4.as_u64(), PF_WRITE)?;
+    kassert_eq!(fault.map(|fault| fault.error_code & PF_PRESENT), Some(0));
+    // The VGA text window, when kept, is device memory: uncached, no-execute.
+    if let Some(vga) = vmm::translate(vmm::VGA_TEXT_WINDOW.start) {
+        kassert!(
+            vga.flags.contains(NOCACHE | NX | WRITABLE),
+            "VGA text window mapped cacheable or executable"
+        );
+    }
+    Ok(())
+}
+
+/// Every page of RAM the memory map reports is in the direct map,
+/// writable, no-execute and kernel-only; the holes between RAM ranges
+/// (device memory) and the local and I/O APICs are not mapped at all.
+fn direct_map_covers_ram_and_no_device(context: &Context<'_>) -> TestResult {
+    let ram = direct_map::ram_ranges(context.boot_info).ok_or(fail("RAM ranges do not fit"))?;
+    let direct = |phys: u64| vmm::translate(phys_to_virt(PhysAddr::new(phys)).as_u64());
+    let mut previous_end = 0;
+    for range in ram.as_slice() {
+        for page in [range.start, range.end - PAGE_SIZE] {
+            let translation = direct(page).ok_or(fail("a page of RAM is not direct-mapped"))?;
+            kassert_eq!(translation.phys.as_u64(), page);
+            kassert!(
+                translation.flags.contains(WRITABLE | NX) && !translation.flags.contains(USER),
+                "direct map page not writable, executable or user-accessible"
+            );
+        }
+        if range.start > previous_end {
+            for page in [previous_end, range.start - PAGE_SIZE] {
+                kassert!(
+                    direct(page).is_none(),
+                    "a hole between RAM ranges is mapped"
+                );
+            }
+        }
+        previous_end = range.end;
+    }
+    kassert!(
+        direct(previous_end).is_none(),
+        "the page after RAM is mapped"
+    );
+    for device in [LOCAL_APIC, IO_APIC] {
+        kassert!(
+            ram.contains(device) || direct(device).is_none(),
+            "an APIC is reachable through the direct map"
+        );
+    }
+    Ok(())
+}
+
+/// The default local APIC and I/O APIC register pages.
+const LOCAL_APIC: u64 = 0xFEE0_0000;
+const IO_APIC: u64 = 0xFEC0_0000;

@@ -3,19 +3,21 @@
 //! exists come from here, as the original design intends; every frame is
 //! tracked by the same [`FrameAllocator`] as the main PMM, so none leaks.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use x86_64::structures::paging::{PhysFrame, Size4KiB};
 use x86_64::PhysAddr;
 
 use crate::boot::BootInfo;
-use crate::mm::layout::{BOOTSTRAP_POOL_END, BOOTSTRAP_POOL_START};
-use crate::mm::pmm::{bitmap::storage_words, usable_ranges, FrameAllocator, PhysRange, Stats};
+use crate::mm::layout::{BOOTSTRAP_POOL_END, BOOTSTRAP_POOL_START, DIRECT_MAP_OFFSET, PAGE_SIZE};
+use crate::mm::pmm::{
+    bitmap::storage_words, usable_ranges, FrameAllocator, PhysRange, ReservationList, Stats,
+};
 use crate::mm::MmError;
 use crate::sync::IrqMutex;
 
 /// Frames in the pool window.
-const POOL_FRAMES: usize = ((BOOTSTRAP_POOL_END - BOOTSTRAP_POOL_START) / 4096) as usize;
+const POOL_FRAMES: usize = ((BOOTSTRAP_POOL_END - BOOTSTRAP_POOL_START) / PAGE_SIZE) as usize;
 /// Bitmap words for the pool, whatever part of the window is usable.
 const POOL_WORDS: usize = storage_words(POOL_FRAMES);
 
@@ -23,6 +25,10 @@ static POOL: IrqMutex<Option<FrameAllocator<'static>>> = IrqMutex::new(None);
 /// The pool's bitmap; borrowed once, by `init`, for the pool allocator.
 static mut STORAGE: [u64; POOL_WORDS] = [0; POOL_WORDS];
 static STORAGE_TAKEN: AtomicBool = AtomicBool::new(false);
+/// Where pool frames are visible: at their identity address until the
+/// direct map exists, then through it (the low identity map is trimmed
+/// once the kernel is protected, so the pool must not rely on it).
+static VIEW_OFFSET: AtomicU64 = AtomicU64::new(0);
 
 /// Why the pool could not be set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,8 +39,9 @@ pub enum PoolError {
     AlreadyInitialised,
 }
 
-/// Builds the pool from the usable parts of the window.
-pub fn init(info: &BootInfo<'_>) -> Result<Stats, PoolError> {
+/// Builds the pool from the usable parts of the window, minus every
+/// reservation (GRUB may put its information structure or a module here).
+pub fn init(info: &BootInfo<'_>, reservations: &ReservationList) -> Result<Stats, PoolError> {
     let entries = super::map_entries(info);
     let window = PhysRange {
         start: BOOTSTRAP_POOL_START,
@@ -50,20 +57,34 @@ pub fn init(info: &BootInfo<'_>) -> Result<Stats, PoolError> {
     // this is the only reference to STORAGE ever made; it goes to the pool
     // allocator for the rest of the kernel's life.
     let words: &'static mut [u64; POOL_WORDS] = unsafe { &mut *storage };
-    let allocator =
-        FrameAllocator::new(usable, &[], words).map_err(|_| PoolError::NoUsableMemory)?;
+    let allocator = FrameAllocator::new(usable, reservations.as_slice(), words)
+        .map_err(|_| PoolError::NoUsableMemory)?;
     let stats = allocator.stats();
     *POOL.lock() = Some(allocator);
     Ok(stats)
 }
 
+/// Allocates a frame from the pool (contents undefined).
+pub fn alloc() -> Option<PhysFrame<Size4KiB>> {
+    POOL.lock().as_mut()?.alloc_page()
+}
+
 /// Allocates a zeroed frame from the pool.
 pub fn alloc_zeroed() -> Option<PhysFrame<Size4KiB>> {
-    let frame = POOL.lock().as_mut()?.alloc_page()?;
-    // SAFETY: pool frames lie below 1 MiB, identity-mapped by the boot
-    // tables, and the frame was just handed to us exclusively.
-    unsafe { core::ptr::write_bytes(frame.start_address().as_u64() as *mut u8, 0, 4096) };
+    let frame = alloc()?;
+    let view = frame.start_address().as_u64() + VIEW_OFFSET.load(Ordering::Acquire);
+    // SAFETY: pool frames are RAM below 1 MiB, reachable at their identity
+    // address while the boot map holds, and through the direct map (which
+    // maps all RAM) once `use_direct_map` ran; the frame was just handed to
+    // us exclusively.
+    unsafe { core::ptr::write_bytes(view as *mut u8, 0, PAGE_SIZE as usize) };
     Some(frame)
+}
+
+/// From now on reach pool frames through the direct map. Called once the
+/// direct map covers all RAM, before the low identity map is trimmed.
+pub fn use_direct_map() {
+    VIEW_OFFSET.store(DIRECT_MAP_OFFSET, Ordering::Release);
 }
 
 /// Returns a frame to the pool.

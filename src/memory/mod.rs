@@ -2,7 +2,9 @@
 //! allocators behind interrupt-safe locks, wired to the machine.
 //!
 //! Initialisation order (each step uses only the ones before it):
-//! 1. [`bootstrap`]: frames from the identity-mapped pool 0x10000-0x100000;
+//! 0. [`reservations`]: what no allocator may hand out, computed once;
+//! 1. [`bootstrap`]: frames from the identity-mapped pool 0x10000-0x100000,
+//!    outside every reservation;
 //! 2. [`direct_map`]: all RAM mapped at `DIRECT_MAP_OFFSET`, its page
 //!    tables taken from the bootstrap pool;
 //! 3. [`pmm`]: the frame allocator over all usable RAM from 0x200000, its
@@ -26,9 +28,10 @@ pub mod vmm;
 
 use x86_64::{PhysAddr, VirtAddr};
 
-use crate::boot::{BootInfo, MemoryKind};
-use crate::mm::layout::DIRECT_MAP_OFFSET;
-use crate::mm::pmm::MapEntry;
+use crate::arch::x86_64::sections;
+use crate::boot::{BootInfo, FramebufferKind, MemoryKind};
+use crate::mm::layout::{BOOT_PML4, BOOT_TABLES_END, DIRECT_MAP_OFFSET};
+use crate::mm::pmm::{MapEntry, PhysRange, ReservationKind, ReservationList, ReservationsFull};
 
 /// The firmware memory map as the PMM's normalisation wants it: only
 /// "available" RAM is usable, every other kind is reserved.
@@ -45,4 +48,50 @@ pub fn map_entries<'a>(info: &'a BootInfo<'_>) -> impl Iterator<Item = MapEntry>
 /// Valid for RAM once [`direct_map::init`] has run.
 pub fn phys_to_virt(address: PhysAddr) -> VirtAddr {
     VirtAddr::new(DIRECT_MAP_OFFSET + address.as_u64())
+}
+
+/// Everything no frame allocator may hand out, honoured by the bootstrap
+/// pool and the PMM alike: the kernel image, the boot page tables, and all
+/// that GRUB handed over (the information structure with the command line,
+/// every module, the framebuffer). Fails, naming the reservation, rather
+/// than drop one.
+pub fn reservations(info: &BootInfo<'_>) -> Result<ReservationList, ReservationsFull> {
+    let mut list = ReservationList::new();
+    let image = sections::kernel_image();
+    list.push(
+        PhysRange {
+            start: image.start,
+            end: image.end,
+        },
+        ReservationKind::KernelImage,
+    )?;
+    list.push(
+        PhysRange {
+            start: BOOT_PML4,
+            end: BOOT_TABLES_END,
+        },
+        ReservationKind::BootPageTables,
+    )?;
+    list.push(
+        PhysRange::from_len(info.physical_address, info.total_size as u64),
+        ReservationKind::BootInfo,
+    )?;
+    for module in info.modules() {
+        list.push(
+            PhysRange {
+                start: module.start,
+                end: module.end,
+            },
+            ReservationKind::BootModule,
+        )?;
+    }
+    if let Some(framebuffer) = info.framebuffer {
+        if framebuffer.kind != FramebufferKind::EgaText {
+            list.push(
+                PhysRange::from_len(framebuffer.address, framebuffer.size()),
+                ReservationKind::Framebuffer,
+            )?;
+        }
+    }
+    Ok(list)
 }

@@ -7,12 +7,11 @@ use x86_64::structures::paging::{PhysFrame, Size4KiB};
 use x86_64::PhysAddr;
 
 use super::phys_to_virt;
-use crate::arch::x86_64::sections;
-use crate::boot::{BootInfo, FramebufferKind};
-use crate::mm::layout::{BOOT_PML4, BOOT_TABLES_END, PAGE_SIZE, PMM_START};
+use crate::boot::BootInfo;
+use crate::mm::layout::{PAGE_SIZE, PMM_START};
 use crate::mm::pmm::{
-    find_free_space, usable_ranges, FrameAllocator, PhysRange, Reservation, ReservationKind, Stats,
-    MAX_RANGES,
+    find_free_space, usable_ranges, FrameAllocator, InitError, PhysRange, ReservationKind,
+    ReservationList, ReservationsFull, Stats, MAX_RANGES,
 };
 use crate::mm::MmError;
 use crate::sync::IrqMutex;
@@ -36,8 +35,10 @@ pub enum PmmInitError {
     TooFragmented,
     /// No room for the bitmap outside the reservations.
     NoRoomForBitmap,
-    /// More reservations than the allocator tracks.
-    TooManyReservations,
+    /// More reservations than the allocator tracks: this one did not fit.
+    TooManyReservations(ReservationsFull),
+    /// The allocator refused what it was given.
+    Allocator(InitError),
 }
 
 impl fmt::Display for PmmInitError {
@@ -54,68 +55,19 @@ impl fmt::Display for PmmInitError {
                 "memory map too fragmented: more than {MAX_RANGES} usable ranges"
             ),
             PmmInitError::NoRoomForBitmap => f.write_str("no free space for the PMM bitmap"),
-            PmmInitError::TooManyReservations => f.write_str("too many memory reservations"),
+            PmmInitError::TooManyReservations(full) => full.fmt(f),
+            PmmInitError::Allocator(error) => {
+                write!(f, "frame allocator refused its set-up: {error:?}")
+            }
         }
     }
-}
-
-/// What the kernel keeps out of the allocator, given the boot information.
-fn reservations(info: &BootInfo<'_>, info_phys: u64) -> ([Reservation; 24], usize) {
-    let mut list = [Reservation {
-        range: PhysRange::default(),
-        kind: ReservationKind::Other,
-    }; 24];
-    let mut count = 0;
-    let mut push = |range: PhysRange, kind| {
-        if count < list.len() && !range.is_empty() {
-            list[count] = Reservation { range, kind };
-            count += 1;
-        }
-    };
-    let image = sections::kernel_image();
-    push(
-        PhysRange {
-            start: image.start,
-            end: image.end,
-        },
-        ReservationKind::KernelImage,
-    );
-    push(
-        PhysRange {
-            start: BOOT_PML4,
-            end: BOOT_TABLES_END,
-        },
-        ReservationKind::BootPageTables,
-    );
-    push(
-        PhysRange::from_len(info_phys, info.total_size as u64),
-        ReservationKind::BootInfo,
-    );
-    for module in info.modules() {
-        push(
-            PhysRange {
-                start: module.start,
-                end: module.end,
-            },
-            ReservationKind::BootModule,
-        );
-    }
-    if let Some(framebuffer) = info.framebuffer {
-        if framebuffer.kind != FramebufferKind::EgaText {
-            push(
-                PhysRange::from_len(framebuffer.address, framebuffer.size()),
-                ReservationKind::Framebuffer,
-            );
-        }
-    }
-    (list, count)
 }
 
 /// Builds the PMM from the memory map. `limit` is `pmm.max`: manage at most
 /// that many bytes. Needs the direct map (the bitmap is reached through it).
 pub fn init(
     info: &BootInfo<'_>,
-    info_phys: u64,
+    reservations: &ReservationList,
     limit: Option<u64>,
 ) -> Result<Stats, PmmInitError> {
     let entries = super::map_entries(info);
@@ -134,26 +86,20 @@ pub fn init(
         });
     }
 
-    let (mut list, mut count) = reservations(info, info_phys);
+    let mut list = *reservations;
     let words = FrameAllocator::storage_words_for(&usable);
-    let bitmap = find_free_space(&usable, &list[..count], words as u64 * 8)
+    let bitmap = find_free_space(&usable, list.as_slice(), words as u64 * 8)
         .ok_or(PmmInitError::NoRoomForBitmap)?;
-    if count == list.len() {
-        return Err(PmmInitError::TooManyReservations);
-    }
-    list[count] = Reservation {
-        range: bitmap,
-        kind: ReservationKind::PmmBitmap,
-    };
-    count += 1;
+    list.push(bitmap, ReservationKind::PmmBitmap)
+        .map_err(PmmInitError::TooManyReservations)?;
 
     let pointer = phys_to_virt(PhysAddr::new(bitmap.start)).as_mut_ptr::<u64>();
     // SAFETY: `bitmap` is usable RAM (inside `usable`), overlaps no other
     // reservation, is mapped through the direct map, and is reserved in the
     // allocator built here, so nothing else will ever be given these bytes.
     let storage = unsafe { core::slice::from_raw_parts_mut(pointer, words) };
-    let allocator = FrameAllocator::new(usable, &list[..count], storage)
-        .map_err(|_| PmmInitError::TooManyReservations)?;
+    let allocator =
+        FrameAllocator::new(usable, list.as_slice(), storage).map_err(PmmInitError::Allocator)?;
     let stats = allocator.stats();
     *PMM.lock() = Some(allocator);
     Ok(stats)

@@ -16,7 +16,8 @@ use crate::mm::layout::{
     MMIO_START, PAGE_SIZE, PMM_START,
 };
 use crate::mm::paging::{
-    Mapper, OffsetMem, PageSize, Run, Tlb, Translation, Walk, NX, PRESENT, WRITABLE,
+    Mapper, OffsetMem, PageSize, Run, Tlb, Translation, Walk, NOCACHE, NX, PRESENT, WRITABLE,
+    WRITETHROUGH,
 };
 use crate::mm::MmError;
 use crate::sync::IrqMutex;
@@ -71,9 +72,9 @@ impl Tlb for CpuTlb {
 /// map). Needs the direct map and the PMM.
 pub fn init(gigabyte_pages: bool) {
     let (pml4, _) = Cr3::read();
-    // SAFETY: CR3 holds the live PML4; every table of the tree is RAM below
-    // the end of the direct map (boot tables, pool frames, PMM frames), so
-    // reachable at DIRECT_MAP_OFFSET + physical; from now on only this
+    // SAFETY: CR3 holds the live PML4; every table of the tree is RAM
+    // (boot tables, pool frames, PMM frames), which the direct map covers,
+    // so reachable at DIRECT_MAP_OFFSET + physical; from now on only this
     // mapper, under VMM's lock, changes the tree.
     let mapper = unsafe { Mapper::new(pml4, OffsetMem::new(DIRECT_MAP_OFFSET), gigabyte_pages) };
     *VMM.lock() = Some(mapper);
@@ -209,11 +210,18 @@ pub fn map_mmio(phys: u64, len: u64) -> Result<u64, MmError> {
     Ok(virt + phys % PAGE_SIZE)
 }
 
-/// Applies W^X to the kernel image and trims the boot identity map:
-/// text read+execute, rodata read-only, data and bss read+write, both
-/// no-execute; low memory below the kernel read+write, no-execute; the rest
-/// of the low 2 MiB unmapped. Guard pages stay unmapped.
-pub fn protect_kernel() -> Result<(), MmError> {
+/// The VGA text buffer, the one device window of low memory the kernel
+/// uses (on BIOS boots in text mode).
+pub const VGA_TEXT_WINDOW: core::ops::Range<u64> = 0xB_8000..0xC_0000;
+
+/// Applies W^X to the kernel image and trims the boot identity map: text
+/// read+execute, rodata read-only, data and bss read+write, both
+/// no-execute. Everything else of the low 2 MiB is unmapped: the boot page
+/// tables, the bootstrap pool and firmware areas are reached through the
+/// direct map only (so a stray write near NULL cannot edit the live PML4),
+/// except the VGA text buffer when `keep_vga_text`, writable, no-execute
+/// and uncached. Guard pages stay unmapped.
+pub fn protect_kernel(keep_vga_text: bool) -> Result<(), MmError> {
     let image = sections::kernel_image();
     let set = |start: u64, end: u64, flags: PageTableFlags| -> Result<(), MmError> {
         let mut page = start;
@@ -227,7 +235,6 @@ pub fn protect_kernel() -> Result<(), MmError> {
         }
         Ok(())
     };
-    set(PAGE_SIZE, image.start, PRESENT | WRITABLE | NX)?;
     for section in sections::kernel_sections() {
         let mut flags = PRESENT;
         if section.writable {
@@ -237,6 +244,17 @@ pub fn protect_kernel() -> Result<(), MmError> {
             flags |= NX;
         }
         set(section.span.start, section.span.end, flags)?;
+    }
+    if keep_vga_text {
+        unmap_range(PAGE_SIZE, VGA_TEXT_WINDOW.start - PAGE_SIZE)?;
+        set(
+            VGA_TEXT_WINDOW.start,
+            VGA_TEXT_WINDOW.end,
+            PRESENT | WRITABLE | NX | NOCACHE | WRITETHROUGH,
+        )?;
+        unmap_range(VGA_TEXT_WINDOW.end, image.start - VGA_TEXT_WINDOW.end)?;
+    } else {
+        unmap_range(PAGE_SIZE, image.start - PAGE_SIZE)?;
     }
     // Nothing lives between the kernel's end and the PMM's start.
     unmap_range(image.end, PMM_START - image.end)?;

@@ -21,9 +21,10 @@ pub enum QemuExitCode {
 static EXIT_ON_FATAL: AtomicBool = AtomicBool::new(false);
 
 /// In test mode a panic or fatal fault ends QEMU with a failure status
-/// instead of halting, so the test runner sees it at once.
-pub fn set_exit_on_fatal(exit: bool) {
-    EXIT_ON_FATAL.store(exit, Ordering::SeqCst);
+/// instead of halting, so the test runner sees it at once. Returns the
+/// previous setting.
+pub fn set_exit_on_fatal(exit: bool) -> bool {
+    EXIT_ON_FATAL.swap(exit, Ordering::SeqCst)
 }
 
 /// Halts the CPU forever, interrupts off.

@@ -168,7 +168,7 @@ fn parses_a_well_formed_structure() {
             },
         }
     );
-    let modules: Vec<_> = info.modules().copied().collect();
+    let modules: Vec<_> = info.modules().collect();
     assert_eq!(
         modules,
         vec![Module {
@@ -305,6 +305,38 @@ fn rejects_a_missing_memory_map() {
 }
 
 #[test]
+fn keeps_every_module_however_many() {
+    // More modules than any fixed table would hold: each one must come back,
+    // in order, because the PMM reserves exactly what this returns.
+    let mut builder = Builder::new().memory_map(&[(0, 0x4000_0000, 1)]);
+    for index in 0..100u32 {
+        let start = 0x40_0000 + index * 0x5_0000;
+        builder = builder.module(start, start + 0x5_0000, &format!("module{index}"));
+    }
+    let buffer = builder.finish();
+    let info = BootInfo::parse(MAGIC, buffer.bytes()).unwrap();
+    let modules: Vec<_> = info.modules().collect();
+    assert_eq!(modules.len(), 100);
+    for (index, module) in modules.iter().enumerate() {
+        let start = 0x40_0000 + index as u64 * 0x5_0000;
+        assert_eq!((module.start, module.end), (start, start + 0x5_0000));
+        assert_eq!(module.cmdline, format!("module{index}"));
+    }
+}
+
+#[test]
+fn rejects_a_module_that_ends_before_it_starts() {
+    let buffer = Builder::new()
+        .memory_map(&[(0, 0x4000_0000, 1)])
+        .module(0x50_0000, 0x40_0000, "backwards")
+        .finish();
+    assert!(matches!(
+        BootInfo::parse(MAGIC, buffer.bytes()).unwrap_err(),
+        BootInfoError::BadModule { .. }
+    ));
+}
+
+#[test]
 fn rejects_too_many_regions() {
     let entries: Vec<_> = (0..MAX_REGIONS as u64 + 1)
         .map(|index| (index * 0x1000, 0x1000, 1))
@@ -364,6 +396,9 @@ mod fuzz {
             .filter(|region| region.kind == MemoryKind::Available)
             .fold(0u64, |sum, region| sum.saturating_add(region.len));
         assert_eq!(info.available_bytes(), sum);
+        for module in info.modules() {
+            assert!(module.start <= module.end);
+        }
     }
 
     proptest! {

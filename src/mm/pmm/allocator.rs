@@ -9,71 +9,14 @@ use x86_64::PhysAddr;
 
 use super::bitmap::{storage_words, Bitmap};
 use super::ranges::{PhysRange, RangeSet};
+pub use super::reservations::{outward_to_pages, Reservation, ReservationKind};
 use crate::mm::layout::PAGE_SIZE;
 use crate::mm::MmError;
 
 /// Most usable ranges the allocator tracks.
 pub const MAX_RANGES: usize = 64;
 /// Most reservations the allocator tracks.
-pub const MAX_RESERVATIONS: usize = 32;
-
-/// Why a range of usable memory is kept from the allocator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReservationKind {
-    /// The kernel image.
-    KernelImage,
-    /// The boot page tables (0x1000-0x4FFF).
-    BootPageTables,
-    /// The Multiboot2 information as GRUB left it.
-    BootInfo,
-    /// A boot module.
-    BootModule,
-    /// This allocator's own bitmap.
-    PmmBitmap,
-    /// The framebuffer.
-    Framebuffer,
-    /// Low memory the design keeps out of general use.
-    LowMemory,
-    /// Anything else.
-    Other,
-}
-
-impl ReservationKind {
-    /// Every kind, for per-kind statistics.
-    pub const ALL: [ReservationKind; 8] = [
-        ReservationKind::KernelImage,
-        ReservationKind::BootPageTables,
-        ReservationKind::BootInfo,
-        ReservationKind::BootModule,
-        ReservationKind::PmmBitmap,
-        ReservationKind::Framebuffer,
-        ReservationKind::LowMemory,
-        ReservationKind::Other,
-    ];
-
-    /// A short name for reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            ReservationKind::KernelImage => "kernel image",
-            ReservationKind::BootPageTables => "boot page tables",
-            ReservationKind::BootInfo => "boot information",
-            ReservationKind::BootModule => "boot module",
-            ReservationKind::PmmBitmap => "PMM bitmap",
-            ReservationKind::Framebuffer => "framebuffer",
-            ReservationKind::LowMemory => "low memory",
-            ReservationKind::Other => "other",
-        }
-    }
-}
-
-/// A reserved range and why.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Reservation {
-    /// The bytes kept (page-aligned outward when applied).
-    pub range: PhysRange,
-    /// Why.
-    pub kind: ReservationKind,
-}
+pub const MAX_RESERVATIONS: usize = super::reservations::MAX_RESERVATIONS;
 
 /// Counters of the allocator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -331,17 +274,6 @@ impl<'a> FrameAllocator<'a> {
     /// Longest run of free frames (scans the bitmap).
     pub fn largest_free_run(&self) -> u64 {
         self.bitmap.longest_free_run() as u64
-    }
-}
-
-/// Rounds a range outward to whole pages.
-fn outward_to_pages(range: PhysRange) -> PhysRange {
-    PhysRange {
-        start: range.start - range.start % PAGE_SIZE,
-        end: range
-            .end
-            .checked_next_multiple_of(PAGE_SIZE)
-            .unwrap_or(u64::MAX),
     }
 }
 

@@ -8,8 +8,10 @@
 pub mod allocator;
 pub mod bitmap;
 pub mod ranges;
+pub mod reservations;
 
 pub use allocator::{
     find_free_space, FrameAllocator, InitError, Reservation, ReservationKind, Stats, MAX_RANGES,
 };
 pub use ranges::{usable_ranges, MapEntry, PhysRange, RangeSet};
+pub use reservations::{ReservationList, ReservationsFull, MAX_RESERVATIONS};
