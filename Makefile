@@ -90,8 +90,9 @@ $(BUILD)/test-pmm32.iso: TEST_CMDLINE = test pmm.max=32M
 $(BUILD)/test-shell.iso: TEST_CMDLINE = report
 $(BUILD)/test-modules.iso: TEST_CMDLINE = test
 $(BUILD)/test-nomatch.iso: TEST_CMDLINE = test test.filter=no_such_test
+$(BUILD)/test-pmm64g.iso: TEST_CMDLINE = test pmm.max=64G
 $(BUILD)/test-modules.iso: TEST_MODULES = 10
-TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report selftest panic null overflow oom pmm32 shell modules nomatch))
+TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report selftest panic null overflow oom pmm32 shell modules nomatch pmm64g))
 BOOT_TEST := @scripts/boot-test.sh
 
 test: test-host test-boot test-shell test-gdb
@@ -126,8 +127,11 @@ test-boot: $(TEST_ISOS)
 	    --expect '^ktest: [0-9]+ passed, 0 failed' -- -machine q35
 	$(BOOT_TEST) pmm-design-window-32m $(BUILD)/test-pmm32.iso \
 	    --expect 'PMM manages 8192 frames' --expect '^ktest: [0-9]+ passed, 0 failed'
+	$(BOOT_TEST) pmm-window-beyond-ram $(BUILD)/test-pmm64g.iso
 	$(BOOT_TEST) not-enough-memory $(BUILD)/test-suite.iso --mem 16M --exit 35 \
 	    --expect 'IncroOS boot failed: physical memory manager: not enough memory'
+	@scripts/min-memory-test.sh min-memory-suite $(BUILD)/test-suite.iso
+	@scripts/min-memory-test.sh min-memory-modules $(BUILD)/test-modules.iso --expect '10 boot modules intact'
 	$(BOOT_TEST) report-bios $(BUILD)/test-report.iso --exit 33 \
 	    --expect 'firmware: +BIOS' --expect 'memory map \(' --expect 'available RAM' --expect 'IncroOS is up'
 	$(BOOT_TEST) report-uefi $(BUILD)/test-report.iso --uefi --exit 33 \

@@ -24,7 +24,9 @@ frames 100
 frames 0
 walk zz
 bogus
-test boot::
+alloc 1                                                                                                                                999
+test
+test
 bench
 meminfo
 shutdown
@@ -47,6 +49,7 @@ expect=(
     'usage: frames <n>'
     'usage: walk <vaddr>'
     'unknown command "bogus"'
+    'line too long: 138 characters, at most 128; nothing was run'
     '^ktest: [0-9]+ passed, 0 failed'
     'PMM alloc\+free frame +[0-9]+'
     'kmalloc\+kfree 64 B +[0-9]+'
@@ -61,7 +64,15 @@ for pattern in "${expect[@]}"; do
     [[ -n $why ]] && break
     grep -Eq -- "$pattern" <<<"$text" || why="no line matching /$pattern/"
 done
-if [[ $(grep -c '^incroos> ' <<<"$text") -lt 18 ]]; then
+# The over-long line must not have run in part.
+if [[ -z $why ]] && grep -Eq 'kmalloc\(1\) =' <<<"$text"; then
+    why="the start of an over-long line was run"
+fi
+# The whole suite twice: every test leaves the machine as it found it.
+if [[ -z $why && $(grep -Ec '^ktest: [0-9]+ passed, 0 failed' <<<"$text") -ne 2 ]]; then
+    why="the suite did not pass twice in a row from the shell"
+fi
+if [[ $(grep -c '^incroos> ' <<<"$text") -lt 20 ]]; then
     why=${why:-"the shell stopped answering before the last command"}
 fi
 if [[ -z $why ]]; then

@@ -8,7 +8,7 @@ use x86_64::PhysAddr;
 
 use super::phys_to_virt;
 use crate::boot::BootInfo;
-use crate::mm::layout::{PAGE_SIZE, PMM_START};
+use crate::mm::layout::{HEAP_MAX_SIZE, PAGE_SIZE, PMM_START};
 use crate::mm::pmm::{
     find_free_space, usable_ranges, FrameAllocator, InitError, PhysRange, ReservationKind,
     ReservationList, ReservationsFull, Stats, MAX_RANGES,
@@ -17,19 +17,26 @@ use crate::mm::MmError;
 use crate::sync::IrqMutex;
 use crate::units::HumanSize;
 
-/// The kernel refuses to run with less managed RAM than this (the heap
-/// alone may grow to 16 MiB).
-pub const MIN_MANAGED_BYTES: u64 = 16 << 20;
+/// The kernel refuses to run with fewer free bytes than this once every
+/// reservation (kernel image, boot data, the PMM's own bitmap) is taken
+/// out: the heap may grow to its 16 MiB cap, and 4 MiB more cover its side
+/// tables, the page tables of everything mapped later, and the 2 MiB runs
+/// the in-kernel suite takes, so a machine the kernel accepts runs the
+/// whole suite (the `suite-at-minimum` boot checks exactly this).
+pub const MIN_FREE_BYTES: u64 = HEAP_MAX_SIZE + (4 << 20);
 
 static PMM: IrqMutex<Option<FrameAllocator<'static>>> = IrqMutex::new(None);
 
 /// Why the PMM could not start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PmmInitError {
-    /// Less usable RAM than [`MIN_MANAGED_BYTES`].
+    /// Fewer than [`MIN_FREE_BYTES`] free once reservations are out.
     NotEnoughMemory {
-        /// Usable bytes found at or above 0x200000.
-        found: u64,
+        /// Usable bytes found at or above 0x200000 (in the `pmm.max` window).
+        usable: u64,
+        /// Of those, the bytes free after reservations (`None`: too few
+        /// usable bytes to look further).
+        free: Option<u64>,
     },
     /// The memory map needs more than `MAX_RANGES` usable ranges.
     TooFragmented,
@@ -44,12 +51,22 @@ pub enum PmmInitError {
 impl fmt::Display for PmmInitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PmmInitError::NotEnoughMemory { found } => write!(
-                f,
-                "not enough memory: {} usable at or above 0x200000, the kernel needs at least {}",
-                HumanSize(*found),
-                HumanSize(MIN_MANAGED_BYTES)
-            ),
+            PmmInitError::NotEnoughMemory { usable, free } => {
+                write!(
+                    f,
+                    "not enough memory: {} usable at or above 0x200000",
+                    HumanSize(*usable)
+                )?;
+                if let Some(free) = free {
+                    write!(f, ", {} of it free after reservations", HumanSize(*free))?;
+                }
+                write!(
+                    f,
+                    "; the kernel needs {} free (heap up to {}, plus page tables)",
+                    HumanSize(MIN_FREE_BYTES),
+                    HumanSize(HEAP_MAX_SIZE)
+                )
+            }
             PmmInitError::TooFragmented => write!(
                 f,
                 "memory map too fragmented: more than {MAX_RANGES} usable ranges"
@@ -80,10 +97,12 @@ pub fn init(
     if let Some(limit) = limit {
         usable.keep_lowest(limit - limit % PAGE_SIZE);
     }
-    if usable.total() < MIN_MANAGED_BYTES {
-        return Err(PmmInitError::NotEnoughMemory {
-            found: usable.total(),
-        });
+    let not_enough = |free| PmmInitError::NotEnoughMemory {
+        usable: usable.total(),
+        free,
+    };
+    if usable.total() < MIN_FREE_BYTES {
+        return Err(not_enough(None));
     }
 
     let mut list = *reservations;
@@ -101,6 +120,9 @@ pub fn init(
     let allocator =
         FrameAllocator::new(usable, list.as_slice(), storage).map_err(PmmInitError::Allocator)?;
     let stats = allocator.stats();
+    if stats.free * PAGE_SIZE < MIN_FREE_BYTES {
+        return Err(not_enough(Some(stats.free * PAGE_SIZE)));
+    }
     *PMM.lock() = Some(allocator);
     Ok(stats)
 }

@@ -11,9 +11,17 @@ use crate::{kprint, kprintln};
 /// Longest command line.
 const LINE_MAX: usize = 128;
 
-/// Reads a line into `line`, echoing it; returns its length.
-fn read_line(line: &mut [u8; LINE_MAX], keyboard: &mut Keyboard) -> usize {
+/// A line longer than [`LINE_MAX`]: refused whole, since running its
+/// first part could do something else than what was typed.
+struct LineTooLong {
+    typed: usize,
+}
+
+/// Reads a line into `line`, echoing what fits; returns its length.
+fn read_line(line: &mut [u8; LINE_MAX], keyboard: &mut Keyboard) -> Result<usize, LineTooLong> {
     let mut len = 0;
+    // Printable characters typed past the buffer (not stored, not echoed).
+    let mut dropped = 0;
     loop {
         let Some(byte) = console::try_read_byte().or_else(|| keyboard.poll()) else {
             core::hint::spin_loop();
@@ -22,8 +30,14 @@ fn read_line(line: &mut [u8; LINE_MAX], keyboard: &mut Keyboard) -> usize {
         match byte {
             b'\r' | b'\n' => {
                 kprintln!();
-                return len;
+                if dropped > 0 {
+                    return Err(LineTooLong {
+                        typed: len + dropped,
+                    });
+                }
+                return Ok(len);
             }
+            0x08 | 0x7F if dropped > 0 => dropped -= 1,
             0x08 | 0x7F if len > 0 => {
                 len -= 1;
                 kprint!("\u{8} \u{8}");
@@ -33,6 +47,7 @@ fn read_line(line: &mut [u8; LINE_MAX], keyboard: &mut Keyboard) -> usize {
                 len += 1;
                 kprint!("{}", byte as char);
             }
+            0x20..0x7F => dropped += 1,
             _ => {}
         }
     }
@@ -45,7 +60,13 @@ pub fn run(info: &BootInfo<'_>) -> ! {
     let mut line = [0u8; LINE_MAX];
     loop {
         kprint!("incroos> ");
-        let len = read_line(&mut line, &mut keyboard);
+        let len = match read_line(&mut line, &mut keyboard) {
+            Ok(len) => len,
+            Err(LineTooLong { typed }) => {
+                kprintln!("line too long: {typed} characters, at most {LINE_MAX}; nothing was run");
+                continue;
+            }
+        };
         // Only printable ASCII is stored, so this cannot fail.
         let text = core::str::from_utf8(&line[..len]).unwrap_or("");
         commands::execute(text, info);
