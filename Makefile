@@ -119,7 +119,8 @@ test-boot: $(TEST_ISOS)
 	$(BOOT_TEST) suite-q35-uefi $(BUILD)/test-suite.iso --uefi -- -machine q35
 	$(BOOT_TEST) suite-smp2 $(BUILD)/test-suite.iso -- -smp 2
 	$(BOOT_TEST) suite-cpu-max-1g-pages $(BUILD)/test-suite.iso \
-	    --expect 'direct map: .* 1 GiB pages' --expect '^ktest: [0-9]+ passed, 0 failed' -- -cpu max
+	    --expect 'direct map: .* 1 GiB pages' --expect 'CPU protections: PGE on, SMEP on, SMAP on, UMIP on' \
+	    --expect '^ktest: [0-9]+ passed, 0 failed' -- -cpu max
 	$(BOOT_TEST) ten-modules-bios $(BUILD)/test-modules.iso \
 	    --expect '10 boot modules intact' --expect '^ktest: [0-9]+ passed, 0 failed'
 	$(BOOT_TEST) ten-modules-q35-uefi-12g $(BUILD)/test-modules.iso --uefi --mem 12G \
@@ -159,10 +160,12 @@ test-boot: $(TEST_ISOS)
 
 # The memory debug shell driven over serial, every command and bad input.
 # ... and the UEFI framebuffer console, checked on a QEMU screenshot
-# (kept as build/test-logs/screen-uefi.png).
+# (kept as build/test-logs/screen-uefi.png); and real NMIs injected from
+# QEMU's monitor while the shell runs.
 test-shell: $(BUILD)/test-shell.iso
 	@scripts/shell-test.sh $(BUILD)/test-shell.iso bios
 	@python3 scripts/screen-test.py $(BUILD)/test-shell.iso
+	@python3 scripts/nmi-test.py $(BUILD)/test-shell.iso
 
 # The gdb workflow of `make debug` + `make gdb`, checked in batch mode.
 test-gdb: $(ISO)

@@ -124,11 +124,14 @@ build_page_tables:
     cmp ecx, 512
     jb 1b
 
-    # Unmap the guard pages below the two kernel stacks.
+    # Unmap the guard pages below the three kernel stacks.
     mov eax, offset boot_stack_guard
     shr eax, 12
     mov dword ptr [{BOOT_PT} + eax * 8], 0
     mov eax, offset double_fault_stack_guard
+    shr eax, 12
+    mov dword ptr [{BOOT_PT} + eax * 8], 0
+    mov eax, offset nmi_stack_guard
     shr eax, 12
     mov dword ptr [{BOOT_PT} + eax * 8], 0
     ret
@@ -260,3 +263,9 @@ double_fault_stack_guard: .skip 4096
 double_fault_stack_bottom: .skip {DOUBLE_FAULT_STACK_SIZE}
 .global double_fault_stack_top
 double_fault_stack_top:
+.global nmi_stack_guard
+nmi_stack_guard:    .skip 4096
+.global nmi_stack_bottom
+nmi_stack_bottom:   .skip {NMI_STACK_SIZE}
+.global nmi_stack_top
+nmi_stack_top:

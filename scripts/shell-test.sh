@@ -29,6 +29,10 @@ test
 test
 bench
 meminfo
+alloc 15M
+test heap::
+bench
+meminfo
 shutdown
 COMMANDS
 status=$?
@@ -53,6 +57,8 @@ expect=(
     '^ktest: [0-9]+ passed, 0 failed'
     'PMM alloc\+free frame +[0-9]+'
     'kmalloc\+kfree 64 B +[0-9]+'
+    'kmalloc\(15728640\) = 0x10'
+    'out of memory: not enough heap for this test'
     'shutting down'
 )
 why=""
@@ -72,7 +78,7 @@ fi
 if [[ -z $why && $(grep -Ec '^ktest: [0-9]+ passed, 0 failed' <<<"$text") -ne 2 ]]; then
     why="the suite did not pass twice in a row from the shell"
 fi
-if [[ $(grep -c '^incroos> ' <<<"$text") -lt 20 ]]; then
+if [[ $(grep -c '^incroos> ' <<<"$text") -lt 24 ]]; then
     why=${why:-"the shell stopped answering before the last command"}
 fi
 if [[ -z $why ]]; then

@@ -40,6 +40,7 @@ mod kernel {
         BOOT_PT = const layout::BOOT_PT,
         BOOT_STACK_SIZE = const layout::BOOT_STACK_SIZE,
         DOUBLE_FAULT_STACK_SIZE = const layout::DOUBLE_FAULT_STACK_SIZE,
+        NMI_STACK_SIZE = const layout::NMI_STACK_SIZE,
     );
 
     /// Called by asm/boot64.s in long mode, on the boot stack.
@@ -53,6 +54,15 @@ mod kernel {
         console::logger::init(log::LevelFilter::Info);
         arch::init();
         kprintln!("IncroOS: long mode reached, exceptions armed");
+        let protections = cpu::harden(&cpu::features());
+        let state = |on: bool| if on { "on" } else { "off (CPU lacks it)" };
+        kprintln!(
+            "CPU protections: PGE {}, SMEP {}, SMAP {}, UMIP {}",
+            state(protections.global_pages),
+            state(protections.smep),
+            state(protections.smap),
+            state(protections.umip)
+        );
 
         // SAFETY: the stub copied the boot information into this
         // BOOT_INFO_MAX-byte buffer in the kernel's .bss, which nothing

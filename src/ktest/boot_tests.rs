@@ -6,7 +6,7 @@ use core::ptr;
 
 use super::{Context, Test, TestResult};
 use crate::arch::x86_64::exceptions::{breakpoint_count, catch_fault, vector};
-use crate::arch::x86_64::{cmos, cpu, sections};
+use crate::arch::x86_64::{cmos, cpu, nmi, sections};
 use crate::boot::MemoryKind;
 use crate::{kassert, kassert_eq, kprintln};
 
@@ -41,10 +41,38 @@ pub static TESTS: &[Test] = &[
         run: memory_map_matches_qemu_ram,
     },
     Test {
+        name: "boot::nmi_is_counted_and_survived",
+        run: nmi_is_counted_and_survived,
+    },
+    Test {
         name: "boot::unknown_crash_kind_keeps_exit_on_fatal",
         run: unknown_crash_kind_keeps_exit_on_fatal,
     },
 ];
+
+/// Vector 2 raised by software goes through the NMI gate and handler (on
+/// the NMI stack): counted, reported later, and the kernel goes on, even
+/// with a recovery point armed. (A real NMI from QEMU's monitor is the
+/// `nmi` boot test.)
+fn nmi_is_counted_and_survived(_: &Context<'_>) -> TestResult {
+    let before = nmi::count();
+    // SAFETY: `int 2` runs the NMI handler, which counts and returns.
+    unsafe { core::arch::asm!("int 2") };
+    kassert_eq!(nmi::count(), before + 1);
+    let fault = catch_fault(|| {
+        // SAFETY: as above, now with a recovery point armed.
+        unsafe { core::arch::asm!("int 2") }
+    });
+    kassert!(fault.is_none(), "an NMI was taken for the test's own fault");
+    kassert_eq!(nmi::count(), before + 2);
+    let mut reported = false;
+    nmi::report_pending(|line| {
+        kprintln!("    {line}");
+        reported = true;
+    });
+    kassert!(reported, "no NMI report");
+    Ok(())
+}
 
 /// `crash=` with a kind it does not know changes nothing, in particular
 /// not whether a later fatal fault ends QEMU (a test boot would hang).

@@ -53,6 +53,7 @@ pub static TESTS: &[Test] = &[
 ];
 
 fn box_vec_string_btreemap(_: &Context<'_>) -> TestResult {
+    super::need_heap(256 * 1024)?;
     let before = heap::stats();
     {
         let boxed = Box::new(0x1234_5678u64);
@@ -83,6 +84,8 @@ fn box_vec_string_btreemap(_: &Context<'_>) -> TestResult {
 fn vec_of_several_mib_grows_the_heap(_: &Context<'_>) -> TestResult {
     let before = heap::stats();
     let words = 3 * 1024 * 1024 / 8;
+    // Growth by doubling holds the old and the new buffer at once.
+    super::need_heap(6 * 1024 * 1024)?;
     let mut big: Vec<u64> = Vec::new();
     for n in 0..words as u64 {
         big.push(n ^ 0xA5A5);
@@ -107,33 +110,66 @@ fn vec_of_several_mib_grows_the_heap(_: &Context<'_>) -> TestResult {
     Ok(())
 }
 
+/// `kmalloc` blocks held by a test; whatever is still held when the test
+/// returns (a failed check returns early) is freed, so a failure does not
+/// leave the heap fuller for the tests after it.
+struct HeldBlocks<const N: usize> {
+    pointers: [*mut u8; N],
+    len: usize,
+}
+
+impl<const N: usize> HeldBlocks<N> {
+    fn new() -> Self {
+        Self {
+            pointers: [core::ptr::null_mut(); N],
+            len: 0,
+        }
+    }
+
+    /// Allocates blocks of `size` until the heap refuses or `N` are held.
+    fn fill(&mut self, size: usize, fill: impl Fn(usize) -> u8) {
+        while self.len < N {
+            let pointer = heap::kmalloc(size);
+            if pointer.is_null() {
+                break;
+            }
+            // SAFETY: a fresh block of `size` bytes.
+            unsafe { pointer.write_bytes(fill(self.len), size) };
+            self.pointers[self.len] = pointer;
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[*mut u8] {
+        &self.pointers[..self.len]
+    }
+
+    /// Hands the last block back to the caller, who frees it.
+    fn pop(&mut self) -> Option<*mut u8> {
+        self.len = self.len.checked_sub(1)?;
+        Some(self.pointers[self.len])
+    }
+}
+
+impl<const N: usize> Drop for HeldBlocks<N> {
+    fn drop(&mut self) {
+        while let Some(pointer) = self.pop() {
+            let _ = heap::kfree(pointer);
+        }
+    }
+}
+
 fn growth_stops_at_the_cap(_: &Context<'_>) -> TestResult {
     let before = heap::stats();
     let frames_before = pmm::stats().free;
     const BLOCK: usize = 64 * 1024;
-    let mut blocks: [*mut u8; 300] = [core::ptr::null_mut(); 300];
-    let mut count = 0;
-    while count < blocks.len() {
-        let pointer = heap::kmalloc(BLOCK);
-        if pointer.is_null() {
-            break;
-        }
-        // SAFETY: a fresh block of BLOCK bytes.
-        unsafe { pointer.write_bytes(count as u8, BLOCK) };
-        blocks[count] = pointer;
-        count += 1;
-    }
+    let mut blocks = HeldBlocks::<300>::new();
+    blocks.fill(BLOCK, |index| index as u8);
+    let count = blocks.len;
     // Smaller blocks fill what is left, up to the last mappable page.
-    let mut small_blocks: [*mut u8; 128] = [core::ptr::null_mut(); 128];
-    let mut small_count = 0;
-    while small_count < small_blocks.len() {
-        let pointer = heap::kmalloc(1024);
-        if pointer.is_null() {
-            break;
-        }
-        small_blocks[small_count] = pointer;
-        small_count += 1;
-    }
+    let mut small_blocks = HeldBlocks::<128>::new();
+    small_blocks.fill(1024, |_| 0);
+    let small_count = small_blocks.len;
     let full = heap::stats();
     kprintln!(
         "    {count} blocks of 64 KiB, then {small_count} of 1 KiB before kmalloc returned null; mapped {} KiB",
@@ -142,15 +178,15 @@ fn growth_stops_at_the_cap(_: &Context<'_>) -> TestResult {
     kassert_eq!(full.mapped, HEAP_MAX_SIZE as usize);
     kassert!(count >= 240, "far fewer 64 KiB blocks than 16 MiB holds");
     kassert!(
-        count < blocks.len() && small_count < small_blocks.len(),
+        count < 300 && small_count < 128,
         "the cap was never reached"
     );
     kassert!(heap::kmalloc(BLOCK).is_null());
-    for &pointer in &small_blocks[..small_count] {
+    while let Some(pointer) = small_blocks.pop() {
         kassert_eq!(heap::kfree(pointer), Ok(()));
     }
     // Earlier blocks are intact.
-    for (index, &pointer) in blocks[..count].iter().enumerate() {
+    for (index, &pointer) in blocks.as_slice().iter().enumerate() {
         // SAFETY: live blocks of BLOCK bytes.
         let bytes = unsafe { core::slice::from_raw_parts(pointer, BLOCK) };
         kassert!(
@@ -159,11 +195,16 @@ fn growth_stops_at_the_cap(_: &Context<'_>) -> TestResult {
         );
     }
     // Small allocations still succeed once something is freed.
-    kassert_eq!(heap::kfree(blocks[count - 1]), Ok(()));
+    let last = blocks.pop().ok_or(super::Failure {
+        message: "no 64 KiB block at all",
+        file: file!(),
+        line: line!(),
+    })?;
+    kassert_eq!(heap::kfree(last), Ok(()));
     let small = heap::kmalloc(100);
     kassert!(!small.is_null(), "small allocation failed after a free");
     kassert_eq!(heap::kfree(small), Ok(()));
-    for &pointer in &blocks[..count - 1] {
+    while let Some(pointer) = blocks.pop() {
         kassert_eq!(heap::kfree(pointer), Ok(()));
     }
     let after = heap::stats();
@@ -252,6 +293,7 @@ fn red_zone_catches_a_one_byte_overflow(_: &Context<'_>) -> TestResult {
 }
 
 fn small_objects_pack_into_slab_pages(_: &Context<'_>) -> TestResult {
+    super::need_heap(256 * 1024)?;
     let before = heap::stats();
     let boxes: Vec<Box<[u8; 40]>> = (0..2000u32).map(|i| Box::new([i as u8; 40])).collect();
     // Slots of one class follow each other 16-byte-aligned in 4 KiB pages:

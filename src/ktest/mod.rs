@@ -93,6 +93,33 @@ macro_rules! kassert_eq {
     }};
 }
 
+/// Fails the test with a reported out-of-memory unless the heap can give
+/// `bytes` right now (probed with a real allocation, freed at once).
+/// Tests that use Rust's infallible collections call this first: from the
+/// shell the heap may already be nearly full (`alloc 15M`), and an
+/// infallible allocation that fails would take the kernel down.
+pub fn need_heap(bytes: usize) -> TestResult {
+    let probe = crate::memory::heap::kmalloc(bytes);
+    if probe.is_null() {
+        let stats = crate::memory::heap::stats();
+        set_detail(format_args!(
+            "    the heap cannot give {} now ({} used of {} mapped, cap {})",
+            crate::units::HumanSize(bytes as u64),
+            crate::units::HumanSize(stats.used as u64),
+            crate::units::HumanSize(stats.mapped as u64),
+            crate::units::HumanSize(crate::mm::layout::HEAP_MAX_SIZE)
+        ));
+        return Err(Failure {
+            message: "out of memory: not enough heap for this test",
+            file: file!(),
+            line: line!(),
+        });
+    }
+    // The probe came from kmalloc just above and is freed once.
+    let _ = crate::memory::heap::kfree(probe);
+    Ok(())
+}
+
 /// Extra lines about the last failure (the values a `kassert_eq!` saw),
 /// printed by the runner after `FAILED`.
 struct Detail {
@@ -175,6 +202,7 @@ pub fn run_suite(context: &Context<'_>, filter: Option<&str>) -> (usize, usize) 
     kprintln!("running {} in-kernel tests", selected().count());
     let (mut passed, mut failed) = (0usize, 0usize);
     for test in selected() {
+        crate::arch::x86_64::nmi::report_pending(|line| kprintln!("{line}"));
         crate::kprint!("test {} ... ", test.name);
         let start = cpu::rdtsc();
         match (test.run)(context) {

@@ -18,7 +18,7 @@ use crate::mm::layout::{
 };
 use crate::mm::paging::{PageSize, NOCACHE, NX, PRESENT, USER, WRITABLE};
 use crate::mm::MmError;
-use crate::{kassert, kassert_eq};
+use crate::{kassert, kassert_eq, kprintln};
 
 /// A lower-half region nothing else uses, for test mappings.
 const TEST_AREA: u64 = 0x0000_6000_0000_0000;
@@ -72,6 +72,10 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "vmm::direct_map_covers_ram_and_no_device",
         run: direct_map_covers_ram_and_no_device,
+    },
+    Test {
+        name: "vmm::cr4_protections_on_where_offered",
+        run: cr4_protections_on_where_offered,
     },
 ];
 
@@ -359,6 +363,10 @@ fn identity_map_is_trimmed(_: &Context<'_>) -> TestResult {
         vmm::translate(sections::double_fault_stack_guard().start).is_none(),
         "IST guard mapped"
     );
+    kassert!(
+        vmm::translate(sections::nmi_stack_guard().start).is_none(),
+        "NMI stack guard mapped"
+    );
     Ok(())
 }
 
@@ -434,3 +442,63 @@ fn direct_map_covers_ram_and_no_device(context: &Context<'_>) -> TestResult {
 /// The default local APIC and I/O APIC register pages.
 const LOCAL_APIC: u64 = 0xFEE0_0000;
 const IO_APIC: u64 = 0xFEC0_0000;
+
+/// PGE, SMEP, SMAP and UMIP are on exactly where CPUID offers them; where
+/// SMEP and SMAP are on, the kernel really faults on executing and on
+/// reading a user page.
+fn cr4_protections_on_where_offered(_: &Context<'_>) -> TestResult {
+    let features = cpu::features();
+    let on = cpu::protections();
+    kprintln!(
+        "    offered/on: PGE {}/{}, SMEP {}/{}, SMAP {}/{}, UMIP {}/{}",
+        features.global_pages,
+        on.global_pages,
+        features.smep,
+        on.smep,
+        features.smap,
+        on.smap,
+        features.umip,
+        on.umip
+    );
+    kassert_eq!(
+        (on.global_pages, on.smep, on.smap, on.umip),
+        (
+            features.global_pages,
+            features.smep,
+            features.smap,
+            features.umip
+        )
+    );
+    if !on.smep && !on.smap {
+        return Ok(());
+    }
+    let before = (pmm::stats(), vmm::table_count());
+    let frame = pmm::alloc_zeroed().ok_or(fail("no frame"))?.start_address();
+    // SAFETY: the frame is ours and direct-mapped; a `ret` to call.
+    unsafe { ptr::write_volatile(phys_to_virt(frame).as_mut_ptr::<u8>(), 0xC3) };
+    let virt = TEST_AREA + 0x4000_0000;
+    kassert_eq!(
+        vmm::map(virt, frame.as_u64(), PageSize::Size4KiB, USER | WRITABLE),
+        Ok(())
+    );
+    let mut result = Ok(());
+    if on.smap {
+        let fault = catch_fault(|| {
+            // SAFETY: deliberately reads a user page from kernel mode; SMAP
+            // turns it into a caught page fault.
+            black_box(unsafe { ptr::read_volatile(black_box(virt as *const u8)) });
+        });
+        result = result.and(expect_page_fault(fault, virt, PF_PRESENT));
+    }
+    if on.smep {
+        result = result.and(expect_page_fault(
+            call_at(virt),
+            virt,
+            PF_PRESENT | PF_FETCH,
+        ));
+    }
+    kassert_eq!(vmm::unmap(virt).map(|(phys, _)| phys), Ok(frame));
+    kassert_eq!(pmm::free_page(frame), Ok(()));
+    kassert_eq!((pmm::stats(), vmm::table_count()), before);
+    result
+}

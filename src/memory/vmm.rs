@@ -64,7 +64,7 @@ impl Tlb for CpuTlb {
     }
 
     fn flush_all(&mut self) {
-        tlb::flush_all();
+        crate::arch::x86_64::cpu::flush_tlb_everything();
     }
 }
 

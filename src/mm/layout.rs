@@ -63,6 +63,8 @@ pub const DIRECT_MAP_OFFSET: u64 = 0xFFFF_8000_0000_0000;
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
 /// Size of the double-fault IST stack, above its guard page.
 pub const DOUBLE_FAULT_STACK_SIZE: usize = 16 * 1024;
+/// Size of the NMI IST stack, above its guard page.
+pub const NMI_STACK_SIZE: usize = 16 * 1024;
 
 /// Virtual base where device memory (the framebuffer) is mapped.
 pub const MMIO_START: u64 = 0xFFFF_C000_0000_0000;

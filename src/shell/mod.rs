@@ -4,12 +4,15 @@
 
 mod commands;
 
+use crate::arch::x86_64::nmi;
 use crate::boot::BootInfo;
 use crate::console::{self, keyboard::Keyboard};
 use crate::{kprint, kprintln};
 
 /// Longest command line.
 const LINE_MAX: usize = 128;
+/// What the shell prints before each command.
+const PROMPT: &str = "incroos> ";
 
 /// A line longer than [`LINE_MAX`]: refused whole, since running its
 /// first part could do something else than what was typed.
@@ -24,6 +27,11 @@ fn read_line(line: &mut [u8; LINE_MAX], keyboard: &mut Keyboard) -> Result<usize
     let mut dropped = 0;
     loop {
         let Some(byte) = console::try_read_byte().or_else(|| keyboard.poll()) else {
+            nmi::report_pending(|report| {
+                // The report, then the prompt and what was typed so far.
+                let typed = core::str::from_utf8(&line[..len]).unwrap_or("");
+                kprint!("\n{report}\n{PROMPT}{typed}");
+            });
             core::hint::spin_loop();
             continue;
         };
@@ -59,7 +67,7 @@ pub fn run(info: &BootInfo<'_>) -> ! {
     let mut keyboard = Keyboard::new();
     let mut line = [0u8; LINE_MAX];
     loop {
-        kprint!("incroos> ");
+        kprint!("{PROMPT}");
         let len = match read_line(&mut line, &mut keyboard) {
             Ok(len) => len,
             Err(LineTooLong { typed }) => {

@@ -50,6 +50,8 @@ pub struct TrapFrame {
 
 /// Vector numbers used by name.
 pub mod vector {
+    /// The non-maskable interrupt.
+    pub const NMI: u64 = 2;
     /// #BP, `int3`.
     pub const BREAKPOINT: u64 = 3;
     /// #UD.
@@ -204,6 +206,19 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
         _ => 0,
     };
 
+    // Before the recovery point: an NMI during a test is not the test's
+    // fault, and it must not end the test.
+    if frame.vector == vector::NMI {
+        match super::nmi::record(frame.rip) {
+            Ok(()) => return,
+            Err(error) => {
+                report(frame, address);
+                console::emergency(format_args!("    NMI source: {error}\n"));
+                cpu::fatal_stop();
+            }
+        }
+    }
+
     if frame.vector == vector::TIMER {
         super::timer::interrupt();
         return;
@@ -263,6 +278,7 @@ fn report(frame: &TrapFrame, address: u64) {
     for guard in [
         sections::boot_stack_guard(),
         sections::double_fault_stack_guard(),
+        sections::nmi_stack_guard(),
     ] {
         if guard.contains(address) || guard.contains(frame.rsp) {
             out(format_args!(

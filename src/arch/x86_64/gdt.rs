@@ -1,5 +1,6 @@
 //! The kernel GDT: code and data segments plus a TSS whose IST entry 1 is
-//! the double-fault stack (so a kernel stack overflow still gets a report).
+//! the double-fault stack (so a kernel stack overflow still gets a report)
+//! and entry 2 the NMI stack.
 
 use spin::Once;
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
@@ -11,6 +12,9 @@ use x86_64::VirtAddr;
 /// IST slot (1-based in the IDT, 0-based in the TSS array) of the
 /// double-fault stack.
 pub const DOUBLE_FAULT_IST: u16 = 1;
+/// IST slot of the NMI stack: an NMI can arrive at any instruction, on
+/// any stack, even one that is nearly full.
+pub const NMI_IST: u16 = 2;
 
 struct Gdt {
     table: GlobalDescriptorTable,
@@ -28,6 +32,8 @@ pub fn init() {
         let mut tss = TaskStateSegment::new();
         tss.interrupt_stack_table[usize::from(DOUBLE_FAULT_IST - 1)] =
             VirtAddr::new(super::sections::double_fault_stack_top());
+        tss.interrupt_stack_table[usize::from(NMI_IST - 1)] =
+            VirtAddr::new(super::sections::nmi_stack_top());
         tss
     });
     let gdt = GDT.call_once(|| {

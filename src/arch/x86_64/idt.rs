@@ -1,6 +1,6 @@
 //! The IDT: gates for the 32 CPU exceptions and the timer IRQ (vector 32),
-//! pointing at the stubs in asm/exceptions.s. The double fault runs on its
-//! own IST stack.
+//! pointing at the stubs in asm/exceptions.s. The double fault and the NMI
+//! run on their own IST stacks.
 
 use core::mem::size_of;
 
@@ -13,6 +13,8 @@ use super::gdt;
 
 /// Vector of the double-fault exception.
 const DOUBLE_FAULT_VECTOR: usize = 8;
+/// Vector of the non-maskable interrupt.
+const NMI_VECTOR: usize = 2;
 
 /// One 16-byte interrupt gate.
 #[derive(Clone, Copy, Default)]
@@ -61,10 +63,10 @@ pub fn init() {
         for (vector, gate) in gates.iter_mut().take(33).enumerate() {
             // SAFETY: the table is immutable data emitted by the assembler.
             let handler = unsafe { exception_stub_table[vector] };
-            let ist = if vector == DOUBLE_FAULT_VECTOR {
-                gdt::DOUBLE_FAULT_IST
-            } else {
-                0
+            let ist = match vector {
+                DOUBLE_FAULT_VECTOR => gdt::DOUBLE_FAULT_IST,
+                NMI_VECTOR => gdt::NMI_IST,
+                _ => 0,
             };
             *gate = Gate::new(handler, selector, ist);
         }

@@ -67,6 +67,8 @@ mod symbols {
         pub static boot_stack_top: u8;
         pub static double_fault_stack_guard: u8;
         pub static double_fault_stack_top: u8;
+        pub static nmi_stack_guard: u8;
+        pub static nmi_stack_top: u8;
     }
 }
 
@@ -153,4 +155,18 @@ pub fn double_fault_stack_guard() -> Span {
 /// The top of the double-fault (IST 1) stack.
 pub fn double_fault_stack_top() -> u64 {
     &raw const symbols::double_fault_stack_top as u64
+}
+
+/// The unmapped guard page below the NMI stack.
+pub fn nmi_stack_guard() -> Span {
+    let start = &raw const symbols::nmi_stack_guard as u64;
+    Span {
+        start,
+        end: start + 4096,
+    }
+}
+
+/// The top of the NMI (IST 2) stack.
+pub fn nmi_stack_top() -> u64 {
+    &raw const symbols::nmi_stack_top as u64
 }
