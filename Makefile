@@ -19,7 +19,7 @@ OVMF     := /usr/share/ovmf/OVMF.fd
 # on this terminal either way.
 DISPLAY_ARGS = $(if $(DISPLAY),,-display none)
 
-KERNEL_SOURCES := $(shell find src asm include tests/c -type f) linker.ld build.rs Cargo.toml Cargo.lock
+KERNEL_SOURCES := $(shell find src mm/src asm include tests/c -type f) mm/Cargo.toml linker.ld build.rs Cargo.toml Cargo.lock
 
 .PHONY: all deps kernel iso run run-uefi debug gdb test test-host test-boot test-shell test-gdb fuzz bench clean
 
@@ -100,7 +100,7 @@ test: test-host test-boot test-shell test-gdb
 
 test-host: deps
 	$(CARGO) fmt --check
-	$(CARGO) clippy -- -D warnings
+	$(CARGO) clippy --workspace -- -D warnings
 	$(CARGO) host-clippy -- -D warnings
 	$(CARGO) host-test
 

@@ -40,14 +40,14 @@ class MemInfo(gdb.Command):
         super().__init__("incroos-meminfo", gdb.COMMAND_USER)
 
     def invoke(self, argument, from_tty):
-        pmm = locked_value("incroos::memory::pmm::PMM")
+        pmm = locked_value("incroos::kernel_mm::pmm::PMM")
         if pmm is None:
             print("PMM:  not initialised")
         else:
             stats = pmm["stats"]
             print("PMM:  {} frames total, {} free, {} used, {} reserved".format(
                 int(stats["total"]), int(stats["free"]), int(stats["used"]), int(stats["reserved"])))
-        heap = locked_value("incroos::memory::heap::HEAP")
+        heap = locked_value("incroos::kernel_mm::heap::HEAP")
         if heap is None:
             print("heap: not initialised")
         else:
@@ -70,7 +70,7 @@ class Walk(gdb.Command):
         if not argument.strip():
             raise gdb.GdbError("usage: incroos-walk ADDRESS")
         virt = int(gdb.parse_and_eval(argument)) & 0xFFFF_FFFF_FFFF_FFFF
-        vmm = locked_value("incroos::memory::vmm::VMM")
+        vmm = locked_value("incroos::kernel_mm::vmm::VMM")
         if vmm is None:
             raise gdb.GdbError("the VMM is not initialised yet")
         table = int(vmm["pml4"]["start_address"]["__0"])

@@ -22,6 +22,9 @@ LOG = "build/test-logs/nmi.log"
 def main():
     iso = sys.argv[1]
     os.makedirs(os.path.dirname(LOG), exist_ok=True)
+    # A previous run's log would show a prompt before this QEMU has booted.
+    if os.path.exists(LOG):
+        os.remove(LOG)
     workdir = tempfile.mkdtemp(prefix="incroos-nmi-")
     monitor_path = os.path.join(workdir, "monitor.sock")
     qemu = subprocess.Popen(

@@ -47,7 +47,7 @@ pub const PTE_FLAGS: &[(&str, u64)] = &[
 
 // The table's values are the Rust flags' bits.
 const _: () = {
-    use crate::mm::paging::{
+    use mm::paging::{
         ACCESSED, DIRTY, GLOBAL, HUGE, NOCACHE, NX, PRESENT, USER, WRITABLE, WRITETHROUGH,
     };
     let rust = [
@@ -76,8 +76,8 @@ mod exports {
     use x86_64::structures::paging::PageTableFlags;
     use x86_64::PhysAddr;
 
-    use crate::memory::{heap, pmm, vmm};
-    use crate::mm::paging::{PageSize, HUGE};
+    use crate::kernel_mm::{heap, pmm, vmm};
+    use mm::paging::{PageSize, HUGE};
 
     #[no_mangle]
     extern "C" fn pmm_init() {

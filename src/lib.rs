@@ -1,12 +1,11 @@
-//! IncroOS kernel library: the memory manager and the machine glue around it.
+//! IncroOS kernel library: the machine glue around the memory manager core
+//! (the `mm` crate, `mm/`), the console, the shell and the in-kernel tests.
 //!
-//! The pure parts (allocators, page-table logic, boot-information and
-//! memory-map handling) build for the host too, so `cargo host-test` runs
-//! their unit and property tests; the machine glue builds only for the
-//! kernel target.
+//! The pure parts here (boot-information and command-line parsing, the C
+//! interface's constants, text layout) build for the host too, so `cargo
+//! host-test` runs their tests; the glue builds only for the kernel target.
+//! Lints are set once for the workspace (`Cargo.toml`, `[workspace.lints]`).
 #![cfg_attr(not(test), no_std)]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 #[cfg(target_os = "none")]
 extern crate alloc;
@@ -14,9 +13,6 @@ extern crate alloc;
 pub mod boot;
 pub mod cabi;
 pub mod display;
-#[cfg(test)]
-mod fuzzing;
-pub mod mm;
 pub mod units;
 
 #[cfg(target_os = "none")]
@@ -24,9 +20,9 @@ pub mod arch;
 #[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
-pub mod ktest;
+pub mod kernel_mm;
 #[cfg(target_os = "none")]
-pub mod memory;
+pub mod ktest;
 #[cfg(target_os = "none")]
 pub mod report;
 #[cfg(target_os = "none")]

@@ -5,8 +5,6 @@
 //! up its console and exception handling, reads the boot information, and
 //! then either prints the boot report or runs the in-kernel tests.
 #![cfg_attr(target_os = "none", no_std, no_main)]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 /// On the host this binary only explains itself: the kernel runs on bare metal.
 #[cfg(not(target_os = "none"))]
@@ -21,8 +19,8 @@ mod kernel {
     use incroos::arch::x86_64::{self as arch, cpu};
     use incroos::boot::{self, BootInfo, BootMode, CommandLine, Firmware, FramebufferKind};
     use incroos::display::{PixelFormat, TextFramebuffer};
-    use incroos::mm::layout;
-    use incroos::{console, kprintln, ktest, memory, report, shell};
+    use incroos::{console, kernel_mm, kprintln, ktest, report, shell};
+    use mm::layout;
 
     // The boot stub. Constants shared with Rust are passed in by name, so
     // each is defined once (in mm::layout or boot) and named the same in asm.
@@ -102,14 +100,14 @@ mod kernel {
         attach_framebuffer(&info);
         report::boot(&info);
         report::memory(&memory);
-        let frames = memory::pmm::stats();
+        let frames = kernel_mm::pmm::stats();
         kprintln!();
         kprintln!(
             "IncroOS up: {:?} boot, {} frames ({} MiB) managed, kernel W^X, heap {} KiB at 0x10000000, boot took {} kcycles",
             info.firmware,
             frames.total,
             frames.total / 256,
-            memory::heap::stats().mapped / 1024,
+            kernel_mm::heap::stats().mapped / 1024,
             (cpu::rdtsc() - boot_start) / 1000
         );
 
@@ -136,22 +134,22 @@ mod kernel {
         };
         let features = cpu::features();
         let start = cpu::rdtsc();
-        let reservations = memory::reservations(info)
+        let reservations = kernel_mm::reservations(info)
             .unwrap_or_else(|error| fail("reserving what the bootloader handed over", &error));
-        let pool = memory::bootstrap::init(info, &reservations)
+        let pool = kernel_mm::bootstrap::init(info, &reservations)
             .unwrap_or_else(|error| fail("bootstrap frame pool", &format_args!("{error:?}")));
         let after_pool = cpu::rdtsc();
-        let direct_map = memory::direct_map::init(info, features.gigabyte_pages)
+        let direct_map = kernel_mm::direct_map::init(info, features.gigabyte_pages)
             .unwrap_or_else(|error| fail("direct map", &error));
         let after_direct_map = cpu::rdtsc();
-        let pmm = memory::pmm::init(info, &reservations, pmm_max)
+        let pmm = kernel_mm::pmm::init(info, &reservations, pmm_max)
             .unwrap_or_else(|error| fail("physical memory manager", &error));
         let after_pmm = cpu::rdtsc();
-        memory::vmm::init(features.gigabyte_pages);
-        memory::vmm::protect_kernel(wants_vga_text(info))
+        kernel_mm::vmm::init(features.gigabyte_pages);
+        kernel_mm::vmm::protect_kernel(wants_vga_text(info))
             .unwrap_or_else(|error| fail("kernel W^X remap", &error));
         let after_vmm = cpu::rdtsc();
-        let heap = memory::heap::init().unwrap_or_else(|error| fail("kernel heap", &error));
+        let heap = kernel_mm::heap::init().unwrap_or_else(|error| fail("kernel heap", &error));
         let after_heap = cpu::rdtsc();
         report::Memory {
             heap,
@@ -185,7 +183,7 @@ mod kernel {
                 (blue.position, blue.size),
             ],
         };
-        let virt = match memory::vmm::map_mmio(framebuffer.address, framebuffer.size()) {
+        let virt = match kernel_mm::vmm::map_mmio(framebuffer.address, framebuffer.size()) {
             Ok(virt) => virt,
             Err(error) => {
                 log::warn!(

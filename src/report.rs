@@ -1,15 +1,16 @@
 //! The boot report: what the firmware gave us and how memory is laid out.
+#![forbid(unsafe_code)]
 
 use crate::arch::x86_64::sections;
 use crate::boot::{BootInfo, Firmware, FramebufferKind};
+use crate::kernel_mm::direct_map::DirectMap;
+use crate::kernel_mm::{heap, pmm, vmm};
 use crate::kprintln;
-use crate::memory::direct_map::DirectMap;
-use crate::memory::{heap, pmm, vmm};
-use crate::mm::heap::HeapStats;
-use crate::mm::layout::{DIRECT_MAP_OFFSET, HEAP_MAX_SIZE, HEAP_START, PAGE_SIZE};
-use crate::mm::paging::{NX, WRITABLE};
-use crate::mm::pmm::{ReservationKind, Stats};
 use crate::units::HumanSize;
+use mm::heap::HeapStats;
+use mm::layout::{DIRECT_MAP_OFFSET, HEAP_MAX_SIZE, HEAP_START, PAGE_SIZE};
+use mm::paging::{NX, WRITABLE};
+use mm::pmm::{ReservationKind, Stats};
 
 /// What memory initialisation produced, for the report.
 pub struct Memory {

@@ -1,5 +1,6 @@
 //! Numbers for people: `HumanSize(3 << 20)` prints `3 MiB`, and
 //! [`parse_number`] reads `4096`, `0x1000`, `4K`, `16M`.
+#![forbid(unsafe_code)]
 
 use core::fmt;
 

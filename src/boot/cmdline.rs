@@ -1,5 +1,6 @@
 //! The kernel command line: `test`, `pmm.max=32M`, `log=debug`,
 //! `test.filter=NAME`, `crash=KIND`, `exit`.
+#![forbid(unsafe_code)]
 
 /// What the kernel does after it has initialised memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

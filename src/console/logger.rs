@@ -1,4 +1,5 @@
 //! `log` crate backend: `[LEVEL target] message` lines on the console.
+#![forbid(unsafe_code)]
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 

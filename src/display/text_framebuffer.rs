@@ -4,6 +4,7 @@
 //! GRUB on UEFI hands the kernel a framebuffer, not VGA text mode; this is
 //! what makes the boot report visible on a UEFI PC. It works over any
 //! `&mut [u8]`, so it is tested on the host.
+#![forbid(unsafe_code)]
 
 use core::fmt;
 

@@ -2,7 +2,7 @@
 
 use super::{Context, Test, TestResult};
 use crate::cabi::PTE_FLAGS;
-use crate::memory::{heap, pmm};
+use crate::kernel_mm::{heap, pmm};
 use crate::{kassert, kassert_eq};
 
 extern "C" {

@@ -11,10 +11,10 @@ use core::ptr;
 use crate::arch::x86_64::exceptions::{catch_fault, vector};
 
 use super::{Context, Test, TestResult};
-use crate::memory::{heap, pmm};
-use crate::mm::layout::{HEAP_INITIAL_SIZE, HEAP_MAX_SIZE, HEAP_START};
-use crate::mm::MmError;
+use crate::kernel_mm::{heap, pmm};
 use crate::{kassert, kassert_eq, kprintln};
+use mm::layout::{HEAP_INITIAL_SIZE, HEAP_MAX_SIZE, HEAP_START};
+use mm::MmError;
 
 /// The heap tests.
 pub static TESTS: &[Test] = &[

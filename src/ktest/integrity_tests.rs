@@ -8,7 +8,7 @@ use core::ptr;
 use x86_64::PhysAddr;
 
 use super::{Context, Failure, Test, TestResult};
-use crate::memory::phys_to_virt;
+use crate::kernel_mm::phys_to_virt;
 use crate::{kassert, kassert_eq, kprintln};
 
 /// The integrity tests (run last).

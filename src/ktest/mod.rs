@@ -99,15 +99,15 @@ macro_rules! kassert_eq {
 /// shell the heap may already be nearly full (`alloc 15M`), and an
 /// infallible allocation that fails would take the kernel down.
 pub fn need_heap(bytes: usize) -> TestResult {
-    let probe = crate::memory::heap::kmalloc(bytes);
+    let probe = crate::kernel_mm::heap::kmalloc(bytes);
     if probe.is_null() {
-        let stats = crate::memory::heap::stats();
+        let stats = crate::kernel_mm::heap::stats();
         set_detail(format_args!(
             "    the heap cannot give {} now ({} used of {} mapped, cap {})",
             crate::units::HumanSize(bytes as u64),
             crate::units::HumanSize(stats.used as u64),
             crate::units::HumanSize(stats.mapped as u64),
-            crate::units::HumanSize(crate::mm::layout::HEAP_MAX_SIZE)
+            crate::units::HumanSize(mm::layout::HEAP_MAX_SIZE)
         ));
         return Err(Failure {
             message: "out of memory: not enough heap for this test",
@@ -116,7 +116,7 @@ pub fn need_heap(bytes: usize) -> TestResult {
         });
     }
     // The probe came from kmalloc just above and is freed once.
-    let _ = crate::memory::heap::kfree(probe);
+    let _ = crate::kernel_mm::heap::kfree(probe);
     Ok(())
 }
 

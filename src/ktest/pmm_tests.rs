@@ -7,11 +7,11 @@ use x86_64::PhysAddr;
 use super::{Context, Test, TestResult};
 use crate::arch::x86_64::{cpu, sections};
 use crate::boot::{CommandLine, MemoryKind};
-use crate::memory::{bootstrap, phys_to_virt, pmm};
-use crate::mm::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, PMM_START};
-use crate::mm::pmm::PhysRange;
-use crate::mm::MmError;
+use crate::kernel_mm::{bootstrap, phys_to_virt, pmm};
 use crate::{kassert, kassert_eq, kprintln};
+use mm::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, PMM_START};
+use mm::pmm::PhysRange;
+use mm::MmError;
 
 /// The PMM tests.
 pub static TESTS: &[Test] = &[
@@ -124,7 +124,7 @@ fn bad_frees_report_and_change_nothing(_: &Context<'_>) -> TestResult {
     let before = pmm::stats();
     let bitmap = pmm::with(|p| {
         p.reservations()
-            .find(|r| r.kind == crate::mm::pmm::ReservationKind::PmmBitmap)
+            .find(|r| r.kind == mm::pmm::ReservationKind::PmmBitmap)
             .map(|r| r.range)
     })
     .flatten()

@@ -12,11 +12,11 @@ use x86_64::PhysAddr;
 use super::{Context, Failure, Test, TestResult};
 use crate::arch::x86_64::exceptions::{catch_fault, vector};
 use crate::arch::x86_64::timer;
-use crate::memory::{heap, phys_to_virt, pmm, vmm};
-use crate::mm::layout::{HEAP_MAX_SIZE, HUGE_PAGE_SIZE, PAGE_SIZE};
-use crate::mm::paging::{PageSize, NX, WRITABLE};
-use crate::mm::MmError;
+use crate::kernel_mm::{heap, phys_to_virt, pmm, vmm};
 use crate::{kassert, kassert_eq, kprintln};
+use mm::layout::{HEAP_MAX_SIZE, HUGE_PAGE_SIZE, PAGE_SIZE};
+use mm::paging::{PageSize, NX, WRITABLE};
+use mm::MmError;
 
 /// The reliability tests.
 pub static TESTS: &[Test] = &[

@@ -11,14 +11,14 @@ use super::{Context, Failure, Test, TestResult};
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::exceptions::{catch_fault, vector, CaughtFault};
 use crate::arch::x86_64::sections;
-use crate::memory::{direct_map, phys_to_virt, pmm, vmm};
-use crate::mm::layout::{
+use crate::kernel_mm::{direct_map, phys_to_virt, pmm, vmm};
+use crate::{kassert, kassert_eq, kprintln};
+use mm::layout::{
     BOOTSTRAP_POOL_START, BOOT_PD, BOOT_PDPT, BOOT_PML4, BOOT_PT, GIANT_PAGE_SIZE, HUGE_PAGE_SIZE,
     PAGE_SIZE,
 };
-use crate::mm::paging::{PageSize, NOCACHE, NX, PRESENT, USER, WRITABLE};
-use crate::mm::MmError;
-use crate::{kassert, kassert_eq, kprintln};
+use mm::paging::{PageSize, NOCACHE, NX, PRESENT, USER, WRITABLE};
+use mm::MmError;
 
 /// A lower-half region nothing else uses, for test mappings.
 const TEST_AREA: u64 = 0x0000_6000_0000_0000;

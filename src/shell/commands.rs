@@ -4,10 +4,10 @@ use x86_64::PhysAddr;
 
 use crate::arch::x86_64::cpu;
 use crate::boot::BootInfo;
-use crate::memory::{heap, pmm, vmm};
-use crate::mm::layout::PAGE_SIZE;
+use crate::kernel_mm::{heap, pmm, vmm};
 use crate::units::{parse_number, HumanSize};
 use crate::{kprintln, ktest, report};
+use mm::layout::PAGE_SIZE;
 
 const HELP: &[(&str, &str)] = &[
     ("help", "this list"),
@@ -184,7 +184,7 @@ fn frames(count: u64) {
         first.get_or_insert(address);
         last = address;
         // SAFETY: the frame is ours until freed below; direct-mapped.
-        unsafe { *crate::memory::phys_to_virt(address).as_mut_ptr::<u64>() = head };
+        unsafe { *crate::kernel_mm::phys_to_virt(address).as_mut_ptr::<u64>() = head };
         head = address.as_u64();
         got += 1;
     }
@@ -198,7 +198,7 @@ fn frames(count: u64) {
     while head != 0 {
         let address = PhysAddr::new(head);
         // SAFETY: written above for each frame we own.
-        head = unsafe { *crate::memory::phys_to_virt(address).as_ptr::<u64>() };
+        head = unsafe { *crate::kernel_mm::phys_to_virt(address).as_ptr::<u64>() };
         let _ = pmm::free_page(address);
     }
     let after = pmm::stats();
@@ -239,14 +239,7 @@ fn bench() {
         if let Some(frame) = frame {
             let virt = 0x0000_6000_0000_0000;
             let phys = frame.start_address().as_u64();
-            if vmm::map(
-                virt,
-                phys,
-                crate::mm::paging::PageSize::Size4KiB,
-                crate::mm::paging::NX,
-            )
-            .is_ok()
-            {
+            if vmm::map(virt, phys, mm::paging::PageSize::Size4KiB, mm::paging::NX).is_ok() {
                 let _ = vmm::unmap(virt);
             }
         }

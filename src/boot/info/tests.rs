@@ -402,7 +402,7 @@ mod fuzz {
     }
 
     proptest! {
-        #![proptest_config(crate::fuzzing::cases(20_000))]
+        #![proptest_config(mm::testing::cases(20_000))]
 
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {

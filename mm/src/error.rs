@@ -1,0 +1,69 @@
+//! The one error type of the memory manager.
+#![forbid(unsafe_code)]
+
+use core::fmt;
+
+/// Everything that can go wrong in the PMM, the VMM or the heap.
+///
+/// Each variant names one misuse or one exhausted resource, so a caller (or
+/// the C shim) can report exactly what happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmError {
+    /// No free physical frame (or no free run of the requested size).
+    OutOfFrames,
+    /// The frame is already free: a double free.
+    FrameAlreadyFree,
+    /// The frame is reserved (kernel image, boot data, firmware) and was
+    /// never handed out.
+    FrameReserved,
+    /// The address lies outside the memory the allocator manages.
+    OutOfRange,
+    /// An address or size is not aligned as the operation needs.
+    Misaligned,
+    /// A virtual address is not canonical (bits 48..64 differ from bit 47).
+    NonCanonical,
+    /// The page is already mapped.
+    AlreadyMapped,
+    /// The page is not mapped.
+    NotMapped,
+    /// The request conflicts with a huge (2 MiB / 1 GiB) mapping.
+    HugePageConflict,
+    /// The CPU does not support the requested page size.
+    PageSizeUnsupported,
+    /// The heap cannot grow any further.
+    HeapExhausted,
+    /// The pointer was freed already.
+    DoubleFree,
+    /// The pointer was never returned by this allocator.
+    InvalidFree,
+    /// An argument is out of its documented domain (zero count, bad alignment).
+    InvalidArgument,
+}
+
+impl MmError {
+    /// A short, stable, human-readable description.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MmError::OutOfFrames => "out of physical frames",
+            MmError::FrameAlreadyFree => "frame is already free (double free)",
+            MmError::FrameReserved => "frame is reserved and was never allocated",
+            MmError::OutOfRange => "address outside managed memory",
+            MmError::Misaligned => "address or size is misaligned",
+            MmError::NonCanonical => "virtual address is not canonical",
+            MmError::AlreadyMapped => "page is already mapped",
+            MmError::NotMapped => "page is not mapped",
+            MmError::HugePageConflict => "conflicts with a huge-page mapping",
+            MmError::PageSizeUnsupported => "page size not supported by this CPU",
+            MmError::HeapExhausted => "heap exhausted",
+            MmError::DoubleFree => "pointer already freed (double free)",
+            MmError::InvalidFree => "pointer was never allocated by this heap",
+            MmError::InvalidArgument => "invalid argument",
+        }
+    }
+}
+
+impl fmt::Display for MmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

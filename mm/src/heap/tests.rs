@@ -1,0 +1,660 @@
+//! Host tests of the heap: unit tests of each path and a property test of
+//! random alloc/free/realloc sequences against a model.
+
+use std::alloc::{alloc, dealloc, Layout};
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::tlsf::{bitmap_words, DEBUG_OVERHEAD};
+use super::*;
+use crate::MmError;
+
+const MIB: usize = 1 << 20;
+
+/// Host memory for a heap of up to `max` bytes, `initial` of it "mapped";
+/// the grow hook maps more of the reservation, up to `max`.
+struct Arena {
+    base: *mut u8,
+    max: usize,
+    bitmaps: Vec<u64>,
+}
+
+struct Reserve {
+    limit: usize,
+    calls: usize,
+}
+
+impl Grow for Reserve {
+    fn grow(&mut self, end: usize, bytes: usize) -> bool {
+        assert_eq!(bytes % 4096, 0);
+        self.calls += 1;
+        end + bytes <= self.limit
+    }
+}
+
+impl Arena {
+    fn new(max: usize) -> Self {
+        // SAFETY: non-zero size, valid alignment.
+        let base = unsafe { alloc(Layout::from_size_align(max, 4096).unwrap()) };
+        assert!(!base.is_null());
+        Self {
+            base,
+            max,
+            bitmaps: vec![0; bitmap_words(max)],
+        }
+    }
+
+    fn heap(&mut self, initial: usize, poison: bool) -> Heap<'_, Reserve> {
+        let start = self.base as usize;
+        let grow = Reserve {
+            limit: start + self.max,
+            calls: 0,
+        };
+        // SAFETY: the arena owns [base, base + max) for the heap's lifetime
+        // (the heap borrows the arena), 4096-aligned.
+        unsafe { Heap::new(start, initial, self.max, grow, &mut self.bitmaps, poison) }.unwrap()
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { dealloc(self.base, Layout::from_size_align(self.max, 4096).unwrap()) };
+    }
+}
+
+fn layout(size: usize, align: usize) -> Layout {
+    Layout::from_size_align(size, align).unwrap()
+}
+
+#[test]
+fn allocates_aligned_disjoint_blocks_and_coalesces() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, false);
+    let a = heap.kmalloc(24).unwrap().as_ptr();
+    let b = heap.kmalloc(1000).unwrap().as_ptr();
+    let c = heap.alloc(layout(64, 4096)).unwrap().as_ptr();
+    assert_eq!(a as usize % 16, 0);
+    assert_eq!(b as usize % 16, 0);
+    assert_eq!(c as usize % 4096, 0);
+    assert!(heap.usable_size(a).unwrap() >= 24);
+    heap.verify().unwrap();
+    assert_eq!(heap.stats().live_allocations, 3);
+    for pointer in [b, a, c] {
+        heap.free(pointer).unwrap();
+        heap.verify().unwrap();
+    }
+    let stats = heap.stats();
+    assert_eq!((stats.used, stats.live_allocations), (0, 0));
+    // Everything coalesces back into one block once the quick lists drain.
+    heap.trim();
+    heap.verify().unwrap();
+    assert_eq!(heap.largest_free_block(), MIB - 16);
+    let whole = heap.kmalloc(MIB - 32).unwrap();
+    heap.free(whole.as_ptr()).unwrap();
+}
+
+#[test]
+fn bad_frees_are_reported_and_change_nothing() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, true);
+    let a = heap.kmalloc(100).unwrap().as_ptr();
+    let b = heap.kmalloc(100).unwrap().as_ptr();
+    let before = heap.stats();
+    let mut on_stack = 0u64;
+    assert_eq!(
+        heap.free(&mut on_stack as *mut u64 as *mut u8),
+        Err(MmError::InvalidFree)
+    );
+    assert_eq!(heap.free(a.wrapping_add(16)), Err(MmError::InvalidFree));
+    assert_eq!(heap.free(a.wrapping_add(1)), Err(MmError::InvalidFree));
+    assert_eq!(heap.free(core::ptr::null_mut()), Err(MmError::InvalidFree));
+    assert_eq!(heap.stats(), before);
+    heap.free(a).unwrap();
+    let after = heap.stats();
+    assert_eq!(heap.free(a), Err(MmError::DoubleFree));
+    assert_eq!(heap.stats(), after);
+    heap.verify().unwrap();
+    // Poisoning filled the freed payload (past the free-list links).
+    // SAFETY: reading heap memory we manage; it is free, not unmapped.
+    let poisoned = unsafe { core::slice::from_raw_parts(a.add(24), 64) };
+    assert!(poisoned.iter().all(|&byte| byte == 0xDD));
+    heap.free(b).unwrap();
+    heap.verify().unwrap();
+}
+
+/// With debug checks off, small frees take an inline path (recent list)
+/// and the rest an out-of-line one; bad frees must be caught on both.
+#[test]
+fn bad_frees_are_caught_on_the_fast_and_slow_paths() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, false);
+    let slots: Vec<*mut u8> = (0..100)
+        .map(|_| heap.kmalloc(32).unwrap().as_ptr())
+        .collect();
+    let block = heap.kmalloc(1000).unwrap().as_ptr();
+    // The first 64 frees fill the class's recent list; the rest go to
+    // their pages.
+    for &slot in &slots[..70] {
+        heap.free(slot).unwrap();
+    }
+    heap.free(block).unwrap();
+    let before = heap.stats();
+    for pointer in [slots[0], slots[63], slots[64], slots[69], block] {
+        assert_eq!(heap.free(pointer), Err(MmError::DoubleFree), "{pointer:p}");
+    }
+    let live = slots[80];
+    for pointer in [live.wrapping_add(16), live.wrapping_add(8)] {
+        assert_eq!(heap.free(pointer), Err(MmError::InvalidFree), "{pointer:p}");
+    }
+    assert_eq!(heap.stats(), before);
+    heap.verify().unwrap();
+    let other = heap.kmalloc(2000).unwrap().as_ptr();
+    let before_other = heap.stats();
+    assert_eq!(heap.free(other.wrapping_add(32)), Err(MmError::InvalidFree));
+    assert_eq!(heap.stats(), before_other);
+    heap.free(other).unwrap();
+    assert_eq!(heap.stats().used, before.used);
+    heap.verify().unwrap();
+    for &slot in &slots[70..] {
+        heap.free(slot).unwrap();
+    }
+    assert_eq!(heap.stats().used, 0);
+    heap.verify().unwrap();
+}
+
+/// Only live allocations have a bit in the live bitmap; a refused pointer
+/// is told apart on the error path: into freed memory (also after the block
+/// merged with a free neighbour, or while it waits in a quick list) is a
+/// double free, into a live block or never-handed-out slab slack is not.
+#[test]
+fn refused_pointers_are_classified_after_merging_and_caching() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, false);
+    let [a, b, c] = [0; 3].map(|_| heap.kmalloc(1000).unwrap().as_ptr());
+    assert_eq!(b as usize - a as usize, 1008, "adjacent blocks");
+    heap.free(a).unwrap();
+    heap.free(b).unwrap(); // merges into a's free block: b's header is gone
+    let before = heap.stats();
+    for pointer in [a, b, a.wrapping_add(512), b.wrapping_add(64)] {
+        assert_eq!(heap.free(pointer), Err(MmError::DoubleFree), "{pointer:p}");
+    }
+    assert_eq!(heap.free(c.wrapping_add(64)), Err(MmError::InvalidFree));
+    // A 300-byte block is small enough for a quick list (still a used
+    // block to the TLSF part) once freed.
+    let quick = heap
+        .alloc(Layout::from_size_align(300, 32).unwrap())
+        .unwrap()
+        .as_ptr();
+    heap.free(quick).unwrap();
+    let cached = heap.stats();
+    assert_eq!(heap.free(quick), Err(MmError::DoubleFree));
+    assert_eq!(heap.free(quick.wrapping_add(32)), Err(MmError::DoubleFree));
+    assert_eq!(heap.stats(), cached);
+    assert_eq!(cached.live_allocations, before.live_allocations);
+    heap.verify().unwrap();
+    heap.free(c).unwrap();
+    assert_eq!(heap.stats().live_allocations, 0);
+    heap.verify().unwrap();
+}
+
+#[test]
+fn grows_in_steps_up_to_the_cap_then_fails_cleanly() {
+    let mut arena = Arena::new(4 * MIB);
+    let mut heap = arena.heap(64 * 1024, false);
+    let mut blocks = Vec::new();
+    loop {
+        match heap.kmalloc(30_000) {
+            Ok(pointer) => {
+                // SAFETY: a fresh 30,000-byte block.
+                unsafe { pointer.as_ptr().write_bytes(blocks.len() as u8, 30_000) };
+                blocks.push(pointer.as_ptr());
+            }
+            Err(error) => {
+                assert_eq!(error, MmError::HeapExhausted);
+                break;
+            }
+        }
+    }
+    assert_eq!(heap.stats().mapped, 4 * MIB);
+    assert_eq!(heap.growth_left(), 0);
+    assert!(
+        blocks.len() >= 135,
+        "only {} blocks fit in 4 MiB",
+        blocks.len()
+    );
+    heap.verify().unwrap();
+    // Earlier blocks are intact; small allocations still work after a free.
+    for (index, &pointer) in blocks.iter().enumerate() {
+        // SAFETY: a live block of 30,000 bytes.
+        let bytes = unsafe { core::slice::from_raw_parts(pointer, 30_000) };
+        assert!(bytes.iter().all(|&b| b == index as u8));
+    }
+    heap.free(blocks.pop().unwrap()).unwrap();
+    let small = heap.kmalloc(64).unwrap();
+    heap.free(small.as_ptr()).unwrap();
+    for pointer in blocks {
+        heap.free(pointer).unwrap();
+    }
+    heap.trim();
+    heap.verify().unwrap();
+    assert_eq!(heap.largest_free_block(), 4 * MIB - 16);
+}
+
+#[test]
+fn absurd_requests_fail_without_panicking() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, false);
+    let before = heap.stats();
+    assert_eq!(heap.kmalloc(usize::MAX).err(), Some(MmError::HeapExhausted));
+    assert_eq!(
+        heap.kmalloc(usize::MAX - 8).err(),
+        Some(MmError::HeapExhausted)
+    );
+    assert_eq!(heap.kmalloc(2 * MIB).err(), Some(MmError::HeapExhausted));
+    assert_eq!(
+        heap.alloc(layout(8, 8192)).err(),
+        Some(MmError::InvalidArgument)
+    );
+    assert_eq!(
+        heap.alloc(layout(MIB, 4096)).err(),
+        Some(MmError::HeapExhausted)
+    );
+    assert_eq!(heap.stats().used, before.used);
+    // kmalloc(0) gives a valid, freeable minimum block.
+    let zero = heap.kmalloc(0).unwrap();
+    heap.free(zero.as_ptr()).unwrap();
+    heap.verify().unwrap();
+}
+
+#[test]
+fn realloc_grows_in_place_and_moves_when_needed() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, false);
+    // 300 bytes: a TLSF block (smaller requests live in slab slots).
+    let a = heap.kmalloc(300).unwrap().as_ptr();
+    // SAFETY: a live 300-byte block.
+    unsafe { a.write_bytes(7, 300) };
+    let grown = heap.realloc(a, layout(300, 16), 5000).unwrap().as_ptr();
+    assert_eq!(grown, a, "the free space after it is used in place");
+    let blocker = heap.kmalloc(16).unwrap().as_ptr();
+    let moved = heap
+        .realloc(grown, layout(5000, 16), 20_000)
+        .unwrap()
+        .as_ptr();
+    // SAFETY: a live block of at least 20,000 bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(moved, 300) };
+    assert!(bytes.iter().all(|&b| b == 7));
+    let shrunk = heap
+        .realloc(moved, layout(20_000, 16), 1000)
+        .unwrap()
+        .as_ptr();
+    assert_eq!(shrunk, moved, "a block shrinks in place");
+    heap.verify().unwrap();
+    // Shrunk to what a slab slot holds, it moves into one.
+    let used = heap.stats().used;
+    let slot = heap.realloc(shrunk, layout(1000, 16), 10).unwrap().as_ptr();
+    assert_ne!(slot, shrunk);
+    assert_eq!(heap.usable_size(slot), Ok(16));
+    // SAFETY: a live 10-byte allocation.
+    let bytes = unsafe { core::slice::from_raw_parts(slot, 10) };
+    assert!(bytes.iter().all(|&b| b == 7), "contents moved with it");
+    assert!(heap.stats().used < used);
+    assert_eq!(heap.free(shrunk), Err(MmError::DoubleFree));
+    heap.verify().unwrap();
+    let shrunk = slot;
+    heap.free(shrunk).unwrap();
+    heap.free(blocker).unwrap();
+    heap.verify().unwrap();
+    assert_eq!(heap.stats().used, 0);
+}
+
+/// A block shrunk to slab size moves into a free slot of its class only
+/// if one is at hand: it never takes a new slab page for that, so a shrink
+/// neither grows the heap nor counts a failed allocation.
+#[test]
+fn realloc_shrinks_in_place_when_no_slot_is_at_hand() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(8192, false);
+    let big = heap.kmalloc(3000).unwrap().as_ptr();
+    let other = heap.kmalloc(3000).unwrap().as_ptr();
+    let before = heap.stats();
+    // No 16-byte slot exists yet, and a page for one would need growth.
+    let shrunk = heap.realloc(big, layout(3000, 16), 10).unwrap().as_ptr();
+    assert_eq!(shrunk, big, "shrunk in place");
+    let after = heap.stats();
+    assert_eq!(after.mapped, before.mapped, "no growth for a shrink");
+    assert_eq!(after.failed_allocations, before.failed_allocations);
+    assert_eq!(after.slab_free, 0, "no slab page taken");
+    heap.verify().unwrap();
+    // With a freed 16-byte slot at hand, the next such shrink moves there.
+    let slot = heap.kmalloc(10).unwrap().as_ptr();
+    heap.free(slot).unwrap();
+    // SAFETY: a live 3000-byte block.
+    unsafe { other.write_bytes(5, 3000) };
+    let moved = heap.realloc(other, layout(3000, 16), 10).unwrap().as_ptr();
+    assert_eq!(moved, slot, "the slot freed last");
+    // SAFETY: a live 10-byte allocation.
+    let bytes = unsafe { core::slice::from_raw_parts(moved, 10) };
+    assert!(bytes.iter().all(|&b| b == 5), "contents moved with it");
+    assert_eq!(heap.free(other), Err(MmError::DoubleFree));
+    heap.verify().unwrap();
+    heap.free(moved).unwrap();
+    heap.free(shrunk).unwrap();
+    assert_eq!(heap.stats().live_allocations, 0);
+    heap.verify().unwrap();
+}
+
+/// A slab page's block can end a few bytes past its page (a tail too
+/// small to split off); a pointer there is slack, not a freed block, even
+/// when the page's first slot was freed.
+#[test]
+fn slack_after_a_slab_page_is_not_a_double_free() {
+    let mut arena = Arena::new(64 * 1024);
+    let mut heap = arena.heap(64 * 1024, false);
+    let start = heap.range().0;
+    // A 4,064-byte block, then an 8,224-byte one: the second starts at
+    // start + 4072, so a page-aligned payload inside it is at start + 8192
+    // and leaves 16 bytes after the page, too few to split off.
+    let a = heap.kmalloc(4056).unwrap().as_ptr();
+    let gap = heap.kmalloc(8216).unwrap().as_ptr();
+    assert_eq!(gap as usize, start + 4080);
+    // Fill the rest with TLSF blocks, so that the gap, once freed, is the
+    // only place a slab page fits.
+    let mut fill = Vec::new();
+    for size in [30_000, 8000, 4000, 1000, 300] {
+        while let Ok(pointer) = heap.kmalloc(size) {
+            fill.push(pointer.as_ptr());
+        }
+    }
+    heap.free(gap).unwrap();
+    let slot = heap.kmalloc(16).unwrap().as_ptr();
+    assert_eq!(slot as usize, start + 8192, "the page went into the gap");
+    heap.free(slot).unwrap();
+    let before = heap.stats();
+    let past = slot.wrapping_add(4096);
+    assert_eq!(heap.free(past), Err(MmError::InvalidFree));
+    assert_eq!(heap.stats(), before);
+    heap.verify().unwrap();
+    for pointer in fill.into_iter().chain([a]) {
+        heap.free(pointer).unwrap();
+    }
+    heap.verify().unwrap();
+}
+
+#[test]
+fn small_objects_share_slab_pages_that_go_back_when_empty() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, false);
+    let empty = heap.stats();
+    // 64-byte slots: 63 per page, all in a few pages, 64 bytes apart.
+    let blocks: Vec<*mut u8> = (0..1000)
+        .map(|_| heap.kmalloc(64).unwrap().as_ptr())
+        .collect();
+    assert_eq!(blocks[1] as usize - blocks[0] as usize, 64);
+    let pages: std::collections::BTreeSet<usize> =
+        blocks.iter().map(|&b| b as usize & !4095).collect();
+    assert_eq!(pages.len(), 1000usize.div_ceil(63));
+    let stats = heap.stats();
+    assert_eq!(stats.used, 1000 * 64);
+    assert_eq!(stats.slab_free, (pages.len() * 63 - 1000) * 64);
+    assert_eq!(stats.used + stats.free + stats.overhead, stats.mapped);
+    heap.verify().unwrap();
+    // The slack after a page's last slot and a pointer inside a slot are
+    // not allocations.
+    let page = *pages.iter().next().unwrap() as *mut u8;
+    assert_eq!(page, blocks[0], "slots start at the page boundary");
+    let before = heap.stats();
+    assert_eq!(
+        heap.free(page.wrapping_add(63 * 64)),
+        Err(MmError::InvalidFree)
+    );
+    assert_eq!(
+        heap.free(blocks[0].wrapping_add(16)),
+        Err(MmError::InvalidFree)
+    );
+    assert_eq!(heap.stats(), before);
+    // Sizes of one class reuse the slot just freed (LIFO).
+    heap.free(blocks[500]).unwrap();
+    assert_eq!(heap.free(blocks[500]), Err(MmError::DoubleFree));
+    assert_eq!(heap.stats(), {
+        let mut s = before;
+        s.used -= 64;
+        s.free += 64;
+        s.slab_free += 64;
+        s.live_allocations -= 1;
+        s
+    });
+    let again = heap.kmalloc(50).unwrap().as_ptr();
+    assert_eq!(again, blocks[500]);
+    heap.free(again).unwrap();
+    // Freeing everything returns all pages but the spare and those holding
+    // the last 32 freed slots (kept warm for reuse); trim returns them too
+    // and the heap is one free block again.
+    for (index, &block) in blocks.iter().enumerate() {
+        if index != 500 {
+            heap.free(block).unwrap();
+        }
+    }
+    heap.verify().unwrap();
+    assert_eq!(heap.stats().used, 0);
+    assert!(heap.stats().slab_free <= 33 * 4096);
+    heap.trim();
+    heap.verify().unwrap();
+    assert_eq!(heap.stats().free, empty.free);
+    assert_eq!(heap.stats().overhead, empty.overhead);
+    assert_eq!(heap.largest_free_block(), MIB - 16);
+}
+
+#[test]
+fn slab_slots_realloc_in_place_then_move_to_the_tlsf_lists() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, false);
+    let a = heap.kmalloc(40).unwrap().as_ptr();
+    // SAFETY: a live 40-byte slot.
+    unsafe { a.write_bytes(9, 40) };
+    // 40 bytes sit in a 48-byte slot: growing to 48 stays, 49 moves.
+    assert_eq!(heap.realloc(a, layout(40, 16), 48).unwrap().as_ptr(), a);
+    let b = heap.realloc(a, layout(48, 16), 49).unwrap().as_ptr();
+    assert_ne!(b, a);
+    let c = heap.realloc(b, layout(49, 16), 1000).unwrap().as_ptr();
+    // SAFETY: a live block of at least 1000 bytes.
+    let kept = unsafe { core::slice::from_raw_parts(c, 40) };
+    assert!(kept.iter().all(|&byte| byte == 9));
+    assert_eq!(heap.stats().live_allocations, 1);
+    heap.verify().unwrap();
+    heap.free(c).unwrap();
+    heap.verify().unwrap();
+}
+
+#[test]
+fn red_zones_catch_overflows_in_debug_mode() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, true);
+    let a = heap.kmalloc(10).unwrap().as_ptr();
+    let b = heap.kmalloc(100).unwrap().as_ptr();
+    assert_eq!(heap.usable_size(a), Ok(10));
+    // SAFETY: writing the 10 bytes we own, then one byte past them (on
+    // purpose: still inside the block, in its red zone).
+    unsafe {
+        a.write_bytes(1, 10);
+        a.add(10).write(0x42);
+    }
+    heap.free(a).unwrap();
+    assert_eq!(heap.stats().red_zone_violations, 1);
+    heap.free(b).unwrap();
+    assert_eq!(heap.stats().red_zone_violations, 1);
+    // The same in a TLSF block (over 256 bytes with the red zone).
+    let d = heap.kmalloc(300).unwrap().as_ptr();
+    // SAFETY: one byte past the 300 we own, inside the red zone.
+    unsafe { d.add(300).write(0) };
+    heap.free(d).unwrap();
+    assert_eq!(heap.stats().red_zone_violations, 2);
+    // realloc keeps the red zone after the new size.
+    let c = heap.kmalloc(40).unwrap().as_ptr();
+    let c = heap.realloc(c, layout(40, 16), 20).unwrap().as_ptr();
+    assert_eq!(heap.usable_size(c), Ok(20));
+    let c = heap.realloc(c, layout(20, 16), 3000).unwrap().as_ptr();
+    heap.free(c).unwrap();
+    assert_eq!(heap.stats().red_zone_violations, 2);
+    heap.verify().unwrap();
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Alloc(usize, u32),
+    Free(prop::sample::Index),
+    Realloc(prop::sample::Index, usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let size = prop_oneof![4 => 1usize..256, 3 => 256usize..4096, 1 => 4096usize..65_536];
+    prop_oneof![
+        5 => (size.clone(), 0u32..13).prop_map(|(s, a)| Op::Alloc(s, a)),
+        4 => any::<prop::sample::Index>().prop_map(Op::Free),
+        2 => (any::<prop::sample::Index>(), size).prop_map(|(i, s)| Op::Realloc(i, s)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(crate::testing::cases(96))]
+
+    #[test]
+    fn random_sequences_keep_every_invariant(
+        ops in proptest::collection::vec(op(), 1..300),
+        debug_checks in any::<bool>(),
+    ) {
+        let mut arena = Arena::new(2 * MIB);
+        let mut heap = arena.heap(64 * 1024, debug_checks);
+        // Model: payload address -> (size, align, fill byte).
+        let mut live: BTreeMap<usize, (usize, usize, u8)> = BTreeMap::new();
+        let mut fill = 0u8;
+        let (start, _) = heap.range();
+        for op in ops {
+            match op {
+                Op::Alloc(size, align_log) => {
+                    let align = 1usize << align_log;
+                    if let Ok(pointer) = heap.alloc(layout(size, align)) {
+                        let address = pointer.as_ptr() as usize;
+                        prop_assert_eq!(address % align.max(16), 0);
+                        prop_assert!(address >= start && address + size <= heap.range().1);
+                        if let Some((&below, &(below_size, _, _))) = live.range(..address).next_back() {
+                            prop_assert!(below + below_size <= address, "overlaps the block below");
+                        }
+                        if let Some((&above, _)) = live.range(address..).next() {
+                            prop_assert!(address + size <= above, "overlaps the block above");
+                        }
+                        fill = fill.wrapping_add(1);
+                        // SAFETY: a fresh block of `size` bytes.
+                        unsafe { pointer.as_ptr().write_bytes(fill, size) };
+                        live.insert(address, (size, align, fill));
+                    }
+                }
+                Op::Free(index) if !live.is_empty() => {
+                    let address = *live.keys().nth(index.index(live.len())).unwrap();
+                    let (size, _, byte) = live.remove(&address).unwrap();
+                    // SAFETY: a live block of `size` bytes.
+                    let bytes = unsafe { core::slice::from_raw_parts(address as *const u8, size) };
+                    prop_assert!(bytes.iter().all(|&b| b == byte), "block contents changed");
+                    heap.free(address as *mut u8).unwrap();
+                    prop_assert_eq!(heap.free(address as *mut u8), Err(MmError::DoubleFree));
+                }
+                Op::Realloc(index, new_size) if !live.is_empty() => {
+                    let address = *live.keys().nth(index.index(live.len())).unwrap();
+                    let (size, align, byte) = live[&address];
+                    if let Ok(pointer) = heap.realloc(address as *mut u8, layout(size, align), new_size) {
+                        live.remove(&address);
+                        let moved = pointer.as_ptr() as usize;
+                        prop_assert_eq!(moved % align.max(16), 0);
+                        let kept = size.min(new_size);
+                        // SAFETY: a live block of at least `new_size` bytes.
+                        let bytes = unsafe { core::slice::from_raw_parts(moved as *const u8, kept) };
+                        prop_assert!(bytes.iter().all(|&b| b == byte), "realloc lost data");
+                        // SAFETY: as above.
+                        unsafe { (moved as *mut u8).write_bytes(byte, new_size) };
+                        live.insert(moved, (new_size, align, byte));
+                    }
+                }
+                _ => {}
+            }
+            if let Err(problem) = heap.verify() {
+                return Err(TestCaseError::fail(problem));
+            }
+            prop_assert_eq!(heap.stats().live_allocations, live.len());
+        }
+        for &address in live.keys() {
+            heap.free(address as *mut u8).unwrap();
+        }
+        heap.verify().unwrap();
+        prop_assert_eq!(heap.stats().red_zone_violations, 0);
+        // Coalescing: the whole (grown) heap fits in one allocation again,
+        // small blocks cached in quick lists included.
+        let mapped = heap.stats().mapped;
+        let overhead = if debug_checks { DEBUG_OVERHEAD } else { 0 };
+        let whole = heap.kmalloc(mapped - 32 - overhead);
+        prop_assert!(whole.is_ok());
+        heap.free(whole.unwrap().as_ptr()).unwrap();
+        heap.trim();
+        prop_assert_eq!(heap.largest_free_block(), mapped - 16);
+    }
+}
+
+proptest! {
+    #![proptest_config(crate::testing::cases(32))]
+
+    /// Few size classes and long runs, so that slab pages go through every
+    /// state (full, partial, empty spare, handed back) with the recent
+    /// lists in between; contents, counters and `verify` are checked
+    /// throughout.
+    #[test]
+    fn slab_pages_survive_long_runs_of_few_classes(
+        ops in proptest::collection::vec((0usize..3, 0u8..10, any::<prop::sample::Index>()), 500..3000),
+        debug_checks in any::<bool>(),
+    ) {
+        const SIZES: [usize; 3] = [8, 48, 200];
+        let mut arena = Arena::new(MIB);
+        let mut heap = arena.heap(64 * 1024, debug_checks);
+        let empty = heap.stats();
+        let mut live: Vec<(usize, usize, u8)> = Vec::new();
+        for (step, (class, roll, pick)) in ops.into_iter().enumerate() {
+            // Phases of mostly allocating and mostly freeing fill and empty
+            // whole pages.
+            let allocating = (step / 400) % 2 == 0;
+            if live.is_empty() || (allocating && roll < 8) || (!allocating && roll < 2) {
+                let size = SIZES[class];
+                let pointer = heap.kmalloc(size).unwrap().as_ptr();
+                let byte = step as u8;
+                // SAFETY: a fresh allocation of `size` bytes.
+                unsafe { pointer.write_bytes(byte, size) };
+                live.push((pointer as usize, size, byte));
+            } else {
+                let (address, size, byte) = live.swap_remove(pick.index(live.len()));
+                // SAFETY: a live allocation of `size` bytes.
+                let bytes = unsafe { core::slice::from_raw_parts(address as *const u8, size) };
+                prop_assert!(bytes.iter().all(|&b| b == byte), "contents changed");
+                heap.free(address as *mut u8).unwrap();
+                prop_assert_eq!(heap.free(address as *mut u8), Err(MmError::DoubleFree));
+            }
+            if step % 50 == 0 {
+                if let Err(problem) = heap.verify() {
+                    return Err(TestCaseError::fail(problem));
+                }
+            }
+            let stats = heap.stats();
+            prop_assert_eq!(stats.live_allocations, live.len());
+            prop_assert_eq!(stats.used + stats.free + stats.overhead, stats.mapped);
+        }
+        for (address, _, _) in live.drain(..) {
+            heap.free(address as *mut u8).unwrap();
+        }
+        heap.verify().unwrap();
+        heap.trim();
+        heap.verify().unwrap();
+        let stats = heap.stats();
+        prop_assert_eq!((stats.used, stats.slab_free), (0, 0));
+        prop_assert_eq!(stats.overhead, empty.overhead);
+        prop_assert_eq!(heap.largest_free_block(), stats.mapped - 16);
+        prop_assert_eq!(stats.red_zone_violations, 0);
+    }
+}

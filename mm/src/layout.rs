@@ -1,0 +1,71 @@
+//! The fixed memory layout of the design, as named constants.
+//!
+//! ```text
+//! physical                                   virtual
+//! 0x0000_0000  page 0: never mapped          (null dereference faults)
+//! 0x0000_1000  PML4  \
+//! 0x0000_2000  PDPT   | boot page tables,   identity-mapped
+//! 0x0000_3000  PD     | built by asm/boot32.s
+//! 0x0000_4000  PT    /
+//! 0x0001_0000  bootstrap frame pool (up to 0x10_0000), identity-mapped
+//! 0x0010_0000  kernel image (linker.ld), ends below 0x20_0000
+//! 0x0020_0000  PMM-managed memory starts here
+//! 0x1000_0000  kernel heap (virtual), 1 MiB at start, up to 16 MiB
+//! ```
+#![forbid(unsafe_code)]
+
+/// Size of a small page / frame.
+pub const PAGE_SIZE: u64 = 4096;
+/// Size of a 2 MiB huge page.
+pub const HUGE_PAGE_SIZE: u64 = 2 * 1024 * 1024;
+/// Size of a 1 GiB huge page.
+pub const GIANT_PAGE_SIZE: u64 = 1024 * 1024 * 1024;
+
+/// Physical address of the boot PML4 (built by the assembly stub).
+pub const BOOT_PML4: u64 = 0x1000;
+/// Physical address of the boot PDPT.
+pub const BOOT_PDPT: u64 = 0x2000;
+/// Physical address of the boot page directory.
+pub const BOOT_PD: u64 = 0x3000;
+/// Physical address of the boot page table (maps the low 2 MiB in 4 KiB pages).
+pub const BOOT_PT: u64 = 0x4000;
+/// End (exclusive) of the boot page tables.
+pub const BOOT_TABLES_END: u64 = 0x5000;
+
+/// Start of the bootstrap frame pool (identity-mapped).
+pub const BOOTSTRAP_POOL_START: u64 = 0x1_0000;
+/// End (exclusive) of the bootstrap frame pool.
+pub const BOOTSTRAP_POOL_END: u64 = 0x10_0000;
+
+/// Physical load address of the kernel image.
+pub const KERNEL_LOAD: u64 = 0x10_0000;
+/// First physical address the PMM manages.
+pub const PMM_START: u64 = 0x20_0000;
+/// End of the design's default 32 MiB window (used with `pmm.max=32M`).
+pub const PMM_DEFAULT_END: u64 = 0x200_0000;
+
+/// Virtual base of the kernel heap.
+pub const HEAP_START: u64 = 0x1000_0000;
+/// Heap size mapped at init.
+pub const HEAP_INITIAL_SIZE: u64 = 1024 * 1024;
+/// Hard cap on the heap size.
+pub const HEAP_MAX_SIZE: u64 = 16 * 1024 * 1024;
+
+const _: () = assert!(BOOT_TABLES_END <= BOOTSTRAP_POOL_START);
+const _: () = assert!(BOOTSTRAP_POOL_END <= KERNEL_LOAD);
+const _: () = assert!(KERNEL_LOAD < PMM_START);
+const _: () = assert!(HEAP_START.is_multiple_of(HUGE_PAGE_SIZE));
+const _: () = assert!(HEAP_INITIAL_SIZE <= HEAP_MAX_SIZE);
+
+/// Virtual base of the direct map of all physical RAM (higher half).
+pub const DIRECT_MAP_OFFSET: u64 = 0xFFFF_8000_0000_0000;
+
+/// Size of the boot stack (asm/boot32.s), above its guard page.
+pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+/// Size of the double-fault IST stack, above its guard page.
+pub const DOUBLE_FAULT_STACK_SIZE: usize = 16 * 1024;
+/// Size of the NMI IST stack, above its guard page.
+pub const NMI_STACK_SIZE: usize = 16 * 1024;
+
+/// Virtual base where device memory (the framebuffer) is mapped.
+pub const MMIO_START: u64 = 0xFFFF_C000_0000_0000;

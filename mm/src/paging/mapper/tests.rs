@@ -1,0 +1,394 @@
+//! Host tests of the mapper over a buffer standing in for physical memory.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+use x86_64::structures::paging::{
+    FrameAllocator, FrameDeallocator, PageTable, PhysFrame, Size4KiB,
+};
+
+use super::*;
+use crate::paging::flags::{NX, WRITABLE};
+use crate::paging::Tlb;
+
+/// Fake physical address of the buffer's first page.
+const FAKE_BASE: u64 = 0x10_0000;
+const TABLE_PAGES: usize = 256;
+
+/// Page-aligned fake RAM plus a frame allocator over it that tracks every
+/// outstanding frame.
+struct FakeRam {
+    pages: Vec<PageTable>,
+    free: Vec<PhysFrame>,
+    outstanding: BTreeSet<u64>,
+    /// Fail allocations after this many more succeed.
+    budget: Option<usize>,
+}
+
+impl FakeRam {
+    fn new() -> Self {
+        let pages = (0..TABLE_PAGES).map(|_| PageTable::new()).collect();
+        let free = (1..TABLE_PAGES as u64)
+            .rev()
+            .map(|i| PhysFrame::containing_address(PhysAddr::new(FAKE_BASE + i * 4096)))
+            .collect();
+        Self {
+            pages,
+            free,
+            outstanding: BTreeSet::new(),
+            budget: None,
+        }
+    }
+
+    fn mapper(&mut self, gigabyte_pages: bool) -> Mapper<OffsetMem> {
+        let offset = (self.pages.as_mut_ptr() as u64).wrapping_sub(FAKE_BASE);
+        let pml4 = PhysFrame::containing_address(PhysAddr::new(FAKE_BASE));
+        // SAFETY: every frame the allocator hands out is a page of
+        // `self.pages`, at FAKE_BASE + i * 4096, so frame + offset points
+        // into the Vec, which outlives the mapper in each test; page 0 is
+        // the PML4, zeroed by PageTable::new.
+        unsafe { Mapper::new(pml4, OffsetMem::new(offset), gigabyte_pages) }
+    }
+}
+
+// SAFETY: hands out each frame of the buffer at most once until it is
+// returned (checked by `outstanding`).
+unsafe impl FrameAllocator<Size4KiB> for FakeRam {
+    fn allocate_frame(&mut self) -> Option<PhysFrame> {
+        if let Some(budget) = self.budget.as_mut() {
+            if *budget == 0 {
+                return None;
+            }
+            *budget -= 1;
+        }
+        let frame = self.free.pop()?;
+        assert!(self.outstanding.insert(frame.start_address().as_u64()));
+        // Dirty the frame: the mapper must zero new tables itself.
+        let index = ((frame.start_address().as_u64() - FAKE_BASE) / 4096) as usize;
+        for entry in self.pages[index].iter_mut() {
+            entry.set_addr(PhysAddr::new(0xDEAD_0000), PageTableFlags::empty());
+        }
+        Some(frame)
+    }
+}
+
+impl FrameDeallocator<Size4KiB> for FakeRam {
+    unsafe fn deallocate_frame(&mut self, frame: PhysFrame) {
+        assert!(
+            self.outstanding.remove(&frame.start_address().as_u64()),
+            "freed a frame that was not allocated: {frame:?}"
+        );
+        self.free.push(frame);
+    }
+}
+
+/// Records flushes.
+#[derive(Default)]
+struct Recorder {
+    pages: Vec<u64>,
+    full: usize,
+}
+
+impl Tlb for Recorder {
+    fn flush_page(&mut self, virt: u64) {
+        self.pages.push(virt);
+    }
+    fn flush_all(&mut self) {
+        self.full += 1;
+    }
+}
+
+const RW: PageTableFlags = WRITABLE.union(NX);
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// A snapshot of every page of fake RAM, to prove errors change nothing.
+fn snapshot(ram: &FakeRam) -> Vec<u64> {
+    ram.pages
+        .iter()
+        .flat_map(|t| t.iter().map(|e| e.addr().as_u64() ^ e.flags().bits()))
+        .collect()
+}
+
+#[test]
+fn map_translate_unmap_every_size() {
+    let mut ram = FakeRam::new();
+    let mut mapper = ram.mapper(true);
+    let mut tlb = Recorder::default();
+    let cases = [
+        (0x4000_0000_1000u64, 0x5000_3000u64, PageSize::Size4KiB),
+        (
+            0x4000_0020_0000,
+            0x7_0000_0000 + 2 * MIB,
+            PageSize::Size2MiB,
+        ),
+        (0xFFFF_9000_4000_0000, 3 * GIB, PageSize::Size1GiB),
+    ];
+    for (virt, phys, size) in cases {
+        mapper
+            .map(virt, phys, size, RW, &mut ram)
+            .unwrap()
+            .flush(&mut tlb);
+        for offset in [0, 8, size.bytes() / 2, size.bytes() - 1] {
+            let t = mapper.translate(virt + offset).unwrap();
+            assert_eq!(t.phys.as_u64(), phys + offset);
+            assert_eq!(t.size, size);
+            assert!(t.flags.contains(WRITABLE | NX | PRESENT));
+        }
+        assert_eq!(mapper.translate(virt + size.bytes()), None);
+    }
+    assert_eq!(tlb.pages, cases.map(|c| c.0).to_vec());
+    for (virt, phys, size) in cases {
+        let (frame, unmapped, flush) = mapper.unmap(virt, &mut ram).unwrap();
+        flush.flush(&mut tlb);
+        assert_eq!((frame.as_u64(), unmapped), (phys, size));
+        assert_eq!(mapper.translate(virt), None);
+    }
+    // Every intermediate table went back.
+    assert!(ram.outstanding.is_empty(), "{:?}", ram.outstanding);
+}
+
+#[test]
+fn each_error_is_distinct_and_changes_nothing() {
+    let mut ram = FakeRam::new();
+    let mut mapper = ram.mapper(false);
+    mapper
+        .map(0x20_0000, 0x40_0000, PageSize::Size2MiB, RW, &mut ram)
+        .unwrap()
+        .ignore();
+    mapper
+        .map(0x60_0000, 0x1000, PageSize::Size4KiB, RW, &mut ram)
+        .unwrap()
+        .ignore();
+    let before = snapshot(&ram);
+    let outstanding = ram.outstanding.clone();
+    let cases: [(Result<Flush, MmError>, MmError); 7] = [
+        (
+            mapper.map(0x60_0000, 0x2000, PageSize::Size4KiB, RW, &mut ram),
+            MmError::AlreadyMapped,
+        ),
+        (
+            mapper.map(0x20_1000, 0x2000, PageSize::Size4KiB, RW, &mut ram),
+            MmError::HugePageConflict,
+        ),
+        (
+            mapper.map(0x60_0000, 0x0, PageSize::Size2MiB, RW, &mut ram),
+            MmError::HugePageConflict,
+        ),
+        (
+            mapper.map(0x60_0800, 0x2000, PageSize::Size4KiB, RW, &mut ram),
+            MmError::Misaligned,
+        ),
+        (
+            mapper.map(0x70_0000, 0x2800, PageSize::Size4KiB, RW, &mut ram),
+            MmError::Misaligned,
+        ),
+        (
+            mapper.map(0x8000_0000_0000, 0x2000, PageSize::Size4KiB, RW, &mut ram),
+            MmError::NonCanonical,
+        ),
+        (
+            mapper.map(0x4000_0000, 0, PageSize::Size1GiB, RW, &mut ram),
+            MmError::PageSizeUnsupported,
+        ),
+    ];
+    for (result, error) in cases {
+        assert_eq!(result, Err(error));
+    }
+    assert_eq!(
+        mapper.unmap(0x80_0000, &mut ram).map(|_| ()),
+        Err(MmError::NotMapped)
+    );
+    assert_eq!(
+        mapper.unmap(0x20_1000, &mut ram).map(|_| ()),
+        Err(MmError::HugePageConflict)
+    );
+    assert_eq!(
+        mapper.unmap(0x60_0004, &mut ram).map(|_| ()),
+        Err(MmError::Misaligned)
+    );
+    assert_eq!(
+        mapper.update_flags(0x80_0000, RW).map(|_| ()),
+        Err(MmError::NotMapped)
+    );
+    assert_eq!(snapshot(&ram), before);
+    assert_eq!(ram.outstanding, outstanding);
+}
+
+#[test]
+fn out_of_frames_mid_walk_frees_what_it_took() {
+    let mut ram = FakeRam::new();
+    let mut mapper = ram.mapper(false);
+    let before = snapshot(&ram);
+    // A 4 KiB page in an empty tree needs PDPT, PD and PT: allow only two.
+    ram.budget = Some(2);
+    let result = mapper.map(0x1234_5000, 0x1000, PageSize::Size4KiB, RW, &mut ram);
+    assert_eq!(result, Err(MmError::OutOfFrames));
+    assert!(ram.outstanding.is_empty());
+    // The PML4 entry it had linked is gone again.
+    ram.budget = None;
+    let now = snapshot(&ram);
+    assert_eq!(now[..512], before[..512]);
+}
+
+#[test]
+fn map_range_uses_large_pages_and_rolls_back() {
+    let mut ram = FakeRam::new();
+    let mut mapper = ram.mapper(true);
+    // 4 KiB head, 2 MiB pages, a 1 GiB page, 4 KiB tail.
+    let virt = GIB - 2 * MIB - 4096;
+    let len = 4096 + 2 * MIB + GIB + 8192;
+    let flush = mapper
+        .map_range(virt, virt, len, RW, false, &mut ram)
+        .unwrap();
+    let mut tlb = Recorder::default();
+    flush.flush(&mut tlb);
+    let mut runs = Vec::new();
+    mapper.mappings(0, u64::MAX, |run| runs.push(run));
+    let sizes: Vec<_> = runs.iter().map(|r| (r.size, r.len)).collect();
+    assert_eq!(
+        sizes,
+        vec![
+            (PageSize::Size4KiB, 4096),
+            (PageSize::Size2MiB, 2 * MIB),
+            (PageSize::Size1GiB, GIB),
+            (PageSize::Size4KiB, 8192)
+        ]
+    );
+    assert_eq!(tlb.pages.len(), 5, "few pages: flushed one by one");
+    let (pages, flush) = mapper.unmap_range(virt, len, &mut ram).unwrap();
+    flush.ignore();
+    assert_eq!(pages, 5);
+    assert!(ram.outstanding.is_empty());
+
+    // Rollback: 64 pages of 4 KiB need a PDPT, PD, PT; fail on the 2nd PT.
+    let before = snapshot(&ram);
+    ram.budget = Some(3);
+    let result = mapper.map_range(0x1F_F000, 0x1000, 8192, RW, true, &mut ram);
+    assert_eq!(result, Err(MmError::OutOfFrames));
+    assert!(ram.outstanding.is_empty());
+    assert_eq!(snapshot(&ram)[..512], before[..512]);
+}
+
+#[test]
+fn big_ranges_flush_everything_at_once() {
+    let mut ram = FakeRam::new();
+    let mut mapper = ram.mapper(false);
+    let mut tlb = Recorder::default();
+    mapper
+        .map_range(0x40_0000, 0, 64 * 4096, RW, true, &mut ram)
+        .unwrap()
+        .flush(&mut tlb);
+    assert_eq!((tlb.pages.len(), tlb.full), (0, 1));
+}
+
+#[test]
+fn ten_thousand_cycles_leak_no_table() {
+    let mut ram = FakeRam::new();
+    let mut mapper = ram.mapper(false);
+    for cycle in 0..10_000u64 {
+        let virt = 0x7F00_0000_0000 + (cycle % 7) * GIB;
+        mapper
+            .map(virt, 0x1000, PageSize::Size4KiB, RW, &mut ram)
+            .unwrap()
+            .ignore();
+        mapper.unmap(virt, &mut ram).unwrap().2.ignore();
+        assert!(ram.outstanding.is_empty());
+    }
+}
+
+#[test]
+fn update_flags_keeps_the_frame_and_size() {
+    let mut ram = FakeRam::new();
+    let mut mapper = ram.mapper(false);
+    mapper
+        .map(0x20_0000, 0x60_0000, PageSize::Size2MiB, RW, &mut ram)
+        .unwrap()
+        .ignore();
+    mapper.update_flags(0x20_0000, NX).unwrap().ignore();
+    let t = mapper.translate(0x20_0010).unwrap();
+    assert_eq!((t.phys.as_u64(), t.size), (0x60_0010, PageSize::Size2MiB));
+    assert!(!t.flags.contains(WRITABLE));
+    assert!(t.flags.contains(NX | HUGE));
+}
+
+#[test]
+fn walk_and_runs_describe_the_tree() {
+    let mut ram = FakeRam::new();
+    let mut mapper = ram.mapper(false);
+    mapper
+        .map_range(0xFFFF_8000_0000_0000, 0, 4 * MIB, RW, false, &mut ram)
+        .unwrap()
+        .ignore();
+    mapper
+        .map(0x1000, 0x1000, PageSize::Size4KiB, WRITABLE, &mut ram)
+        .unwrap()
+        .ignore();
+    let walk = mapper.walk(0xFFFF_8000_0020_0123);
+    assert_eq!(walk.phys, Some(0x20_0123));
+    assert_eq!(walk.size, Some(PageSize::Size2MiB));
+    let levels: Vec<_> = walk.steps().map(|s| (s.level, s.index)).collect();
+    assert_eq!(levels, vec![(4, 256), (3, 0), (2, 1)]);
+    let text = walk.to_string();
+    assert!(text.contains("PML4[256]"), "{text}");
+    assert!(text.contains("-> 2 MiB page"), "{text}");
+    assert!(mapper.walk(0x5000).to_string().contains("not mapped"));
+    assert!(mapper
+        .walk(0x8000_0000_0000)
+        .to_string()
+        .contains("not canonical"));
+    let mut runs = Vec::new();
+    mapper.mappings(0, u64::MAX, |run| runs.push(run));
+    assert_eq!(runs.len(), 2);
+    assert_eq!((runs[0].virt, runs[0].len), (0x1000, 4096));
+    assert_eq!(
+        (runs[1].virt, runs[1].len, runs[1].size),
+        (0xFFFF_8000_0000_0000, 4 * MIB, PageSize::Size2MiB)
+    );
+    let mut upper = Vec::new();
+    mapper.mappings(0xFFFF_8000_0020_0000, u64::MAX, |run| upper.push(run));
+    assert_eq!(upper.len(), 1);
+    assert_eq!(upper[0].virt, 0xFFFF_8000_0020_0000);
+}
+
+proptest! {
+    #![proptest_config(crate::testing::cases(64))]
+
+    /// Random maps and unmaps against a model of page -> frame.
+    #[test]
+    fn matches_a_model(ops in proptest::collection::vec((any::<bool>(), 0u64..64, 0u64..4, 0u64..1024), 1..200)) {
+        let mut ram = FakeRam::new();
+        let mut mapper = ram.mapper(false);
+        let mut model: BTreeMap<u64, u64> = BTreeMap::new();
+        for (map, page, region, frame) in ops {
+            // Pages spread over a few distant regions to exercise table freeing.
+            let virt = region * 0x80_0000_0000 + page * 4096;
+            let phys = frame * 4096;
+            if map {
+                let result = mapper.map(virt, phys, PageSize::Size4KiB, RW, &mut ram).map(Flush::ignore);
+                if let std::collections::btree_map::Entry::Vacant(e) = model.entry(virt) {
+                    prop_assert_eq!(result, Ok(()));
+                    e.insert(phys);
+                } else {
+                    prop_assert_eq!(result, Err(MmError::AlreadyMapped));
+                }
+            } else {
+                let result = mapper.unmap(virt, &mut ram).map(|(p, _, f)| { f.ignore(); p.as_u64() });
+                match model.remove(&virt) {
+                    Some(phys) => prop_assert_eq!(result, Ok(phys)),
+                    None => prop_assert_eq!(result, Err(MmError::NotMapped)),
+                }
+            }
+            for (&virt, &phys) in &model {
+                prop_assert_eq!(mapper.translate(virt).map(|t| t.phys.as_u64()), Some(phys));
+            }
+            let mut tables = 0;
+            mapper.for_each_table(|_, _| tables += 1);
+            prop_assert_eq!(tables, ram.outstanding.len(), "tables in the tree == frames out");
+        }
+        for virt in model.keys().copied().collect::<Vec<_>>() {
+            mapper.unmap(virt, &mut ram).unwrap().2.ignore();
+        }
+        prop_assert!(ram.outstanding.is_empty());
+    }
+}

@@ -1,0 +1,18 @@
+//! The physical memory manager: 4 KiB frames, bitmap-tracked.
+//!
+//! [`ranges`] turns the firmware memory map into usable page-aligned
+//! ranges, [`bitmap`] is the three-level bitmap, and [`allocator`] is the
+//! frame allocator built from both. See docs/pmm.md for the algorithm,
+//! its costs and measured figures.
+#![forbid(unsafe_code)]
+
+pub mod allocator;
+pub mod bitmap;
+pub mod ranges;
+pub mod reservations;
+
+pub use allocator::{
+    find_free_space, FrameAllocator, InitError, Reservation, ReservationKind, Stats, MAX_RANGES,
+};
+pub use ranges::{usable_ranges, MapEntry, PhysRange, RangeSet};
+pub use reservations::{ReservationList, ReservationsFull, MAX_RESERVATIONS};

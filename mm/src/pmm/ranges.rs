@@ -1,0 +1,266 @@
+//! Physical address ranges and fixed-capacity sets of them, and the
+//! normalisation of a firmware memory map into usable, page-aligned ranges.
+
+use core::fmt;
+
+use crate::layout::PAGE_SIZE;
+
+/// A half-open physical address range `[start, end)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PhysRange {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+impl PhysRange {
+    /// A range from `start` of `len` bytes, saturating at `u64::MAX`.
+    pub const fn from_len(start: u64, len: u64) -> Self {
+        Self {
+            start,
+            end: start.saturating_add(len),
+        }
+    }
+
+    /// Length in bytes.
+    pub const fn len(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+
+    /// Whether it holds no byte.
+    pub const fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+
+    /// Whether `address` is inside.
+    pub const fn contains(&self, address: u64) -> bool {
+        self.start <= address && address < self.end
+    }
+
+    /// Whether the two ranges share at least one byte (an empty range
+    /// overlaps nothing).
+    pub fn overlaps(&self, other: &PhysRange) -> bool {
+        self.start.max(other.start) < self.end.min(other.end)
+    }
+
+    /// The common part (possibly empty).
+    pub fn intersect(&self, other: &PhysRange) -> PhysRange {
+        PhysRange {
+            start: self.start.max(other.start),
+            end: self.end.min(other.end),
+        }
+    }
+
+    /// The largest page-aligned range inside this one (start rounded up,
+    /// end rounded down); empty if no whole page fits.
+    pub fn pages_inside(&self) -> PhysRange {
+        let start = self
+            .start
+            .checked_next_multiple_of(PAGE_SIZE)
+            .unwrap_or(u64::MAX);
+        let end = self.end - self.end % PAGE_SIZE;
+        PhysRange { start, end }
+    }
+
+    /// Number of whole pages in the range (assumes page alignment).
+    pub const fn pages(&self) -> u64 {
+        self.len() / PAGE_SIZE
+    }
+}
+
+impl fmt::Display for PhysRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#012x}-{:#012x}", self.start, self.end)
+    }
+}
+
+/// A set of ranges has no room for another one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CapacityExceeded;
+
+/// A sorted set of disjoint, non-adjacent ranges with room for `N`.
+#[derive(Clone, Copy, Debug)]
+pub struct RangeSet<const N: usize> {
+    ranges: [PhysRange; N],
+    len: usize,
+}
+
+impl<const N: usize> Default for RangeSet<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> RangeSet<N> {
+    /// An empty set.
+    pub const fn new() -> Self {
+        Self {
+            ranges: [PhysRange { start: 0, end: 0 }; N],
+            len: 0,
+        }
+    }
+
+    /// The ranges, sorted by address.
+    pub fn as_slice(&self) -> &[PhysRange] {
+        &self.ranges[..self.len]
+    }
+
+    /// Total bytes covered.
+    pub fn total(&self) -> u64 {
+        self.as_slice().iter().map(PhysRange::len).sum()
+    }
+
+    /// Whether `address` is covered.
+    pub fn contains(&self, address: u64) -> bool {
+        // Ranges are sorted: find the last one starting at or before address.
+        let index = self
+            .as_slice()
+            .partition_point(|range| range.start <= address);
+        index > 0 && self.ranges[index - 1].contains(address)
+    }
+
+    fn insert_at(&mut self, index: usize, range: PhysRange) -> Result<(), CapacityExceeded> {
+        if self.len == N {
+            return Err(CapacityExceeded);
+        }
+        self.ranges.copy_within(index..self.len, index + 1);
+        self.ranges[index] = range;
+        self.len += 1;
+        Ok(())
+    }
+
+    fn remove_at(&mut self, index: usize) {
+        self.ranges.copy_within(index + 1..self.len, index);
+        self.len -= 1;
+    }
+
+    /// Adds a range, merging it with every range it overlaps or touches.
+    pub fn add(&mut self, range: PhysRange) -> Result<(), CapacityExceeded> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        let mut merged = range;
+        // First range that ends at or after the new start (may touch it).
+        let index = self.as_slice().partition_point(|r| r.end < merged.start);
+        while index < self.len && self.ranges[index].start <= merged.end {
+            merged.start = merged.start.min(self.ranges[index].start);
+            merged.end = merged.end.max(self.ranges[index].end);
+            self.remove_at(index);
+        }
+        self.insert_at(index, merged)
+    }
+
+    /// Removes a range; a range that contains it is split in two.
+    pub fn remove(&mut self, range: PhysRange) -> Result<(), CapacityExceeded> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        let mut index = self.as_slice().partition_point(|r| r.end <= range.start);
+        while index < self.len && self.ranges[index].start < range.end {
+            let current = self.ranges[index];
+            let left = PhysRange {
+                start: current.start,
+                end: range.start,
+            };
+            let right = PhysRange {
+                start: range.end,
+                end: current.end,
+            };
+            match (left.is_empty(), right.is_empty()) {
+                (true, true) => self.remove_at(index),
+                (false, true) => {
+                    self.ranges[index] = left;
+                    index += 1;
+                }
+                (true, false) => {
+                    self.ranges[index] = right;
+                    index += 1;
+                }
+                (false, false) => {
+                    self.ranges[index] = left;
+                    self.insert_at(index + 1, right)?;
+                    index += 2;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps only the part of each range inside `window`.
+    pub fn clip(&mut self, window: PhysRange) {
+        let mut kept = 0;
+        for index in 0..self.len {
+            let clipped = self.ranges[index].intersect(&window);
+            if !clipped.is_empty() {
+                self.ranges[kept] = clipped;
+                kept += 1;
+            }
+        }
+        self.len = kept;
+    }
+
+    /// Keeps only the lowest `bytes` bytes of the set.
+    pub fn keep_lowest(&mut self, bytes: u64) {
+        let mut left = bytes;
+        let mut kept = 0;
+        for index in 0..self.len {
+            if left == 0 {
+                break;
+            }
+            let range = &mut self.ranges[index];
+            if range.len() > left {
+                range.end = range.start + left;
+            }
+            left -= range.len();
+            kept += 1;
+        }
+        self.len = kept;
+    }
+
+    /// Rounds every range inward to whole pages, dropping those with none.
+    pub fn shrink_to_pages(&mut self) {
+        let mut kept = 0;
+        for index in 0..self.len {
+            let pages = self.ranges[index].pages_inside();
+            if !pages.is_empty() {
+                self.ranges[kept] = pages;
+                kept += 1;
+            }
+        }
+        self.len = kept;
+    }
+}
+
+/// One firmware memory-map entry, reduced to what normalisation needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapEntry {
+    /// Start address.
+    pub start: u64,
+    /// Length in bytes (may be zero, may run past `u64::MAX`).
+    pub len: u64,
+    /// Whether the firmware calls it usable RAM.
+    pub usable: bool,
+}
+
+/// Turns a firmware memory map (unsorted, overlapping, unaligned entries
+/// allowed) into sorted, disjoint, page-aligned usable ranges inside
+/// `window`. Where a usable and a non-usable entry overlap, the non-usable
+/// one wins. Fails only if the result needs more than `N` ranges.
+pub fn usable_ranges<const N: usize>(
+    entries: impl Iterator<Item = MapEntry> + Clone,
+    window: PhysRange,
+) -> Result<RangeSet<N>, CapacityExceeded> {
+    let mut set = RangeSet::<N>::new();
+    for entry in entries.clone().filter(|entry| entry.usable) {
+        set.add(PhysRange::from_len(entry.start, entry.len).intersect(&window))?;
+    }
+    for entry in entries.filter(|entry| !entry.usable) {
+        set.remove(PhysRange::from_len(entry.start, entry.len))?;
+    }
+    set.shrink_to_pages();
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests;

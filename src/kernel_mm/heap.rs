@@ -1,0 +1,217 @@
+//! The kernel heap: `kmalloc`/`kfree` and Rust's `alloc` (Box, Vec, ...)
+//! on the TLSF allocator, at virtual 0x10000000, 1 MiB mapped at start and
+//! grown page by page (frames from the PMM, mapped NX through the VMM) up
+//! to 16 MiB.
+//!
+//! Lock order: the heap lock is taken first; growth then takes the VMM and
+//! PMM locks. Neither of those ever allocates from the heap, so growth
+//! cannot deadlock.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr;
+
+use x86_64::PhysAddr;
+
+use super::{phys_to_virt, pmm, vmm};
+use crate::sync::IrqMutex;
+use mm::heap::{Grow, Heap, HeapStats};
+use mm::layout::{HEAP_INITIAL_SIZE, HEAP_MAX_SIZE, HEAP_START, PAGE_SIZE};
+use mm::paging::{PageSize, NX, WRITABLE};
+use mm::MmError;
+
+/// Maps fresh frames after the heap's end.
+pub struct KernelGrow;
+
+impl Grow for KernelGrow {
+    fn grow(&mut self, end: usize, bytes: usize) -> bool {
+        let (start, end) = (end as u64, (end + bytes) as u64);
+        let mut page = start;
+        while page < end {
+            let mapped = pmm::alloc_page()
+                .ok_or(MmError::OutOfFrames)
+                .and_then(|frame| {
+                    let phys = frame.start_address();
+                    vmm::map(page, phys.as_u64(), PageSize::Size4KiB, WRITABLE | NX).inspect_err(
+                        |_| {
+                            let _ = pmm::free_page(phys);
+                        },
+                    )
+                });
+            if let Err(error) = mapped {
+                log::warn!("heap: cannot grow to {end:#x}: {error}");
+                // Give back what this call mapped.
+                let mut undo = start;
+                while undo < page {
+                    if let Ok((phys, _)) = vmm::unmap(undo) {
+                        let _ = pmm::free_page(phys);
+                    }
+                    undo += PAGE_SIZE;
+                }
+                return false;
+            }
+            page += PAGE_SIZE;
+        }
+        true
+    }
+}
+
+static HEAP: IrqMutex<Option<Heap<'static, KernelGrow>>> = IrqMutex::new(None);
+
+/// Maps the first 1 MiB and builds the heap. Needs the PMM and the VMM.
+pub fn init() -> Result<HeapStats, MmError> {
+    let words = Heap::<KernelGrow>::bitmap_words(HEAP_MAX_SIZE as usize);
+    let frames = (words * 8).div_ceil(PAGE_SIZE as usize);
+    let bitmaps = pmm::alloc_contiguous(frames, 1)?;
+    let pointer = phys_to_virt(bitmaps.start_address()).as_mut_ptr::<u64>();
+    // SAFETY: the frames were just allocated for the heap's bitmaps alone,
+    // are RAM reachable through the direct map, and are never freed.
+    let bitmaps = unsafe { core::slice::from_raw_parts_mut(pointer, words) };
+    if !KernelGrow.grow(HEAP_START as usize, HEAP_INITIAL_SIZE as usize) {
+        return Err(MmError::OutOfFrames);
+    }
+    // SAFETY: [HEAP_START, +1 MiB) was just mapped writable for the heap
+    // alone; KernelGrow maps every further range before reporting success;
+    // the heap's virtual range is used by nothing else.
+    let heap = unsafe {
+        Heap::new(
+            HEAP_START as usize,
+            HEAP_INITIAL_SIZE as usize,
+            HEAP_MAX_SIZE as usize,
+            KernelGrow,
+            bitmaps,
+            cfg!(debug_assertions),
+        )
+    }?;
+    let stats = heap.stats();
+    *HEAP.lock() = Some(heap);
+    Ok(stats)
+}
+
+fn with<R>(f: impl FnOnce(&mut Heap<'static, KernelGrow>) -> R) -> Option<R> {
+    HEAP.lock().as_mut().map(f)
+}
+
+/// Allocates `size` bytes, 16-byte aligned; null on failure (the design's
+/// `kmalloc`).
+pub fn kmalloc(size: usize) -> *mut u8 {
+    match with(|heap| heap.kmalloc(size)) {
+        Some(Ok(pointer)) => pointer.as_ptr(),
+        _ => ptr::null_mut(),
+    }
+}
+
+/// Frees what `kmalloc` returned (the design's `kfree`). Null is a no-op.
+/// A pointer the heap never returned, or already freed, is reported with
+/// its address and changes nothing.
+pub fn kfree(pointer: *mut u8) -> Result<(), MmError> {
+    if pointer.is_null() {
+        return Ok(());
+    }
+    let (result, overflowed) = with_red_zone_watch(|heap| heap.free(pointer))
+        .unwrap_or((Err(MmError::InvalidFree), false));
+    if let Err(error) = result {
+        log::error!("heap: kfree({pointer:p}) refused: {error}");
+    }
+    if overflowed {
+        report_overflow(pointer);
+    }
+    result
+}
+
+/// Runs `f` on the heap (`None` before `init`) and tells whether it found
+/// a red zone overwritten (debug builds check them in free and realloc).
+fn with_red_zone_watch<R>(
+    f: impl FnOnce(&mut Heap<'static, KernelGrow>) -> R,
+) -> Option<(R, bool)> {
+    with(|heap| {
+        let before = heap.stats().red_zone_violations;
+        let result = f(heap);
+        (result, heap.stats().red_zone_violations != before)
+    })
+}
+
+/// Logs a buffer overflow found in a block's red zone (debug builds).
+fn report_overflow(pointer: *mut u8) {
+    log::error!("heap: block {pointer:p} was written past its end (red zone overwritten)");
+}
+
+/// Allocates for a `Layout` (alignment up to 4096).
+pub fn alloc(layout: Layout) -> Result<*mut u8, MmError> {
+    with(|heap| heap.alloc(layout))
+        .unwrap_or(Err(MmError::HeapExhausted))
+        .map(|pointer| pointer.as_ptr())
+}
+
+/// Counters (zero before `init`).
+pub fn stats() -> HeapStats {
+    with(|heap| heap.stats()).unwrap_or_default()
+}
+
+/// Bytes in use (the design's `heap_get_used`).
+pub fn used() -> usize {
+    stats().used
+}
+
+/// Bytes free in the mapped heap (the design's `heap_get_free`).
+pub fn free() -> usize {
+    stats().free
+}
+
+/// Largest free block in bytes.
+pub fn largest_free_block() -> usize {
+    with(|heap| heap.largest_free_block()).unwrap_or(0)
+}
+
+/// Checks the heap's consistency.
+pub fn verify() -> Result<(), &'static str> {
+    with(|heap| heap.verify()).unwrap_or(Err("heap not initialised"))
+}
+
+/// Rust's `alloc` on the kernel heap.
+pub struct KernelAllocator;
+
+// SAFETY: alloc returns blocks of at least the layout's size and alignment,
+// disjoint from every other live block, or null; dealloc and realloc only
+// act on blocks the heap checks are live.
+unsafe impl GlobalAlloc for KernelAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        match alloc(layout) {
+            Ok(pointer) => pointer,
+            Err(error) => {
+                let stats = stats();
+                log::error!(
+                    "heap: out of memory: {} bytes aligned to {} ({error}); used {} of {} mapped, largest free block {}",
+                    layout.size(),
+                    layout.align(),
+                    stats.used,
+                    stats.mapped,
+                    largest_free_block()
+                );
+                ptr::null_mut()
+            }
+        }
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, _layout: Layout) {
+        let _ = kfree(pointer);
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let result = with_red_zone_watch(|heap| heap.realloc(pointer, layout, new_size));
+        if let Some((_, true)) = result {
+            report_overflow(pointer);
+        }
+        match result {
+            Some((Ok(moved), _)) => moved.as_ptr(),
+            _ => ptr::null_mut(),
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: KernelAllocator = KernelAllocator;
+
+/// Physical address behind a heap address (for tests and the shell).
+pub fn physical(address: u64) -> Option<PhysAddr> {
+    vmm::translate(address).map(|t| t.phys)
+}

@@ -1,0 +1,190 @@
+//! The global physical memory manager: a [`FrameAllocator`] over all usable
+//! RAM at or above 0x200000, behind an interrupt-safe lock.
+
+use core::fmt;
+
+use x86_64::structures::paging::{PhysFrame, Size4KiB};
+use x86_64::PhysAddr;
+
+use super::phys_to_virt;
+use crate::boot::BootInfo;
+use crate::sync::IrqMutex;
+use crate::units::HumanSize;
+use mm::layout::{HEAP_MAX_SIZE, PAGE_SIZE, PMM_START};
+use mm::pmm::{
+    find_free_space, usable_ranges, FrameAllocator, InitError, PhysRange, ReservationKind,
+    ReservationList, ReservationsFull, Stats, MAX_RANGES,
+};
+use mm::MmError;
+
+/// The kernel refuses to run with fewer free bytes than this once every
+/// reservation (kernel image, boot data, the PMM's own bitmap) is taken
+/// out: the heap may grow to its 16 MiB cap, and 4 MiB more cover its side
+/// tables, the page tables of everything mapped later, and the 2 MiB runs
+/// the in-kernel suite takes, so a machine the kernel accepts runs the
+/// whole suite (the `suite-at-minimum` boot checks exactly this).
+pub const MIN_FREE_BYTES: u64 = HEAP_MAX_SIZE + (4 << 20);
+
+static PMM: IrqMutex<Option<FrameAllocator<'static>>> = IrqMutex::new(None);
+
+/// Why the PMM could not start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PmmInitError {
+    /// Fewer than [`MIN_FREE_BYTES`] free once reservations are out.
+    NotEnoughMemory {
+        /// Usable bytes found at or above 0x200000 (in the `pmm.max` window).
+        usable: u64,
+        /// Of those, the bytes free after reservations (`None`: too few
+        /// usable bytes to look further).
+        free: Option<u64>,
+    },
+    /// The memory map needs more than `MAX_RANGES` usable ranges.
+    TooFragmented,
+    /// No room for the bitmap outside the reservations.
+    NoRoomForBitmap,
+    /// More reservations than the allocator tracks: this one did not fit.
+    TooManyReservations(ReservationsFull),
+    /// The allocator refused what it was given.
+    Allocator(InitError),
+}
+
+impl fmt::Display for PmmInitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PmmInitError::NotEnoughMemory { usable, free } => {
+                write!(
+                    f,
+                    "not enough memory: {} usable at or above 0x200000",
+                    HumanSize(*usable)
+                )?;
+                if let Some(free) = free {
+                    write!(f, ", {} of it free after reservations", HumanSize(*free))?;
+                }
+                write!(
+                    f,
+                    "; the kernel needs {} free (heap up to {}, plus page tables)",
+                    HumanSize(MIN_FREE_BYTES),
+                    HumanSize(HEAP_MAX_SIZE)
+                )
+            }
+            PmmInitError::TooFragmented => write!(
+                f,
+                "memory map too fragmented: more than {MAX_RANGES} usable ranges"
+            ),
+            PmmInitError::NoRoomForBitmap => f.write_str("no free space for the PMM bitmap"),
+            PmmInitError::TooManyReservations(full) => full.fmt(f),
+            PmmInitError::Allocator(error) => {
+                write!(f, "frame allocator refused its set-up: {error:?}")
+            }
+        }
+    }
+}
+
+/// Builds the PMM from the memory map. `limit` is `pmm.max`: manage at most
+/// that many bytes. Needs the direct map (the bitmap is reached through it).
+pub fn init(
+    info: &BootInfo<'_>,
+    reservations: &ReservationList,
+    limit: Option<u64>,
+) -> Result<Stats, PmmInitError> {
+    let entries = super::map_entries(info);
+    let window = PhysRange {
+        start: PMM_START,
+        end: u64::MAX,
+    };
+    let mut usable =
+        usable_ranges::<MAX_RANGES>(entries, window).map_err(|_| PmmInitError::TooFragmented)?;
+    if let Some(limit) = limit {
+        usable.keep_lowest(limit - limit % PAGE_SIZE);
+    }
+    let not_enough = |free| PmmInitError::NotEnoughMemory {
+        usable: usable.total(),
+        free,
+    };
+    if usable.total() < MIN_FREE_BYTES {
+        return Err(not_enough(None));
+    }
+
+    let mut list = *reservations;
+    let words = FrameAllocator::storage_words_for(&usable);
+    let bitmap = find_free_space(&usable, list.as_slice(), words as u64 * 8)
+        .ok_or(PmmInitError::NoRoomForBitmap)?;
+    list.push(bitmap, ReservationKind::PmmBitmap)
+        .map_err(PmmInitError::TooManyReservations)?;
+
+    let pointer = phys_to_virt(PhysAddr::new(bitmap.start)).as_mut_ptr::<u64>();
+    // SAFETY: `bitmap` is usable RAM (inside `usable`), overlaps no other
+    // reservation, is mapped through the direct map, and is reserved in the
+    // allocator built here, so nothing else will ever be given these bytes.
+    let storage = unsafe { core::slice::from_raw_parts_mut(pointer, words) };
+    let allocator =
+        FrameAllocator::new(usable, list.as_slice(), storage).map_err(PmmInitError::Allocator)?;
+    let stats = allocator.stats();
+    if stats.free * PAGE_SIZE < MIN_FREE_BYTES {
+        return Err(not_enough(Some(stats.free * PAGE_SIZE)));
+    }
+    *PMM.lock() = Some(allocator);
+    Ok(stats)
+}
+
+/// Runs `f` on the allocator, under its lock. `None` before `init`.
+pub fn with<R>(f: impl FnOnce(&mut FrameAllocator<'static>) -> R) -> Option<R> {
+    PMM.lock().as_mut().map(f)
+}
+
+/// Allocates a frame (the design's `pmm_alloc_page`).
+pub fn alloc_page() -> Option<PhysFrame<Size4KiB>> {
+    with(FrameAllocator::alloc_page).flatten()
+}
+
+/// Allocates a frame filled with zeros.
+pub fn alloc_zeroed() -> Option<PhysFrame<Size4KiB>> {
+    let frame = alloc_page()?;
+    // SAFETY: the frame is RAM, mapped by the direct map, and was just
+    // handed to us exclusively.
+    unsafe {
+        core::ptr::write_bytes(
+            phys_to_virt(frame.start_address()).as_mut_ptr::<u8>(),
+            0,
+            PAGE_SIZE as usize,
+        )
+    };
+    Some(frame)
+}
+
+/// Returns a frame (the design's `pmm_free_page`). Misuse is logged and
+/// returned as an error; nothing changes.
+pub fn free_page(address: PhysAddr) -> Result<(), MmError> {
+    let result = with(|pmm| pmm.free_page(address)).unwrap_or(Err(MmError::OutOfRange));
+    if let Err(error) = result {
+        log::warn!("pmm: free_page({:#x}) refused: {error}", address.as_u64());
+    }
+    result
+}
+
+/// Allocates `count` contiguous frames aligned to `align` frames.
+pub fn alloc_contiguous(count: usize, align: usize) -> Result<PhysFrame<Size4KiB>, MmError> {
+    with(|pmm| pmm.alloc_contiguous(count, align)).unwrap_or(Err(MmError::OutOfFrames))
+}
+
+/// Returns `count` contiguous frames.
+pub fn free_contiguous(first: PhysAddr, count: usize) -> Result<(), MmError> {
+    let result = with(|pmm| pmm.free_contiguous(first, count)).unwrap_or(Err(MmError::OutOfRange));
+    if let Err(error) = result {
+        log::warn!(
+            "pmm: free_contiguous({:#x}, {count}) refused: {error}",
+            first.as_u64()
+        );
+    }
+    result
+}
+
+/// Counters (zero before `init`).
+pub fn stats() -> Stats {
+    with(|pmm| pmm.stats()).unwrap_or(Stats {
+        total: 0,
+        free: 0,
+        used: 0,
+        reserved: 0,
+    })
+}

@@ -1,0 +1,263 @@
+//! The global virtual memory manager: the kernel's page-table tree (the one
+//! CR3 holds) behind an interrupt-safe lock, with table frames from the PMM
+//! and TLB flushes through `invlpg` / CR3 reloads.
+
+use x86_64::instructions::tlb;
+use x86_64::registers::control::Cr3;
+use x86_64::structures::paging::{
+    FrameAllocator, FrameDeallocator, Page, PageTableFlags, PhysFrame, Size4KiB,
+};
+use x86_64::{PhysAddr, VirtAddr};
+
+use super::{bootstrap, pmm};
+use crate::arch::x86_64::sections;
+use crate::sync::IrqMutex;
+use mm::layout::{
+    BOOTSTRAP_POOL_END, BOOTSTRAP_POOL_START, BOOT_PML4, BOOT_TABLES_END, DIRECT_MAP_OFFSET,
+    MMIO_START, PAGE_SIZE, PMM_START,
+};
+use mm::paging::{
+    Mapper, OffsetMem, PageSize, Run, Tlb, Translation, Walk, NOCACHE, NX, PRESENT, WRITABLE,
+    WRITETHROUGH,
+};
+use mm::MmError;
+
+static VMM: IrqMutex<Option<Mapper<OffsetMem>>> = IrqMutex::new(None);
+
+/// Table frames come from the PMM; freed tables go back where they came
+/// from (PMM or bootstrap pool). The boot tables at 0x1000-0x4FFF are not
+/// any allocator's: they are kept.
+pub struct KernelFrames;
+
+// SAFETY: frames come from the PMM, which hands each out once.
+unsafe impl FrameAllocator<Size4KiB> for KernelFrames {
+    fn allocate_frame(&mut self) -> Option<PhysFrame> {
+        pmm::alloc_page()
+    }
+}
+
+impl FrameDeallocator<Size4KiB> for KernelFrames {
+    unsafe fn deallocate_frame(&mut self, frame: PhysFrame) {
+        let address = frame.start_address();
+        let result = match address.as_u64() {
+            a if (BOOT_PML4..BOOT_TABLES_END).contains(&a) => Ok(()),
+            a if (BOOTSTRAP_POOL_START..BOOTSTRAP_POOL_END).contains(&a) => {
+                bootstrap::free(address)
+            }
+            _ => pmm::free_page(address),
+        };
+        if let Err(error) = result {
+            log::error!(
+                "vmm: page-table frame {:#x} not returned: {error}",
+                address.as_u64()
+            );
+        }
+    }
+}
+
+/// The CPU's TLB.
+pub struct CpuTlb;
+
+impl Tlb for CpuTlb {
+    fn flush_page(&mut self, virt: u64) {
+        tlb::flush(VirtAddr::new(virt));
+    }
+
+    fn flush_all(&mut self) {
+        crate::arch::x86_64::cpu::flush_tlb_everything();
+    }
+}
+
+/// Takes over the page-table tree in CR3 (the boot tables plus the direct
+/// map). Needs the direct map and the PMM.
+pub fn init(gigabyte_pages: bool) {
+    let (pml4, _) = Cr3::read();
+    // SAFETY: CR3 holds the live PML4; every table of the tree is RAM
+    // (boot tables, pool frames, PMM frames), which the direct map covers,
+    // so reachable at DIRECT_MAP_OFFSET + physical; from now on only this
+    // mapper, under VMM's lock, changes the tree.
+    let mapper = unsafe { Mapper::new(pml4, OffsetMem::new(DIRECT_MAP_OFFSET), gigabyte_pages) };
+    *VMM.lock() = Some(mapper);
+}
+
+fn with<R>(f: impl FnOnce(&mut Mapper<OffsetMem>) -> Result<R, MmError>) -> Result<R, MmError> {
+    match VMM.lock().as_mut() {
+        Some(mapper) => f(mapper),
+        None => Err(MmError::NotMapped),
+    }
+}
+
+/// Maps `size` bytes at `virt` to `phys` with one page (the design's
+/// `vmm_map_page`, for every page size).
+pub fn map(virt: u64, phys: u64, size: PageSize, flags: PageTableFlags) -> Result<(), MmError> {
+    with(|mapper| mapper.map(virt, phys, size, flags, &mut KernelFrames))
+        .map(|flush| flush.flush(&mut CpuTlb))
+}
+
+/// Maps a 4 KiB page to a frame.
+pub fn map_page(
+    page: Page<Size4KiB>,
+    frame: PhysFrame<Size4KiB>,
+    flags: PageTableFlags,
+) -> Result<(), MmError> {
+    map(
+        page.start_address().as_u64(),
+        frame.start_address().as_u64(),
+        PageSize::Size4KiB,
+        flags,
+    )
+}
+
+/// Unmaps the page starting at `virt` (any size; the design's
+/// `vmm_unmap_page`). Returns the frame it mapped; tables emptied on the
+/// way are freed.
+pub fn unmap(virt: u64) -> Result<(PhysAddr, PageSize), MmError> {
+    with(|mapper| mapper.unmap(virt, &mut KernelFrames)).map(|(phys, size, flush)| {
+        flush.flush(&mut CpuTlb);
+        (phys, size)
+    })
+}
+
+/// Physical address of `virt` (the design's `vmm_get_physical`).
+pub fn translate(virt: u64) -> Option<Translation> {
+    VMM.lock().as_ref()?.translate(virt)
+}
+
+/// Changes the flags of the page starting at `virt`.
+pub fn update_flags(virt: u64, flags: PageTableFlags) -> Result<(), MmError> {
+    with(|mapper| mapper.update_flags(virt, flags)).map(|flush| flush.flush(&mut CpuTlb))
+}
+
+/// Maps a range with the largest pages possible (4 KiB only if
+/// `small_only`); all or nothing.
+pub fn map_range(
+    virt: u64,
+    phys: u64,
+    len: u64,
+    flags: PageTableFlags,
+    small_only: bool,
+) -> Result<(), MmError> {
+    let result =
+        with(|mapper| mapper.map_range(virt, phys, len, flags, small_only, &mut KernelFrames));
+    match result {
+        Ok(flush) => {
+            flush.flush(&mut CpuTlb);
+            Ok(())
+        }
+        Err(error) => {
+            // Pages were briefly present: drop whatever the CPU may have cached.
+            CpuTlb.flush_all();
+            Err(error)
+        }
+    }
+}
+
+/// Unmaps every page in a range; returns how many there were.
+pub fn unmap_range(virt: u64, len: u64) -> Result<u64, MmError> {
+    with(|mapper| mapper.unmap_range(virt, len, &mut KernelFrames)).map(|(pages, flush)| {
+        flush.flush(&mut CpuTlb);
+        pages
+    })
+}
+
+/// The PML4 frame in CR3 (the design's `vmm_get_cr3`).
+pub fn current_cr3() -> PhysFrame {
+    Cr3::read().0
+}
+
+/// The PML4 frame the VMM manages.
+pub fn pml4() -> Option<PhysFrame> {
+    VMM.lock().as_ref().map(Mapper::pml4)
+}
+
+/// Walks `virt` through each table level.
+pub fn walk(virt: u64) -> Option<Walk> {
+    VMM.lock().as_ref().map(|mapper| mapper.walk(virt))
+}
+
+/// Calls `visit` for the present mappings in `[start, end)`, merged into runs.
+pub fn mappings(start: u64, end: u64, visit: impl FnMut(Run)) {
+    if let Some(mapper) = VMM.lock().as_ref() {
+        mapper.mappings(start, end, visit);
+    }
+}
+
+/// Page-table frames in the tree below the PML4.
+pub fn table_count() -> usize {
+    let mut count = 0;
+    if let Some(mapper) = VMM.lock().as_ref() {
+        mapper.for_each_table(|_, _| count += 1);
+    }
+    count
+}
+
+static NEXT_MMIO: IrqMutex<u64> = IrqMutex::new(MMIO_START);
+
+/// Maps `len` bytes of device memory at `phys` (rounded out to pages) into
+/// the MMIO window, writable and never executable; returns the virtual
+/// address of `phys`.
+pub fn map_mmio(phys: u64, len: u64) -> Result<u64, MmError> {
+    let start = phys - phys % PAGE_SIZE;
+    let end = phys
+        .checked_add(len)
+        .and_then(|end| end.checked_next_multiple_of(PAGE_SIZE))
+        .ok_or(MmError::InvalidArgument)?;
+    let mut next = NEXT_MMIO.lock();
+    // 2 MiB alignment lets large framebuffers use 2 MiB pages.
+    let virt = next.next_multiple_of(2 << 20) + start % (2 << 20);
+    map_range(virt, start, end - start, WRITABLE | NX, false)?;
+    *next = virt + (end - start);
+    Ok(virt + phys % PAGE_SIZE)
+}
+
+/// The VGA text buffer, the one device window of low memory the kernel
+/// uses (on BIOS boots in text mode).
+pub const VGA_TEXT_WINDOW: core::ops::Range<u64> = 0xB_8000..0xC_0000;
+
+/// Applies W^X to the kernel image and trims the boot identity map: text
+/// read+execute, rodata read-only, data and bss read+write, both
+/// no-execute. Everything else of the low 2 MiB is unmapped: the boot page
+/// tables, the bootstrap pool and firmware areas are reached through the
+/// direct map only (so a stray write near NULL cannot edit the live PML4),
+/// except the VGA text buffer when `keep_vga_text`, writable, no-execute
+/// and uncached. Guard pages stay unmapped.
+pub fn protect_kernel(keep_vga_text: bool) -> Result<(), MmError> {
+    let image = sections::kernel_image();
+    let set = |start: u64, end: u64, flags: PageTableFlags| -> Result<(), MmError> {
+        let mut page = start;
+        while page < end {
+            match update_flags(page, flags) {
+                // Page 0 and the stack guard pages are deliberately unmapped.
+                Ok(()) | Err(MmError::NotMapped) => {}
+                Err(error) => return Err(error),
+            }
+            page += PAGE_SIZE;
+        }
+        Ok(())
+    };
+    for section in sections::kernel_sections() {
+        let mut flags = PRESENT;
+        if section.writable {
+            flags |= WRITABLE;
+        }
+        if !section.executable {
+            flags |= NX;
+        }
+        set(section.span.start, section.span.end, flags)?;
+    }
+    if keep_vga_text {
+        unmap_range(PAGE_SIZE, VGA_TEXT_WINDOW.start - PAGE_SIZE)?;
+        set(
+            VGA_TEXT_WINDOW.start,
+            VGA_TEXT_WINDOW.end,
+            PRESENT | WRITABLE | NX | NOCACHE | WRITETHROUGH,
+        )?;
+        unmap_range(VGA_TEXT_WINDOW.end, image.start - VGA_TEXT_WINDOW.end)?;
+    } else {
+        unmap_range(PAGE_SIZE, image.start - PAGE_SIZE)?;
+    }
+    // Nothing lives between the kernel's end and the PMM's start.
+    unmap_range(image.end, PMM_START - image.end)?;
+    CpuTlb.flush_all();
+    Ok(())
+}
