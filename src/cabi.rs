@@ -115,15 +115,23 @@ mod exports {
         log::info!("vmm_init: the VMM was initialised at boot; nothing to do");
     }
 
+    /// # Safety
+    /// The C caller owns the frame at `phys` for this mapping (include/vmm.h):
+    /// it must not alias memory the kernel's Rust code holds.
     #[no_mangle]
-    extern "C" fn vmm_map_page(virt: u64, phys: u64, flags: u64) -> bool {
+    unsafe extern "C" fn vmm_map_page(virt: u64, phys: u64, flags: u64) -> bool {
         let flags = PageTableFlags::from_bits_truncate(flags);
         let size = if flags.contains(HUGE) {
             PageSize::Size2MiB
         } else {
             PageSize::Size4KiB
         };
-        match vmm::map(virt, phys, size, flags - HUGE) {
+        let result = mm::checked_virt(virt).and_then(|virt| {
+            let phys = mm::checked_phys(phys)?;
+            // SAFETY: the C caller's contract above.
+            unsafe { vmm::map(virt, phys, size, flags - HUGE) }
+        });
+        match result {
             Ok(()) => true,
             Err(error) => {
                 log::warn!("vmm_map_page({virt:#x}, {phys:#x}): {error}");
@@ -132,16 +140,23 @@ mod exports {
         }
     }
 
+    /// # Safety
+    /// Nothing may still use the page (include/vmm.h).
     #[no_mangle]
-    extern "C" fn vmm_unmap_page(virt: u64) {
-        if let Err(error) = vmm::unmap(virt) {
+    unsafe extern "C" fn vmm_unmap_page(virt: u64) {
+        // SAFETY: the C caller's contract above.
+        let result = mm::checked_virt(virt).and_then(|virt| unsafe { vmm::unmap(virt) });
+        if let Err(error) = result {
             log::warn!("vmm_unmap_page({virt:#x}): {error}");
         }
     }
 
     #[no_mangle]
     extern "C" fn vmm_get_physical(virt: u64) -> u64 {
-        vmm::translate(virt).map_or(0, |t| t.phys.as_u64())
+        mm::checked_virt(virt)
+            .ok()
+            .and_then(vmm::translate)
+            .map_or(0, |t| t.phys.as_u64())
     }
 
     #[no_mangle]
@@ -183,8 +198,9 @@ mod exports {
         pmm_get_total_pages,
         vmm_get_cr3,
     ];
-    const _: [extern "C" fn(u64); 2] = [pmm_free_page, vmm_unmap_page];
-    const _: extern "C" fn(u64, u64, u64) -> bool = vmm_map_page;
+    const _: extern "C" fn(u64) = pmm_free_page;
+    const _: unsafe extern "C" fn(u64) = vmm_unmap_page;
+    const _: unsafe extern "C" fn(u64, u64, u64) -> bool = vmm_map_page;
     const _: extern "C" fn(u64) -> u64 = vmm_get_physical;
     const _: extern "C" fn(usize) -> *mut c_void = kmalloc;
     const _: extern "C" fn(*mut c_void) = kfree;

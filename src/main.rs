@@ -19,6 +19,7 @@ mod kernel {
     use incroos::arch::x86_64::{self as arch, cpu};
     use incroos::boot::{self, BootInfo, BootMode, CommandLine, Firmware, FramebufferKind};
     use incroos::display::{PixelFormat, TextFramebuffer};
+    use incroos::units::HumanSize;
     use incroos::{console, kernel_mm, kprintln, ktest, report, shell};
     use mm::layout;
 
@@ -103,11 +104,12 @@ mod kernel {
         let frames = kernel_mm::pmm::stats();
         kprintln!();
         kprintln!(
-            "IncroOS up: {:?} boot, {} frames ({} MiB) managed, kernel W^X, heap {} KiB at 0x10000000, boot took {} kcycles",
+            "IncroOS up: {:?} boot, {} frames ({}) managed, kernel W^X, heap {} at {:#x}, boot took {} kcycles",
             info.firmware,
             frames.total,
-            frames.total / 256,
-            kernel_mm::heap::stats().mapped / 1024,
+            HumanSize(frames.total * layout::PAGE_SIZE),
+            HumanSize(kernel_mm::heap::stats().mapped as u64),
+            layout::HEAP_START,
             (cpu::rdtsc() - boot_start) / 1000
         );
 
@@ -183,7 +185,12 @@ mod kernel {
                 (blue.position, blue.size),
             ],
         };
-        let virt = match kernel_mm::vmm::map_mmio(framebuffer.address, framebuffer.size()) {
+        let mapped = mm::checked_phys(framebuffer.address).and_then(|phys| {
+            // SAFETY: GRUB's framebuffer is device memory (reserved, never
+            // handed out as RAM); only the console uses this mapping.
+            unsafe { kernel_mm::vmm::map_mmio(phys, framebuffer.size()) }
+        });
+        let virt = match mapped {
             Ok(virt) => virt,
             Err(error) => {
                 log::warn!(
@@ -196,7 +203,7 @@ mod kernel {
         // SAFETY: map_mmio just mapped the framebuffer's pitch * height
         // bytes at `virt`, writable, for the console alone.
         let pixels = unsafe {
-            core::slice::from_raw_parts_mut(virt as *mut u8, framebuffer.size() as usize)
+            core::slice::from_raw_parts_mut(virt.as_mut_ptr::<u8>(), framebuffer.size() as usize)
         };
         match TextFramebuffer::new(
             pixels,

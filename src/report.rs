@@ -8,9 +8,10 @@ use crate::kernel_mm::{heap, pmm, vmm};
 use crate::kprintln;
 use crate::units::HumanSize;
 use mm::heap::HeapStats;
-use mm::layout::{DIRECT_MAP_OFFSET, HEAP_MAX_SIZE, HEAP_START, PAGE_SIZE};
+use mm::layout::{DIRECT_MAP_OFFSET, HEAP_MAX_SIZE, HEAP_START, PAGE_SIZE, PMM_START};
 use mm::paging::{NX, WRITABLE};
 use mm::pmm::{ReservationKind, Stats};
+use x86_64::VirtAddr;
 
 /// What memory initialisation produced, for the report.
 pub struct Memory {
@@ -92,7 +93,7 @@ pub fn memory(memory: &Memory) {
     );
     kprintln!("  kernel sections as mapped (checked in the page tables):");
     for section in sections::kernel_sections() {
-        let flags = vmm::translate(section.span.start).map(|t| t.flags);
+        let flags = vmm::translate(VirtAddr::new(section.span.start)).map(|t| t.flags);
         let access = match flags {
             Some(flags) => {
                 let w = if flags.contains(WRITABLE) { "w" } else { "-" };
@@ -104,14 +105,18 @@ pub fn memory(memory: &Memory) {
         kprintln!(
             "    {:<8} {}  r{}{}",
             section.name,
-            section.span.start_end(),
+            section.span,
             access.0,
             access.1
         );
     }
     kprintln!("  low 2 MiB (identity) and direct map, as runs:");
-    vmm::mappings(0, 0x20_0000, |run| kprintln!("    {run}"));
-    vmm::mappings(DIRECT_MAP_OFFSET, u64::MAX, |run| kprintln!("    {run}"));
+    let (low_start, low_last) = (VirtAddr::zero(), VirtAddr::new(PMM_START - 1));
+    vmm::mappings(low_start, low_last, |run| kprintln!("    {run}"));
+    let direct_map = VirtAddr::new(DIRECT_MAP_OFFSET);
+    vmm::mappings(direct_map, VirtAddr::new(u64::MAX), |run| {
+        kprintln!("    {run}")
+    });
     let heap = heap::stats();
     kprintln!();
     kprintln!(

@@ -11,7 +11,7 @@ use mm::paging::{Mapper, OffsetMem, PageSize, NX, WRITABLE};
 use x86_64::structures::paging::{
     FrameAllocator, FrameDeallocator, PageTable, PhysFrame, Size4KiB,
 };
-use x86_64::PhysAddr;
+use x86_64::{PhysAddr, VirtAddr};
 
 const FAKE_BASE: u64 = 0x10_0000;
 
@@ -78,20 +78,34 @@ fn main() {
             .map(|_| {
                 let mut ram = FakeRam::new(64);
                 let mut mapper = ram.mapper();
-                let virt = 0x4000_0000_0000u64;
-                mapper
-                    .map(virt + 4096, 0x1000, PageSize::Size4KiB, flags, &mut ram)
-                    .unwrap()
-                    .ignore();
+                let virt = VirtAddr::new(0x4000_0000_0000);
+                // SAFETY: the tree lives in fake RAM and is loaded on no CPU,
+                // so no mapping aliases anything and no TLB holds a
+                // translation (the same holds for every unsafe block below).
+                unsafe {
+                    mapper
+                        .map(
+                            virt + 4096u64,
+                            PhysAddr::new(0x1000),
+                            PageSize::Size4KiB,
+                            flags,
+                            &mut ram,
+                        )
+                        .unwrap()
+                        .ignore();
+                }
                 let rounds = 1_000_000;
                 let start = Instant::now();
                 for round in 0..rounds {
-                    let phys = (round % 1024) * 4096;
-                    mapper
-                        .map(black_box(virt), phys, PageSize::Size4KiB, flags, &mut ram)
-                        .unwrap()
-                        .ignore();
-                    mapper.unmap(black_box(virt), &mut ram).unwrap().2.ignore();
+                    let phys = PhysAddr::new((round % 1024) * 4096);
+                    // SAFETY: as above.
+                    unsafe {
+                        mapper
+                            .map(black_box(virt), phys, PageSize::Size4KiB, flags, &mut ram)
+                            .unwrap()
+                            .ignore();
+                        mapper.unmap(black_box(virt), &mut ram).unwrap().2.ignore();
+                    }
                 }
                 start.elapsed().as_nanos() as f64 / rounds as f64
             })
@@ -109,18 +123,20 @@ fn main() {
                 .map(|_| {
                     let mut ram = FakeRam::new(128);
                     let mut mapper = ram.mapper();
+                    let virt = VirtAddr::new(0x4000_0000_0000);
                     let start = Instant::now();
-                    mapper
-                        .map_range(0x4000_0000_0000, 0, len, flags, small_only, &mut ram)
-                        .unwrap()
-                        .ignore();
+                    // SAFETY: fake RAM, loaded on no CPU (see above).
+                    unsafe {
+                        mapper
+                            .map_range(virt, PhysAddr::zero(), len, flags, small_only, &mut ram)
+                            .unwrap()
+                            .ignore();
+                    }
                     let elapsed = start.elapsed().as_nanos() as f64 / 1000.0;
                     tables = ram.used();
-                    mapper
-                        .unmap_range(0x4000_0000_0000, len, &mut ram)
-                        .unwrap()
-                        .1
-                        .ignore();
+                    let (_, flush) = mapper.unmap_range(virt, len, &mut ram).unwrap();
+                    // SAFETY: as above.
+                    unsafe { flush.ignore() };
                     assert_eq!(ram.used(), 0);
                     elapsed
                 })

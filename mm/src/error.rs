@@ -67,3 +67,31 @@ impl fmt::Display for MmError {
         f.write_str(self.as_str())
     }
 }
+
+/// A raw virtual address from the outside (the C interface, the shell, a
+/// fault), checked: not canonical is [`MmError::NonCanonical`].
+pub fn checked_virt(address: u64) -> Result<x86_64::VirtAddr, MmError> {
+    x86_64::VirtAddr::try_new(address).map_err(|_| MmError::NonCanonical)
+}
+
+/// A raw physical address from the outside, checked: bits above 52 set is
+/// [`MmError::OutOfRange`].
+pub fn checked_phys(address: u64) -> Result<x86_64::PhysAddr, MmError> {
+    x86_64::PhysAddr::try_new(address).map_err(|_| MmError::OutOfRange)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_addresses_are_checked_at_the_boundary() {
+        assert_eq!(checked_virt(0x8000_0000_0000), Err(MmError::NonCanonical));
+        assert_eq!(
+            checked_virt(0xFFFF_8000_0000_0000).map(|v| v.as_u64()),
+            Ok(0xFFFF_8000_0000_0000)
+        );
+        assert_eq!(checked_phys(1 << 52), Err(MmError::OutOfRange));
+        assert_eq!(checked_phys(0x1000).map(|p| p.as_u64()), Ok(0x1000));
+    }
+}

@@ -14,12 +14,14 @@
 //! ```
 #![forbid(unsafe_code)]
 
+use x86_64::structures::paging::{PageSize as _, Size1GiB, Size2MiB, Size4KiB};
+
 /// Size of a small page / frame.
-pub const PAGE_SIZE: u64 = 4096;
+pub const PAGE_SIZE: u64 = Size4KiB::SIZE;
 /// Size of a 2 MiB huge page.
-pub const HUGE_PAGE_SIZE: u64 = 2 * 1024 * 1024;
+pub const HUGE_PAGE_SIZE: u64 = Size2MiB::SIZE;
 /// Size of a 1 GiB huge page.
-pub const GIANT_PAGE_SIZE: u64 = 1024 * 1024 * 1024;
+pub const GIANT_PAGE_SIZE: u64 = Size1GiB::SIZE;
 
 /// Physical address of the boot PML4 (built by the assembly stub).
 pub const BOOT_PML4: u64 = 0x1000;

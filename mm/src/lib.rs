@@ -15,4 +15,4 @@ pub mod pmm;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use error::MmError;
+pub use error::{checked_phys, checked_virt, MmError};

@@ -122,17 +122,22 @@ pub fn init(info: &BootInfo<'_>, gigabyte_pages: bool) -> Result<DirectMap, Dire
     };
     let mut frames = PoolFrames { taken: 0 };
     for range in ram.as_slice() {
-        mapper
-            .map_range(
-                DIRECT_MAP_OFFSET + range.start,
-                range.start,
+        let phys = PhysAddr::new(range.start);
+        // SAFETY: the direct map's window is mapped by nothing else, and it
+        // gives the kernel its one general view of RAM, through which
+        // every owner of a frame reaches it.
+        unsafe {
+            mapper.map_range(
+                super::phys_to_virt(phys),
+                phys,
                 range.len(),
                 WRITABLE | NX | GLOBAL,
                 false,
                 &mut frames,
             )
-            .map_err(|error| DirectMapError::Map(*range, error))?
-            .flush(&mut CpuTlb);
+        }
+        .map_err(|error| DirectMapError::Map(*range, error))?
+        .flush(&mut CpuTlb);
     }
     bootstrap::use_direct_map();
     Ok(DirectMap {

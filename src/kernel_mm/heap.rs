@@ -10,7 +10,7 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 
-use x86_64::PhysAddr;
+use x86_64::{PhysAddr, VirtAddr};
 
 use super::{phys_to_virt, pmm, vmm};
 use crate::sync::IrqMutex;
@@ -31,18 +31,23 @@ impl Grow for KernelGrow {
                 .ok_or(MmError::OutOfFrames)
                 .and_then(|frame| {
                     let phys = frame.start_address();
-                    vmm::map(page, phys.as_u64(), PageSize::Size4KiB, WRITABLE | NX).inspect_err(
-                        |_| {
-                            let _ = pmm::free_page(phys);
-                        },
-                    )
+                    // SAFETY: a fresh frame from the PMM, mapped once, in
+                    // the heap's own virtual window past its end.
+                    unsafe {
+                        vmm::map(VirtAddr::new(page), phys, PageSize::Size4KiB, WRITABLE | NX)
+                    }
+                    .inspect_err(|_| {
+                        let _ = pmm::free_page(phys);
+                    })
                 });
             if let Err(error) = mapped {
                 log::warn!("heap: cannot grow to {end:#x}: {error}");
                 // Give back what this call mapped.
                 let mut undo = start;
                 while undo < page {
-                    if let Ok((phys, _)) = vmm::unmap(undo) {
+                    // SAFETY: pages this call mapped past the heap's end;
+                    // the heap never handed out any of their bytes.
+                    if let Ok((phys, _)) = unsafe { vmm::unmap(VirtAddr::new(undo)) } {
                         let _ = pmm::free_page(phys);
                     }
                     undo += PAGE_SIZE;
@@ -212,6 +217,6 @@ unsafe impl GlobalAlloc for KernelAllocator {
 static ALLOCATOR: KernelAllocator = KernelAllocator;
 
 /// Physical address behind a heap address (for tests and the shell).
-pub fn physical(address: u64) -> Option<PhysAddr> {
+pub fn physical(address: VirtAddr) -> Option<PhysAddr> {
     vmm::translate(address).map(|t| t.phys)
 }

@@ -59,8 +59,8 @@ impl FrameDeallocator<Size4KiB> for KernelFrames {
 pub struct CpuTlb;
 
 impl Tlb for CpuTlb {
-    fn flush_page(&mut self, virt: u64) {
-        tlb::flush(VirtAddr::new(virt));
+    fn flush_page(&mut self, virt: VirtAddr) {
+        tlb::flush(virt);
     }
 
     fn flush_all(&mut self) {
@@ -89,29 +89,50 @@ fn with<R>(f: impl FnOnce(&mut Mapper<OffsetMem>) -> Result<R, MmError>) -> Resu
 
 /// Maps `size` bytes at `virt` to `phys` with one page (the design's
 /// `vmm_map_page`, for every page size).
-pub fn map(virt: u64, phys: u64, size: PageSize, flags: PageTableFlags) -> Result<(), MmError> {
-    with(|mapper| mapper.map(virt, phys, size, flags, &mut KernelFrames))
+///
+/// # Safety
+/// The caller owns the frame for this use: the mapping must not give a
+/// second, writable way to memory that Rust code holds references to (the
+/// kernel image, a heap block, a page table, another mapping's frame).
+pub unsafe fn map(
+    virt: VirtAddr,
+    phys: PhysAddr,
+    size: PageSize,
+    flags: PageTableFlags,
+) -> Result<(), MmError> {
+    // SAFETY: the caller's contract is the mapper's.
+    with(|mapper| unsafe { mapper.map(virt, phys, size, flags, &mut KernelFrames) })
         .map(|flush| flush.flush(&mut CpuTlb))
 }
 
 /// Maps a 4 KiB page to a frame.
-pub fn map_page(
+///
+/// # Safety
+/// As for [`map`].
+pub unsafe fn map_page(
     page: Page<Size4KiB>,
     frame: PhysFrame<Size4KiB>,
     flags: PageTableFlags,
 ) -> Result<(), MmError> {
-    map(
-        page.start_address().as_u64(),
-        frame.start_address().as_u64(),
-        PageSize::Size4KiB,
-        flags,
-    )
+    // SAFETY: the caller's contract.
+    unsafe {
+        map(
+            page.start_address(),
+            frame.start_address(),
+            PageSize::Size4KiB,
+            flags,
+        )
+    }
 }
 
 /// Unmaps the page starting at `virt` (any size; the design's
 /// `vmm_unmap_page`). Returns the frame it mapped; tables emptied on the
 /// way are freed.
-pub fn unmap(virt: u64) -> Result<(PhysAddr, PageSize), MmError> {
+///
+/// # Safety
+/// Nothing may still use the page through a reference (the memory behind
+/// it disappears, and its frame may be handed to someone else).
+pub unsafe fn unmap(virt: VirtAddr) -> Result<(PhysAddr, PageSize), MmError> {
     with(|mapper| mapper.unmap(virt, &mut KernelFrames)).map(|(phys, size, flush)| {
         flush.flush(&mut CpuTlb);
         (phys, size)
@@ -119,26 +140,35 @@ pub fn unmap(virt: u64) -> Result<(PhysAddr, PageSize), MmError> {
 }
 
 /// Physical address of `virt` (the design's `vmm_get_physical`).
-pub fn translate(virt: u64) -> Option<Translation> {
+pub fn translate(virt: VirtAddr) -> Option<Translation> {
     VMM.lock().as_ref()?.translate(virt)
 }
 
 /// Changes the flags of the page starting at `virt`.
-pub fn update_flags(virt: u64, flags: PageTableFlags) -> Result<(), MmError> {
+///
+/// # Safety
+/// New rights must not break what Rust assumes of the memory (making
+/// read-only data writable, data executable, or a page user-accessible).
+pub unsafe fn update_flags(virt: VirtAddr, flags: PageTableFlags) -> Result<(), MmError> {
     with(|mapper| mapper.update_flags(virt, flags)).map(|flush| flush.flush(&mut CpuTlb))
 }
 
 /// Maps a range with the largest pages possible (4 KiB only if
 /// `small_only`); all or nothing.
-pub fn map_range(
-    virt: u64,
-    phys: u64,
+///
+/// # Safety
+/// As for [`map`], for every frame of the range.
+pub unsafe fn map_range(
+    virt: VirtAddr,
+    phys: PhysAddr,
     len: u64,
     flags: PageTableFlags,
     small_only: bool,
 ) -> Result<(), MmError> {
-    let result =
-        with(|mapper| mapper.map_range(virt, phys, len, flags, small_only, &mut KernelFrames));
+    let result = with(|mapper| {
+        // SAFETY: the caller's contract is the mapper's.
+        unsafe { mapper.map_range(virt, phys, len, flags, small_only, &mut KernelFrames) }
+    });
     match result {
         Ok(flush) => {
             flush.flush(&mut CpuTlb);
@@ -153,7 +183,10 @@ pub fn map_range(
 }
 
 /// Unmaps every page in a range; returns how many there were.
-pub fn unmap_range(virt: u64, len: u64) -> Result<u64, MmError> {
+///
+/// # Safety
+/// As for [`unmap`], for every page of the range.
+pub unsafe fn unmap_range(virt: VirtAddr, len: u64) -> Result<u64, MmError> {
     with(|mapper| mapper.unmap_range(virt, len, &mut KernelFrames)).map(|(pages, flush)| {
         flush.flush(&mut CpuTlb);
         pages
@@ -171,14 +204,15 @@ pub fn pml4() -> Option<PhysFrame> {
 }
 
 /// Walks `virt` through each table level.
-pub fn walk(virt: u64) -> Option<Walk> {
+pub fn walk(virt: VirtAddr) -> Option<Walk> {
     VMM.lock().as_ref().map(|mapper| mapper.walk(virt))
 }
 
-/// Calls `visit` for the present mappings in `[start, end)`, merged into runs.
-pub fn mappings(start: u64, end: u64, visit: impl FnMut(Run)) {
+/// Calls `visit` for the present mappings in `[first, last]`, merged into
+/// runs.
+pub fn mappings(first: VirtAddr, last: VirtAddr, visit: impl FnMut(Run)) {
     if let Some(mapper) = VMM.lock().as_ref() {
-        mapper.mappings(start, end, visit);
+        mapper.mappings(first, last, visit);
     }
 }
 
@@ -196,18 +230,27 @@ static NEXT_MMIO: IrqMutex<u64> = IrqMutex::new(MMIO_START);
 /// Maps `len` bytes of device memory at `phys` (rounded out to pages) into
 /// the MMIO window, writable and never executable; returns the virtual
 /// address of `phys`.
-pub fn map_mmio(phys: u64, len: u64) -> Result<u64, MmError> {
-    let start = phys - phys % PAGE_SIZE;
+///
+/// # Safety
+/// `phys..phys + len` must be device memory (or memory the caller owns),
+/// never RAM that Rust code holds references to.
+pub unsafe fn map_mmio(phys: PhysAddr, len: u64) -> Result<VirtAddr, MmError> {
+    let start = phys.align_down(PAGE_SIZE);
     let end = phys
+        .as_u64()
         .checked_add(len)
         .and_then(|end| end.checked_next_multiple_of(PAGE_SIZE))
         .ok_or(MmError::InvalidArgument)?;
+    let len = end - start.as_u64();
     let mut next = NEXT_MMIO.lock();
-    // 2 MiB alignment lets large framebuffers use 2 MiB pages.
-    let virt = next.next_multiple_of(2 << 20) + start % (2 << 20);
-    map_range(virt, start, end - start, WRITABLE | NX, false)?;
-    *next = virt + (end - start);
-    Ok(virt + phys % PAGE_SIZE)
+    // Huge-page alignment lets large framebuffers use 2 MiB pages.
+    let huge = PageSize::Size2MiB.bytes();
+    let virt = mm::checked_virt(next.next_multiple_of(huge) + start.as_u64() % huge)?;
+    // SAFETY: the caller says the range is device memory or its own; the
+    // MMIO window above `next` has never been mapped.
+    unsafe { map_range(virt, start, len, WRITABLE | NX, false)? };
+    *next = virt.as_u64() + len;
+    Ok(virt + phys.as_u64() % PAGE_SIZE)
 }
 
 /// The VGA text buffer, the one device window of low memory the kernel
@@ -226,7 +269,10 @@ pub fn protect_kernel(keep_vga_text: bool) -> Result<(), MmError> {
     let set = |start: u64, end: u64, flags: PageTableFlags| -> Result<(), MmError> {
         let mut page = start;
         while page < end {
-            match update_flags(page, flags) {
+            // SAFETY: the kernel image's own rights (W^X from the linker's
+            // sections) and the VGA window: each page gets the rights its
+            // contents need, which nothing in Rust assumes otherwise.
+            match unsafe { update_flags(VirtAddr::new(page), flags) } {
                 // Page 0 and the stack guard pages are deliberately unmapped.
                 Ok(()) | Err(MmError::NotMapped) => {}
                 Err(error) => return Err(error),
@@ -245,19 +291,25 @@ pub fn protect_kernel(keep_vga_text: bool) -> Result<(), MmError> {
         }
         set(section.span.start, section.span.end, flags)?;
     }
+    let unmap = |start: u64, end: u64| {
+        // SAFETY: nothing in Rust refers to low memory through its identity
+        // addresses any more (the pool is reached through the direct map,
+        // `bootstrap::use_direct_map`), nor to the identity pages between
+        // the kernel's end and 0x200000, which hold nothing.
+        unsafe { unmap_range(VirtAddr::new(start), end - start) }
+    };
     if keep_vga_text {
-        unmap_range(PAGE_SIZE, VGA_TEXT_WINDOW.start - PAGE_SIZE)?;
+        unmap(PAGE_SIZE, VGA_TEXT_WINDOW.start)?;
         set(
             VGA_TEXT_WINDOW.start,
             VGA_TEXT_WINDOW.end,
             PRESENT | WRITABLE | NX | NOCACHE | WRITETHROUGH,
         )?;
-        unmap_range(VGA_TEXT_WINDOW.end, image.start - VGA_TEXT_WINDOW.end)?;
+        unmap(VGA_TEXT_WINDOW.end, image.start)?;
     } else {
-        unmap_range(PAGE_SIZE, image.start - PAGE_SIZE)?;
+        unmap(PAGE_SIZE, image.start)?;
     }
-    // Nothing lives between the kernel's end and the PMM's start.
-    unmap_range(image.end, PMM_START - image.end)?;
+    unmap(image.end, PMM_START)?;
     CpuTlb.flush_all();
     Ok(())
 }

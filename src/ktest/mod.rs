@@ -11,6 +11,7 @@ mod c_abi_tests;
 mod heap_tests;
 mod integrity_tests;
 mod pmm_tests;
+mod raw_vmm;
 mod reliability_tests;
 mod selftest;
 mod vmm_tests;

@@ -9,6 +9,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use x86_64::PhysAddr;
 
+use super::raw_vmm;
 use super::{Context, Failure, Test, TestResult};
 use crate::arch::x86_64::exceptions::{catch_fault, vector};
 use crate::arch::x86_64::timer;
@@ -151,7 +152,7 @@ fn release(item: Item) -> TestResult {
         Item::Page(virt, phys) => {
             kassert!(stamped(virt, PAGE_SIZE), "page contents changed");
             kassert_eq!(
-                vmm::unmap(virt),
+                raw_vmm::unmap(virt),
                 Ok((PhysAddr::new(phys), PageSize::Size4KiB))
             );
             kassert_eq!(pmm::free_page(PhysAddr::new(phys)), Ok(()));
@@ -159,7 +160,7 @@ fn release(item: Item) -> TestResult {
         Item::Huge(virt, phys) => {
             kassert!(stamped(virt, HUGE_PAGE_SIZE), "huge page contents changed");
             kassert_eq!(
-                vmm::unmap(virt),
+                raw_vmm::unmap(virt),
                 Ok((PhysAddr::new(phys), PageSize::Size2MiB))
             );
             kassert_eq!(pmm::free_contiguous(PhysAddr::new(phys), 512), Ok(()));
@@ -201,7 +202,7 @@ fn stress(_: &Context<'_>) -> TestResult {
                 Some(frame) => {
                     let phys = frame.start_address().as_u64();
                     kassert_eq!(
-                        vmm::map(virt, phys, PageSize::Size4KiB, WRITABLE | NX),
+                        raw_vmm::map(virt, phys, PageSize::Size4KiB, WRITABLE | NX),
                         Ok(())
                     );
                     stamp(virt, PAGE_SIZE);
@@ -214,7 +215,7 @@ fn stress(_: &Context<'_>) -> TestResult {
                 Ok(run) => {
                     let phys = run.start_address().as_u64();
                     kassert_eq!(
-                        vmm::map(virt, phys, PageSize::Size2MiB, WRITABLE | NX),
+                        raw_vmm::map(virt, phys, PageSize::Size2MiB, WRITABLE | NX),
                         Ok(())
                     );
                     stamp(virt, HUGE_PAGE_SIZE);

@@ -7,6 +7,7 @@ use core::ptr;
 use x86_64::registers::control::Cr3;
 use x86_64::PhysAddr;
 
+use super::raw_vmm;
 use super::{Context, Failure, Test, TestResult};
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::exceptions::{catch_fault, vector, CaughtFault};
@@ -105,11 +106,11 @@ fn map_write_read_back_unmap_faults(_: &Context<'_>) -> TestResult {
     let frame = pmm::alloc_page().ok_or(fail("no frame"))?.start_address();
     let virt = TEST_AREA;
     kassert_eq!(
-        vmm::map(virt, frame.as_u64(), PageSize::Size4KiB, WRITABLE | NX),
+        raw_vmm::map(virt, frame.as_u64(), PageSize::Size4KiB, WRITABLE | NX),
         Ok(())
     );
     kassert_eq!(
-        vmm::translate(virt + 0x123).map(|t| t.phys.as_u64()),
+        raw_vmm::translate(virt + 0x123).map(|t| t.phys.as_u64()),
         Some(frame.as_u64() + 0x123)
     );
     // SAFETY: the page was just mapped to a frame we own.
@@ -117,7 +118,7 @@ fn map_write_read_back_unmap_faults(_: &Context<'_>) -> TestResult {
     // SAFETY: the same frame through the direct map.
     let seen = unsafe { ptr::read_volatile(phys_to_virt(frame).as_ptr::<u64>()) };
     kassert_eq!(seen, 0x1DEA_5EED);
-    kassert_eq!(vmm::unmap(virt), Ok((frame, PageSize::Size4KiB)));
+    kassert_eq!(raw_vmm::unmap(virt), Ok((frame, PageSize::Size4KiB)));
     let fault = catch_fault(|| {
         // SAFETY: deliberately reads the page just unmapped; the fault is caught.
         black_box(unsafe { ptr::read_volatile(virt as *const u64) });
@@ -179,13 +180,13 @@ fn data_stack_and_nx_pages_do_not_execute(_: &Context<'_>) -> TestResult {
     let frame = pmm::alloc_page().ok_or(fail("no frame"))?.start_address();
     let virt = TEST_AREA + 0x10_0000;
     kassert_eq!(
-        vmm::map(virt, frame.as_u64(), PageSize::Size4KiB, WRITABLE | NX),
+        raw_vmm::map(virt, frame.as_u64(), PageSize::Size4KiB, WRITABLE | NX),
         Ok(())
     );
     // SAFETY: the page is mapped to our frame.
     unsafe { ptr::write_bytes(virt as *mut u8, 0xC3, 16) };
     let fault = call_at(virt);
-    kassert_eq!(vmm::unmap(virt).map(|(p, _)| p), Ok(frame));
+    kassert_eq!(raw_vmm::unmap(virt).map(|(p, _)| p), Ok(frame));
     kassert_eq!(pmm::free_page(frame), Ok(()));
     expect_page_fault(fault, virt, PF_PRESENT | PF_FETCH)
 }
@@ -196,12 +197,12 @@ fn huge_2mib_page_translates_every_offset(_: &Context<'_>) -> TestResult {
     let phys = run.start_address().as_u64();
     let virt = TEST_AREA + 0x4000_0000;
     kassert_eq!(
-        vmm::map(virt, phys, PageSize::Size2MiB, WRITABLE | NX),
+        raw_vmm::map(virt, phys, PageSize::Size2MiB, WRITABLE | NX),
         Ok(())
     );
     for page in 0..512u64 {
         let offset = page * PAGE_SIZE + (page * 8) % PAGE_SIZE;
-        let t = vmm::translate(virt + offset);
+        let t = raw_vmm::translate(virt + offset);
         kassert_eq!(
             t.map(|t| (t.phys.as_u64(), t.size)),
             Some((phys + offset, PageSize::Size2MiB))
@@ -217,12 +218,15 @@ fn huge_2mib_page_translates_every_offset(_: &Context<'_>) -> TestResult {
     kassert_eq!(seen, 0xB16_F00D);
     // A 4 KiB page inside the huge one is refused.
     kassert_eq!(
-        vmm::map(virt + PAGE_SIZE, phys, PageSize::Size4KiB, WRITABLE | NX),
+        raw_vmm::map(virt + PAGE_SIZE, phys, PageSize::Size4KiB, WRITABLE | NX),
         Err(MmError::HugePageConflict)
     );
-    kassert_eq!(vmm::unmap(virt + PAGE_SIZE), Err(MmError::HugePageConflict));
     kassert_eq!(
-        vmm::unmap(virt),
+        raw_vmm::unmap(virt + PAGE_SIZE),
+        Err(MmError::HugePageConflict)
+    );
+    kassert_eq!(
+        raw_vmm::unmap(virt),
         Ok((PhysAddr::new(phys), PageSize::Size2MiB))
     );
     kassert_eq!(pmm::free_contiguous(PhysAddr::new(phys), 512), Ok(()));
@@ -233,20 +237,20 @@ fn huge_2mib_page_translates_every_offset(_: &Context<'_>) -> TestResult {
 fn gigabyte_page_where_supported(_: &Context<'_>) -> TestResult {
     let virt = TEST_AREA + 0x80_0000_0000;
     // Map the first GiB of physical memory (the kernel lives in it) again.
-    let result = vmm::map(virt, 0, PageSize::Size1GiB, NX);
+    let result = raw_vmm::map(virt, 0, PageSize::Size1GiB, NX);
     if !cpu::features().gigabyte_pages {
         kassert_eq!(result, Err(MmError::PageSizeUnsupported));
         return Ok(());
     }
     kassert_eq!(result, Ok(()));
     let kernel = sections::kernel_image().start;
-    let t = vmm::translate(virt + kernel);
+    let t = raw_vmm::translate(virt + kernel);
     kassert_eq!(
         t.map(|t| (t.phys.as_u64(), t.size)),
         Some((kernel, PageSize::Size1GiB))
     );
     kassert_eq!(
-        vmm::translate(virt + GIANT_PAGE_SIZE - 1).map(|t| t.phys.as_u64()),
+        raw_vmm::translate(virt + GIANT_PAGE_SIZE - 1).map(|t| t.phys.as_u64()),
         Some(GIANT_PAGE_SIZE - 1)
     );
     // Reading the kernel through the new mapping sees the kernel's bytes.
@@ -259,7 +263,7 @@ fn gigabyte_page_where_supported(_: &Context<'_>) -> TestResult {
     };
     kassert_eq!(through, direct);
     kassert_eq!(
-        vmm::unmap(virt).map(|(_, size)| size),
+        raw_vmm::unmap(virt).map(|(_, size)| size),
         Ok(PageSize::Size1GiB)
     );
     Ok(())
@@ -272,10 +276,10 @@ fn ten_thousand_cycles_leak_nothing(_: &Context<'_>) -> TestResult {
     for cycle in 0..10_000u64 {
         // Spread over regions so each map needs new tables and each unmap frees them.
         let virt = TEST_AREA + (cycle % 8) * GIANT_PAGE_SIZE * 512;
-        if vmm::map(virt, frame.as_u64(), PageSize::Size4KiB, WRITABLE | NX).is_err() {
+        if raw_vmm::map(virt, frame.as_u64(), PageSize::Size4KiB, WRITABLE | NX).is_err() {
             return Err(fail("map failed"));
         }
-        if vmm::unmap(virt).is_err() {
+        if raw_vmm::unmap(virt).is_err() {
             return Err(fail("unmap failed"));
         }
     }
@@ -292,42 +296,42 @@ fn errors_are_distinct_and_change_nothing(_: &Context<'_>) -> TestResult {
         .as_u64();
     let virt = TEST_AREA + 0x20_0000;
     kassert_eq!(
-        vmm::map(virt, frame, PageSize::Size4KiB, WRITABLE | NX),
+        raw_vmm::map(virt, frame, PageSize::Size4KiB, WRITABLE | NX),
         Ok(())
     );
     let before = (pmm::stats(), vmm::table_count());
     kassert_eq!(
-        vmm::map(virt, frame, PageSize::Size4KiB, NX),
+        raw_vmm::map(virt, frame, PageSize::Size4KiB, NX),
         Err(MmError::AlreadyMapped)
     );
     kassert_eq!(
-        vmm::map(virt + 0x800, frame, PageSize::Size4KiB, NX),
+        raw_vmm::map(virt + 0x800, frame, PageSize::Size4KiB, NX),
         Err(MmError::Misaligned)
     );
     kassert_eq!(
-        vmm::map(virt + PAGE_SIZE, frame + 1, PageSize::Size4KiB, NX),
+        raw_vmm::map(virt + PAGE_SIZE, frame + 1, PageSize::Size4KiB, NX),
         Err(MmError::Misaligned)
     );
     kassert_eq!(
-        vmm::map(0x8000_0000_0000, frame, PageSize::Size4KiB, NX),
+        raw_vmm::map(0x8000_0000_0000, frame, PageSize::Size4KiB, NX),
         Err(MmError::NonCanonical)
     );
-    kassert_eq!(vmm::unmap(virt + PAGE_SIZE), Err(MmError::NotMapped));
+    kassert_eq!(raw_vmm::unmap(virt + PAGE_SIZE), Err(MmError::NotMapped));
     kassert_eq!(
-        vmm::unmap(0xFFFF_0000_0000_0000),
+        raw_vmm::unmap(0xFFFF_0000_0000_0000),
         Err(MmError::NonCanonical)
     );
     kassert_eq!(
-        vmm::update_flags(virt + PAGE_SIZE, NX),
+        raw_vmm::update_flags(virt + PAGE_SIZE, NX),
         Err(MmError::NotMapped)
     );
     kassert_eq!((pmm::stats(), vmm::table_count()), before);
     kassert_eq!(
-        vmm::translate(virt).map(|t| t.flags.contains(PRESENT | WRITABLE | NX)),
+        raw_vmm::translate(virt).map(|t| t.flags.contains(PRESENT | WRITABLE | NX)),
         Some(true)
     );
-    kassert_eq!(vmm::unmap(virt).map(|(p, _)| p.as_u64()), Ok(frame));
-    kassert_eq!(vmm::unmap(virt), Err(MmError::NotMapped));
+    kassert_eq!(raw_vmm::unmap(virt).map(|(p, _)| p.as_u64()), Ok(frame));
+    kassert_eq!(raw_vmm::unmap(virt), Err(MmError::NotMapped));
     kassert_eq!(pmm::free_page(PhysAddr::new(frame)), Ok(()));
     Ok(())
 }
@@ -338,7 +342,7 @@ fn cr3_holds_the_managed_pml4(_: &Context<'_>) -> TestResult {
     // The PML4 maps itself through the direct map.
     let pml4 = vmm::current_cr3().start_address();
     kassert_eq!(
-        vmm::translate(phys_to_virt(pml4).as_u64()).map(|t| t.phys),
+        raw_vmm::translate(phys_to_virt(pml4).as_u64()).map(|t| t.phys),
         Some(pml4)
     );
     Ok(())
@@ -346,25 +350,25 @@ fn cr3_holds_the_managed_pml4(_: &Context<'_>) -> TestResult {
 
 fn identity_map_is_trimmed(_: &Context<'_>) -> TestResult {
     let image = sections::kernel_image();
-    kassert!(vmm::translate(0).is_none(), "page 0 is mapped");
+    kassert!(raw_vmm::translate(0).is_none(), "page 0 is mapped");
     kassert!(
-        vmm::translate(image.end).is_none(),
+        raw_vmm::translate(image.end).is_none(),
         "memory after the kernel is still identity-mapped"
     );
     kassert!(
-        vmm::translate(0x1F_F000).is_none(),
+        raw_vmm::translate(0x1F_F000).is_none(),
         "the top of the low 2 MiB is still mapped"
     );
     kassert!(
-        vmm::translate(sections::boot_stack_guard().start).is_none(),
+        raw_vmm::translate(sections::boot_stack_guard().start).is_none(),
         "stack guard page mapped"
     );
     kassert!(
-        vmm::translate(sections::double_fault_stack_guard().start).is_none(),
+        raw_vmm::translate(sections::double_fault_stack_guard().start).is_none(),
         "IST guard mapped"
     );
     kassert!(
-        vmm::translate(sections::nmi_stack_guard().start).is_none(),
+        raw_vmm::translate(sections::nmi_stack_guard().start).is_none(),
         "NMI stack guard mapped"
     );
     Ok(())
@@ -374,7 +378,7 @@ fn boot_page_tables_not_writable_through_low_memory(_: &Context<'_>) -> TestResu
     let pml4 = vmm::current_cr3().start_address();
     for address in [BOOT_PML4, BOOT_PDPT, BOOT_PD, BOOT_PT, BOOTSTRAP_POOL_START] {
         kassert!(
-            vmm::translate(address).is_none(),
+            raw_vmm::translate(address).is_none(),
             "a boot page table or the bootstrap pool is identity-mapped"
         );
     }
@@ -391,7 +395,7 @@ fn boot_page_tables_not_writable_through_low_memory(_: &Context<'_>) -> TestResu
     expect_page_fault(fault, pml4.as_u64(), PF_WRITE)?;
     kassert_eq!(fault.map(|fault| fault.error_code & PF_PRESENT), Some(0));
     // The VGA text window, when kept, is device memory: uncached, no-execute.
-    if let Some(vga) = vmm::translate(vmm::VGA_TEXT_WINDOW.start) {
+    if let Some(vga) = raw_vmm::translate(vmm::VGA_TEXT_WINDOW.start) {
         kassert!(
             vga.flags.contains(NOCACHE | NX | WRITABLE),
             "VGA text window mapped cacheable or executable"
@@ -405,7 +409,7 @@ fn boot_page_tables_not_writable_through_low_memory(_: &Context<'_>) -> TestResu
 /// (device memory) and the local and I/O APICs are not mapped at all.
 fn direct_map_covers_ram_and_no_device(context: &Context<'_>) -> TestResult {
     let ram = direct_map::ram_ranges(context.boot_info).ok_or(fail("RAM ranges do not fit"))?;
-    let direct = |phys: u64| vmm::translate(phys_to_virt(PhysAddr::new(phys)).as_u64());
+    let direct = |phys: u64| raw_vmm::translate(phys_to_virt(PhysAddr::new(phys)).as_u64());
     let mut previous_end = 0;
     for range in ram.as_slice() {
         for page in [range.start, range.end - PAGE_SIZE] {
@@ -478,7 +482,7 @@ fn cr4_protections_on_where_offered(_: &Context<'_>) -> TestResult {
     unsafe { ptr::write_volatile(phys_to_virt(frame).as_mut_ptr::<u8>(), 0xC3) };
     let virt = TEST_AREA + 0x4000_0000;
     kassert_eq!(
-        vmm::map(virt, frame.as_u64(), PageSize::Size4KiB, USER | WRITABLE),
+        raw_vmm::map(virt, frame.as_u64(), PageSize::Size4KiB, USER | WRITABLE),
         Ok(())
     );
     let mut result = Ok(());
@@ -497,7 +501,7 @@ fn cr4_protections_on_where_offered(_: &Context<'_>) -> TestResult {
             PF_PRESENT | PF_FETCH,
         ));
     }
-    kassert_eq!(vmm::unmap(virt).map(|(phys, _)| phys), Ok(frame));
+    kassert_eq!(raw_vmm::unmap(virt).map(|(phys, _)| phys), Ok(frame));
     kassert_eq!(pmm::free_page(frame), Ok(()));
     kassert_eq!((pmm::stats(), vmm::table_count()), before);
     result

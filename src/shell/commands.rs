@@ -2,6 +2,8 @@
 
 use x86_64::PhysAddr;
 
+use x86_64::VirtAddr;
+
 use crate::arch::x86_64::cpu;
 use crate::boot::BootInfo;
 use crate::kernel_mm::{heap, pmm, vmm};
@@ -54,25 +56,40 @@ pub fn execute(line: &str, info: &BootInfo<'_>) {
         ("meminfo", [None, ..]) => meminfo(),
         ("mmap", [None, ..]) => report::memory_map(info),
         ("walk", [Some(_), None, _]) => match number(0).flatten() {
-            Some(address) => match vmm::walk(address) {
-                Some(walk) => crate::kprint!("{walk}"),
-                None => kprintln!("the VMM is not running"),
+            Some(address) => match mm::checked_virt(address) {
+                Ok(virt) => match vmm::walk(virt) {
+                    Some(walk) => crate::kprint!("{walk}"),
+                    None => kprintln!("the VMM is not running"),
+                },
+                Err(_) => {
+                    kprintln!("walk {address:#018x}: not canonical (bits 48-63 must copy bit 47)")
+                }
             },
             None => usage(command),
         },
         ("maps", [_, _, None]) => {
             let start = number(0).unwrap_or(Some(0));
             let end = number(1).unwrap_or(Some(u64::MAX));
-            match (start, end) {
-                (Some(start), Some(end)) if start < end => {
+            // `[start, end)` as typed; canonical bounds for the walk.
+            let bounds = start
+                .zip(end)
+                .filter(|(start, end)| start < end)
+                .map(|(start, end)| {
+                    (
+                        VirtAddr::new_truncate(start),
+                        VirtAddr::new_truncate(end - 1),
+                    )
+                });
+            match bounds {
+                Some((first, last)) => {
                     let mut runs = 0;
-                    vmm::mappings(start, end, |run| {
+                    vmm::mappings(first, last, |run| {
                         runs += 1;
                         kprintln!("  {run}");
                     });
                     kprintln!("{runs} runs");
                 }
-                _ => usage(command),
+                None => usage(command),
             }
         }
         ("alloc", [Some(_), None, _]) => match number(0).flatten() {
@@ -237,10 +254,15 @@ fn bench() {
     let frame = pmm::alloc_page();
     let vmm_pair = cycles_per_op(|| {
         if let Some(frame) = frame {
-            let virt = 0x0000_6000_0000_0000;
-            let phys = frame.start_address().as_u64();
-            if vmm::map(virt, phys, mm::paging::PageSize::Size4KiB, mm::paging::NX).is_ok() {
-                let _ = vmm::unmap(virt);
+            let virt = VirtAddr::new(0x0000_6000_0000_0000);
+            let phys = frame.start_address();
+            // SAFETY: the frame was allocated for this benchmark alone and
+            // is mapped read-only, NX, in an unused lower-half window, then
+            // unmapped; nothing refers to the page.
+            unsafe {
+                if vmm::map(virt, phys, mm::paging::PageSize::Size4KiB, mm::paging::NX).is_ok() {
+                    let _ = vmm::unmap(virt);
+                }
             }
         }
     });

@@ -29,6 +29,8 @@
 //! that list is full.
 
 use core::mem::size_of;
+
+use crate::layout::PAGE_SIZE;
 use core::ptr;
 
 /// Largest request (bytes, debug overhead included) served by slabs.
@@ -38,7 +40,7 @@ const STEP: usize = 16;
 /// Number of size classes.
 const CLASSES: usize = SLAB_LIMIT / STEP;
 /// Slab pages are this large and this aligned.
-pub const PAGE: usize = 4096;
+pub const PAGE: usize = PAGE_SIZE as usize;
 /// Bytes a slab page may use: the TLSF block of 4096 bytes that holds it
 /// ends 8 bytes before the next page (where the next block's header is).
 pub const PAGE_USABLE: usize = PAGE - 8;

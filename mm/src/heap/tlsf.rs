@@ -30,8 +30,8 @@ mod lists;
 mod resize;
 mod verify;
 
-/// Largest supported alignment.
-pub const MAX_ALIGN: usize = 4096;
+/// Largest supported alignment: a page.
+pub const MAX_ALIGN: usize = PAGE;
 
 const GRANULE: usize = 16;
 const HEADER: usize = 8;
@@ -200,8 +200,8 @@ impl<'a, G: Grow> Heap<'a, G> {
         if !start.is_multiple_of(GRANULE)
             || size < 64
             || size > max
-            || !size.is_multiple_of(4096)
-            || !max.is_multiple_of(4096)
+            || !size.is_multiple_of(PAGE)
+            || !max.is_multiple_of(PAGE)
         {
             return Err(MmError::InvalidArgument);
         }
@@ -376,7 +376,7 @@ impl<'a, G: Grow> Heap<'a, G> {
         let room = self.start + self.max - self.end;
         let bytes = (short + MIN_BLOCK)
             .max(MIN_GROWTH)
-            .next_multiple_of(4096)
+            .next_multiple_of(PAGE)
             .min(room);
         if bytes < short || !self.grow.grow(self.end, bytes) {
             return false;

@@ -1,13 +1,16 @@
 //! TLB flush tokens: every page-table change returns one, and dropping it
-//! unused is a compiler warning (`#[must_use]`).
-#![forbid(unsafe_code)]
+//! unused is a compiler warning (`#[must_use]`); dropping it on purpose
+//! (`ignore`) is `unsafe`, since a stale translation lets a CPU reach a
+//! frame that has been handed to someone else.
 
-/// How the caller flushes the TLB (the kernel: `invlpg` / CR3 reload;
+use x86_64::VirtAddr;
+
+/// How the caller flushes the TLB (the kernel: `invlpg` / a full flush;
 /// tests: a recorder).
 pub trait Tlb {
     /// Invalidates the translation of the page containing `virt`.
-    fn flush_page(&mut self, virt: u64);
-    /// Invalidates all (non-global) translations.
+    fn flush_page(&mut self, virt: VirtAddr);
+    /// Invalidates all translations.
     fn flush_all(&mut self);
 }
 
@@ -15,16 +18,16 @@ pub trait Tlb {
 #[must_use = "the TLB may still hold the old translation: call flush()"]
 #[derive(Debug, PartialEq, Eq)]
 pub struct Flush {
-    virt: u64,
+    virt: VirtAddr,
 }
 
 impl Flush {
-    pub(crate) fn new(virt: u64) -> Self {
+    pub(crate) fn new(virt: VirtAddr) -> Self {
         Self { virt }
     }
 
     /// The page's address.
-    pub fn address(&self) -> u64 {
+    pub fn address(&self) -> VirtAddr {
         self.virt
     }
 
@@ -33,12 +36,17 @@ impl Flush {
         tlb.flush_page(self.virt);
     }
 
-    /// Drops the token without flushing: only correct when the page cannot
-    /// be in any TLB (an address space not loaded anywhere, or host tests).
-    pub fn ignore(self) {}
+    /// Drops the token without flushing.
+    ///
+    /// # Safety
+    /// No TLB may hold a translation of the page: the tree is loaded on no
+    /// CPU (a host test, an address space never activated), or the entry
+    /// was empty before and no CPU could have cached it.
+    pub unsafe fn ignore(self) {}
 }
 
-/// Above this many pages a range flush reloads CR3 instead of `invlpg`s.
+/// Above this many pages a range flush flushes everything instead of
+/// one `invlpg` per page.
 pub const FULL_FLUSH_PAGES: usize = 32;
 
 /// The pages of a range operation whose translations changed: up to
@@ -47,7 +55,7 @@ pub const FULL_FLUSH_PAGES: usize = 32;
 #[must_use = "the TLB may still hold old translations: call flush()"]
 #[derive(Debug, PartialEq, Eq)]
 pub struct FlushRange {
-    pages: [u64; FULL_FLUSH_PAGES],
+    pages: [VirtAddr; FULL_FLUSH_PAGES],
     count: usize,
     everything: bool,
 }
@@ -55,21 +63,25 @@ pub struct FlushRange {
 impl FlushRange {
     pub(crate) fn new() -> Self {
         Self {
-            pages: [0; FULL_FLUSH_PAGES],
+            pages: [VirtAddr::zero(); FULL_FLUSH_PAGES],
             count: 0,
             everything: false,
         }
     }
 
-    /// Adds the page starting at `virt`.
-    pub(crate) fn push(&mut self, virt: u64) {
+    /// Takes over a page's token: its flush becomes part of this one.
+    pub(crate) fn fold(&mut self, page: Flush) {
         if self.count == FULL_FLUSH_PAGES {
             self.everything = true;
         } else {
-            self.pages[self.count] = virt;
+            self.pages[self.count] = page.virt;
             self.count += 1;
         }
     }
+
+    /// Drops the token on a range operation's error path, whose contract
+    /// tells the caller to flush the whole range itself.
+    pub(crate) fn forget_for_error(self) {}
 
     /// Invalidates the pages: one by one, or all at once when many.
     pub fn flush(self, tlb: &mut impl Tlb) {
@@ -82,6 +94,9 @@ impl FlushRange {
         }
     }
 
-    /// Drops the token without flushing (see [`Flush::ignore`]).
-    pub fn ignore(self) {}
+    /// Drops the token without flushing.
+    ///
+    /// # Safety
+    /// As for [`Flush::ignore`], for every page of the range.
+    pub unsafe fn ignore(self) {}
 }

@@ -4,15 +4,21 @@
 //! Guarantees: a failed call leaves the tree exactly as it was (tables it
 //! allocated are freed again); unmapping frees every table it empties
 //! (never the PML4); huge pages never silently overlap tables.
+//!
+//! Addresses are the `x86_64` crate's types: a [`VirtAddr`] is canonical
+//! and a [`PhysAddr`] fits 52 bits by construction, so the checks left here
+//! are alignment, ranges and what the tree already holds. Table levels are
+//! [`PageTableLevel`]s.
 
-use x86_64::structures::paging::page_table::PageTableEntry;
+use x86_64::structures::paging::page_table::PageTableLevel;
 use x86_64::structures::paging::{
     FrameAllocator, FrameDeallocator, PageTable, PageTableFlags, PhysFrame, Size4KiB,
 };
-use x86_64::PhysAddr;
+use x86_64::{PhysAddr, VirtAddr};
 
 use super::flags::{HUGE, PRESENT, USER, WRITABLE};
 use super::flush::{Flush, FlushRange};
+use crate::layout::PAGE_SIZE;
 use crate::MmError;
 
 /// Where the mapper finds a page table, given its frame.
@@ -63,27 +69,43 @@ pub enum PageSize {
 impl PageSize {
     /// Size in bytes.
     pub const fn bytes(self) -> u64 {
+        self.leaf_level().entry_address_space_alignment()
+    }
+
+    /// The table level whose entries map pages of this size.
+    pub const fn leaf_level(self) -> PageTableLevel {
         match self {
-            PageSize::Size4KiB => 4096,
-            PageSize::Size2MiB => 2 << 20,
-            PageSize::Size1GiB => 1 << 30,
+            PageSize::Size4KiB => PageTableLevel::One,
+            PageSize::Size2MiB => PageTableLevel::Two,
+            PageSize::Size1GiB => PageTableLevel::Three,
         }
     }
 
-    /// The table level (1 = PT .. 4 = PML4) whose entries map this size.
-    const fn leaf_level(self) -> usize {
-        match self {
-            PageSize::Size4KiB => 1,
-            PageSize::Size2MiB => 2,
-            PageSize::Size1GiB => 3,
-        }
-    }
-
-    fn at_level(level: usize) -> PageSize {
+    /// The size of a leaf entry at `level` (PML4 entries are never leaves;
+    /// the walk stops below them).
+    pub const fn of_leaf(level: PageTableLevel) -> PageSize {
         match level {
-            3 => PageSize::Size1GiB,
-            2 => PageSize::Size2MiB,
-            _ => PageSize::Size4KiB,
+            PageTableLevel::One => PageSize::Size4KiB,
+            PageTableLevel::Two => PageSize::Size2MiB,
+            PageTableLevel::Three | PageTableLevel::Four => PageSize::Size1GiB,
+        }
+    }
+
+    /// "4 KiB", "2 MiB" or "1 GiB".
+    pub const fn name(self) -> &'static str {
+        match self {
+            PageSize::Size4KiB => "4 KiB",
+            PageSize::Size2MiB => "2 MiB",
+            PageSize::Size1GiB => "1 GiB",
+        }
+    }
+
+    /// "4K", "2M" or "1G", for tables.
+    pub const fn short_name(self) -> &'static str {
+        match self {
+            PageSize::Size4KiB => "4K",
+            PageSize::Size2MiB => "2M",
+            PageSize::Size1GiB => "1G",
         }
     }
 }
@@ -99,16 +121,26 @@ pub struct Translation {
     pub flags: PageTableFlags,
 }
 
-/// Index into the table at `level` (4 = PML4) for `virt`.
-pub(crate) const fn index(virt: u64, level: usize) -> usize {
-    ((virt >> (12 + 9 * (level - 1))) & 511) as usize
+/// `virt + offset`, for offsets inside a span [`check_span`] accepted.
+fn offset_by(virt: VirtAddr, offset: u64) -> VirtAddr {
+    VirtAddr::new_truncate(virt.as_u64().wrapping_add(offset))
 }
 
-/// Whether `virt` is canonical (bits 48..64 copy bit 47).
-pub const fn is_canonical(virt: u64) -> bool {
-    let top = virt >> 47;
-    top == 0 || top == 0x1_FFFF
+/// A span of `len` bytes from `virt` must stay in one canonical half.
+fn check_span(virt: VirtAddr, len: u64) -> Result<(), MmError> {
+    let last = virt
+        .as_u64()
+        .checked_add(len.saturating_sub(1))
+        .ok_or(MmError::NonCanonical)?;
+    match VirtAddr::try_new(last) {
+        Ok(last) if (last.as_u64() >> 47) == (virt.as_u64() >> 47) => Ok(()),
+        _ => Err(MmError::NonCanonical),
+    }
 }
+
+/// Tables a `map` call created: (level of the table holding the new
+/// entry, the new table's frame), PML4 side first.
+type Created = [Option<(PageTableLevel, PhysFrame)>; 3];
 
 /// A 4-level page-table tree rooted at a PML4 frame.
 pub struct Mapper<M: PhysMem> {
@@ -140,45 +172,47 @@ impl<M: PhysMem> Mapper<M> {
         self.gigabyte_pages
     }
 
-    // The tables are not owned by the mapper (they live in physical memory
-    // reached through `mem`), so `&self` does not borrow them; callers keep
-    // at most one reference into a given table alive at a time.
-    #[allow(clippy::mut_from_ref)]
-    fn table(&self, frame: PhysFrame) -> &mut PageTable {
+    /// The table in `frame`, to read.
+    pub(crate) fn table(&self, frame: PhysFrame) -> &PageTable {
         // SAFETY: `new`'s contract: every frame of the tree is a page table
-        // reachable through `mem`, and only this mapper changes the tree.
-        // The `&mut` lives only as long as one step of a walk.
+        // reachable through `mem`, and only this mapper changes the tree;
+        // the shared borrow of `self` keeps every `&mut` away meanwhile.
+        unsafe { &*self.mem.table(frame) }
+    }
+
+    /// The table in `frame`, to change: only through `&mut self`, so no
+    /// other reference into the tree is alive.
+    fn table_mut(&mut self, frame: PhysFrame) -> &mut PageTable {
+        // SAFETY: as in `table`; the exclusive borrow of `self` makes this
+        // the only reference into the tree until it is dropped.
         unsafe { &mut *self.mem.table(frame) }
     }
 
-    /// Follows the tree from the PML4 towards `virt`, stopping at `level`
+    /// Follows the tree from the PML4 towards `virt`, stopping at `stop`
     /// or at the first entry that is absent or a huge page. Returns the
-    /// table reached and its level.
-    fn descend(&self, virt: u64, stop: usize) -> (&mut PageTable, usize) {
-        let mut table = self.table(self.pml4);
-        let mut level = 4;
+    /// frame of the table reached and its level.
+    fn descend(&self, virt: VirtAddr, stop: PageTableLevel) -> (PhysFrame, PageTableLevel) {
+        let mut frame = self.pml4;
+        let mut level = PageTableLevel::Four;
         while level > stop {
-            let entry = &table[index(virt, level)];
+            let entry = &self.table(frame)[virt.page_table_index(level)];
+            let Some(lower) = level.next_lower_level() else {
+                break;
+            };
             if !entry.flags().contains(PRESENT) || entry.flags().contains(HUGE) {
                 break;
             }
-            table = self.table(PhysFrame::containing_address(entry.addr()));
-            level -= 1;
+            frame = PhysFrame::containing_address(entry.addr());
+            level = lower;
         }
-        (table, level)
+        (frame, level)
     }
 
-    fn check(&self, virt: u64, phys: u64, size: PageSize) -> Result<(), MmError> {
-        if !is_canonical(virt) {
-            return Err(MmError::NonCanonical);
-        }
+    fn check(&self, virt: VirtAddr, phys: PhysAddr, size: PageSize) -> Result<(), MmError> {
         if size == PageSize::Size1GiB && !self.gigabyte_pages {
             return Err(MmError::PageSizeUnsupported);
         }
-        if !virt.is_multiple_of(size.bytes())
-            || !phys.is_multiple_of(size.bytes())
-            || phys >= 1 << 52
-        {
+        if !virt.is_aligned(size.bytes()) || !phys.is_aligned(size.bytes()) {
             return Err(MmError::Misaligned);
         }
         Ok(())
@@ -187,10 +221,16 @@ impl<M: PhysMem> Mapper<M> {
     /// Maps the page at `virt` to the frame at `phys`. Intermediate tables
     /// are allocated from `frames` as needed; on any error every table
     /// allocated by this call is freed again and nothing else changed.
-    pub fn map<A>(
+    ///
+    /// # Safety
+    /// The mapping makes the frame reachable (writable, if `flags` say so)
+    /// at `virt`: the caller must own the frame for that use, so that no
+    /// Rust reference to it (a heap block, a kernel section, a page table)
+    /// is aliased by the new mapping.
+    pub unsafe fn map<A>(
         &mut self,
-        virt: u64,
-        phys: u64,
+        virt: VirtAddr,
+        phys: PhysAddr,
         size: PageSize,
         flags: PageTableFlags,
         frames: &mut A,
@@ -199,10 +239,8 @@ impl<M: PhysMem> Mapper<M> {
         A: FrameAllocator<Size4KiB> + FrameDeallocator<Size4KiB>,
     {
         self.check(virt, phys, size)?;
-        let leaf = size.leaf_level();
-        // Tables this call created, deepest last: (parent level, frame).
-        let mut created: [Option<(usize, PhysFrame)>; 3] = [None; 3];
-        let result = self.map_inner(virt, phys, leaf, flags, frames, &mut created);
+        let mut created: Created = [None; 3];
+        let result = self.map_inner(virt, phys, size.leaf_level(), flags, frames, &mut created);
         if result.is_err() {
             self.roll_back(virt, &created, frames);
         }
@@ -211,61 +249,68 @@ impl<M: PhysMem> Mapper<M> {
 
     fn map_inner<A: FrameAllocator<Size4KiB>>(
         &mut self,
-        virt: u64,
-        phys: u64,
-        leaf: usize,
+        virt: VirtAddr,
+        phys: PhysAddr,
+        leaf: PageTableLevel,
         flags: PageTableFlags,
         frames: &mut A,
-        created: &mut [Option<(usize, PhysFrame)>; 3],
+        created: &mut Created,
     ) -> Result<(), MmError> {
-        let mut table = self.table(self.pml4);
-        let mut level = 4;
+        let mut frame = self.pml4;
+        let mut level = PageTableLevel::Four;
         // Intermediate entries allow everything; leaves restrict.
         let link = PRESENT | WRITABLE | (flags & USER);
         while level > leaf {
-            let entry = &mut table[index(virt, level)];
-            if entry.is_unused() {
-                let frame = frames.allocate_frame().ok_or(MmError::OutOfFrames)?;
-                self.table(frame).zero();
-                entry.set_frame(frame, link);
-                created[4 - level] = Some((level, frame));
+            let Some(lower) = level.next_lower_level() else {
+                break;
+            };
+            let index = virt.page_table_index(level);
+            let entry = self.table(frame)[index].clone();
+            let next = if entry.is_unused() {
+                let table = frames.allocate_frame().ok_or(MmError::OutOfFrames)?;
+                self.table_mut(table).zero();
+                self.table_mut(frame)[index].set_frame(table, link);
+                created[PageTableLevel::Four as usize - level as usize] = Some((level, table));
+                table
             } else if entry.flags().contains(HUGE) {
                 return Err(MmError::HugePageConflict);
-            } else if !entry.flags().contains(link) {
-                entry.set_flags(entry.flags() | link);
-            }
-            let next = PhysFrame::containing_address(entry.addr());
-            table = self.table(next);
-            level -= 1;
+            } else {
+                if !entry.flags().contains(link) {
+                    self.table_mut(frame)[index].set_flags(entry.flags() | link);
+                }
+                PhysFrame::containing_address(entry.addr())
+            };
+            frame = next;
+            level = lower;
         }
-        let entry = &mut table[index(virt, leaf)];
+        let entry = &mut self.table_mut(frame)[virt.page_table_index(leaf)];
         if !entry.is_unused() {
-            let is_table = leaf > 1 && !entry.flags().contains(HUGE);
+            let is_table = leaf > PageTableLevel::One && !entry.flags().contains(HUGE);
             return Err(if is_table {
                 MmError::HugePageConflict
             } else {
                 MmError::AlreadyMapped
             });
         }
-        let huge = if leaf > 1 {
+        let huge = if leaf > PageTableLevel::One {
             HUGE
         } else {
             PageTableFlags::empty()
         };
-        entry.set_addr(PhysAddr::new(phys), flags | PRESENT | huge);
+        entry.set_addr(phys, flags | PRESENT | huge);
         Ok(())
     }
 
     /// Unlinks and frees the tables a failed `map` created, deepest first.
     fn roll_back<D: FrameDeallocator<Size4KiB>>(
         &mut self,
-        virt: u64,
-        created: &[Option<(usize, PhysFrame)>; 3],
+        virt: VirtAddr,
+        created: &Created,
         frames: &mut D,
     ) {
         for &(level, frame) in created.iter().rev().flatten() {
             let (parent, _) = self.descend(virt, level);
-            parent[index(virt, level)].set_unused();
+            self.table_mut(parent)[virt.page_table_index(level)].set_unused();
             // SAFETY: the frame came from this allocator in this call and
             // nothing points to it any more.
             unsafe { frames.deallocate_frame(frame) };
@@ -273,73 +318,67 @@ impl<M: PhysMem> Mapper<M> {
     }
 
     /// Removes the mapping of the page that starts at `virt`, whatever its
-    /// size. Frees every table that
-    /// becomes empty. Returns the frame that was mapped and the page size.
+    /// size. Frees every table that becomes empty. Returns the frame that
+    /// was mapped and the page size.
     pub fn unmap<D: FrameDeallocator<Size4KiB>>(
         &mut self,
-        virt: u64,
+        virt: VirtAddr,
         frames: &mut D,
     ) -> Result<(PhysAddr, PageSize, Flush), MmError> {
-        if !is_canonical(virt) {
-            return Err(MmError::NonCanonical);
-        }
-        if !virt.is_multiple_of(4096) {
+        if !virt.is_aligned(PAGE_SIZE) {
             return Err(MmError::Misaligned);
         }
-        let (table, level) = self.descend(virt, 1);
-        let entry = &mut table[index(virt, level)];
+        let (table, level) = self.descend(virt, PageTableLevel::One);
+        let index = virt.page_table_index(level);
+        let entry = self.table(table)[index].clone();
         if !entry.flags().contains(PRESENT) {
             return Err(MmError::NotMapped);
         }
-        let size = PageSize::at_level(level);
-        if !virt.is_multiple_of(size.bytes()) {
+        let size = PageSize::of_leaf(level);
+        if !virt.is_aligned(size.bytes()) {
             // Inside a huge page, not at its start.
             return Err(MmError::HugePageConflict);
         }
-        let phys = entry.addr();
-        entry.set_unused();
+        self.table_mut(table)[index].set_unused();
         self.free_empty_tables(virt, level, frames);
-        Ok((phys, size, Flush::new(virt)))
+        Ok((entry.addr(), size, Flush::new(virt)))
     }
 
     /// After an unmap at `level`, frees the tables on the path to `virt`
     /// that hold no entry any more, bottom-up, stopping below the PML4.
     fn free_empty_tables<D: FrameDeallocator<Size4KiB>>(
         &mut self,
-        virt: u64,
-        mut level: usize,
+        virt: VirtAddr,
+        mut level: PageTableLevel,
         frames: &mut D,
     ) {
-        while level < 4 {
+        while let Some(parent_level) = level.next_higher_level() {
             let (child, reached) = self.descend(virt, level);
-            if reached != level || child.iter().any(|entry| !entry.is_unused()) {
+            if reached != level || self.table(child).iter().any(|entry| !entry.is_unused()) {
                 return;
             }
-            let (parent, _) = self.descend(virt, level + 1);
-            let entry = &mut parent[index(virt, level + 1)];
+            let (parent, _) = self.descend(virt, parent_level);
+            let entry = &mut self.table_mut(parent)[virt.page_table_index(parent_level)];
             let frame = PhysFrame::containing_address(entry.addr());
             entry.set_unused();
             // SAFETY: the table is empty and now unlinked; it was allocated
             // for this tree (the caller's allocator decides what to do with
             // frames it does not own, such as the boot tables).
             unsafe { frames.deallocate_frame(frame) };
-            level += 1;
+            level = parent_level;
         }
     }
 
     /// Where `virt` leads, through 4 KiB, 2 MiB or 1 GiB pages.
-    pub fn translate(&self, virt: u64) -> Option<Translation> {
-        if !is_canonical(virt) {
-            return None;
-        }
-        let (table, level) = self.descend(virt, 1);
-        let entry = &table[index(virt, level)];
+    pub fn translate(&self, virt: VirtAddr) -> Option<Translation> {
+        let (table, level) = self.descend(virt, PageTableLevel::One);
+        let entry = &self.table(table)[virt.page_table_index(level)];
         if !entry.flags().contains(PRESENT) {
             return None;
         }
-        let size = PageSize::at_level(level);
+        let size = PageSize::of_leaf(level);
         Some(Translation {
-            phys: entry.addr() + (virt % size.bytes()),
+            phys: entry.addr() + virt.as_u64() % size.bytes(),
             size,
             flags: entry.flags(),
         })
@@ -347,20 +386,20 @@ impl<M: PhysMem> Mapper<M> {
 
     /// Replaces the flags of the page starting at `virt` (its size and
     /// frame stay).
-    pub fn update_flags(&mut self, virt: u64, flags: PageTableFlags) -> Result<Flush, MmError> {
-        if !is_canonical(virt) {
-            return Err(MmError::NonCanonical);
-        }
-        let (table, level) = self.descend(virt, 1);
-        let entry: &mut PageTableEntry = &mut table[index(virt, level)];
+    pub fn update_flags(
+        &mut self,
+        virt: VirtAddr,
+        flags: PageTableFlags,
+    ) -> Result<Flush, MmError> {
+        let (table, level) = self.descend(virt, PageTableLevel::One);
+        let entry = &mut self.table_mut(table)[virt.page_table_index(level)];
         if !entry.flags().contains(PRESENT) {
             return Err(MmError::NotMapped);
         }
-        let size = PageSize::at_level(level);
-        if !virt.is_multiple_of(size.bytes()) {
+        if !virt.is_aligned(PageSize::of_leaf(level).bytes()) {
             return Err(MmError::HugePageConflict);
         }
-        let huge = if level > 1 {
+        let huge = if level > PageTableLevel::One {
             HUGE
         } else {
             PageTableFlags::empty()
@@ -374,10 +413,13 @@ impl<M: PhysMem> Mapper<M> {
     /// fails, everything this call mapped is unmapped again and the error
     /// returned; the caller should then flush the range, since the CPU may
     /// have cached translations of the briefly present pages.
-    pub fn map_range<A>(
+    ///
+    /// # Safety
+    /// As for [`Mapper::map`], for every frame of the range.
+    pub unsafe fn map_range<A>(
         &mut self,
-        virt: u64,
-        phys: u64,
+        virt: VirtAddr,
+        phys: PhysAddr,
         len: u64,
         flags: PageTableFlags,
         small_only: bool,
@@ -386,27 +428,31 @@ impl<M: PhysMem> Mapper<M> {
     where
         A: FrameAllocator<Size4KiB> + FrameDeallocator<Size4KiB>,
     {
-        if len == 0 || !len.is_multiple_of(4096) {
+        if len == 0 || !len.is_multiple_of(PAGE_SIZE) {
             return Err(MmError::Misaligned);
         }
-        if virt.checked_add(len).is_none() || phys.checked_add(len).is_none() {
+        check_span(virt, len)?;
+        let phys_last = phys.as_u64().checked_add(len - 1);
+        if phys_last
+            .and_then(|last| PhysAddr::try_new(last).ok())
+            .is_none()
+        {
             return Err(MmError::InvalidArgument);
         }
         let mut offset = 0u64;
         let mut flush = FlushRange::new();
         while offset < len {
-            let size = self.best_size(virt + offset, phys + offset, len - offset, small_only);
-            match self.map(virt + offset, phys + offset, size, flags, frames) {
-                // Folded into the range token returned below.
-                Ok(page) => {
-                    flush.push(page.address());
-                    page.ignore();
-                }
+            let (page, frame) = (offset_by(virt, offset), phys + offset);
+            let size = self.best_size(page, frame, len - offset, small_only);
+            // SAFETY: the caller owns every frame of the range for this use.
+            match unsafe { self.map(page, frame, size, flags, frames) } {
+                Ok(mapped) => flush.fold(mapped),
                 Err(error) => {
-                    // Everything below `offset` was mapped by this call.
+                    // Everything below `offset` was mapped by this call;
+                    // the caller flushes the range on error.
                     let (_, undo) = self.unmap_range(virt, offset, frames)?;
-                    undo.ignore(); // the caller flushes the range on error
-                    flush.ignore();
+                    undo.forget_for_error();
+                    flush.forget_for_error();
                     return Err(error);
                 }
             }
@@ -415,14 +461,12 @@ impl<M: PhysMem> Mapper<M> {
         Ok(flush)
     }
 
-    fn best_size(&self, virt: u64, phys: u64, left: u64, small_only: bool) -> PageSize {
+    fn best_size(&self, virt: VirtAddr, phys: PhysAddr, left: u64, small_only: bool) -> PageSize {
         if small_only {
             return PageSize::Size4KiB;
         }
         let fits = |size: PageSize| {
-            virt.is_multiple_of(size.bytes())
-                && phys.is_multiple_of(size.bytes())
-                && left >= size.bytes()
+            virt.is_aligned(size.bytes()) && phys.is_aligned(size.bytes()) && left >= size.bytes()
         };
         if self.gigabyte_pages && fits(PageSize::Size1GiB) {
             PageSize::Size1GiB
@@ -437,46 +481,41 @@ impl<M: PhysMem> Mapper<M> {
     /// skipped. Returns the number of pages unmapped.
     pub fn unmap_range<D: FrameDeallocator<Size4KiB>>(
         &mut self,
-        virt: u64,
+        virt: VirtAddr,
         len: u64,
         frames: &mut D,
     ) -> Result<(u64, FlushRange), MmError> {
-        if !virt.is_multiple_of(4096) || !len.is_multiple_of(4096) {
+        if !virt.is_aligned(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
             return Err(MmError::Misaligned);
         }
-        let last = virt
-            .checked_add(len.saturating_sub(1))
-            .ok_or(MmError::NonCanonical)?;
-        if !is_canonical(virt) || !is_canonical(last) {
-            return Err(MmError::NonCanonical);
-        }
+        check_span(virt, len)?;
         // Check first, so an error leaves everything mapped: no huge page
         // may stick out of the range.
         let mut offset = 0u64;
         while offset < len {
-            match self.translate(virt + offset) {
+            let page = offset_by(virt, offset);
+            match self.translate(page) {
                 Some(t) => {
-                    let start = virt + offset;
-                    if !start.is_multiple_of(t.size.bytes()) || offset + t.size.bytes() > len {
+                    if !page.is_aligned(t.size.bytes()) || offset + t.size.bytes() > len {
                         return Err(MmError::HugePageConflict);
                     }
                     offset += t.size.bytes();
                 }
-                None => offset += 4096,
+                None => offset += PAGE_SIZE,
             }
         }
         let (mut offset, mut pages) = (0u64, 0u64);
         let mut flush = FlushRange::new();
         while offset < len {
-            match self.unmap(virt + offset, frames) {
+            match self.unmap(offset_by(virt, offset), frames) {
                 Ok((_, size, page)) => {
-                    flush.push(page.address());
-                    page.ignore(); // folded into the range token
+                    flush.fold(page);
                     offset += size.bytes();
                     pages += 1;
                 }
-                Err(MmError::NotMapped) => offset += 4096,
-                Err(error) => unreachable!("checked before unmapping: {error}"),
+                Err(MmError::NotMapped) => offset += PAGE_SIZE,
+                // The pass above found every page aligned and inside.
+                Err(error) => return Err(error),
             }
         }
         Ok((pages, flush))
@@ -484,31 +523,28 @@ impl<M: PhysMem> Mapper<M> {
 
     /// Visits the tables of the tree: `(level, frame)` of every table below
     /// the PML4, for statistics and tests.
-    pub fn for_each_table(&self, mut visit: impl FnMut(usize, PhysFrame)) {
-        self.visit_tables(self.pml4, 4, &mut visit);
+    pub fn for_each_table(&self, mut visit: impl FnMut(PageTableLevel, PhysFrame)) {
+        self.visit_tables(self.pml4, PageTableLevel::Four, &mut visit);
     }
 
     fn visit_tables(
         &self,
         frame: PhysFrame,
-        level: usize,
-        visit: &mut impl FnMut(usize, PhysFrame),
+        level: PageTableLevel,
+        visit: &mut impl FnMut(PageTableLevel, PhysFrame),
     ) {
-        if level == 1 {
+        // Tables of level 1 (PTs) hold only leaves.
+        let Some(lower) = level.next_lower_level() else {
             return;
-        }
+        };
         for entry in self.table(frame).iter() {
             let flags = entry.flags();
             if flags.contains(PRESENT) && !flags.contains(HUGE) {
                 let child = PhysFrame::containing_address(entry.addr());
-                visit(level - 1, child);
-                self.visit_tables(child, level - 1, visit);
+                visit(lower, child);
+                self.visit_tables(child, lower, visit);
             }
         }
-    }
-
-    pub(crate) fn table_ref(&self, frame: PhysFrame) -> &PageTable {
-        self.table(frame)
     }
 }
 

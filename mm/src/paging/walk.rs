@@ -4,16 +4,18 @@
 
 use core::fmt;
 
+use x86_64::structures::paging::page_table::PageTableLevel;
 use x86_64::structures::paging::{PageTableFlags, PhysFrame};
+use x86_64::{PhysAddr, VirtAddr};
 
 use super::flags::{describe, HUGE, PRESENT};
-use super::mapper::{index, is_canonical, Mapper, PageSize, PhysMem};
+use super::mapper::{Mapper, PageSize, PhysMem};
 
 /// One level of a walk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Step {
-    /// 4 = PML4, 3 = PDPT, 2 = PD, 1 = PT.
-    pub level: usize,
+    /// The table's level (PML4 = `Four` .. PT = `One`).
+    pub level: PageTableLevel,
     /// Index of the entry in its table.
     pub index: usize,
     /// The raw entry.
@@ -27,10 +29,10 @@ pub struct Step {
 #[derive(Clone, Copy, Debug)]
 pub struct Walk {
     /// The address walked.
-    pub virt: u64,
+    pub virt: VirtAddr,
     steps: [Option<Step>; 4],
     /// Physical address it translates to, if mapped.
-    pub phys: Option<u64>,
+    pub phys: Option<PhysAddr>,
     /// Page size of the leaf, if mapped.
     pub size: Option<PageSize>,
 }
@@ -42,32 +44,39 @@ impl Walk {
     }
 }
 
-const LEVEL_NAMES: [&str; 5] = ["", "PT", "PD", "PDPT", "PML4"];
+/// The usual name of a table of `level`.
+pub const fn level_name(level: PageTableLevel) -> &'static str {
+    match level {
+        PageTableLevel::Four => "PML4",
+        PageTableLevel::Three => "PDPT",
+        PageTableLevel::Two => "PD",
+        PageTableLevel::One => "PT",
+    }
+}
+
+/// Whether an entry at `level` with `flags` maps a page (rather than
+/// pointing to a table).
+fn is_leaf(level: PageTableLevel, flags: PageTableFlags) -> bool {
+    level == PageTableLevel::One || flags.contains(HUGE)
+}
 
 impl fmt::Display for Walk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "walk {:#018x}:", self.virt)?;
-        if !is_canonical(self.virt) {
-            return writeln!(f, "  not canonical (bits 48-63 must copy bit 47)");
-        }
+        writeln!(f, "walk {:#018x}:", self.virt.as_u64())?;
         for step in self.steps() {
-            let name = LEVEL_NAMES[step.level];
+            let name = level_name(step.level);
             write!(f, "  {name:<4}[{:>3}] = {:#018x}  ", step.index, step.raw)?;
             if !step.flags.contains(PRESENT) {
                 writeln!(f, "not present")?;
-            } else if step.level == 1 || step.flags.contains(HUGE) {
-                let size = match step.level {
-                    3 => "1 GiB",
-                    2 => "2 MiB",
-                    _ => "4 KiB",
-                };
+            } else if is_leaf(step.level, step.flags) {
+                let size = PageSize::of_leaf(step.level).name();
                 writeln!(f, "{}  -> {size} page", describe(step.flags))?;
             } else {
                 writeln!(f, "{}  -> table", describe(step.flags))?;
             }
         }
         match self.phys {
-            Some(phys) => writeln!(f, "  => physical {phys:#x}"),
+            Some(phys) => writeln!(f, "  => physical {:#x}", phys.as_u64()),
             None => writeln!(f, "  => not mapped"),
         }
     }
@@ -78,9 +87,9 @@ impl fmt::Display for Walk {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Run {
     /// First virtual address.
-    pub virt: u64,
+    pub virt: VirtAddr,
     /// First physical address.
-    pub phys: u64,
+    pub phys: PhysAddr,
     /// Bytes covered.
     pub len: u64,
     /// Page size of every page in the run.
@@ -91,84 +100,71 @@ pub struct Run {
 
 impl fmt::Display for Run {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let size = match self.size {
-            PageSize::Size4KiB => "4K",
-            PageSize::Size2MiB => "2M",
-            PageSize::Size1GiB => "1G",
-        };
         write!(
             f,
             "{:#018x}-{:#018x} -> {:#014x}  {:>4} x {}  {}",
-            self.virt,
-            self.virt.wrapping_add(self.len),
-            self.phys,
+            self.virt.as_u64(),
+            self.virt.as_u64().wrapping_add(self.len),
+            self.phys.as_u64(),
             self.len / self.size.bytes(),
-            size,
+            self.size.short_name(),
             describe(self.flags)
         )
     }
 }
 
-/// Sign-extends a 48-bit address.
-const fn canonical(virt: u64) -> u64 {
-    if virt & (1 << 47) != 0 {
-        virt | 0xFFFF_0000_0000_0000
-    } else {
-        virt & 0x0000_FFFF_FFFF_FFFF
-    }
-}
-
 impl<M: PhysMem> Mapper<M> {
     /// Walks `virt` through every level.
-    pub fn walk(&self, virt: u64) -> Walk {
+    pub fn walk(&self, virt: VirtAddr) -> Walk {
         let mut walk = Walk {
             virt,
             steps: [None; 4],
             phys: None,
             size: None,
         };
-        if !is_canonical(virt) {
-            return walk;
-        }
         let mut frame = self.pml4();
-        for level in (1..=4).rev() {
-            let entry = &self.table_ref(frame)[index(virt, level)];
+        let mut level = PageTableLevel::Four;
+        for slot in walk.steps.iter_mut() {
+            let index = virt.page_table_index(level);
+            let entry = &self.table(frame)[index];
             let flags = entry.flags();
-            walk.steps[4 - level] = Some(Step {
+            *slot = Some(Step {
                 level,
-                index: index(virt, level),
+                index: usize::from(index),
                 raw: entry.addr().as_u64() | flags.bits(),
                 flags,
             });
             if !flags.contains(PRESENT) {
                 break;
             }
-            if level == 1 || flags.contains(HUGE) {
-                let size = match level {
-                    3 => PageSize::Size1GiB,
-                    2 => PageSize::Size2MiB,
-                    _ => PageSize::Size4KiB,
-                };
+            if is_leaf(level, flags) {
+                let size = PageSize::of_leaf(level);
                 walk.size = Some(size);
-                walk.phys = Some(entry.addr().as_u64() + virt % size.bytes());
+                walk.phys = Some(entry.addr() + virt.as_u64() % size.bytes());
                 break;
             }
+            let Some(lower) = level.next_lower_level() else {
+                break;
+            };
             frame = PhysFrame::containing_address(entry.addr());
+            level = lower;
         }
         walk
     }
 
-    /// Calls `visit` with the present mappings that start in
-    /// `[start, end)`, in address order, merged into runs.
-    pub fn mappings(&self, start: u64, end: u64, mut visit: impl FnMut(Run)) {
+    /// Calls `visit` with the present mappings that overlap
+    /// `[first, last]` (both inclusive, so a range can end at the top of
+    /// the address space), in address order, merged into runs.
+    pub fn mappings(&self, first: VirtAddr, last: VirtAddr, mut visit: impl FnMut(Run)) {
         let mut current: Option<Run> = None;
-        self.visit_leaves(self.pml4(), 4, 0, start, end, &mut |run| {
+        let bounds = (first.as_u64(), last.as_u64());
+        self.visit_leaves(self.pml4(), PageTableLevel::Four, 0, bounds, &mut |run| {
             let ignore = PageTableFlags::ACCESSED | PageTableFlags::DIRTY;
             match current.as_mut() {
                 Some(open)
                     if open.size == run.size
                         && open.flags & !ignore == run.flags & !ignore
-                        && open.virt.wrapping_add(open.len) == run.virt
+                        && open.virt.as_u64().wrapping_add(open.len) == run.virt.as_u64()
                         && open.phys + open.len == run.phys =>
                 {
                     open.len += run.len;
@@ -185,45 +181,41 @@ impl<M: PhysMem> Mapper<M> {
         }
     }
 
+    /// Visits the leaves below the table in `frame` (at `level`, covering
+    /// the 48-bit addresses from `base`) that overlap `bounds`.
     fn visit_leaves(
         &self,
         frame: PhysFrame,
-        level: usize,
+        level: PageTableLevel,
         base: u64,
-        start: u64,
-        end: u64,
+        bounds: (u64, u64),
         visit: &mut impl FnMut(Run),
     ) {
-        let span = 1u64 << (12 + 9 * (level - 1));
-        for (slot, entry) in self.table_ref(frame).iter().enumerate() {
-            let virt = canonical(base + slot as u64 * span);
+        let span = level.entry_address_space_alignment();
+        for (slot, entry) in self.table(frame).iter().enumerate() {
+            let start = base + slot as u64 * span;
+            let virt = VirtAddr::new_truncate(start);
             let flags = entry.flags();
-            // Skip entries whose whole span lies outside [start, end).
-            if !flags.contains(PRESENT) || virt.wrapping_add(span - 1) < start || virt >= end {
+            // Skip entries whose whole span lies outside the bounds.
+            let (first, last) = bounds;
+            if !flags.contains(PRESENT)
+                || virt.as_u64().wrapping_add(span - 1) < first
+                || virt.as_u64() > last
+            {
                 continue;
             }
-            if level == 1 || flags.contains(HUGE) {
-                visit(Run {
+            match level.next_lower_level() {
+                Some(lower) if !is_leaf(level, flags) => {
+                    let child = PhysFrame::containing_address(entry.addr());
+                    self.visit_leaves(child, lower, start, bounds, visit);
+                }
+                _ => visit(Run {
                     virt,
-                    phys: entry.addr().as_u64(),
+                    phys: entry.addr(),
                     len: span,
-                    size: match level {
-                        3 => PageSize::Size1GiB,
-                        2 => PageSize::Size2MiB,
-                        _ => PageSize::Size4KiB,
-                    },
+                    size: PageSize::of_leaf(level),
                     flags,
-                });
-            } else {
-                let child = PhysFrame::containing_address(entry.addr());
-                self.visit_leaves(
-                    child,
-                    level - 1,
-                    virt & 0x0000_FFFF_FFFF_FFFF,
-                    start,
-                    end,
-                    visit,
-                );
+                }),
             }
         }
     }

@@ -286,7 +286,7 @@ fn report(frame: &TrapFrame, address: u64) {
             ));
         }
     }
-    if address < 0x1000 && frame.vector == vector::PAGE_FAULT {
+    if address < mm::layout::PAGE_SIZE && frame.vector == vector::PAGE_FAULT {
         out(format_args!(
             "    the address is in page 0: null pointer dereference\n"
         ));

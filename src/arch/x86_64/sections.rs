@@ -1,41 +1,8 @@
-//! The kernel image's sections, from the symbols linker.ld exports.
+//! The kernel image's sections, from the symbols linker.ld exports. Their
+//! ranges are physical and, identity-mapped, virtual alike.
 
-/// A half-open physical (= virtual, identity-mapped) address range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Span {
-    /// First byte.
-    pub start: u64,
-    /// One past the last byte.
-    pub end: u64,
-}
-
-impl Span {
-    /// Whether `address` lies inside.
-    pub fn contains(&self, address: u64) -> bool {
-        (self.start..self.end).contains(&address)
-    }
-
-    /// Length in bytes.
-    pub fn len(&self) -> u64 {
-        self.end - self.start
-    }
-
-    /// `start-end` in hex, for reports.
-    pub fn start_end(&self) -> impl core::fmt::Display {
-        struct Bounds(u64, u64);
-        impl core::fmt::Display for Bounds {
-            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                write!(f, "{:#010x}-{:#010x}", self.0, self.1)
-            }
-        }
-        Bounds(self.start, self.end)
-    }
-
-    /// Whether the span is empty.
-    pub fn is_empty(&self) -> bool {
-        self.start == self.end
-    }
-}
+use mm::layout::PAGE_SIZE;
+use mm::pmm::PhysRange;
 
 /// A section of the kernel image and the access it needs.
 #[derive(Clone, Copy, Debug)]
@@ -43,7 +10,7 @@ pub struct Section {
     /// Section name as in linker.ld.
     pub name: &'static str,
     /// Where it is.
-    pub span: Span,
+    pub span: PhysRange,
     /// Needs write access.
     pub writable: bool,
     /// Needs execute access.
@@ -72,15 +39,15 @@ mod symbols {
     }
 }
 
-fn span(start: *const u8, end: *const u8) -> Span {
-    Span {
+fn span(start: *const u8, end: *const u8) -> PhysRange {
+    PhysRange {
         start: start as u64,
         end: end as u64,
     }
 }
 
 /// The whole loaded image, from the Multiboot2 header to the end of .bss.
-pub fn kernel_image() -> Span {
+pub fn kernel_image() -> PhysRange {
     span(
         &raw const symbols::__kernel_start,
         &raw const symbols::__kernel_end,
@@ -130,11 +97,11 @@ pub fn kernel_sections() -> [Section; 4] {
 }
 
 /// The unmapped guard page below the boot stack.
-pub fn boot_stack_guard() -> Span {
+pub fn boot_stack_guard() -> PhysRange {
     let start = &raw const symbols::boot_stack_guard as u64;
-    Span {
+    PhysRange {
         start,
-        end: start + 4096,
+        end: start + PAGE_SIZE,
     }
 }
 
@@ -144,11 +111,11 @@ pub fn boot_stack_top() -> u64 {
 }
 
 /// The unmapped guard page below the double-fault stack.
-pub fn double_fault_stack_guard() -> Span {
+pub fn double_fault_stack_guard() -> PhysRange {
     let start = &raw const symbols::double_fault_stack_guard as u64;
-    Span {
+    PhysRange {
         start,
-        end: start + 4096,
+        end: start + PAGE_SIZE,
     }
 }
 
@@ -158,11 +125,11 @@ pub fn double_fault_stack_top() -> u64 {
 }
 
 /// The unmapped guard page below the NMI stack.
-pub fn nmi_stack_guard() -> Span {
+pub fn nmi_stack_guard() -> PhysRange {
     let start = &raw const symbols::nmi_stack_guard as u64;
-    Span {
+    PhysRange {
         start,
-        end: start + 4096,
+        end: start + PAGE_SIZE,
     }
 }
 

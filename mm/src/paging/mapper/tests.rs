@@ -7,8 +7,10 @@ use x86_64::structures::paging::{
     FrameAllocator, FrameDeallocator, PageTable, PhysFrame, Size4KiB,
 };
 
+use x86_64::structures::paging::PageTableFlags;
+
 use super::*;
-use crate::paging::flags::{NX, WRITABLE};
+use crate::paging::flags::{HUGE, NX, PRESENT, WRITABLE};
 use crate::paging::Tlb;
 
 /// Fake physical address of the buffer's first page.
@@ -90,8 +92,8 @@ struct Recorder {
 }
 
 impl Tlb for Recorder {
-    fn flush_page(&mut self, virt: u64) {
-        self.pages.push(virt);
+    fn flush_page(&mut self, virt: VirtAddr) {
+        self.pages.push(virt.as_u64());
     }
     fn flush_all(&mut self) {
         self.full += 1;
@@ -99,6 +101,61 @@ impl Tlb for Recorder {
 }
 
 const RW: PageTableFlags = WRITABLE.union(NX);
+
+fn v(address: u64) -> VirtAddr {
+    VirtAddr::new(address)
+}
+
+fn p(address: u64) -> PhysAddr {
+    PhysAddr::new(address)
+}
+
+/// Maps in fake RAM, where no Rust reference can alias a mapped frame.
+fn map_at(
+    mapper: &mut Mapper<OffsetMem>,
+    virt: u64,
+    phys: u64,
+    size: PageSize,
+    flags: PageTableFlags,
+    ram: &mut FakeRam,
+) -> Result<Flush, MmError> {
+    // SAFETY: the tree lives in fake RAM and is never loaded: nothing ever
+    // reads through its mappings.
+    unsafe { mapper.map(v(virt), p(phys), size, flags, ram) }
+}
+
+/// As [`map_at`], for a range.
+fn map_range_at(
+    mapper: &mut Mapper<OffsetMem>,
+    virt: u64,
+    phys: u64,
+    len: u64,
+    flags: PageTableFlags,
+    small_only: bool,
+    ram: &mut FakeRam,
+) -> Result<FlushRange, MmError> {
+    // SAFETY: as in `map_at`.
+    unsafe { mapper.map_range(v(virt), p(phys), len, flags, small_only, ram) }
+}
+
+/// Drops a flush token: the fake tree is in no TLB.
+trait NoTlb {
+    fn no_tlb(self);
+}
+
+impl NoTlb for Flush {
+    fn no_tlb(self) {
+        // SAFETY: the tree is loaded on no CPU.
+        unsafe { self.ignore() }
+    }
+}
+
+impl NoTlb for FlushRange {
+    fn no_tlb(self) {
+        // SAFETY: the tree is loaded on no CPU.
+        unsafe { self.ignore() }
+    }
+}
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
@@ -125,24 +182,23 @@ fn map_translate_unmap_every_size() {
         (0xFFFF_9000_4000_0000, 3 * GIB, PageSize::Size1GiB),
     ];
     for (virt, phys, size) in cases {
-        mapper
-            .map(virt, phys, size, RW, &mut ram)
+        map_at(&mut mapper, virt, phys, size, RW, &mut ram)
             .unwrap()
             .flush(&mut tlb);
         for offset in [0, 8, size.bytes() / 2, size.bytes() - 1] {
-            let t = mapper.translate(virt + offset).unwrap();
+            let t = mapper.translate(v(virt + offset)).unwrap();
             assert_eq!(t.phys.as_u64(), phys + offset);
             assert_eq!(t.size, size);
             assert!(t.flags.contains(WRITABLE | NX | PRESENT));
         }
-        assert_eq!(mapper.translate(virt + size.bytes()), None);
+        assert_eq!(mapper.translate(v(virt + size.bytes())), None);
     }
     assert_eq!(tlb.pages, cases.map(|c| c.0).to_vec());
     for (virt, phys, size) in cases {
-        let (frame, unmapped, flush) = mapper.unmap(virt, &mut ram).unwrap();
+        let (frame, unmapped, flush) = mapper.unmap(v(virt), &mut ram).unwrap();
         flush.flush(&mut tlb);
         assert_eq!((frame.as_u64(), unmapped), (phys, size));
-        assert_eq!(mapper.translate(virt), None);
+        assert_eq!(mapper.translate(v(virt)), None);
     }
     // Every intermediate table went back.
     assert!(ram.outstanding.is_empty(), "{:?}", ram.outstanding);
@@ -152,43 +208,93 @@ fn map_translate_unmap_every_size() {
 fn each_error_is_distinct_and_changes_nothing() {
     let mut ram = FakeRam::new();
     let mut mapper = ram.mapper(false);
-    mapper
-        .map(0x20_0000, 0x40_0000, PageSize::Size2MiB, RW, &mut ram)
-        .unwrap()
-        .ignore();
-    mapper
-        .map(0x60_0000, 0x1000, PageSize::Size4KiB, RW, &mut ram)
-        .unwrap()
-        .ignore();
+    map_at(
+        &mut mapper,
+        0x20_0000,
+        0x40_0000,
+        PageSize::Size2MiB,
+        RW,
+        &mut ram,
+    )
+    .unwrap()
+    .no_tlb();
+    map_at(
+        &mut mapper,
+        0x60_0000,
+        0x1000,
+        PageSize::Size4KiB,
+        RW,
+        &mut ram,
+    )
+    .unwrap()
+    .no_tlb();
     let before = snapshot(&ram);
     let outstanding = ram.outstanding.clone();
-    let cases: [(Result<Flush, MmError>, MmError); 7] = [
+    let cases: [(Result<Flush, MmError>, MmError); 6] = [
         (
-            mapper.map(0x60_0000, 0x2000, PageSize::Size4KiB, RW, &mut ram),
+            map_at(
+                &mut mapper,
+                0x60_0000,
+                0x2000,
+                PageSize::Size4KiB,
+                RW,
+                &mut ram,
+            ),
             MmError::AlreadyMapped,
         ),
         (
-            mapper.map(0x20_1000, 0x2000, PageSize::Size4KiB, RW, &mut ram),
+            map_at(
+                &mut mapper,
+                0x20_1000,
+                0x2000,
+                PageSize::Size4KiB,
+                RW,
+                &mut ram,
+            ),
             MmError::HugePageConflict,
         ),
         (
-            mapper.map(0x60_0000, 0x0, PageSize::Size2MiB, RW, &mut ram),
+            map_at(
+                &mut mapper,
+                0x60_0000,
+                0x0,
+                PageSize::Size2MiB,
+                RW,
+                &mut ram,
+            ),
             MmError::HugePageConflict,
         ),
         (
-            mapper.map(0x60_0800, 0x2000, PageSize::Size4KiB, RW, &mut ram),
+            map_at(
+                &mut mapper,
+                0x60_0800,
+                0x2000,
+                PageSize::Size4KiB,
+                RW,
+                &mut ram,
+            ),
             MmError::Misaligned,
         ),
         (
-            mapper.map(0x70_0000, 0x2800, PageSize::Size4KiB, RW, &mut ram),
+            map_at(
+                &mut mapper,
+                0x70_0000,
+                0x2800,
+                PageSize::Size4KiB,
+                RW,
+                &mut ram,
+            ),
             MmError::Misaligned,
         ),
         (
-            mapper.map(0x8000_0000_0000, 0x2000, PageSize::Size4KiB, RW, &mut ram),
-            MmError::NonCanonical,
-        ),
-        (
-            mapper.map(0x4000_0000, 0, PageSize::Size1GiB, RW, &mut ram),
+            map_at(
+                &mut mapper,
+                0x4000_0000,
+                0,
+                PageSize::Size1GiB,
+                RW,
+                &mut ram,
+            ),
             MmError::PageSizeUnsupported,
         ),
     ];
@@ -196,19 +302,19 @@ fn each_error_is_distinct_and_changes_nothing() {
         assert_eq!(result, Err(error));
     }
     assert_eq!(
-        mapper.unmap(0x80_0000, &mut ram).map(|_| ()),
+        mapper.unmap(v(0x80_0000), &mut ram).map(|_| ()),
         Err(MmError::NotMapped)
     );
     assert_eq!(
-        mapper.unmap(0x20_1000, &mut ram).map(|_| ()),
+        mapper.unmap(v(0x20_1000), &mut ram).map(|_| ()),
         Err(MmError::HugePageConflict)
     );
     assert_eq!(
-        mapper.unmap(0x60_0004, &mut ram).map(|_| ()),
+        mapper.unmap(v(0x60_0004), &mut ram).map(|_| ()),
         Err(MmError::Misaligned)
     );
     assert_eq!(
-        mapper.update_flags(0x80_0000, RW).map(|_| ()),
+        mapper.update_flags(v(0x80_0000), RW).map(|_| ()),
         Err(MmError::NotMapped)
     );
     assert_eq!(snapshot(&ram), before);
@@ -222,7 +328,14 @@ fn out_of_frames_mid_walk_frees_what_it_took() {
     let before = snapshot(&ram);
     // A 4 KiB page in an empty tree needs PDPT, PD and PT: allow only two.
     ram.budget = Some(2);
-    let result = mapper.map(0x1234_5000, 0x1000, PageSize::Size4KiB, RW, &mut ram);
+    let result = map_at(
+        &mut mapper,
+        0x1234_5000,
+        0x1000,
+        PageSize::Size4KiB,
+        RW,
+        &mut ram,
+    );
     assert_eq!(result, Err(MmError::OutOfFrames));
     assert!(ram.outstanding.is_empty());
     // The PML4 entry it had linked is gone again.
@@ -238,13 +351,11 @@ fn map_range_uses_large_pages_and_rolls_back() {
     // 4 KiB head, 2 MiB pages, a 1 GiB page, 4 KiB tail.
     let virt = GIB - 2 * MIB - 4096;
     let len = 4096 + 2 * MIB + GIB + 8192;
-    let flush = mapper
-        .map_range(virt, virt, len, RW, false, &mut ram)
-        .unwrap();
+    let flush = map_range_at(&mut mapper, virt, virt, len, RW, false, &mut ram).unwrap();
     let mut tlb = Recorder::default();
     flush.flush(&mut tlb);
     let mut runs = Vec::new();
-    mapper.mappings(0, u64::MAX, |run| runs.push(run));
+    mapper.mappings(v(0), v(u64::MAX), |run| runs.push(run));
     let sizes: Vec<_> = runs.iter().map(|r| (r.size, r.len)).collect();
     assert_eq!(
         sizes,
@@ -256,18 +367,59 @@ fn map_range_uses_large_pages_and_rolls_back() {
         ]
     );
     assert_eq!(tlb.pages.len(), 5, "few pages: flushed one by one");
-    let (pages, flush) = mapper.unmap_range(virt, len, &mut ram).unwrap();
-    flush.ignore();
+    let (pages, flush) = mapper.unmap_range(v(virt), len, &mut ram).unwrap();
+    flush.no_tlb();
     assert_eq!(pages, 5);
     assert!(ram.outstanding.is_empty());
 
     // Rollback: 64 pages of 4 KiB need a PDPT, PD, PT; fail on the 2nd PT.
     let before = snapshot(&ram);
     ram.budget = Some(3);
-    let result = mapper.map_range(0x1F_F000, 0x1000, 8192, RW, true, &mut ram);
+    let result = map_range_at(&mut mapper, 0x1F_F000, 0x1000, 8192, RW, true, &mut ram);
     assert_eq!(result, Err(MmError::OutOfFrames));
     assert!(ram.outstanding.is_empty());
     assert_eq!(snapshot(&ram)[..512], before[..512]);
+}
+
+#[test]
+fn ranges_across_the_canonical_hole_are_refused_untouched() {
+    let mut ram = FakeRam::new();
+    let mut mapper = ram.mapper(false);
+    let before = snapshot(&ram);
+    // The last page of the lower half, then the hole.
+    assert_eq!(
+        map_range_at(
+            &mut mapper,
+            0x7FFF_FFFF_F000,
+            0x1000,
+            8192,
+            RW,
+            true,
+            &mut ram
+        ),
+        Err(MmError::NonCanonical)
+    );
+    assert_eq!(
+        mapper
+            .unmap_range(v(0x7FFF_FFFF_F000), 8192, &mut ram)
+            .map(|_| ()),
+        Err(MmError::NonCanonical)
+    );
+    // Physical ranges past 52 bits.
+    assert_eq!(
+        map_range_at(
+            &mut mapper,
+            0x1000,
+            (1 << 52) - 4096,
+            8192,
+            RW,
+            true,
+            &mut ram
+        ),
+        Err(MmError::InvalidArgument)
+    );
+    assert_eq!(snapshot(&ram), before);
+    assert!(ram.outstanding.is_empty());
 }
 
 #[test]
@@ -275,8 +427,7 @@ fn big_ranges_flush_everything_at_once() {
     let mut ram = FakeRam::new();
     let mut mapper = ram.mapper(false);
     let mut tlb = Recorder::default();
-    mapper
-        .map_range(0x40_0000, 0, 64 * 4096, RW, true, &mut ram)
+    map_range_at(&mut mapper, 0x40_0000, 0, 64 * 4096, RW, true, &mut ram)
         .unwrap()
         .flush(&mut tlb);
     assert_eq!((tlb.pages.len(), tlb.full), (0, 1));
@@ -288,11 +439,10 @@ fn ten_thousand_cycles_leak_no_table() {
     let mut mapper = ram.mapper(false);
     for cycle in 0..10_000u64 {
         let virt = 0x7F00_0000_0000 + (cycle % 7) * GIB;
-        mapper
-            .map(virt, 0x1000, PageSize::Size4KiB, RW, &mut ram)
+        map_at(&mut mapper, virt, 0x1000, PageSize::Size4KiB, RW, &mut ram)
             .unwrap()
-            .ignore();
-        mapper.unmap(virt, &mut ram).unwrap().2.ignore();
+            .no_tlb();
+        mapper.unmap(v(virt), &mut ram).unwrap().2.no_tlb();
         assert!(ram.outstanding.is_empty());
     }
 }
@@ -301,12 +451,18 @@ fn ten_thousand_cycles_leak_no_table() {
 fn update_flags_keeps_the_frame_and_size() {
     let mut ram = FakeRam::new();
     let mut mapper = ram.mapper(false);
-    mapper
-        .map(0x20_0000, 0x60_0000, PageSize::Size2MiB, RW, &mut ram)
-        .unwrap()
-        .ignore();
-    mapper.update_flags(0x20_0000, NX).unwrap().ignore();
-    let t = mapper.translate(0x20_0010).unwrap();
+    map_at(
+        &mut mapper,
+        0x20_0000,
+        0x60_0000,
+        PageSize::Size2MiB,
+        RW,
+        &mut ram,
+    )
+    .unwrap()
+    .no_tlb();
+    mapper.update_flags(v(0x20_0000), NX).unwrap().no_tlb();
+    let t = mapper.translate(v(0x20_0010)).unwrap();
     assert_eq!((t.phys.as_u64(), t.size), (0x60_0010, PageSize::Size2MiB));
     assert!(!t.flags.contains(WRITABLE));
     assert!(t.flags.contains(NX | HUGE));
@@ -316,39 +472,49 @@ fn update_flags_keeps_the_frame_and_size() {
 fn walk_and_runs_describe_the_tree() {
     let mut ram = FakeRam::new();
     let mut mapper = ram.mapper(false);
-    mapper
-        .map_range(0xFFFF_8000_0000_0000, 0, 4 * MIB, RW, false, &mut ram)
-        .unwrap()
-        .ignore();
-    mapper
-        .map(0x1000, 0x1000, PageSize::Size4KiB, WRITABLE, &mut ram)
-        .unwrap()
-        .ignore();
-    let walk = mapper.walk(0xFFFF_8000_0020_0123);
-    assert_eq!(walk.phys, Some(0x20_0123));
+    map_range_at(
+        &mut mapper,
+        0xFFFF_8000_0000_0000,
+        0,
+        4 * MIB,
+        RW,
+        false,
+        &mut ram,
+    )
+    .unwrap()
+    .no_tlb();
+    map_at(
+        &mut mapper,
+        0x1000,
+        0x1000,
+        PageSize::Size4KiB,
+        WRITABLE,
+        &mut ram,
+    )
+    .unwrap()
+    .no_tlb();
+    let walk = mapper.walk(v(0xFFFF_8000_0020_0123));
+    assert_eq!(walk.phys, Some(p(0x20_0123)));
     assert_eq!(walk.size, Some(PageSize::Size2MiB));
     let levels: Vec<_> = walk.steps().map(|s| (s.level, s.index)).collect();
-    assert_eq!(levels, vec![(4, 256), (3, 0), (2, 1)]);
+    use x86_64::structures::paging::page_table::PageTableLevel::{Four, Three, Two};
+    assert_eq!(levels, vec![(Four, 256), (Three, 0), (Two, 1)]);
     let text = walk.to_string();
     assert!(text.contains("PML4[256]"), "{text}");
     assert!(text.contains("-> 2 MiB page"), "{text}");
-    assert!(mapper.walk(0x5000).to_string().contains("not mapped"));
-    assert!(mapper
-        .walk(0x8000_0000_0000)
-        .to_string()
-        .contains("not canonical"));
+    assert!(mapper.walk(v(0x5000)).to_string().contains("not mapped"));
     let mut runs = Vec::new();
-    mapper.mappings(0, u64::MAX, |run| runs.push(run));
+    mapper.mappings(v(0), v(u64::MAX), |run| runs.push(run));
     assert_eq!(runs.len(), 2);
-    assert_eq!((runs[0].virt, runs[0].len), (0x1000, 4096));
+    assert_eq!((runs[0].virt, runs[0].len), (v(0x1000), 4096));
     assert_eq!(
         (runs[1].virt, runs[1].len, runs[1].size),
-        (0xFFFF_8000_0000_0000, 4 * MIB, PageSize::Size2MiB)
+        (v(0xFFFF_8000_0000_0000), 4 * MIB, PageSize::Size2MiB)
     );
     let mut upper = Vec::new();
-    mapper.mappings(0xFFFF_8000_0020_0000, u64::MAX, |run| upper.push(run));
+    mapper.mappings(v(0xFFFF_8000_0020_0000), v(u64::MAX), |run| upper.push(run));
     assert_eq!(upper.len(), 1);
-    assert_eq!(upper[0].virt, 0xFFFF_8000_0020_0000);
+    assert_eq!(upper[0].virt, v(0xFFFF_8000_0020_0000));
 }
 
 proptest! {
@@ -365,7 +531,7 @@ proptest! {
             let virt = region * 0x80_0000_0000 + page * 4096;
             let phys = frame * 4096;
             if map {
-                let result = mapper.map(virt, phys, PageSize::Size4KiB, RW, &mut ram).map(Flush::ignore);
+                let result = map_at(&mut mapper, virt, phys, PageSize::Size4KiB, RW, &mut ram).map(Flush::no_tlb);
                 if let std::collections::btree_map::Entry::Vacant(e) = model.entry(virt) {
                     prop_assert_eq!(result, Ok(()));
                     e.insert(phys);
@@ -373,21 +539,21 @@ proptest! {
                     prop_assert_eq!(result, Err(MmError::AlreadyMapped));
                 }
             } else {
-                let result = mapper.unmap(virt, &mut ram).map(|(p, _, f)| { f.ignore(); p.as_u64() });
+                let result = mapper.unmap(v(virt), &mut ram).map(|(p, _, f)| { f.no_tlb(); p.as_u64() });
                 match model.remove(&virt) {
                     Some(phys) => prop_assert_eq!(result, Ok(phys)),
                     None => prop_assert_eq!(result, Err(MmError::NotMapped)),
                 }
             }
             for (&virt, &phys) in &model {
-                prop_assert_eq!(mapper.translate(virt).map(|t| t.phys.as_u64()), Some(phys));
+                prop_assert_eq!(mapper.translate(v(virt)).map(|t| t.phys.as_u64()), Some(phys));
             }
             let mut tables = 0;
             mapper.for_each_table(|_, _| tables += 1);
             prop_assert_eq!(tables, ram.outstanding.len(), "tables in the tree == frames out");
         }
         for virt in model.keys().copied().collect::<Vec<_>>() {
-            mapper.unmap(virt, &mut ram).unwrap().2.ignore();
+            mapper.unmap(v(virt), &mut ram).unwrap().2.no_tlb();
         }
         prop_assert!(ram.outstanding.is_empty());
     }
