@@ -18,7 +18,7 @@ use x86_64::{PhysAddr, VirtAddr};
 
 use super::flags::{HUGE, PRESENT, USER, WRITABLE};
 use super::flush::{Flush, FlushRange};
-use crate::layout::PAGE_SIZE;
+use crate::layout::{GIANT_PAGE_SIZE, HUGE_PAGE_SIZE, PAGE_SIZE};
 use crate::MmError;
 
 /// Where the mapper finds a page table, given its frame.
@@ -69,7 +69,11 @@ pub enum PageSize {
 impl PageSize {
     /// Size in bytes.
     pub const fn bytes(self) -> u64 {
-        self.leaf_level().entry_address_space_alignment()
+        match self {
+            PageSize::Size4KiB => PAGE_SIZE,
+            PageSize::Size2MiB => HUGE_PAGE_SIZE,
+            PageSize::Size1GiB => GIANT_PAGE_SIZE,
+        }
     }
 
     /// The table level whose entries map pages of this size.
@@ -119,6 +123,20 @@ pub struct Translation {
     pub size: PageSize,
     /// The leaf entry's flags.
     pub flags: PageTableFlags,
+}
+
+/// Whether `address` is a multiple of `align` (a power of two; the
+/// crate's `is_aligned` asserts that on every call).
+#[inline]
+const fn aligned(address: u64, align: u64) -> bool {
+    address & (align - 1) == 0
+}
+
+/// Index of `virt`'s entry in the table at `level` (the crate's
+/// `page_table_index` costs a few instructions more per step of a walk).
+#[inline]
+pub(crate) const fn index(virt: VirtAddr, level: PageTableLevel) -> usize {
+    ((virt.as_u64() >> (12 + 9 * (level as u64 - 1))) & 511) as usize
 }
 
 /// `virt + offset`, for offsets inside a span [`check_span`] accepted.
@@ -195,7 +213,7 @@ impl<M: PhysMem> Mapper<M> {
         let mut frame = self.pml4;
         let mut level = PageTableLevel::Four;
         while level > stop {
-            let entry = &self.table(frame)[virt.page_table_index(level)];
+            let entry = &self.table(frame)[index(virt, level)];
             let Some(lower) = level.next_lower_level() else {
                 break;
             };
@@ -212,7 +230,7 @@ impl<M: PhysMem> Mapper<M> {
         if size == PageSize::Size1GiB && !self.gigabyte_pages {
             return Err(MmError::PageSizeUnsupported);
         }
-        if !virt.is_aligned(size.bytes()) || !phys.is_aligned(size.bytes()) {
+        if !aligned(virt.as_u64(), size.bytes()) || !aligned(phys.as_u64(), size.bytes()) {
             return Err(MmError::Misaligned);
         }
         Ok(())
@@ -264,7 +282,7 @@ impl<M: PhysMem> Mapper<M> {
             let Some(lower) = level.next_lower_level() else {
                 break;
             };
-            let index = virt.page_table_index(level);
+            let index = index(virt, level);
             let entry = self.table(frame)[index].clone();
             let next = if entry.is_unused() {
                 let table = frames.allocate_frame().ok_or(MmError::OutOfFrames)?;
@@ -283,7 +301,7 @@ impl<M: PhysMem> Mapper<M> {
             frame = next;
             level = lower;
         }
-        let entry = &mut self.table_mut(frame)[virt.page_table_index(leaf)];
+        let entry = &mut self.table_mut(frame)[index(virt, leaf)];
         if !entry.is_unused() {
             let is_table = leaf > PageTableLevel::One && !entry.flags().contains(HUGE);
             return Err(if is_table {
@@ -310,7 +328,7 @@ impl<M: PhysMem> Mapper<M> {
     ) {
         for &(level, frame) in created.iter().rev().flatten() {
             let (parent, _) = self.descend(virt, level);
-            self.table_mut(parent)[virt.page_table_index(level)].set_unused();
+            self.table_mut(parent)[index(virt, level)].set_unused();
             // SAFETY: the frame came from this allocator in this call and
             // nothing points to it any more.
             unsafe { frames.deallocate_frame(frame) };
@@ -325,17 +343,17 @@ impl<M: PhysMem> Mapper<M> {
         virt: VirtAddr,
         frames: &mut D,
     ) -> Result<(PhysAddr, PageSize, Flush), MmError> {
-        if !virt.is_aligned(PAGE_SIZE) {
+        if !aligned(virt.as_u64(), PAGE_SIZE) {
             return Err(MmError::Misaligned);
         }
         let (table, level) = self.descend(virt, PageTableLevel::One);
-        let index = virt.page_table_index(level);
+        let index = index(virt, level);
         let entry = self.table(table)[index].clone();
         if !entry.flags().contains(PRESENT) {
             return Err(MmError::NotMapped);
         }
         let size = PageSize::of_leaf(level);
-        if !virt.is_aligned(size.bytes()) {
+        if !aligned(virt.as_u64(), size.bytes()) {
             // Inside a huge page, not at its start.
             return Err(MmError::HugePageConflict);
         }
@@ -358,7 +376,7 @@ impl<M: PhysMem> Mapper<M> {
                 return;
             }
             let (parent, _) = self.descend(virt, parent_level);
-            let entry = &mut self.table_mut(parent)[virt.page_table_index(parent_level)];
+            let entry = &mut self.table_mut(parent)[index(virt, parent_level)];
             let frame = PhysFrame::containing_address(entry.addr());
             entry.set_unused();
             // SAFETY: the table is empty and now unlinked; it was allocated
@@ -372,7 +390,7 @@ impl<M: PhysMem> Mapper<M> {
     /// Where `virt` leads, through 4 KiB, 2 MiB or 1 GiB pages.
     pub fn translate(&self, virt: VirtAddr) -> Option<Translation> {
         let (table, level) = self.descend(virt, PageTableLevel::One);
-        let entry = &self.table(table)[virt.page_table_index(level)];
+        let entry = &self.table(table)[index(virt, level)];
         if !entry.flags().contains(PRESENT) {
             return None;
         }
@@ -392,11 +410,11 @@ impl<M: PhysMem> Mapper<M> {
         flags: PageTableFlags,
     ) -> Result<Flush, MmError> {
         let (table, level) = self.descend(virt, PageTableLevel::One);
-        let entry = &mut self.table_mut(table)[virt.page_table_index(level)];
+        let entry = &mut self.table_mut(table)[index(virt, level)];
         if !entry.flags().contains(PRESENT) {
             return Err(MmError::NotMapped);
         }
-        if !virt.is_aligned(PageSize::of_leaf(level).bytes()) {
+        if !aligned(virt.as_u64(), PageSize::of_leaf(level).bytes()) {
             return Err(MmError::HugePageConflict);
         }
         let huge = if level > PageTableLevel::One {
@@ -466,7 +484,9 @@ impl<M: PhysMem> Mapper<M> {
             return PageSize::Size4KiB;
         }
         let fits = |size: PageSize| {
-            virt.is_aligned(size.bytes()) && phys.is_aligned(size.bytes()) && left >= size.bytes()
+            aligned(virt.as_u64(), size.bytes())
+                && aligned(phys.as_u64(), size.bytes())
+                && left >= size.bytes()
         };
         if self.gigabyte_pages && fits(PageSize::Size1GiB) {
             PageSize::Size1GiB
@@ -485,7 +505,7 @@ impl<M: PhysMem> Mapper<M> {
         len: u64,
         frames: &mut D,
     ) -> Result<(u64, FlushRange), MmError> {
-        if !virt.is_aligned(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
+        if !aligned(virt.as_u64(), PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
             return Err(MmError::Misaligned);
         }
         check_span(virt, len)?;
@@ -496,7 +516,7 @@ impl<M: PhysMem> Mapper<M> {
             let page = offset_by(virt, offset);
             match self.translate(page) {
                 Some(t) => {
-                    if !page.is_aligned(t.size.bytes()) || offset + t.size.bytes() > len {
+                    if !aligned(page.as_u64(), t.size.bytes()) || offset + t.size.bytes() > len {
                         return Err(MmError::HugePageConflict);
                     }
                     offset += t.size.bytes();

@@ -9,7 +9,7 @@ use x86_64::structures::paging::{PageTableFlags, PhysFrame};
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::flags::{describe, HUGE, PRESENT};
-use super::mapper::{Mapper, PageSize, PhysMem};
+use super::mapper::{index, Mapper, PageSize, PhysMem};
 
 /// One level of a walk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,12 +125,12 @@ impl<M: PhysMem> Mapper<M> {
         let mut frame = self.pml4();
         let mut level = PageTableLevel::Four;
         for slot in walk.steps.iter_mut() {
-            let index = virt.page_table_index(level);
+            let index = index(virt, level);
             let entry = &self.table(frame)[index];
             let flags = entry.flags();
             *slot = Some(Step {
                 level,
-                index: usize::from(index),
+                index,
                 raw: entry.addr().as_u64() | flags.bits(),
                 flags,
             });
