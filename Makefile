@@ -11,10 +11,8 @@ BUILD    := build
 KERNEL   := $(BUILD)/kernel.elf
 ISO      := $(BUILD)/incroos.iso
 MEM      ?= 256M
-QEMU     := qemu-system-x86_64
-QEMU_ARGS = -accel tcg -m $(MEM) -cdrom $(ISO) -boot d -no-reboot \
-            -device isa-debug-exit,iobase=0xf4,iosize=0x04
-OVMF     := /usr/share/ovmf/OVMF.fd
+# scripts/qemu.sh holds the one QEMU command line (ACCEL=kvm, OVMF=path).
+QEMU     := scripts/qemu.sh
 # A window when a display exists; serial (and the QEMU monitor on Ctrl-A C)
 # on this terminal either way.
 DISPLAY_ARGS = $(if $(DISPLAY),,-display none)
@@ -64,7 +62,7 @@ run-uefi: iso
 # QEMU waits for gdb on localhost:1234; `make gdb` in another terminal attaches.
 debug: iso
 	@echo "QEMU is paused with its gdb stub on :1234; run 'make gdb' in another terminal"
-	$(QEMU) $(QEMU_ARGS) -serial mon:stdio $(DISPLAY_ARGS) -s -S
+	$(QEMU) $(ISO) bios $(MEM) -serial mon:stdio $(DISPLAY_ARGS) -s -S
 
 gdb: $(KERNEL)
 	gdb -q $(KERNEL) -x scripts/gdbinit

@@ -42,18 +42,12 @@ mkdir -p "$logdir"
 log=$logdir/$name.log
 : >"$log"; : >"$log.qemu"
 
-firmware=()
-if [[ $uefi == 1 ]]; then
-    firmware=(-bios /usr/share/ovmf/OVMF.fd)
-fi
+firmware=bios
+[[ $uefi == 1 ]] && firmware=uefi
 
 start=$(date +%s%N)
-timeout --kill-after=5 "$timeout_secs" qemu-system-x86_64 \
-    -accel tcg -m "$mem" "${firmware[@]}" \
-    -cdrom "$iso" -boot d \
-    -display none -monitor none -no-reboot \
-    -serial "file:$log" \
-    -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+timeout --kill-after=5 "$timeout_secs" scripts/qemu.sh "$iso" "$firmware" "$mem" \
+    -display none -monitor none -serial "file:$log" \
     "$@" </dev/null >>"$log.qemu" 2>&1
 status=$?
 tenths=$(( ($(date +%s%N) - start) / 100000000 ))

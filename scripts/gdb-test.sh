@@ -10,7 +10,7 @@ log=build/test-logs/gdb.log
 mkdir -p build/test-logs
 port=$((20000 + RANDOM % 20000))
 
-qemu-system-x86_64 -accel tcg -m 128M -cdrom "$iso" -boot d -no-reboot \
+scripts/qemu.sh "$iso" bios 128M \
     -display none -monitor none -serial null -gdb "tcp::$port" -S 2>/dev/null &
 qemu=$!
 trap 'kill $qemu 2>/dev/null; wait $qemu 2>/dev/null' EXIT

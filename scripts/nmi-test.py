@@ -28,10 +28,8 @@ def main():
     workdir = tempfile.mkdtemp(prefix="incroos-nmi-")
     monitor_path = os.path.join(workdir, "monitor.sock")
     qemu = subprocess.Popen(
-        ["qemu-system-x86_64", "-accel", "tcg", "-m", "256M", "-cdrom", iso, "-boot", "d",
-         "-display", "none", "-no-reboot", "-serial", f"file:{LOG}",
-         "-monitor", f"unix:{monitor_path},server,nowait",
-         "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"],
+        ["scripts/qemu.sh", iso, "bios", "256M", "-display", "none", "-serial", f"file:{LOG}",
+         "-monitor", f"unix:{monitor_path},server,nowait"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         why = run(monitor_path)

@@ -10,17 +10,16 @@ set -uo pipefail
 
 iso=$1 firmware=$2 mem=$3
 shift 3
-args=(-accel tcg -m "$mem" -cdrom "$iso" -boot d -no-reboot
-      -device isa-debug-exit,iobase=0xf4,iosize=0x04 "$@")
-[[ $firmware == uefi ]] && args+=(-bios /usr/share/ovmf/OVMF.fd)
+args=("$@")
 [[ -n ${DISPLAY:-} ]] || args+=(-display none)
+qemu=(scripts/qemu.sh "$iso" "$firmware" "$mem")
 
 if [[ -t 0 ]]; then
-    exec qemu-system-x86_64 "${args[@]}" -serial mon:stdio
+    exec "${qemu[@]}" "${args[@]}" -serial mon:stdio
 fi
 
 prompt='incroos> '
-coproc QEMU { exec qemu-system-x86_64 "${args[@]}" -monitor none -serial stdio 2>&1; }
+coproc QEMU { exec "${qemu[@]}" "${args[@]}" -monitor none -serial stdio 2>&1; }
 out=${QEMU[0]} in=${QEMU[1]} qemu_pid=$QEMU_PID
 
 # Copies QEMU's output to ours until the shell prompt shows; fails on EOF.

@@ -94,8 +94,7 @@ def main():
         if os.path.exists(stale):
             os.remove(stale)
     qemu = subprocess.Popen(
-        ["qemu-system-x86_64", "-accel", "tcg", "-m", "256M", "-bios", "/usr/share/ovmf/OVMF.fd",
-         "-cdrom", ISO, "-boot", "d", "-no-reboot", "-display", "none", "-monitor", "none",
+        ["scripts/qemu.sh", ISO, "uefi", "256M", "-display", "none", "-monitor", "none",
          "-serial", "stdio", "-qmp", f"unix:{SOCKET},server=on,wait=off"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:

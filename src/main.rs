@@ -77,8 +77,7 @@ mod kernel {
                 // text screen is the better guess for a person watching.
                 // SAFETY: the low 2 MiB, VGA memory included, is identity-mapped.
                 unsafe { console::attach_vga_text() };
-                console::emergency(format_args!("IncroOS boot failed: {error}\n"));
-                cpu::fatal_stop();
+                console::fatal(|out| out.print(format_args!("IncroOS boot failed: {error}\n")));
             }
         };
         if wants_vga_text(&info) {
@@ -131,8 +130,7 @@ mod kernel {
     /// A failure here is fatal: it is reported and the kernel stops.
     fn init_memory(info: &BootInfo<'_>, pmm_max: Option<u64>) -> report::Memory {
         let fail = |what: &str, error: &dyn core::fmt::Display| -> ! {
-            console::emergency(format_args!("IncroOS boot failed: {what}: {error}\n"));
-            cpu::fatal_stop()
+            console::fatal(|out| out.print(format_args!("IncroOS boot failed: {what}: {error}\n")))
         };
         let features = cpu::features();
         let start = cpu::rdtsc();
@@ -188,10 +186,14 @@ mod kernel {
         let mapped = mm::checked_phys(framebuffer.address).and_then(|phys| {
             // SAFETY: GRUB's framebuffer is device memory (reserved, never
             // handed out as RAM); only the console uses this mapping.
-            unsafe { kernel_mm::vmm::map_mmio(phys, framebuffer.size()) }
+            unsafe { kernel_mm::vmm::map_device(phys, framebuffer.size()) }
         });
         let virt = match mapped {
-            Ok(virt) => virt,
+            // The console draws into it for the rest of the kernel's life.
+            Ok((mapping, virt)) => {
+                mapping.keep();
+                virt
+            }
             Err(error) => {
                 log::warn!(
                     "framebuffer at {:#x} not mapped: {error}",
@@ -200,7 +202,7 @@ mod kernel {
                 return;
             }
         };
-        // SAFETY: map_mmio just mapped the framebuffer's pitch * height
+        // SAFETY: map_device just mapped the framebuffer's pitch * height
         // bytes at `virt`, writable, for the console alone.
         let pixels = unsafe {
             core::slice::from_raw_parts_mut(virt.as_mut_ptr::<u8>(), framebuffer.size() as usize)
@@ -236,7 +238,11 @@ mod kernel {
 
     #[panic_handler]
     fn panic(panic: &PanicInfo<'_>) -> ! {
-        let out = console::emergency;
+        console::fatal(|console| report_panic(console, panic))
+    }
+
+    fn report_panic(console: &console::Emergency, panic: &PanicInfo<'_>) {
+        let out = |args: core::fmt::Arguments<'_>| console.print(args);
         match panic.location() {
             Some(location) => out(format_args!(
                 "\n!!! KERNEL PANIC at {}:{}:{}\n    {}\n",
@@ -251,6 +257,5 @@ mod kernel {
             )),
         }
         cpu::print_backtrace(cpu::frame_pointer(), out);
-        cpu::fatal_stop()
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! `kprintln!` writes through an interrupt-safe lock; the `log` crate's
 //! macros (`log::info!` and friends) go through [`logger`] to the same place.
-//! Fatal paths (panic, fault reports) use [`emergency`], which breaks the lock
-//! because the code that held it will never run again.
+//! Fatal paths (panic, fault reports, boot failures) write inside [`fatal`],
+//! which may break the lock because it never returns: the code that held it
+//! will never run again.
 
 pub mod keyboard;
 pub mod logger;
@@ -114,14 +115,33 @@ pub fn print(args: fmt::Arguments<'_>) {
     print_colored(Color::Normal, args);
 }
 
-/// Writes on the fatal path, even if the lock is held by the code that failed.
-pub fn emergency(args: fmt::Arguments<'_>) {
-    if CONSOLE.try_lock().is_none() {
-        // SAFETY: only called from panic and fatal-fault paths; whatever held
-        // the console lock was interrupted for good and will not resume.
-        unsafe { CONSOLE.force_unlock() };
+/// The console on the fatal path: handed out only inside [`fatal`], which
+/// never returns, so its writes may break a lock whose holder will never
+/// run again.
+pub struct Emergency {
+    _only_in_fatal: (),
+}
+
+impl Emergency {
+    /// Writes in the error colour, even if the failed code held the lock.
+    pub fn print(&self, args: fmt::Arguments<'_>) {
+        if CONSOLE.try_lock().is_none() {
+            // SAFETY: an Emergency exists only inside `fatal`, with
+            // interrupts off, on the kernel's one running CPU (the others
+            // stay parked), and `fatal` never returns: whatever held the
+            // lock was interrupted for good and will not touch it again.
+            unsafe { CONSOLE.force_unlock() };
+        }
+        CONSOLE.lock().write_colored(Color::Error, args);
     }
-    CONSOLE.lock().write_colored(Color::Error, args);
+}
+
+/// Reports through `report` and stops the kernel (halts, or exits QEMU in
+/// test mode): the panic handler, fatal CPU exceptions, boot failures.
+pub fn fatal(report: impl FnOnce(&Emergency)) -> ! {
+    x86_64::instructions::interrupts::disable();
+    report(&Emergency { _only_in_fatal: () });
+    crate::arch::x86_64::cpu::fatal_stop()
 }
 
 /// Prints to the console.

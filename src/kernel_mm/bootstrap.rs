@@ -12,7 +12,8 @@ use crate::boot::BootInfo;
 use crate::sync::IrqMutex;
 use mm::layout::{BOOTSTRAP_POOL_END, BOOTSTRAP_POOL_START, DIRECT_MAP_OFFSET, PAGE_SIZE};
 use mm::pmm::{
-    bitmap::storage_words, usable_ranges, FrameAllocator, PhysRange, ReservationList, Stats,
+    bitmap::storage_words, usable_ranges, FrameAllocator, InitError, PhysRange, ReservationList,
+    Stats,
 };
 use mm::MmError;
 
@@ -33,8 +34,12 @@ static VIEW_OFFSET: AtomicU64 = AtomicU64::new(0);
 /// Why the pool could not be set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolError {
-    /// The memory map has no usable RAM in 0x10000-0x100000.
-    NoUsableMemory,
+    /// The memory map's usable RAM in 0x10000-0x100000 is split into more
+    /// ranges than the pool tracks.
+    TooFragmented,
+    /// The frame allocator refused what it was given (no usable RAM in
+    /// the window at all, for one).
+    Allocator(InitError),
     /// `init` ran twice.
     AlreadyInitialised,
 }
@@ -47,8 +52,7 @@ pub fn init(info: &BootInfo<'_>, reservations: &ReservationList) -> Result<Stats
         start: BOOTSTRAP_POOL_START,
         end: BOOTSTRAP_POOL_END,
     };
-    // The window holds at most 240 frames, far below the set's capacity.
-    let usable = usable_ranges(entries, window).map_err(|_| PoolError::NoUsableMemory)?;
+    let usable = usable_ranges(entries, window).map_err(|_| PoolError::TooFragmented)?;
     if STORAGE_TAKEN.swap(true, Ordering::SeqCst) {
         return Err(PoolError::AlreadyInitialised);
     }
@@ -58,7 +62,7 @@ pub fn init(info: &BootInfo<'_>, reservations: &ReservationList) -> Result<Stats
     // allocator for the rest of the kernel's life.
     let words: &'static mut [u64; POOL_WORDS] = unsafe { &mut *storage };
     let allocator = FrameAllocator::new(usable, reservations.as_slice(), words)
-        .map_err(|_| PoolError::NoUsableMemory)?;
+        .map_err(PoolError::Allocator)?;
     let stats = allocator.stats();
     *POOL.lock() = Some(allocator);
     Ok(stats)

@@ -4,7 +4,7 @@
 //! has them, else 2 MiB; 4 KiB at unaligned edges). Holes between RAM
 //! (device memory: the framebuffer, the I/O APIC, the local APIC, ROMs)
 //! stay unmapped, so no device is ever reached through a write-back
-//! cacheable alias; devices are mapped uncached through `vmm::map_mmio`.
+//! cacheable alias; devices are mapped through `vmm::map_device`.
 //!
 //! Built through the core mapper into the boot PML4 before the PMM exists,
 //! with page tables from the bootstrap pool, which the boot tables

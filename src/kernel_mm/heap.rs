@@ -16,7 +16,7 @@ use super::{phys_to_virt, pmm, vmm};
 use crate::sync::IrqMutex;
 use mm::heap::{Grow, Heap, HeapStats};
 use mm::layout::{HEAP_INITIAL_SIZE, HEAP_MAX_SIZE, HEAP_START, PAGE_SIZE};
-use mm::paging::{PageSize, NX, WRITABLE};
+use mm::paging::{NX, WRITABLE};
 use mm::MmError;
 
 /// Maps fresh frames after the heap's end.
@@ -24,39 +24,17 @@ pub struct KernelGrow;
 
 impl Grow for KernelGrow {
     fn grow(&mut self, end: usize, bytes: usize) -> bool {
-        let (start, end) = (end as u64, (end + bytes) as u64);
-        let mut page = start;
-        while page < end {
-            let mapped = pmm::alloc_page()
-                .ok_or(MmError::OutOfFrames)
-                .and_then(|frame| {
-                    let phys = frame.start_address();
-                    // SAFETY: a fresh frame from the PMM, mapped once, in
-                    // the heap's own virtual window past its end.
-                    unsafe {
-                        vmm::map(VirtAddr::new(page), phys, PageSize::Size4KiB, WRITABLE | NX)
-                    }
-                    .inspect_err(|_| {
-                        let _ = pmm::free_page(phys);
-                    })
-                });
-            if let Err(error) = mapped {
-                log::warn!("heap: cannot grow to {end:#x}: {error}");
-                // Give back what this call mapped.
-                let mut undo = start;
-                while undo < page {
-                    // SAFETY: pages this call mapped past the heap's end;
-                    // the heap never handed out any of their bytes.
-                    if let Ok((phys, _)) = unsafe { vmm::unmap(VirtAddr::new(undo)) } {
-                        let _ = pmm::free_page(phys);
-                    }
-                    undo += PAGE_SIZE;
-                }
-                return false;
+        match vmm::map_fresh(VirtAddr::new(end as u64), bytes as u64, WRITABLE | NX) {
+            // The heap owns its pages for good: it never shrinks.
+            Ok(mapping) => {
+                mapping.keep();
+                true
             }
-            page += PAGE_SIZE;
+            Err(error) => {
+                log::warn!("heap: cannot grow to {:#x}: {error}", end + bytes);
+                false
+            }
         }
-        true
     }
 }
 

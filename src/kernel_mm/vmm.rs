@@ -225,16 +225,120 @@ pub fn table_count() -> usize {
     count
 }
 
+/// What backs a [`Mapping`], and so what its drop gives back.
+#[derive(Debug)]
+enum Backing {
+    /// Device memory: only the mapping goes.
+    Device,
+    /// Fresh frames from the PMM: they go back to it.
+    OwnedFrames,
+}
+
+/// A mapping owned by whoever holds it (Theseus' `MappedPages` is the
+/// model): dropping it unmaps the range, flushes the TLB and, for fresh
+/// frames, gives them back to the PMM. Made by [`map_fresh`] (safe: the
+/// frames are new) or [`map_device`]; [`Mapping::keep`] makes it permanent.
+#[derive(Debug)]
+#[must_use = "dropping a Mapping unmaps it at once"]
+pub struct Mapping {
+    start: VirtAddr,
+    len: u64,
+    backing: Backing,
+}
+
+impl Mapping {
+    /// First mapped address.
+    pub fn start(&self) -> VirtAddr {
+        self.start
+    }
+
+    /// Bytes mapped.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the mapping is empty (never, for a mapping that exists).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Keeps the range mapped for the rest of the kernel's life (the heap's
+    /// pages, the console's framebuffer); returns its start.
+    pub fn keep(self) -> VirtAddr {
+        let start = self.start;
+        core::mem::forget(self);
+        start
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        let mut page = 0;
+        while page < self.len {
+            let virt = self.start + page;
+            // SAFETY: the range was mapped for this handle alone, and its
+            // holder gave up every use of it by dropping the handle.
+            match unsafe { unmap(virt) } {
+                Ok((phys, size)) => {
+                    if matches!(self.backing, Backing::OwnedFrames) {
+                        let _ = pmm::free_page(phys);
+                    }
+                    page += size.bytes();
+                }
+                Err(error) => {
+                    log::error!("vmm: dropping the mapping at {:#x}: {error}", virt.as_u64());
+                    page += PAGE_SIZE;
+                }
+            }
+        }
+    }
+}
+
+/// Maps `len` bytes (whole pages) at `start` to fresh, zeroed frames from
+/// the PMM, with `flags`. Safe: nothing else can know the new frames, and
+/// a range that is partly mapped already is refused. All or nothing: on
+/// failure every page and frame this call took is given back.
+pub fn map_fresh(start: VirtAddr, len: u64, flags: PageTableFlags) -> Result<Mapping, MmError> {
+    if len == 0 || !len.is_multiple_of(PAGE_SIZE) || !start.is_aligned(PAGE_SIZE) {
+        return Err(MmError::Misaligned);
+    }
+    let last = start
+        .as_u64()
+        .checked_add(len - 1)
+        .ok_or(MmError::NonCanonical)?;
+    mm::checked_virt(last)?;
+    // Built page by page; on an error, dropping the partial handle gives
+    // back what was mapped so far.
+    let mut mapping = Mapping {
+        start,
+        len: 0,
+        backing: Backing::OwnedFrames,
+    };
+    while mapping.len < len {
+        let frame = pmm::alloc_zeroed().ok_or(MmError::OutOfFrames)?;
+        let page = start + mapping.len;
+        // SAFETY: the frame was just allocated, so no one else can refer to
+        // it; `map` refuses a page that is mapped already.
+        let mapped = unsafe { map(page, frame.start_address(), PageSize::Size4KiB, flags) };
+        if let Err(error) = mapped {
+            let _ = pmm::free_page(frame.start_address());
+            return Err(error);
+        }
+        mapping.len += PAGE_SIZE;
+    }
+    Ok(mapping)
+}
+
 static NEXT_MMIO: IrqMutex<u64> = IrqMutex::new(MMIO_START);
 
 /// Maps `len` bytes of device memory at `phys` (rounded out to pages) into
-/// the MMIO window, writable and never executable; returns the virtual
-/// address of `phys`.
+/// the MMIO window, writable and never executable. Returns the handle and
+/// the virtual address of `phys` itself.
 ///
 /// # Safety
 /// `phys..phys + len` must be device memory (or memory the caller owns),
 /// never RAM that Rust code holds references to.
-pub unsafe fn map_mmio(phys: PhysAddr, len: u64) -> Result<VirtAddr, MmError> {
+pub unsafe fn map_device(phys: PhysAddr, len: u64) -> Result<(Mapping, VirtAddr), MmError> {
     let start = phys.align_down(PAGE_SIZE);
     let end = phys
         .as_u64()
@@ -250,7 +354,12 @@ pub unsafe fn map_mmio(phys: PhysAddr, len: u64) -> Result<VirtAddr, MmError> {
     // MMIO window above `next` has never been mapped.
     unsafe { map_range(virt, start, len, WRITABLE | NX, false)? };
     *next = virt.as_u64() + len;
-    Ok(virt + phys.as_u64() % PAGE_SIZE)
+    let mapping = Mapping {
+        start: virt,
+        len,
+        backing: Backing::Device,
+    };
+    Ok((mapping, virt + phys.as_u64() % PAGE_SIZE))
 }
 
 /// The VGA text buffer, the one device window of low memory the kernel

@@ -5,7 +5,7 @@ use core::hint::black_box;
 use core::ptr;
 
 use x86_64::registers::control::Cr3;
-use x86_64::PhysAddr;
+use x86_64::{PhysAddr, VirtAddr};
 
 use super::raw_vmm;
 use super::{Context, Failure, Test, TestResult};
@@ -77,6 +77,10 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "vmm::cr4_protections_on_where_offered",
         run: cr4_protections_on_where_offered,
+    },
+    Test {
+        name: "vmm::a_dropped_mapping_gives_everything_back",
+        run: a_dropped_mapping_gives_everything_back,
     },
 ];
 
@@ -505,4 +509,41 @@ fn cr4_protections_on_where_offered(_: &Context<'_>) -> TestResult {
     kassert_eq!(pmm::free_page(frame), Ok(()));
     kassert_eq!((pmm::stats(), vmm::table_count()), before);
     result
+}
+
+/// A `Mapping` from `map_fresh` is zeroed and writable; dropping it unmaps
+/// every page and returns every frame and table; a range that overlaps a
+/// mapping is refused and changes nothing.
+fn a_dropped_mapping_gives_everything_back(_: &Context<'_>) -> TestResult {
+    let before = (pmm::stats(), vmm::table_count());
+    let start = VirtAddr::new(TEST_AREA + 0x80_0000_0000);
+    let len = 3 * PAGE_SIZE;
+    {
+        let mapping =
+            vmm::map_fresh(start, len, WRITABLE | NX).map_err(|_| fail("map_fresh failed"))?;
+        kassert_eq!((mapping.start(), mapping.len()), (start, len));
+        let last = start + (len - 8);
+        // SAFETY: the mapping is ours, writable, `len` bytes long.
+        let zero = unsafe { ptr::read_volatile(last.as_ptr::<u64>()) };
+        kassert_eq!(zero, 0);
+        // SAFETY: as above.
+        unsafe { ptr::write_volatile(last.as_mut_ptr::<u64>(), 0xF00D) };
+        kassert_eq!(
+            pmm::stats().used,
+            before.0.used + 3 + (vmm::table_count() - before.1) as u64
+        );
+        let during = (pmm::stats(), vmm::table_count());
+        // Overlapping the last page: refused, and nothing changes.
+        kassert_eq!(
+            vmm::map_fresh(start + 2 * PAGE_SIZE, 2 * PAGE_SIZE, WRITABLE | NX).map(|m| m.len()),
+            Err(MmError::AlreadyMapped)
+        );
+        kassert_eq!((pmm::stats(), vmm::table_count()), during);
+    }
+    kassert!(
+        vmm::translate(start).is_none(),
+        "the dropped mapping is still there"
+    );
+    kassert_eq!((pmm::stats(), vmm::table_count()), before);
+    Ok(())
 }

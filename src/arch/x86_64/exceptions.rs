@@ -211,11 +211,10 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
     if frame.vector == vector::NMI {
         match super::nmi::record(frame.rip) {
             Ok(()) => return,
-            Err(error) => {
-                report(frame, address);
-                console::emergency(format_args!("    NMI source: {error}\n"));
-                cpu::fatal_stop();
-            }
+            Err(error) => console::fatal(|out| {
+                report(out, frame, address);
+                out.print(format_args!("    NMI source: {error}\n"));
+            }),
         }
     }
 
@@ -245,12 +244,11 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
         return;
     }
 
-    report(frame, address);
-    cpu::fatal_stop();
+    console::fatal(|out| report(out, frame, address))
 }
 
-fn report(frame: &TrapFrame, address: u64) {
-    let out = console::emergency;
+fn report(console: &console::Emergency, frame: &TrapFrame, address: u64) {
+    let out = |args: fmt::Arguments<'_>| console.print(args);
     out(format_args!(
         "\n!!! CPU EXCEPTION: {} (vector {}) at RIP {:#x}\n",
         name(frame.vector),
