@@ -19,7 +19,7 @@ DISPLAY_ARGS = $(if $(DISPLAY),,-display none)
 
 KERNEL_SOURCES := $(shell find src mm/src asm include tests/c -type f) mm/Cargo.toml linker.ld build.rs Cargo.toml Cargo.lock
 
-.PHONY: all deps kernel iso run run-uefi debug gdb test test-host test-boot test-shell test-gdb fuzz bench clean
+.PHONY: all deps kernel iso run run-uefi debug gdb test test-host test-boot test-shell test-gdb fuzz soak bench clean
 
 all: iso
 
@@ -89,8 +89,12 @@ $(BUILD)/test-shell.iso: TEST_CMDLINE = report
 $(BUILD)/test-modules.iso: TEST_CMDLINE = test
 $(BUILD)/test-nomatch.iso: TEST_CMDLINE = test test.filter=no_such_test
 $(BUILD)/test-pmm64g.iso: TEST_CMDLINE = test pmm.max=64G
+$(BUILD)/test-failures.iso: TEST_CMDLINE = test fail=pmm:random=$(FAIL_ONE_IN),seed=$(FAIL_SEED)
+# The whole suite with 1 frame allocation in FAIL_ONE_IN failing at random.
+FAIL_ONE_IN ?= 40
+FAIL_SEED ?= 20261201
 $(BUILD)/test-modules.iso: TEST_MODULES = 10
-TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report selftest panic null overflow oom pmm32 shell modules nomatch pmm64g))
+TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report selftest panic null overflow oom pmm32 shell modules nomatch pmm64g failures))
 BOOT_TEST := @scripts/boot-test.sh
 
 test: test-host test-boot test-shell test-gdb
@@ -127,6 +131,8 @@ test-boot: $(TEST_ISOS)
 	$(BOOT_TEST) pmm-design-window-32m $(BUILD)/test-pmm32.iso \
 	    --expect 'PMM manages 8192 frames' --expect '^ktest: [0-9]+ passed, 0 failed'
 	$(BOOT_TEST) pmm-window-beyond-ram $(BUILD)/test-pmm64g.iso
+	$(BOOT_TEST) suite-random-frame-failures $(BUILD)/test-failures.iso \
+	    --expect 'under failure injection .* [0-9]+ without' --expect 'ktest: under .*, 0 without\b' 
 	$(BOOT_TEST) not-enough-memory $(BUILD)/test-suite.iso --mem 16M --exit 35 \
 	    --expect 'IncroOS boot failed: physical memory manager: not enough memory'
 	@scripts/min-memory-test.sh min-memory-suite $(BUILD)/test-suite.iso
@@ -175,6 +181,24 @@ test-gdb: $(ISO)
 FUZZ_SCALE ?= 200
 fuzz: deps
 	INCROOS_FUZZ_SCALE=$(FUZZ_SCALE) $(CARGO) host-test -- --test-threads 2
+
+# The fault-injection soak: the whole suite under random frame-allocation
+# failures, SOAK_SEEDS seeds at 1 in 20, on 1 and 2 CPUs. Every test must
+# pass or fail only with injected failures; no panic, hang or corruption
+# (the integrity tests at the end re-check the boot data). Not part of
+# `make test` (about 2 s a boot).
+SOAK_SEEDS ?= 1 2 3 4 5 6 7 8 9 10
+soak: $(KERNEL) grub/test.cfg.in scripts/make-modules.py
+	@for seed in $(SOAK_SEEDS); do \
+	    rm -f $(BUILD)/test-failures.iso; \
+	    $(MAKE) -s FAIL_ONE_IN=20 FAIL_SEED=$$seed $(BUILD)/test-failures.iso || exit 1; \
+	    for cpus in 1 2; do \
+	        scripts/boot-test.sh soak-seed$$seed-smp$$cpus $(BUILD)/test-failures.iso \
+	            --expect 'ktest: under .*, 0 without\b' -- -smp $$cpus || exit 1; \
+	    done; \
+	done
+	@rm -f $(BUILD)/test-failures.iso
+	@echo "make soak: all passed"
 
 # Host benchmarks (release build): each prints ratios against a baseline
 # measured in the same run. Not part of `make test`.

@@ -117,7 +117,11 @@ mod kernel {
         }
 
         match cmdline.mode {
-            BootMode::Test => ktest::run(&ktest::Context { boot_info: &info }, cmdline.test_filter),
+            BootMode::Test => ktest::run(
+                &ktest::Context { boot_info: &info },
+                cmdline.test_filter,
+                cmdline.fail_pmm,
+            ),
             BootMode::Report if cmdline.exit_after_report => {
                 kprintln!("IncroOS is up; leaving QEMU as asked (exit)");
                 cpu::qemu_exit(cpu::QemuExitCode::Success)

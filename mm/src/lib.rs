@@ -8,6 +8,7 @@
 #![cfg_attr(not(any(test, feature = "testing")), no_std)]
 
 pub mod error;
+pub mod fail;
 pub mod heap;
 pub mod layout;
 pub mod paging;

@@ -1,6 +1,8 @@
 //! The kernel command line: `test`, `pmm.max=32M`, `log=debug`,
-//! `test.filter=NAME`, `crash=KIND`, `exit`.
+//! `test.filter=NAME`, `crash=KIND`, `fail=pmm:PLAN`, `exit`.
 #![forbid(unsafe_code)]
+
+use mm::fail::FailPlan;
 
 /// What the kernel does after it has initialised memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +31,9 @@ pub struct CommandLine<'a> {
     /// `crash=KIND`: deliberately crash after boot (panic, null, overflow),
     /// to check the fatal-error reports.
     pub crash: Option<&'a str>,
+    /// `fail=pmm:PLAN`: inject frame-allocation failures (`nth=N`,
+    /// `every=N`, `random=N,seed=S`) from the start of the test run.
+    pub fail_pmm: Option<FailPlan>,
     /// The first word that was not understood, if any.
     pub unknown: Option<&'a str>,
 }
@@ -60,6 +65,7 @@ impl<'a> CommandLine<'a> {
             test_filter: None,
             exit_after_report: false,
             crash: None,
+            fail_pmm: None,
             unknown: None,
         };
         for word in text.split_ascii_whitespace() {
@@ -95,6 +101,10 @@ impl<'a> CommandLine<'a> {
                     line.crash = Some(kind);
                     true
                 }
+                Some(("fail", spec)) => {
+                    line.fail_pmm = spec.strip_prefix("pmm:").and_then(FailPlan::parse);
+                    line.fail_pmm.is_some()
+                }
                 Some(_) => false,
             };
             // The kernel's own path (GRUB passes it first) is not an option.
@@ -109,6 +119,25 @@ impl<'a> CommandLine<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_failure_injection() {
+        let line = CommandLine::parse("test fail=pmm:every=97");
+        assert_eq!(line.fail_pmm, Some(FailPlan::Every(97)));
+        assert_eq!(line.unknown, None);
+        let line = CommandLine::parse("fail=pmm:random=50,seed=3");
+        assert_eq!(
+            line.fail_pmm,
+            Some(FailPlan::Random {
+                one_in: 50,
+                seed: 3
+            })
+        );
+        for bad in ["fail=pmm:every=0", "fail=heap:every=3", "fail=pmm:"] {
+            let line = CommandLine::parse(bad);
+            assert_eq!((line.fail_pmm, line.unknown), (None, Some(bad)));
+        }
+    }
 
     #[test]
     fn defaults_to_report_mode() {

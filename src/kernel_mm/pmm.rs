@@ -10,6 +10,7 @@ use super::phys_to_virt;
 use crate::boot::BootInfo;
 use crate::sync::IrqMutex;
 use crate::units::HumanSize;
+use mm::fail::FailPlan;
 use mm::layout::{HEAP_MAX_SIZE, PAGE_SIZE, PMM_START};
 use mm::pmm::{
     find_free_space, usable_ranges, FrameAllocator, InitError, PhysRange, ReservationKind,
@@ -177,6 +178,22 @@ pub fn free_contiguous(first: PhysAddr, count: usize) -> Result<(), MmError> {
         );
     }
     result
+}
+
+/// Arms the PMM's failure-injection point (see `mm::fail`): from now on
+/// the frame allocations `plan` names fail as if memory were exhausted.
+/// Page tables, heap growth and `map_fresh` all take their frames here.
+pub fn arm_failures(plan: FailPlan) {
+    with(|pmm| pmm.fail_point().arm(plan));
+}
+
+/// The failure-injection point's (plan, calls counted, failures injected).
+pub fn failures() -> (FailPlan, u64, u64) {
+    with(|pmm| {
+        let point = pmm.fail_point();
+        (point.plan(), point.calls(), point.injected())
+    })
+    .unwrap_or((FailPlan::Off, 0, 0))
 }
 
 /// Counters (zero before `init`).

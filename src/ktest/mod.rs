@@ -24,6 +24,7 @@ use crate::arch::x86_64::cpu::{self, QemuExitCode};
 use crate::boot::BootInfo;
 use crate::kprintln;
 use crate::sync::IrqMutex;
+use mm::fail::FailPlan;
 
 /// Why a test failed.
 #[derive(Clone, Copy, Debug)]
@@ -178,10 +179,19 @@ fn all_tests(filter: Option<&str>) -> impl Iterator<Item = &'static Test> {
 }
 
 /// Runs the tests whose name contains `filter` (all if `None`) and exits
-/// QEMU with the result.
-pub fn run(context: &Context<'_>, filter: Option<&str>) -> ! {
-    let (passed, failed) = run_suite(context, filter);
-    if passed + failed == 0 {
+/// QEMU with the result. With `fail` (`fail=pmm:PLAN` on the command line)
+/// frame allocations fail by that plan for the whole run: a test may then
+/// fail, but only with failures injected while it ran; one that fails
+/// without any, or a panic, or a hang, fails the run.
+pub fn run(context: &Context<'_>, filter: Option<&str>, fail: Option<FailPlan>) -> ! {
+    if let Some(plan) = fail {
+        kprintln!(
+            "ktest: frame allocations fail by plan {plan} (repeatable) from the first test on"
+        );
+        crate::kernel_mm::pmm::arm_failures(plan);
+    }
+    let outcome = run_suite(context, filter);
+    if outcome.passed + outcome.failed == 0 {
         // A run that ran nothing proves nothing: a typo in the filter must
         // not look like success.
         kprintln!(
@@ -190,29 +200,55 @@ pub fn run(context: &Context<'_>, filter: Option<&str>) -> ! {
         );
         cpu::qemu_exit(QemuExitCode::Failure);
     }
-    cpu::qemu_exit(if failed == 0 {
+    if let Some(plan) = fail {
+        let (_, calls, injected) = crate::kernel_mm::pmm::failures();
+        kprintln!(
+            "ktest: under failure injection ({plan}): {injected} of {calls} frame allocations failed; {} tests failed with injected failures, {} without",
+            outcome.failed - outcome.failed_clean,
+            outcome.failed_clean
+        );
+    }
+    cpu::qemu_exit(if outcome.failed_clean == 0 {
         QemuExitCode::Success
     } else {
         QemuExitCode::Failure
     })
 }
 
-/// Runs the tests whose name contains `filter`; returns (passed, failed).
-pub fn run_suite(context: &Context<'_>, filter: Option<&str>) -> (usize, usize) {
+/// What a run of the suite found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Tests that passed.
+    pub passed: usize,
+    /// Tests that failed.
+    pub failed: usize,
+    /// Of those, the ones that failed with no injected failure while they
+    /// ran (all of them without failure injection).
+    pub failed_clean: usize,
+}
+
+/// Runs the tests whose name contains `filter`.
+pub fn run_suite(context: &Context<'_>, filter: Option<&str>) -> Outcome {
     let selected = || all_tests(filter).filter(|test| filter.is_none_or(|f| test.name.contains(f)));
     kprintln!("running {} in-kernel tests", selected().count());
-    let (mut passed, mut failed) = (0usize, 0usize);
+    let mut outcome = Outcome {
+        passed: 0,
+        failed: 0,
+        failed_clean: 0,
+    };
+    let injected = || crate::kernel_mm::pmm::failures().2;
     for test in selected() {
         crate::arch::x86_64::nmi::report_pending(|line| kprintln!("{line}"));
         crate::kprint!("test {} ... ", test.name);
         let start = cpu::rdtsc();
+        let injected_before = injected();
         match (test.run)(context) {
             Ok(()) => {
-                passed += 1;
+                outcome.passed += 1;
                 kprintln!("ok ({} kcycles)", (cpu::rdtsc() - start) / 1000);
             }
             Err(failure) => {
-                failed += 1;
+                outcome.failed += 1;
                 kprintln!("FAILED");
                 take_detail(|detail| kprintln!("{detail}"));
                 kprintln!(
@@ -221,10 +257,20 @@ pub fn run_suite(context: &Context<'_>, filter: Option<&str>) -> (usize, usize) 
                     failure.file,
                     failure.line
                 );
+                let during = injected().saturating_sub(injected_before);
+                if during > 0 {
+                    kprintln!("    ({during} frame allocations failed on purpose while it ran)");
+                } else {
+                    outcome.failed_clean += 1;
+                }
             }
         }
     }
     kprintln!();
-    kprintln!("ktest: {passed} passed, {failed} failed");
-    (passed, failed)
+    kprintln!(
+        "ktest: {} passed, {} failed",
+        outcome.passed,
+        outcome.failed
+    );
+    outcome
 }

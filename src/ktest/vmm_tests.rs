@@ -12,11 +12,12 @@ use super::{Context, Failure, Test, TestResult};
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::exceptions::{catch_fault, vector, CaughtFault};
 use crate::arch::x86_64::sections;
-use crate::kernel_mm::{direct_map, phys_to_virt, pmm, vmm};
+use crate::kernel_mm::{direct_map, heap, phys_to_virt, pmm, vmm};
 use crate::{kassert, kassert_eq, kprintln};
+use mm::fail::FailPlan;
 use mm::layout::{
-    BOOTSTRAP_POOL_START, BOOT_PD, BOOT_PDPT, BOOT_PML4, BOOT_PT, GIANT_PAGE_SIZE, HUGE_PAGE_SIZE,
-    PAGE_SIZE,
+    BOOTSTRAP_POOL_START, BOOT_PD, BOOT_PDPT, BOOT_PML4, BOOT_PT, GIANT_PAGE_SIZE, HEAP_MAX_SIZE,
+    HUGE_PAGE_SIZE, PAGE_SIZE,
 };
 use mm::paging::{PageSize, NOCACHE, NX, PRESENT, USER, WRITABLE};
 use mm::MmError;
@@ -81,6 +82,10 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "vmm::a_dropped_mapping_gives_everything_back",
         run: a_dropped_mapping_gives_everything_back,
+    },
+    Test {
+        name: "fault::every_frame_failure_is_reported_and_undone",
+        run: every_frame_failure_is_reported_and_undone,
     },
 ];
 
@@ -545,5 +550,114 @@ fn a_dropped_mapping_gives_everything_back(_: &Context<'_>) -> TestResult {
         "the dropped mapping is still there"
     );
     kassert_eq!((pmm::stats(), vmm::table_count()), before);
+    Ok(())
+}
+
+/// Runs `operation` with the PMM's Nth frame allocation failing, for
+/// N = 1, 2, ... until it succeeds without reaching the failure; after
+/// each failed attempt, `state()` must be as before. Returns how many
+/// failure points were tried, or the first mismatch.
+fn sweep<T: PartialEq + core::fmt::Debug, R>(
+    state: impl Fn() -> T,
+    mut operation: impl FnMut() -> Result<R, MmError>,
+    mut undo: impl FnMut(R),
+) -> Result<u64, Failure> {
+    let before = state();
+    // Each failed attempt logs its warning ("heap: cannot grow ..."):
+    // expected here, so only errors are shown while the sweep runs.
+    let level = log::max_level();
+    log::set_max_level(log::LevelFilter::Error);
+    let result = sweep_quietly(before, state, &mut operation, &mut undo);
+    log::set_max_level(level);
+    result
+}
+
+fn sweep_quietly<T: PartialEq + core::fmt::Debug, R>(
+    before: T,
+    state: impl Fn() -> T,
+    operation: &mut impl FnMut() -> Result<R, MmError>,
+    undo: &mut impl FnMut(R),
+) -> Result<u64, Failure> {
+    for nth in 1..10_000 {
+        pmm::arm_failures(FailPlan::Nth(nth));
+        let result = operation();
+        let injected = pmm::failures().2;
+        pmm::arm_failures(FailPlan::Off);
+        match result {
+            Ok(done) if injected == 0 => {
+                undo(done);
+                return Ok(nth - 1);
+            }
+            Ok(_) => return Err(fail("succeeded although a frame allocation failed")),
+            Err(error) => {
+                kassert_eq!(error, MmError::OutOfFrames);
+                kassert_eq!(state(), before);
+            }
+        }
+    }
+    Err(fail("the operation never completed"))
+}
+
+/// The in-kernel fault-injection sweep (`make test`; `mm`'s host tests run
+/// the larger ones): frame allocations fail one at a time under
+/// `map_fresh` (page tables and frames), a 2 MiB run, and heap growth
+/// (while the heap has room to grow); each failed attempt reports
+/// out-of-memory and leaves the PMM's counters, the page-table count and
+/// the heap's counters exactly as before.
+fn every_frame_failure_is_reported_and_undone(_: &Context<'_>) -> TestResult {
+    if pmm::failures().0 != FailPlan::Off {
+        kprintln!("    (a whole-suite failure plan is armed: this sweep stays out of its way)");
+        return Ok(());
+    }
+    let machine = || (pmm::stats(), vmm::table_count());
+    // 12 pages where no table exists yet: PDPT, PD and PT, then frames.
+    let start = VirtAddr::new(TEST_AREA + 0x100_0000_0000 + 0x1F_E000);
+    let mapped = sweep(
+        machine,
+        || vmm::map_fresh(start, 12 * PAGE_SIZE, WRITABLE | NX),
+        drop,
+    )?;
+    let run = sweep(
+        machine,
+        || pmm::alloc_contiguous(512, 512),
+        |frame| {
+            let _ = pmm::free_contiguous(frame.start_address(), 512);
+        },
+    )?;
+    let heap_state = || {
+        let stats = heap::stats();
+        (machine(), stats.used, stats.mapped, stats.live_allocations)
+    };
+    // A block just larger than any free one makes the heap grow (by some
+    // 128 KiB: each attempt maps up to that many pages, so the sweep
+    // stays small).
+    let request = heap::largest_free_block() + 128 * 1024;
+    let room = HEAP_MAX_SIZE as usize - heap::stats().mapped;
+    let grown = if room >= request + HUGE_PAGE_SIZE as usize {
+        sweep(
+            heap_state,
+            || {
+                let pointer = heap::kmalloc(request);
+                if pointer.is_null() {
+                    Err(MmError::OutOfFrames)
+                } else {
+                    Ok(pointer)
+                }
+            },
+            |pointer| {
+                let _ = heap::kfree(pointer);
+            },
+        )?
+    } else {
+        0
+    };
+    kprintln!(
+        "    failure points tried, each reported and undone: map_fresh {mapped}, 2 MiB run {run}, heap growth {grown}"
+    );
+    kassert!(
+        mapped >= 15,
+        "map_fresh of 12 new pages allocated fewer than 15 frames"
+    );
+    kassert_eq!(run, 1);
     Ok(())
 }

@@ -658,3 +658,122 @@ proptest! {
         prop_assert_eq!(stats.red_zone_violations, 0);
     }
 }
+
+/// The heap's counters that a refused request must leave as they were:
+/// bytes used, mapped and live blocks, and the sum of free and overhead.
+/// (Before it fails, a request hands the heap's caches, the empty slab
+/// pages kept as spares, back to the general pool: that moves bytes from
+/// overhead and slab slots to plain free blocks, and loses nothing.)
+fn settled(stats: &HeapStats) -> (usize, usize, usize, usize) {
+    (
+        stats.used,
+        stats.mapped,
+        stats.free + stats.overhead,
+        stats.live_allocations,
+    )
+}
+
+/// The fault-injection sweep over the heap: a workload that grows the heap
+/// for large blocks, grows vectors by realloc, and takes slab pages for
+/// small objects runs with its Nth growth refused, for N = 1, 2, ... until
+/// a run needs no refusal. Every refused operation must report
+/// `HeapExhausted`, leave the counters exactly as before it, keep
+/// `verify()` passing and every live block's contents intact; the workload
+/// then goes on.
+#[test]
+fn every_refused_growth_is_reported_and_leaves_nothing_behind() {
+    use crate::fail::{FailPlan, FailPoint, FailingGrow};
+    for nth in 1..1000u64 {
+        // Room for the whole workload: only injected failures refuse.
+        let mut arena = Arena::new(16 * MIB);
+        let start = arena.base as usize;
+        let mut point = FailPoint::off();
+        point.arm(FailPlan::Nth(nth));
+        let grow = FailingGrow {
+            inner: Reserve {
+                limit: start + 16 * MIB,
+                calls: 0,
+            },
+            point,
+        };
+        // SAFETY: as in `Arena::heap`.
+        let mut heap =
+            unsafe { Heap::new(start, 64 * 1024, 16 * MIB, grow, &mut arena.bitmaps, true) }
+                .unwrap();
+        let mut live: Vec<(usize, usize, u8)> = Vec::new();
+        let mut refused = 0;
+        // (size, realloc the last block to this size instead) per step.
+        let steps = (0..120u32).map(|step| match step % 6 {
+            0 => (48 + (step as usize % 5) * 16, None),
+            1 => (100_000 + step as usize * 1_000, None),
+            2 => (16, Some(((step as usize) << 11) + 40_000)),
+            3 => (200, None),
+            4 => (300_000, None),
+            _ => (24, None),
+        });
+        for (step, (size, grow_last)) in steps.enumerate() {
+            let before = heap.stats();
+            let byte = step as u8;
+            let result = match (grow_last, live.last().copied()) {
+                (Some(new_size), Some((address, old, old_byte))) => heap
+                    .realloc(address as *mut u8, layout(old, 16), new_size)
+                    .map(|moved| {
+                        live.pop();
+                        // SAFETY: the resized block holds `new_size` bytes;
+                        // the first of them up to `old` kept the old contents.
+                        let kept = unsafe {
+                            core::slice::from_raw_parts(moved.as_ptr(), old.min(new_size))
+                        };
+                        assert!(kept.iter().all(|&b| b == old_byte), "realloc lost data");
+                        // SAFETY: as above.
+                        unsafe { moved.as_ptr().write_bytes(byte, new_size) };
+                        live.push((moved.as_ptr() as usize, new_size, byte));
+                    }),
+                _ => heap.kmalloc(size).map(|pointer| {
+                    // SAFETY: a fresh block of `size` bytes.
+                    unsafe { pointer.as_ptr().write_bytes(byte, size) };
+                    live.push((pointer.as_ptr() as usize, size, byte));
+                }),
+            };
+            if let Err(error) = result {
+                refused += 1;
+                assert_eq!(error, MmError::HeapExhausted, "step {step}, failure {nth}");
+                assert_eq!(
+                    settled(&heap.stats()),
+                    settled(&before),
+                    "step {step}, failure {nth}"
+                );
+                heap.verify().unwrap();
+            }
+            // Free some older blocks now and then, so holes are reused.
+            if step % 7 == 6 && live.len() > 3 {
+                let (address, size, byte) = live.remove(live.len() / 2);
+                // SAFETY: a live block of `size` bytes.
+                let bytes = unsafe { core::slice::from_raw_parts(address as *const u8, size) };
+                assert!(bytes.iter().all(|&b| b == byte), "contents changed");
+                heap.free(address as *mut u8).unwrap();
+            }
+        }
+        heap.verify().unwrap();
+        for (address, size, byte) in live.drain(..) {
+            // SAFETY: a live block of `size` bytes.
+            let bytes = unsafe { core::slice::from_raw_parts(address as *const u8, size) };
+            assert!(bytes.iter().all(|&b| b == byte), "contents changed");
+            heap.free(address as *mut u8).unwrap();
+        }
+        heap.verify().unwrap();
+        assert_eq!(heap.stats().used, 0);
+        assert_eq!(heap.stats().red_zone_violations, 0);
+        if refused == 0 {
+            // The workload needed fewer growths than `nth`: all swept.
+            let points = nth - 1;
+            assert!(
+                points >= 5,
+                "the workload grew the heap only {points} times"
+            );
+            println!("heap sweep: {points} growth failures injected, each recovered");
+            return;
+        }
+    }
+    panic!("the sweep did not end: the workload fails without injection");
+}

@@ -10,6 +10,7 @@ use x86_64::PhysAddr;
 use super::bitmap::{storage_words, Bitmap};
 use super::ranges::{PhysRange, RangeSet};
 pub use super::reservations::{outward_to_pages, Reservation, ReservationKind};
+use crate::fail::FailPoint;
 use crate::layout::PAGE_SIZE;
 use crate::MmError;
 
@@ -61,6 +62,8 @@ pub struct FrameAllocator<'a> {
     reservations: [Reservation; MAX_RESERVATIONS],
     reservation_count: usize,
     stats: Stats,
+    /// Failure injection in front of every allocation (off unless armed).
+    fail: FailPoint,
 }
 
 impl<'a> FrameAllocator<'a> {
@@ -106,6 +109,7 @@ impl<'a> FrameAllocator<'a> {
                 used: 0,
                 reserved: 0,
             },
+            fail: FailPoint::off(),
         };
         for range in usable.as_slice() {
             let first = allocator.index_of(range.start);
@@ -143,6 +147,9 @@ impl<'a> FrameAllocator<'a> {
     /// Allocates the lowest free frame.
     #[inline]
     pub fn alloc_page(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        if self.fail.hit() {
+            return None;
+        }
         let index = self.bitmap.first_free()?;
         self.bitmap.set_used(index);
         self.stats.free -= 1;
@@ -190,6 +197,9 @@ impl<'a> FrameAllocator<'a> {
     ) -> Result<PhysFrame<Size4KiB>, MmError> {
         if count == 0 || !align.is_power_of_two() {
             return Err(MmError::InvalidArgument);
+        }
+        if self.fail.hit() {
+            return Err(MmError::OutOfFrames);
         }
         // Align the physical frame number, not the bitmap index.
         let phase = (self.base / PAGE_SIZE) as usize % align;
@@ -254,6 +264,12 @@ impl<'a> FrameAllocator<'a> {
     /// Whether `address` lies in usable memory (allocated, free or reserved).
     pub fn manages(&self, address: u64) -> bool {
         self.usable.contains(address)
+    }
+
+    /// The failure-injection point in front of `alloc_page` and
+    /// `alloc_contiguous` (see [`crate::fail`]).
+    pub fn fail_point(&mut self) -> &mut FailPoint {
+        &mut self.fail
     }
 
     /// Counters.

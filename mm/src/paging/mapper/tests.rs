@@ -10,6 +10,7 @@ use x86_64::structures::paging::{
 use x86_64::structures::paging::PageTableFlags;
 
 use super::*;
+use crate::fail::{FailPlan, FailPoint};
 use crate::paging::flags::{HUGE, NX, PRESENT, WRITABLE};
 use crate::paging::Tlb;
 
@@ -25,6 +26,8 @@ struct FakeRam {
     outstanding: BTreeSet<u64>,
     /// Fail allocations after this many more succeed.
     budget: Option<usize>,
+    /// Failure injection in front of every table allocation.
+    fail: FailPoint,
 }
 
 impl FakeRam {
@@ -39,6 +42,7 @@ impl FakeRam {
             free,
             outstanding: BTreeSet::new(),
             budget: None,
+            fail: FailPoint::off(),
         }
     }
 
@@ -57,6 +61,9 @@ impl FakeRam {
 // returned (checked by `outstanding`).
 unsafe impl FrameAllocator<Size4KiB> for FakeRam {
     fn allocate_frame(&mut self) -> Option<PhysFrame> {
+        if self.fail.hit() {
+            return None;
+        }
         if let Some(budget) = self.budget.as_mut() {
             if *budget == 0 {
                 return None;
@@ -420,6 +427,70 @@ fn ranges_across_the_canonical_hole_are_refused_untouched() {
     );
     assert_eq!(snapshot(&ram), before);
     assert!(ram.outstanding.is_empty());
+}
+
+/// The fault-injection sweep over the mapper: range maps over mixed page
+/// sizes (a 4 KiB head, 2 MiB pages, a 1 GiB page, a 4 KiB tail) and over
+/// 4 KiB pages across several page tables, next to mappings that already
+/// share their upper tables, each run with its Nth table allocation
+/// refused for N = 1, 2, ... until it completes. Every refused run must
+/// report `OutOfFrames` and leave all of fake RAM byte for byte as before
+/// and no table frame outstanding beyond those of the earlier mappings.
+#[test]
+fn every_refused_table_is_reported_and_leaves_nothing_behind() {
+    let mut points = 0;
+    let ranges = [
+        (GIB - 2 * MIB - 4096, 4096 + 2 * MIB + GIB + 8192, false),
+        (0x7F00_001F_F000, 6 * MIB, true),
+        (0xFFFF_8000_0000_0000 + 511 * GIB, 3 * GIB, false),
+    ];
+    for (virt, len, small_only) in ranges {
+        let mut ram = FakeRam::new();
+        let mut mapper = ram.mapper(true);
+        // A neighbour: upper tables exist already for some of the ranges.
+        map_at(
+            &mut mapper,
+            0x7F00_0000_0000,
+            0x1000,
+            PageSize::Size4KiB,
+            RW,
+            &mut ram,
+        )
+        .unwrap()
+        .no_tlb();
+        let before = snapshot(&ram);
+        let outstanding = ram.outstanding.clone();
+        for nth in 1.. {
+            ram.fail.arm(FailPlan::Nth(nth));
+            let result = map_range_at(
+                &mut mapper,
+                virt,
+                virt & 0x000F_FFFF_FFFF_F000,
+                len,
+                RW,
+                small_only,
+                &mut ram,
+            );
+            if ram.fail.injected() == 0 {
+                // Fewer table allocations than `nth`: the sweep is complete.
+                let (pages, flush) = mapper.unmap_range(v(virt), len, &mut ram).unwrap();
+                flush.no_tlb();
+                assert!(result.is_ok() && pages > 0);
+                break;
+            }
+            assert_eq!(result.map(NoTlb::no_tlb), Err(MmError::OutOfFrames));
+            assert_eq!(snapshot(&ram), before, "range {virt:#x}, failure {nth}");
+            assert_eq!(
+                ram.outstanding, outstanding,
+                "range {virt:#x}, failure {nth}"
+            );
+            points += 1;
+        }
+        ram.fail.arm(FailPlan::Off);
+        assert_eq!(snapshot(&ram), before);
+    }
+    assert!(points >= 6, "only {points} failure points");
+    println!("mapper sweep: {points} table-allocation failures injected, each recovered");
 }
 
 #[test]

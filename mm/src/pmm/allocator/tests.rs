@@ -270,3 +270,38 @@ proptest! {
         prop_assert_eq!(pmm.largest_free_run(), FrameAllocator::new(usable, &reservations, &mut vec![0; storage.len()]).unwrap().largest_free_run());
     }
 }
+
+/// Failure injection in front of the frame allocator: an injected failure
+/// is an ordinary "out of frames" (no frame, no counter, no bit changes),
+/// and the allocator works on at the next call.
+#[test]
+fn injected_failures_change_nothing() {
+    use crate::fail::FailPlan;
+    let mut storage = Vec::new();
+    let mut pmm = sample(&mut storage);
+    let held: Vec<_> = (0..10).map(|_| pmm.alloc_page().unwrap()).collect();
+    let before = (pmm.stats(), pmm.largest_free_run());
+    pmm.fail_point().arm(FailPlan::Every(2));
+    let mut got = Vec::new();
+    for call in 1..=20u64 {
+        let frame = pmm.alloc_page();
+        assert_eq!(frame.is_none(), call % 2 == 0, "call {call}");
+        got.extend(frame);
+    }
+    assert_eq!(
+        (pmm.fail_point().calls(), pmm.fail_point().injected()),
+        (20, 10)
+    );
+    pmm.fail_point().arm(FailPlan::Nth(1));
+    assert_eq!(pmm.alloc_contiguous(512, 512), Err(MmError::OutOfFrames));
+    assert_eq!(pmm.stats().used, before.0.used + 10);
+    for frame in got {
+        pmm.free_page(frame.start_address()).unwrap();
+    }
+    assert_eq!((pmm.stats(), pmm.largest_free_run()), before);
+    pmm.fail_point().arm(FailPlan::Off);
+    assert!(pmm.alloc_contiguous(512, 512).is_ok());
+    for frame in held {
+        pmm.free_page(frame.start_address()).unwrap();
+    }
+}
