@@ -9,6 +9,7 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use x86_64::{PhysAddr, VirtAddr};
 
@@ -83,6 +84,15 @@ pub fn kmalloc(size: usize) -> *mut u8 {
     }
 }
 
+/// Frees `kfree` refused (double, foreign or interior pointers), for the
+/// test runner's error accounting.
+static REFUSED_FREES: AtomicU64 = AtomicU64::new(0);
+
+/// How many frees `kfree` has refused since boot.
+pub fn refused_frees() -> u64 {
+    REFUSED_FREES.load(Ordering::Relaxed)
+}
+
 /// Frees what `kmalloc` returned (the design's `kfree`). Null is a no-op.
 /// A pointer the heap never returned, or already freed, is reported with
 /// its address and changes nothing.
@@ -93,6 +103,7 @@ pub fn kfree(pointer: *mut u8) -> Result<(), MmError> {
     let (result, overflowed) = with_red_zone_watch(|heap| heap.free(pointer))
         .unwrap_or((Err(MmError::InvalidFree), false));
     if let Err(error) = result {
+        REFUSED_FREES.fetch_add(1, Ordering::Relaxed);
         log::error!("heap: kfree({pointer:p}) refused: {error}");
     }
     if overflowed {

@@ -2,6 +2,7 @@
 //! RAM at or above 0x200000, behind an interrupt-safe lock.
 
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use x86_64::structures::paging::{PhysFrame, Size4KiB};
 use x86_64::PhysAddr;
@@ -27,6 +28,15 @@ use mm::MmError;
 pub const MIN_FREE_BYTES: u64 = HEAP_MAX_SIZE + (4 << 20);
 
 static PMM: IrqMutex<Option<FrameAllocator<'static>>> = IrqMutex::new(None);
+
+/// Frees `free_page`/`free_contiguous` refused, for the test runner's
+/// error accounting.
+static REFUSED_FREES: AtomicU64 = AtomicU64::new(0);
+
+/// How many frees the PMM has refused since boot.
+pub fn refused_frees() -> u64 {
+    REFUSED_FREES.load(Ordering::Relaxed)
+}
 
 /// Why the PMM could not start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,6 +168,7 @@ pub fn alloc_zeroed() -> Option<PhysFrame<Size4KiB>> {
 pub fn free_page(address: PhysAddr) -> Result<(), MmError> {
     let result = with(|pmm| pmm.free_page(address)).unwrap_or(Err(MmError::OutOfRange));
     if let Err(error) = result {
+        REFUSED_FREES.fetch_add(1, Ordering::Relaxed);
         log::warn!("pmm: free_page({:#x}) refused: {error}", address.as_u64());
     }
     result
@@ -172,6 +183,7 @@ pub fn alloc_contiguous(count: usize, align: usize) -> Result<PhysFrame<Size4KiB
 pub fn free_contiguous(first: PhysAddr, count: usize) -> Result<(), MmError> {
     let result = with(|pmm| pmm.free_contiguous(first, count)).unwrap_or(Err(MmError::OutOfRange));
     if let Err(error) = result {
+        REFUSED_FREES.fetch_add(1, Ordering::Relaxed);
         log::warn!(
             "pmm: free_contiguous({:#x}, {count}) refused: {error}",
             first.as_u64()

@@ -2,6 +2,8 @@
 //! CR3 holds) behind an interrupt-safe lock, with table frames from the PMM
 //! and TLB flushes through `invlpg` / CR3 reloads.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use x86_64::instructions::tlb;
 use x86_64::registers::control::Cr3;
 use x86_64::structures::paging::{
@@ -47,12 +49,22 @@ impl FrameDeallocator<Size4KiB> for KernelFrames {
             _ => pmm::free_page(address),
         };
         if let Err(error) = result {
+            LOST_TABLE_FRAMES.fetch_add(1, Ordering::Relaxed);
             log::error!(
                 "vmm: page-table frame {:#x} not returned: {error}",
                 address.as_u64()
             );
         }
     }
+}
+
+/// Page-table frames that could not be given back, for the test runner's
+/// error accounting.
+static LOST_TABLE_FRAMES: AtomicU64 = AtomicU64::new(0);
+
+/// How many freed page-table frames their allocator refused since boot.
+pub fn lost_table_frames() -> u64 {
+    LOST_TABLE_FRAMES.load(Ordering::Relaxed)
 }
 
 /// The CPU's TLB.

@@ -4,7 +4,7 @@
 use core::hint::black_box;
 use core::ptr;
 
-use super::{Context, Test, TestResult};
+use super::{Context, Expect, Test, TestResult};
 use crate::arch::x86_64::exceptions::{breakpoint_count, catch_fault, vector};
 use crate::arch::x86_64::{cmos, cpu, nmi, sections};
 use crate::boot::MemoryKind;
@@ -15,38 +15,47 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "boot::null_read_page_faults_with_cr2_0",
         run: null_read_page_faults,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "boot::breakpoint_returns",
         run: breakpoint_returns,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "boot::invalid_opcode_is_reported",
         run: invalid_opcode_is_reported,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "boot::non_canonical_access_general_protection",
         run: non_canonical_access_faults,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "boot::stack_overflow_hits_guard_then_double_fault",
         run: stack_overflow_double_faults,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "boot::command_line_reaches_the_kernel",
         run: command_line_reaches_the_kernel,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "boot::memory_map_matches_qemu_ram",
         run: memory_map_matches_qemu_ram,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "boot::nmi_is_counted_and_survived",
         run: nmi_is_counted_and_survived,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "boot::unknown_crash_kind_keeps_exit_on_fatal",
         run: unknown_crash_kind_keeps_exit_on_fatal,
+        expects: Expect::NOTHING,
     },
 ];
 

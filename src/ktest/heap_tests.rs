@@ -10,7 +10,7 @@ use core::ptr;
 
 use crate::arch::x86_64::exceptions::{catch_fault, vector};
 
-use super::{Context, Test, TestResult};
+use super::{Context, Expect, Test, TestResult};
 use crate::kernel_mm::{heap, pmm};
 use crate::{kassert, kassert_eq, kprintln};
 use mm::layout::{HEAP_INITIAL_SIZE, HEAP_MAX_SIZE, HEAP_START};
@@ -21,34 +21,42 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "heap::unmapped_heap_page_faults",
         run: unmapped_heap_page_faults,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "heap::box_vec_string_btreemap",
         run: box_vec_string_btreemap,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "heap::vec_of_several_mib_grows_the_heap",
         run: vec_of_several_mib_grows_the_heap,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "heap::growth_stops_at_16_mib_and_heap_keeps_working",
         run: growth_stops_at_the_cap,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "heap::short_lived_allocations_far_beyond_16_mib_reuse_memory",
         run: short_lived_allocations_reuse_memory,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "heap::double_and_foreign_frees_are_detected",
         run: double_and_foreign_frees_are_detected,
+        expects: Expect::BAD_FREES,
     },
     Test {
         name: "heap::red_zone_catches_a_one_byte_overflow",
         run: red_zone_catches_a_one_byte_overflow,
+        expects: Expect::RED_ZONE,
     },
     Test {
         name: "heap::small_objects_pack_into_slab_pages",
         run: small_objects_pack_into_slab_pages,
+        expects: Expect::NOTHING,
     },
 ];
 

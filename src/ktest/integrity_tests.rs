@@ -7,7 +7,7 @@ use core::ptr;
 
 use x86_64::PhysAddr;
 
-use super::{Context, Failure, Test, TestResult};
+use super::{Context, Expect, Failure, Test, TestResult};
 use crate::kernel_mm::phys_to_virt;
 use crate::{kassert, kassert_eq, kprintln};
 
@@ -16,10 +16,12 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "integrity::boot_information_is_intact",
         run: boot_information_is_intact,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "integrity::boot_modules_are_intact",
         run: boot_modules_are_intact,
+        expects: Expect::NOTHING,
     },
 ];
 

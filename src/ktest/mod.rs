@@ -52,6 +52,89 @@ pub struct Test {
     pub name: &'static str,
     /// The test itself.
     pub run: fn(&Context<'_>) -> TestResult,
+    /// The error counters it moves on purpose (all others must not move).
+    pub expects: Expect,
+}
+
+/// Error counters a test may move on purpose: a test that passes while a
+/// counter it does not expect moved (a red zone overwritten, a free
+/// refused somewhere) fails, since its log holds an error nobody asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expect {
+    /// Refused frees (heap, PMM).
+    pub bad_frees: bool,
+    /// Red-zone violations found by the heap's debug checks.
+    pub red_zones: bool,
+}
+
+impl Expect {
+    /// No error counter moves.
+    pub const NOTHING: Expect = Expect {
+        bad_frees: false,
+        red_zones: false,
+    };
+    /// The test frees badly on purpose.
+    pub const BAD_FREES: Expect = Expect {
+        bad_frees: true,
+        red_zones: false,
+    };
+    /// The test overruns a block on purpose.
+    pub const RED_ZONE: Expect = Expect {
+        bad_frees: false,
+        red_zones: true,
+    };
+}
+
+/// The error counters the runner watches around every test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ErrorCounters {
+    heap_refused_frees: u64,
+    pmm_refused_frees: u64,
+    red_zone_violations: u64,
+    lost_table_frames: u64,
+}
+
+impl ErrorCounters {
+    fn now() -> Self {
+        use crate::kernel_mm::{heap, pmm, vmm};
+        Self {
+            heap_refused_frees: heap::refused_frees(),
+            pmm_refused_frees: pmm::refused_frees(),
+            red_zone_violations: heap::stats().red_zone_violations,
+            lost_table_frames: vmm::lost_table_frames(),
+        }
+    }
+
+    /// The first counter that moved since `before` although `expects`
+    /// does not allow it: its name and by how much.
+    fn unexpected(&self, before: &Self, expects: Expect) -> Option<(&'static str, u64)> {
+        let moved = [
+            (
+                "heap refused frees",
+                self.heap_refused_frees - before.heap_refused_frees,
+                expects.bad_frees,
+            ),
+            (
+                "PMM refused frees",
+                self.pmm_refused_frees - before.pmm_refused_frees,
+                expects.bad_frees,
+            ),
+            (
+                "red-zone violations",
+                self.red_zone_violations - before.red_zone_violations,
+                expects.red_zones,
+            ),
+            (
+                "lost page-table frames",
+                self.lost_table_frames - before.lost_table_frames,
+                false,
+            ),
+        ];
+        moved
+            .into_iter()
+            .find(|&(_, by, allowed)| by > 0 && !allowed)
+            .map(|(name, by, _)| (name, by))
+    }
 }
 
 /// Fails the test with the condition's text unless it holds.
@@ -242,7 +325,21 @@ pub fn run_suite(context: &Context<'_>, filter: Option<&str>) -> Outcome {
         crate::kprint!("test {} ... ", test.name);
         let start = cpu::rdtsc();
         let injected_before = injected();
-        match (test.run)(context) {
+        let counters = ErrorCounters::now();
+        let result = (test.run)(context).and_then(|()| {
+            match ErrorCounters::now().unexpected(&counters, test.expects) {
+                None => Ok(()),
+                Some((counter, by)) => {
+                    set_detail(format_args!("    {counter} went up by {by}"));
+                    Err(Failure {
+                        message: "an error counter moved that this test does not expect",
+                        file: file!(),
+                        line: line!(),
+                    })
+                }
+            }
+        });
+        match result {
             Ok(()) => {
                 outcome.passed += 1;
                 kprintln!("ok ({} kcycles)", (cpu::rdtsc() - start) / 1000);

@@ -4,7 +4,7 @@ use core::ptr;
 
 use x86_64::PhysAddr;
 
-use super::{Context, Test, TestResult};
+use super::{Context, Expect, Test, TestResult};
 use crate::arch::x86_64::{cpu, sections};
 use crate::boot::{CommandLine, MemoryKind};
 use crate::kernel_mm::{bootstrap, phys_to_virt, pmm};
@@ -18,26 +18,32 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "pmm::total_matches_the_memory_map",
         run: total_matches_the_memory_map,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "pmm::exhaust_every_frame_twice",
         run: exhaust_every_frame_twice,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "pmm::bad_frees_report_and_change_nothing",
         run: bad_frees_report_and_change_nothing,
+        expects: Expect::BAD_FREES,
     },
     Test {
         name: "pmm::contiguous_2mib_run_is_aligned",
         run: contiguous_2mib_run_is_aligned,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "pmm::alloc_zeroed_clears_old_data",
         run: alloc_zeroed_clears_old_data,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "pmm::bootstrap_pool_is_accounted",
         run: bootstrap_pool_is_accounted,
+        expects: Expect::NOTHING,
     },
 ];
 

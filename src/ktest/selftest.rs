@@ -4,7 +4,7 @@
 
 use core::hint::black_box;
 
-use super::{Context, Test, TestResult};
+use super::{Context, Expect, Test, TestResult};
 use crate::arch::x86_64::cpu;
 use crate::kassert_eq;
 
@@ -15,6 +15,7 @@ pub const PREFIX: &str = "selftest::";
 pub static TESTS: &[Test] = &[Test {
     name: "selftest::this_test_fails_on_purpose",
     run: fails_on_purpose,
+    expects: Expect::NOTHING,
 }];
 
 fn fails_on_purpose(_: &Context<'_>) -> TestResult {

@@ -8,7 +8,7 @@ use x86_64::registers::control::Cr3;
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::raw_vmm;
-use super::{Context, Failure, Test, TestResult};
+use super::{Context, Expect, Failure, Test, TestResult};
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::exceptions::{catch_fault, vector, CaughtFault};
 use crate::arch::x86_64::sections;
@@ -30,62 +30,77 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "vmm::map_write_read_back_unmap_faults",
         run: map_write_read_back_unmap_faults,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "vmm::kernel_text_is_not_writable",
         run: kernel_text_is_not_writable,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "vmm::rodata_is_not_writable",
         run: rodata_is_not_writable,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "vmm::data_stack_and_nx_pages_do_not_execute",
         run: data_stack_and_nx_pages_do_not_execute,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "vmm::huge_2mib_page_translates_every_offset",
         run: huge_2mib_page_translates_every_offset,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "vmm::gigabyte_page_where_supported",
         run: gigabyte_page_where_supported,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "vmm::ten_thousand_map_unmap_cycles_leak_nothing",
         run: ten_thousand_cycles_leak_nothing,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "vmm::errors_are_distinct_and_change_nothing",
         run: errors_are_distinct_and_change_nothing,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "vmm::cr3_holds_the_managed_pml4",
         run: cr3_holds_the_managed_pml4,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "vmm::identity_map_is_trimmed",
         run: identity_map_is_trimmed,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "vmm::boot_page_tables_not_writable_through_low_memory",
         run: boot_page_tables_not_writable_through_low_memory,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "vmm::direct_map_covers_ram_and_no_device",
         run: direct_map_covers_ram_and_no_device,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "vmm::cr4_protections_on_where_offered",
         run: cr4_protections_on_where_offered,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "vmm::a_dropped_mapping_gives_everything_back",
         run: a_dropped_mapping_gives_everything_back,
+        expects: Expect::NOTHING,
     },
     Test {
         name: "fault::every_frame_failure_is_reported_and_undone",
         run: every_frame_failure_is_reported_and_undone,
+        expects: Expect::NOTHING,
     },
 ];
 

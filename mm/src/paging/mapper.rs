@@ -139,6 +139,15 @@ pub(crate) const fn index(virt: VirtAddr, level: PageTableLevel) -> usize {
     ((virt.as_u64() >> (12 + 9 * (level as u64 - 1))) & 511) as usize
 }
 
+/// A leaf entry's flags at `level`: present, and huge above the PTs.
+fn leaf_flags(level: PageTableLevel, flags: PageTableFlags) -> PageTableFlags {
+    if level > PageTableLevel::One {
+        flags | PRESENT | HUGE
+    } else {
+        flags | PRESENT
+    }
+}
+
 /// `virt + offset`, for offsets inside a span [`check_span`] accepted.
 fn offset_by(virt: VirtAddr, offset: u64) -> VirtAddr {
     VirtAddr::new_truncate(virt.as_u64().wrapping_add(offset))
@@ -310,12 +319,7 @@ impl<M: PhysMem> Mapper<M> {
                 MmError::AlreadyMapped
             });
         }
-        let huge = if leaf > PageTableLevel::One {
-            HUGE
-        } else {
-            PageTableFlags::empty()
-        };
-        entry.set_addr(phys, flags | PRESENT | huge);
+        entry.set_addr(phys, leaf_flags(leaf, flags));
         Ok(())
     }
 
@@ -417,12 +421,7 @@ impl<M: PhysMem> Mapper<M> {
         if !aligned(virt.as_u64(), PageSize::of_leaf(level).bytes()) {
             return Err(MmError::HugePageConflict);
         }
-        let huge = if level > PageTableLevel::One {
-            HUGE
-        } else {
-            PageTableFlags::empty()
-        };
-        entry.set_flags(flags | PRESENT | huge);
+        entry.set_flags(leaf_flags(level, flags));
         Ok(Flush::new(virt))
     }
 

@@ -96,13 +96,14 @@ pub fn kernel_sections() -> [Section; 4] {
     ]
 }
 
+/// The page that starts at `symbol`.
+fn page_at(symbol: *const u8) -> PhysRange {
+    PhysRange::from_len(symbol as u64, PAGE_SIZE)
+}
+
 /// The unmapped guard page below the boot stack.
 pub fn boot_stack_guard() -> PhysRange {
-    let start = &raw const symbols::boot_stack_guard as u64;
-    PhysRange {
-        start,
-        end: start + PAGE_SIZE,
-    }
+    page_at(&raw const symbols::boot_stack_guard)
 }
 
 /// The top of the boot stack.
@@ -112,11 +113,7 @@ pub fn boot_stack_top() -> u64 {
 
 /// The unmapped guard page below the double-fault stack.
 pub fn double_fault_stack_guard() -> PhysRange {
-    let start = &raw const symbols::double_fault_stack_guard as u64;
-    PhysRange {
-        start,
-        end: start + PAGE_SIZE,
-    }
+    page_at(&raw const symbols::double_fault_stack_guard)
 }
 
 /// The top of the double-fault (IST 1) stack.
@@ -126,11 +123,7 @@ pub fn double_fault_stack_top() -> u64 {
 
 /// The unmapped guard page below the NMI stack.
 pub fn nmi_stack_guard() -> PhysRange {
-    let start = &raw const symbols::nmi_stack_guard as u64;
-    PhysRange {
-        start,
-        end: start + PAGE_SIZE,
-    }
+    page_at(&raw const symbols::nmi_stack_guard)
 }
 
 /// The top of the NMI (IST 2) stack.
