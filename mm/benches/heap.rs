@@ -233,8 +233,17 @@ fn with_allocator<R>(
             let bitmaps: &'static mut [u64] =
                 unsafe { &mut *(bitmaps.as_mut_slice() as *mut [u64]) };
             // SAFETY: as above.
-            let heap =
-                unsafe { Heap::new(base as usize, ARENA, ARENA, NoGrow, bitmaps, false) }.unwrap();
+            let heap = unsafe {
+                Heap::new(
+                    NonNull::new(base).unwrap(),
+                    ARENA,
+                    ARENA,
+                    NoGrow,
+                    bitmaps,
+                    false,
+                )
+            }
+            .unwrap();
             f(&mut Ours(heap))
         }
         1 => {

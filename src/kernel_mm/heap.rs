@@ -53,12 +53,17 @@ pub fn init() -> Result<HeapStats, MmError> {
     if !KernelGrow.grow(HEAP_START as usize, HEAP_INITIAL_SIZE as usize) {
         return Err(MmError::OutOfFrames);
     }
+    // The heap's window is no Rust allocation: its pointer comes from the
+    // address (exposed provenance, as for any memory the kernel maps).
+    let memory =
+        core::ptr::NonNull::new(ptr::with_exposed_provenance_mut::<u8>(HEAP_START as usize))
+            .ok_or(MmError::InvalidArgument)?;
     // SAFETY: [HEAP_START, +1 MiB) was just mapped writable for the heap
     // alone; KernelGrow maps every further range before reporting success;
     // the heap's virtual range is used by nothing else.
     let heap = unsafe {
         Heap::new(
-            HEAP_START as usize,
+            memory,
             HEAP_INITIAL_SIZE as usize,
             HEAP_MAX_SIZE as usize,
             KernelGrow,

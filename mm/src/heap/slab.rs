@@ -146,6 +146,8 @@ pub struct PageUsage {
 /// The slab pages of one heap.
 pub struct Slabs<'a> {
     /// Address of page number 0.
+    /// The heap's memory pointer, for pointers with its provenance.
+    memory: *mut u8,
     base: usize,
     /// Per page: its class, or NO_CLASS if it is not a slab page.
     classes: &'a mut [u8],
@@ -164,10 +166,11 @@ pub struct Slabs<'a> {
 }
 
 impl<'a> Slabs<'a> {
-    /// Slabs for a heap starting at `start` of at most `max` bytes, keeping
-    /// their table in `table` ([`table_words`]`(max)` words, any contents).
-    /// `None` if `table` is too short.
-    pub fn new(start: usize, max: usize, table: &'a mut [u64]) -> Option<Self> {
+    /// Slabs for a heap whose memory starts at `memory`, of at most `max`
+    /// bytes, keeping their table in `table` ([`table_words`]`(max)` words,
+    /// any contents). `None` if `table` is too short.
+    pub fn new(memory: *mut u8, max: usize, table: &'a mut [u64]) -> Option<Self> {
+        let start = memory.addr();
         let pages = pages_for(max);
         let table = table.get_mut(..table_words(max))?;
         table.fill(0);
@@ -185,6 +188,7 @@ impl<'a> Slabs<'a> {
             unsafe { core::slice::from_raw_parts_mut(classes.as_mut_ptr().cast::<u8>(), pages) };
         classes.fill(NO_CLASS);
         Some(Self {
+            memory,
             base: page_of(start),
             classes,
             meta,
@@ -194,6 +198,12 @@ impl<'a> Slabs<'a> {
             recent: [0; CLASSES],
             recent_count: [0; CLASSES],
         })
+    }
+
+    /// A pointer to `address` of the heap's memory, with its provenance.
+    #[inline]
+    fn at(&self, address: usize) -> *mut u8 {
+        self.memory.with_addr(address)
     }
 
     fn number(&self, page: usize) -> u32 {
@@ -286,7 +296,7 @@ impl<'a> Slabs<'a> {
         }
         // SAFETY: a slot in the recent list; its first word links on
         // (written by `push_recent`).
-        self.recent[class] = unsafe { ptr::read(slot as *const usize) };
+        self.recent[class] = unsafe { ptr::read(self.at(slot).cast::<usize>()) };
         self.recent_count[class] -= 1;
         Some(slot)
     }
@@ -319,7 +329,7 @@ impl<'a> Slabs<'a> {
             let slot = page + meta.free as usize;
             // SAFETY: a freed slot of this page; its first two bytes hold
             // the next free slot's offset (written by `free_to_page`).
-            meta.free = unsafe { ptr::read(slot as *const u16) };
+            meta.free = unsafe { ptr::read(self.memory.with_addr(slot).cast::<u16>()) };
             slot
         } else {
             let slot = page + meta.carved as usize * slot_size(class);
@@ -374,7 +384,7 @@ impl<'a> Slabs<'a> {
         }
         // SAFETY: the slot is ours again (contract above) and at least 16
         // bytes long, so its first word can hold the link.
-        unsafe { ptr::write(slot as *mut usize, self.recent[class]) };
+        unsafe { ptr::write(self.at(slot).cast::<usize>(), self.recent[class]) };
         self.recent[class] = slot;
         self.recent_count[class] += 1;
         true
@@ -393,7 +403,7 @@ impl<'a> Slabs<'a> {
         let meta = &mut self.meta[number as usize];
         // SAFETY: the slot is ours again (contract above) and at least 16
         // bytes long, so its first two bytes can hold the link.
-        unsafe { ptr::write(slot as *mut u16, meta.free) };
+        unsafe { ptr::write(self.memory.with_addr(slot).cast::<u16>(), meta.free) };
         meta.free = (slot - page) as u16;
         meta.in_use -= 1;
         let (in_use, listed) = (meta.in_use, meta.listed != 0);
@@ -478,7 +488,7 @@ impl<'a> Slabs<'a> {
             listed_free += 1;
             // SAFETY: a free slot of this page (checked above), readable
             // by the caller's contract.
-            offset = unsafe { ptr::read((page + offset_bytes) as *const u16) };
+            offset = unsafe { ptr::read(self.at(page + offset_bytes).cast::<u16>()) };
         }
         if carved - listed_free != meta.in_use as usize {
             return Err("slab in-use counter disagrees with its free list");
@@ -563,7 +573,7 @@ impl<'a> Slabs<'a> {
                     return Err("a recent-list slot is live or not a slot of its class");
                 }
                 // SAFETY: a slot of one of our pages (checked above).
-                slot = unsafe { ptr::read(slot as *const usize) };
+                slot = unsafe { ptr::read(self.at(slot).cast::<usize>()) };
             }
             if count != self.recent_count[class] {
                 return Err("recent-list count is wrong");

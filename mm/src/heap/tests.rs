@@ -51,9 +51,10 @@ impl Arena {
             limit: start + self.max,
             calls: 0,
         };
+        let memory = core::ptr::NonNull::new(self.base).unwrap();
         // SAFETY: the arena owns [base, base + max) for the heap's lifetime
         // (the heap borrows the arena), 4096-aligned.
-        unsafe { Heap::new(start, initial, self.max, grow, &mut self.bitmaps, poison) }.unwrap()
+        unsafe { Heap::new(memory, initial, self.max, grow, &mut self.bitmaps, poison) }.unwrap()
     }
 }
 
@@ -696,9 +697,10 @@ fn every_refused_growth_is_reported_and_leaves_nothing_behind() {
             },
             point,
         };
+        let memory = core::ptr::NonNull::new(arena.base).unwrap();
         // SAFETY: as in `Arena::heap`.
         let mut heap =
-            unsafe { Heap::new(start, 64 * 1024, 16 * MIB, grow, &mut arena.bitmaps, true) }
+            unsafe { Heap::new(memory, 64 * 1024, 16 * MIB, grow, &mut arena.bitmaps, true) }
                 .unwrap();
         let mut live: Vec<(usize, usize, u8)> = Vec::new();
         let mut refused = 0;

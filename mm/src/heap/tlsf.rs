@@ -138,6 +138,10 @@ struct Live {
 
 /// The heap over `[start, end)`, growable to `start + max`.
 pub struct Heap<'a, G: Grow> {
+    /// The heap's memory as handed to `new`: every pointer the heap makes
+    /// from an address is derived from this one (`at`), so it keeps its
+    /// provenance (and host tests could run under Miri).
+    memory: *mut u8,
     start: usize,
     end: usize,
     max: usize,
@@ -164,6 +168,11 @@ pub struct Heap<'a, G: Grow> {
     stats: HeapStats,
 }
 
+// SAFETY: the heap owns its memory (`new`'s contract) and every table it
+// borrows; the raw `memory` pointer is never shared outside it, so moving
+// the heap to another thread (behind the kernel's lock) moves all access.
+unsafe impl<G: Grow + Send> Send for Heap<'_, G> {}
+
 /// Words of side tables (kept outside the heap) a heap of `max` bytes
 /// needs: the live bitmap and the slab page table.
 pub const fn bitmap_words(max: usize) -> usize {
@@ -186,17 +195,20 @@ impl<'a, G: Grow> Heap<'a, G> {
     /// # Safety
     /// `[start, start + size)` must be writable memory owned by the heap for
     /// as long as it exists, and so must every range `grow` reports as
-    /// usable. `start` must be 16-aligned, `size` and `max` multiples of
-    /// 4096 with `64 <= size <= max`, and `bitmaps` must hold
-    /// [`bitmap_words`]`(max)` words.
+    /// usable, all reachable through `start`'s provenance. `start` must be
+    /// 16-aligned, `size` and `max` multiples of 4096 with
+    /// `64 <= size <= max`, and `bitmaps` must hold [`bitmap_words`]`(max)`
+    /// words.
     pub unsafe fn new(
-        start: usize,
+        memory: NonNull<u8>,
         size: usize,
         max: usize,
         grow: G,
         bitmaps: &'a mut [u64],
         poison: bool,
     ) -> Result<Self, MmError> {
+        let memory = memory.as_ptr();
+        let start = memory.addr();
         if !start.is_multiple_of(GRANULE)
             || size < 64
             || size > max
@@ -211,8 +223,9 @@ impl<'a, G: Grow> Heap<'a, G> {
             .ok_or(MmError::InvalidArgument)?;
         bitmaps.fill(0);
         let (live, table) = bitmaps.split_at_mut(words);
-        let slabs = Slabs::new(start, max, table).ok_or(MmError::InvalidArgument)?;
+        let slabs = Slabs::new(memory, max, table).ok_or(MmError::InvalidArgument)?;
         let mut heap = Self {
+            memory,
             start,
             end: start + size,
             max,
@@ -244,18 +257,28 @@ impl<'a, G: Grow> Heap<'a, G> {
 
     // --- raw word access --------------------------------------------------
 
+    /// A pointer to `address` of the heap's memory, with its provenance.
+    /// Soundness rests on the module's own bookkeeping (the heap only ever
+    /// computes addresses inside `[start, end)` from its headers); the
+    /// accessors below check that in debug builds.
+    #[inline]
+    pub(super) fn at(&self, address: usize) -> *mut u8 {
+        self.memory.with_addr(address)
+    }
+
     fn read(&self, address: usize) -> usize {
         debug_assert!(address >= self.start && address + 8 <= self.end);
         // SAFETY: callers only pass addresses of header, footer and link
         // words inside `[start, end)`, which `new`'s contract makes
-        // writable memory owned by the heap; they are 8-aligned.
-        unsafe { ptr::read(address as *const usize) }
+        // writable memory owned by the heap, reached through `memory`;
+        // they are 8-aligned.
+        unsafe { ptr::read(self.at(address).cast::<usize>()) }
     }
 
     fn write(&mut self, address: usize, value: usize) {
         debug_assert!(address >= self.start && address + 8 <= self.end);
         // SAFETY: as in `read`.
-        unsafe { ptr::write(address as *mut usize, value) }
+        unsafe { ptr::write(self.at(address).cast::<usize>(), value) }
     }
 
     fn header(&self, block: usize) -> usize {
@@ -662,7 +685,7 @@ impl<'a, G: Grow> Heap<'a, G> {
         self.stats.live_allocations += 1;
         self.set_live(self.mark_slot(payload));
         // SAFETY: payload lies inside the heap, so it is not null.
-        unsafe { NonNull::new_unchecked(payload as *mut u8) }
+        unsafe { NonNull::new_unchecked(self.at(payload)) }
     }
 
     /// A cached block of exactly `size` bytes, if one is waiting.

@@ -113,7 +113,7 @@ impl<G: Grow> Heap<'_, G> {
             self.stats.red_zone_violations += 1;
         }
         // SAFETY: the allocation is live and ours until it is released.
-        unsafe { ptr::write_bytes(live.payload as *mut u8, POISON, capacity) };
+        unsafe { ptr::write_bytes(self.at(live.payload), POISON, capacity) };
         self.free_live_unchecked(live);
     }
 

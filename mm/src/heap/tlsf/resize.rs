@@ -86,7 +86,7 @@ impl<G: Grow> Heap<'_, G> {
             .is_some_and(|needed| needed <= capacity)
         {
             // SAFETY: a live slot is never null.
-            return Ok(unsafe { NonNull::new_unchecked(slot.payload as *mut u8) });
+            return Ok(unsafe { NonNull::new_unchecked(self.at(slot.payload)) });
         }
         self.move_to_new(slot, capacity, layout, new_size)
     }
@@ -119,11 +119,7 @@ impl<G: Grow> Heap<'_, G> {
         // SAFETY: both allocations are live, distinct, and at least
         // min(capacity, new_size) bytes long.
         unsafe {
-            ptr::copy_nonoverlapping(
-                old.payload as *const u8,
-                moved.as_ptr(),
-                capacity.min(new_size),
-            );
+            ptr::copy_nonoverlapping(self.at(old.payload), moved.as_ptr(), capacity.min(new_size));
         }
         // `old` is still live: allocating cannot have freed it.
         self.free_live(old);
@@ -175,7 +171,7 @@ impl<G: Grow> Heap<'_, G> {
             }
             self.shrink_in_place(block, size, needed);
             // SAFETY: a live payload is never null.
-            return Ok(unsafe { NonNull::new_unchecked((block + HEADER) as *mut u8) });
+            return Ok(unsafe { NonNull::new_unchecked(self.at(block + HEADER)) });
         }
         let next = block + size;
         let next_header = self.header(next);
@@ -192,7 +188,7 @@ impl<G: Grow> Heap<'_, G> {
             self.shrink_in_place(block, size + next_size, needed);
             self.stats.peak_used = self.stats.peak_used.max(self.stats.used);
             // SAFETY: a live payload is never null.
-            return Ok(unsafe { NonNull::new_unchecked((block + HEADER) as *mut u8) });
+            return Ok(unsafe { NonNull::new_unchecked(self.at(block + HEADER)) });
         }
         self.move_to_new(live, size - HEADER, layout, new_size)
     }
@@ -219,7 +215,7 @@ impl<G: Grow> Heap<'_, G> {
         // SAFETY: the allocation holds size + RED_ZONE + 8 bytes (see
         // block_size_for_request and `alloc`), all owned by the heap's live
         // block or slot.
-        unsafe { ptr::write_bytes((payload + size) as *mut u8, RED, RED_ZONE) };
+        unsafe { ptr::write_bytes(self.at(payload + size), RED, RED_ZONE) };
     }
 
     /// Whether the red zone of the live allocation at `payload`, which can
@@ -230,8 +226,7 @@ impl<G: Grow> Heap<'_, G> {
             return false; // the size record itself was overwritten
         }
         // SAFETY: the red zone lies inside the live block (checked above).
-        let zone =
-            unsafe { core::slice::from_raw_parts((payload + recorded) as *const u8, RED_ZONE) };
+        let zone = unsafe { core::slice::from_raw_parts(self.at(payload + recorded), RED_ZONE) };
         zone.iter().all(|&byte| byte == RED)
     }
 }
