@@ -24,7 +24,7 @@ use std::hint::black_box;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use mm::heap::{Heap, NoGrow};
+use mm::heap::{DebugChecks, Heap, NoGrow};
 
 const ARENA: usize = 16 << 20;
 /// Throughput rounds per workload (each runs every allocator once).
@@ -240,7 +240,7 @@ fn with_allocator<R>(
                     ARENA,
                     NoGrow,
                     bitmaps,
-                    false,
+                    DebugChecks::Off,
                 )
             }
             .unwrap();

@@ -15,7 +15,7 @@ use x86_64::{PhysAddr, VirtAddr};
 
 use super::{phys_to_virt, pmm, vmm};
 use crate::sync::IrqMutex;
-use mm::heap::{Grow, Heap, HeapStats};
+use mm::heap::{DebugChecks, Grow, Heap, HeapStats};
 use mm::layout::{HEAP_INITIAL_SIZE, HEAP_MAX_SIZE, HEAP_START, PAGE_SIZE};
 use mm::paging::{NX, WRITABLE};
 use mm::MmError;
@@ -68,7 +68,7 @@ pub fn init() -> Result<HeapStats, MmError> {
             HEAP_MAX_SIZE as usize,
             KernelGrow,
             bitmaps,
-            cfg!(debug_assertions),
+            DebugChecks::for_this_build(),
         )
     }?;
     let stats = heap.stats();

@@ -17,7 +17,7 @@
 mod slab;
 mod tlsf;
 
-pub use tlsf::{Grow, Heap, HeapStats, NoGrow, MAX_ALIGN};
+pub use tlsf::{DebugChecks, Grow, Heap, HeapStats, NoGrow, MAX_ALIGN};
 
 #[cfg(test)]
 mod tests;

@@ -45,7 +45,12 @@ impl Arena {
         }
     }
 
-    fn heap(&mut self, initial: usize, poison: bool) -> Heap<'_, Reserve> {
+    fn heap(&mut self, initial: usize, debug_checks: bool) -> Heap<'_, Reserve> {
+        let checks = if debug_checks {
+            DebugChecks::On
+        } else {
+            DebugChecks::Off
+        };
         let start = self.base as usize;
         let grow = Reserve {
             limit: start + self.max,
@@ -54,7 +59,7 @@ impl Arena {
         let memory = core::ptr::NonNull::new(self.base).unwrap();
         // SAFETY: the arena owns [base, base + max) for the heap's lifetime
         // (the heap borrows the arena), 4096-aligned.
-        unsafe { Heap::new(memory, initial, self.max, grow, &mut self.bitmaps, poison) }.unwrap()
+        unsafe { Heap::new(memory, initial, self.max, grow, &mut self.bitmaps, checks) }.unwrap()
     }
 }
 
@@ -699,9 +704,17 @@ fn every_refused_growth_is_reported_and_leaves_nothing_behind() {
         };
         let memory = core::ptr::NonNull::new(arena.base).unwrap();
         // SAFETY: as in `Arena::heap`.
-        let mut heap =
-            unsafe { Heap::new(memory, 64 * 1024, 16 * MIB, grow, &mut arena.bitmaps, true) }
-                .unwrap();
+        let mut heap = unsafe {
+            Heap::new(
+                memory,
+                64 * 1024,
+                16 * MIB,
+                grow,
+                &mut arena.bitmaps,
+                DebugChecks::On,
+            )
+        }
+        .unwrap();
         let mut live: Vec<(usize, usize, u8)> = Vec::new();
         let mut refused = 0;
         // (size, realloc the last block to this size instead) per step.

@@ -163,7 +163,7 @@ pub struct Heap<'a, G: Grow> {
     quick_depth: [u16; QUICK_LISTS],
     /// Small-object slabs; their pages are blocks of this heap.
     slabs: Slabs<'a>,
-    poison: bool,
+    checks: DebugChecks,
     /// Counters; `free` here excludes `slab_free` (see `stats()`).
     stats: HeapStats,
 }
@@ -172,6 +172,33 @@ pub struct Heap<'a, G: Grow> {
 // borrows; the raw `memory` pointer is never shared outside it, so moving
 // the heap to another thread (behind the kernel's lock) moves all access.
 unsafe impl<G: Grow + Send> Send for Heap<'_, G> {}
+
+/// Whether the heap checks its users: red zones after every block
+/// (checked on free and realloc) and freed memory poisoned with 0xDD. The
+/// kernel turns them on in debug builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DebugChecks {
+    /// The release paths: no red zones, no poisoning.
+    Off,
+    /// Red zones and poisoning.
+    On,
+}
+
+impl DebugChecks {
+    /// `On` in builds with debug assertions, else `Off`.
+    pub const fn for_this_build() -> Self {
+        if cfg!(debug_assertions) {
+            DebugChecks::On
+        } else {
+            DebugChecks::Off
+        }
+    }
+
+    #[inline]
+    pub(super) const fn on(self) -> bool {
+        matches!(self, DebugChecks::On)
+    }
+}
 
 /// Words of side tables (kept outside the heap) a heap of `max` bytes
 /// needs: the live bitmap and the slab page table.
@@ -205,7 +232,7 @@ impl<'a, G: Grow> Heap<'a, G> {
         max: usize,
         grow: G,
         bitmaps: &'a mut [u64],
-        poison: bool,
+        checks: DebugChecks,
     ) -> Result<Self, MmError> {
         let memory = memory.as_ptr();
         let start = memory.addr();
@@ -237,7 +264,7 @@ impl<'a, G: Grow> Heap<'a, G> {
             quick: [0; QUICK_LISTS],
             quick_depth: [0; QUICK_LISTS],
             slabs,
-            poison,
+            checks,
             stats: HeapStats {
                 mapped: size,
                 overhead: GRANULE,
@@ -430,7 +457,7 @@ impl<'a, G: Grow> Heap<'a, G> {
     // the fast path does not pay for the registers the rest needs.
     #[inline]
     pub fn alloc(&mut self, layout: Layout) -> Result<NonNull<u8>, MmError> {
-        if layout.align() > GRANULE || self.poison {
+        if layout.align() > GRANULE || self.checks.on() {
             return self.alloc_general(layout);
         }
         if layout.size() > SLAB_LIMIT {
@@ -486,7 +513,7 @@ impl<'a, G: Grow> Heap<'a, G> {
             }
             _ => self.alloc_inner(layout),
         };
-        if let (Ok(pointer), true) = (result, self.poison) {
+        if let (Ok(pointer), true) = (result, self.checks.on()) {
             self.arm_red_zone(pointer.as_ptr() as usize, layout.size());
         }
         self.count(result)
@@ -495,7 +522,7 @@ impl<'a, G: Grow> Heap<'a, G> {
     /// Bytes an allocation of `size` occupies: `size`, plus the red zone
     /// and size record when debug checks are on; `None` if absurd.
     fn request_bytes(&self, size: usize) -> Option<usize> {
-        if self.poison {
+        if self.checks.on() {
             size.checked_add(DEBUG_OVERHEAD)
         } else {
             Some(size)

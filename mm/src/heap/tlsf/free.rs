@@ -87,7 +87,7 @@ impl<G: Grow> Heap<'_, G> {
     /// Frees an allocation `check_live` accepted.
     #[inline(always)]
     pub(super) fn free_live(&mut self, live: Live) {
-        if self.poison {
+        if self.checks.on() {
             self.free_live_checked(live.payload);
             return;
         }

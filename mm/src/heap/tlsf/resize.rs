@@ -9,7 +9,7 @@ impl<G: Grow> Heap<'_, G> {
     pub fn usable_size(&self, pointer: *mut u8) -> Result<usize, MmError> {
         let live = self.check_live(pointer)?;
         let capacity = self.capacity_of(live.payload, live.class);
-        if self.poison {
+        if self.checks.on() {
             return Ok(self.read(live.payload + capacity - 8));
         }
         Ok(capacity)
@@ -25,7 +25,7 @@ impl<G: Grow> Heap<'_, G> {
         layout: Layout,
         new_size: usize,
     ) -> Result<NonNull<u8>, MmError> {
-        if self.poison {
+        if self.checks.on() {
             return self.realloc_checked(pointer, layout, new_size);
         }
         let live = self.check_live(pointer)?;
