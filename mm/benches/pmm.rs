@@ -108,7 +108,7 @@ fn main() {
         let mut runs: Vec<f64> = (0..7)
             .map(|_| {
                 let pmm = std::cell::RefCell::new(
-                    FrameAllocator::new(usable, &[], &mut storage).unwrap(),
+                    FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap(),
                 );
                 pairs_ns(
                     fill,
@@ -145,7 +145,7 @@ fn main() {
     // Contiguous 2 MiB runs (512 frames, 512-aligned) with the lower half
     // of memory allocated in single frames and every 7th of them freed.
     let mut storage = vec![0u64; FrameAllocator::storage_words_for(&usable)];
-    let mut pmm = FrameAllocator::new(usable, &[], &mut storage).unwrap();
+    let mut pmm = FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap();
     let singles: Vec<_> = (0..FRAMES / 2).filter_map(|_| pmm.alloc_page()).collect();
     for frame in singles.iter().step_by(7) {
         pmm.free_page(frame.start_address()).unwrap();
@@ -165,7 +165,7 @@ fn main() {
         let usable = usable_bytes(bytes);
         let mut storage = vec![0u64; FrameAllocator::storage_words_for(&usable)];
         let start = Instant::now();
-        let pmm = black_box(FrameAllocator::new(usable, &[], &mut storage).unwrap());
+        let pmm = black_box(FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap());
         let elapsed = start.elapsed();
         println!(
             "init over {name}: {:.2} ms ({} frames, bitmap {} KiB)",

@@ -7,6 +7,7 @@
 
 use core::fmt;
 
+use arrayvec::ArrayVec;
 use multiboot2::{BootInformation, BootInformationHeader, FramebufferType};
 
 /// Most memory-map entries kept; firmware maps on PCs have a few dozen.
@@ -212,8 +213,7 @@ impl fmt::Display for BootInfoError {
 /// Everything the kernel uses from the Multiboot2 information.
 #[derive(Clone, Debug)]
 pub struct BootInfo<'a> {
-    regions: [MemoryRegion; MAX_REGIONS],
-    region_count: usize,
+    regions: ArrayVec<MemoryRegion, MAX_REGIONS>,
     /// The structure itself (validated), walked again for the modules, so
     /// that no fixed capacity can drop one.
     bytes: &'a [u8],
@@ -274,18 +274,14 @@ impl<'a> BootInfo<'a> {
         if areas.len() > MAX_REGIONS {
             return Err(BootInfoError::TooManyRegions(areas.len()));
         }
-        let mut regions = [MemoryRegion {
-            start: 0,
-            len: 0,
-            kind: MemoryKind::Reserved,
-        }; MAX_REGIONS];
-        for (slot, area) in regions.iter_mut().zip(areas) {
-            *slot = MemoryRegion {
+        let regions = areas
+            .iter()
+            .map(|area| MemoryRegion {
                 start: area.start_address(),
                 len: area.size(),
                 kind: MemoryKind::from_multiboot(area.typ().into()),
-            };
-        }
+            })
+            .collect();
 
         let framebuffer = match info.framebuffer_tag() {
             Some(Ok(tag)) => tag.buffer_type().ok().map(|kind| FramebufferInfo {
@@ -324,7 +320,6 @@ impl<'a> BootInfo<'a> {
 
         Ok(Self {
             regions,
-            region_count: areas.len(),
             bytes: &bytes[..total_size],
             cmdline: rebase(
                 bytes,
@@ -352,7 +347,7 @@ impl<'a> BootInfo<'a> {
 
     /// The memory map, in the order the firmware gave it.
     pub fn memory_map(&self) -> &[MemoryRegion] {
-        &self.regions[..self.region_count]
+        &self.regions
     }
 
     /// Every boot module, in the order GRUB listed them (however many).

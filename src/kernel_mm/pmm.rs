@@ -108,15 +108,16 @@ pub fn init(
     if let Some(limit) = limit {
         usable.keep_lowest(limit - limit % PAGE_SIZE);
     }
+    let usable_bytes = usable.total();
     let not_enough = |free| PmmInitError::NotEnoughMemory {
-        usable: usable.total(),
+        usable: usable_bytes,
         free,
     };
     if usable.total() < MIN_FREE_BYTES {
         return Err(not_enough(None));
     }
 
-    let mut list = *reservations;
+    let mut list = reservations.clone();
     let words = FrameAllocator::storage_words_for(&usable);
     let bitmap = find_free_space(&usable, list.as_slice(), words as u64 * 8)
         .ok_or(PmmInitError::NoRoomForBitmap)?;

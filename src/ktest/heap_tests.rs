@@ -2,9 +2,11 @@
 //! reuse, and bad frees.
 
 use alloc::boxed::Box;
+
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
+use arrayvec::ArrayVec;
 use core::hint::black_box;
 use core::ptr;
 
@@ -122,40 +124,41 @@ fn vec_of_several_mib_grows_the_heap(_: &Context<'_>) -> TestResult {
 /// returns (a failed check returns early) is freed, so a failure does not
 /// leave the heap fuller for the tests after it.
 struct HeldBlocks<const N: usize> {
-    pointers: [*mut u8; N],
-    len: usize,
+    pointers: ArrayVec<*mut u8, N>,
 }
 
 impl<const N: usize> HeldBlocks<N> {
     fn new() -> Self {
         Self {
-            pointers: [core::ptr::null_mut(); N],
-            len: 0,
+            pointers: ArrayVec::new(),
         }
+    }
+
+    /// Blocks held.
+    fn len(&self) -> usize {
+        self.pointers.len()
     }
 
     /// Allocates blocks of `size` until the heap refuses or `N` are held.
     fn fill(&mut self, size: usize, fill: impl Fn(usize) -> u8) {
-        while self.len < N {
+        while !self.pointers.is_full() {
             let pointer = heap::kmalloc(size);
             if pointer.is_null() {
                 break;
             }
             // SAFETY: a fresh block of `size` bytes.
-            unsafe { pointer.write_bytes(fill(self.len), size) };
-            self.pointers[self.len] = pointer;
-            self.len += 1;
+            unsafe { pointer.write_bytes(fill(self.pointers.len()), size) };
+            self.pointers.push(pointer);
         }
     }
 
     fn as_slice(&self) -> &[*mut u8] {
-        &self.pointers[..self.len]
+        &self.pointers
     }
 
     /// Hands the last block back to the caller, who frees it.
     fn pop(&mut self) -> Option<*mut u8> {
-        self.len = self.len.checked_sub(1)?;
-        Some(self.pointers[self.len])
+        self.pointers.pop()
     }
 }
 
@@ -173,11 +176,11 @@ fn growth_stops_at_the_cap(_: &Context<'_>) -> TestResult {
     const BLOCK: usize = 64 * 1024;
     let mut blocks = HeldBlocks::<300>::new();
     blocks.fill(BLOCK, |index| index as u8);
-    let count = blocks.len;
+    let count = blocks.len();
     // Smaller blocks fill what is left, up to the last mappable page.
     let mut small_blocks = HeldBlocks::<128>::new();
     small_blocks.fill(1024, |_| 0);
-    let small_count = small_blocks.len;
+    let small_count = small_blocks.len();
     let full = heap::stats();
     kprintln!(
         "    {count} blocks of 64 KiB, then {small_count} of 1 KiB before kmalloc returned null; mapped {} KiB",

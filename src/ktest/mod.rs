@@ -20,6 +20,8 @@ pub use selftest::crash;
 
 use core::fmt::{self, Write};
 
+use arrayvec::ArrayString;
+
 use crate::arch::x86_64::cpu::{self, QemuExitCode};
 use crate::boot::BootInfo;
 use crate::kprintln;
@@ -207,40 +209,35 @@ pub fn need_heap(bytes: usize) -> TestResult {
 
 /// Extra lines about the last failure (the values a `kassert_eq!` saw),
 /// printed by the runner after `FAILED`.
-struct Detail {
-    bytes: [u8; 512],
-    len: usize,
-}
+struct Detail(ArrayString<512>);
 
 impl Write for Detail {
     fn write_str(&mut self, text: &str) -> fmt::Result {
         // Keep what fits; a cut detail is better than none.
-        let room = self.bytes.len() - self.len;
-        let take = text.len().min(room);
-        self.bytes[self.len..self.len + take].copy_from_slice(&text.as_bytes()[..take]);
-        self.len += take;
+        for character in text.chars() {
+            if self.0.try_push(character).is_err() {
+                break;
+            }
+        }
         Ok(())
     }
 }
 
-static DETAIL: IrqMutex<Detail> = IrqMutex::new(Detail {
-    bytes: [0; 512],
-    len: 0,
-});
+static DETAIL: IrqMutex<Detail> = IrqMutex::new(Detail(ArrayString::new_const()));
 
 /// Records details of a failure for the runner to print.
 pub fn set_detail(args: fmt::Arguments<'_>) {
     let mut detail = DETAIL.lock();
-    detail.len = 0;
+    detail.0.clear();
     let _ = detail.write_fmt(args);
 }
 
 fn take_detail(print: impl FnOnce(&str)) {
     let mut detail = DETAIL.lock();
-    if detail.len > 0 {
-        print(core::str::from_utf8(&detail.bytes[..detail.len]).unwrap_or("(detail not UTF-8)"));
+    if !detail.0.is_empty() {
+        print(&detail.0);
     }
-    detail.len = 0;
+    detail.0.clear();
 }
 
 /// Every in-kernel test, in the order they run. The runner's own

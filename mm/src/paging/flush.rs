@@ -3,6 +3,7 @@
 //! (`ignore`) is `unsafe`, since a stale translation lets a CPU reach a
 //! frame that has been handed to someone else.
 
+use arrayvec::ArrayVec;
 use x86_64::VirtAddr;
 
 /// How the caller flushes the TLB (the kernel: `invlpg` / a full flush;
@@ -55,27 +56,22 @@ pub const FULL_FLUSH_PAGES: usize = 32;
 #[must_use = "the TLB may still hold old translations: call flush()"]
 #[derive(Debug, PartialEq, Eq)]
 pub struct FlushRange {
-    pages: [VirtAddr; FULL_FLUSH_PAGES],
-    count: usize,
+    pages: ArrayVec<VirtAddr, FULL_FLUSH_PAGES>,
     everything: bool,
 }
 
 impl FlushRange {
     pub(crate) fn new() -> Self {
         Self {
-            pages: [VirtAddr::zero(); FULL_FLUSH_PAGES],
-            count: 0,
+            pages: ArrayVec::new_const(),
             everything: false,
         }
     }
 
     /// Takes over a page's token: its flush becomes part of this one.
     pub(crate) fn fold(&mut self, page: Flush) {
-        if self.count == FULL_FLUSH_PAGES {
+        if self.pages.try_push(page.virt).is_err() {
             self.everything = true;
-        } else {
-            self.pages[self.count] = page.virt;
-            self.count += 1;
         }
     }
 
@@ -89,7 +85,7 @@ impl FlushRange {
             tlb.flush_all();
             return;
         }
-        for &virt in &self.pages[..self.count] {
+        for &virt in &self.pages {
             tlb.flush_page(virt);
         }
     }

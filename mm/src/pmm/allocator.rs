@@ -7,6 +7,8 @@ use core::fmt;
 use x86_64::structures::paging::{PhysFrame, Size4KiB};
 use x86_64::PhysAddr;
 
+use arrayvec::ArrayVec;
+
 use super::bitmap::{storage_words, Bitmap};
 use super::ranges::{PhysRange, RangeSet};
 pub use super::reservations::{outward_to_pages, Reservation, ReservationKind};
@@ -59,8 +61,7 @@ pub struct FrameAllocator<'a> {
     /// Physical address of bitmap bit 0.
     base: u64,
     usable: RangeSet<MAX_RANGES>,
-    reservations: [Reservation; MAX_RESERVATIONS],
-    reservation_count: usize,
+    reservations: ArrayVec<Reservation, MAX_RESERVATIONS>,
     stats: Stats,
     /// Failure injection in front of every allocation (off unless armed).
     fail: FailPoint,
@@ -94,33 +95,35 @@ impl<'a> FrameAllocator<'a> {
         }
         let frames = span.pages() as usize;
         let bitmap = Bitmap::new_all_used(storage, frames).ok_or(InitError::StorageTooSmall)?;
+        let total = usable.total() / PAGE_SIZE;
         let mut allocator = Self {
             bitmap,
             base: span.start,
             usable,
-            reservations: [Reservation {
-                range: PhysRange { start: 0, end: 0 },
-                kind: ReservationKind::Other,
-            }; MAX_RESERVATIONS],
-            reservation_count: reservations.len(),
+            reservations: ArrayVec::new(),
             stats: Stats {
-                total: usable.total() / PAGE_SIZE,
+                total,
                 free: 0,
                 used: 0,
                 reserved: 0,
             },
             fail: FailPoint::off(),
         };
-        for range in usable.as_slice() {
+        for index in 0..allocator.usable.as_slice().len() {
+            let range = allocator.usable.as_slice()[index];
             let first = allocator.index_of(range.start);
             allocator
                 .bitmap
                 .set_range(first, range.pages() as usize, false);
         }
-        allocator.reservations[..reservations.len()].copy_from_slice(reservations);
+        allocator
+            .reservations
+            .try_extend_from_slice(reservations)
+            .map_err(|_| InitError::TooManyReservations)?;
         for reservation in reservations {
-            for range in usable.as_slice() {
-                let kept = outward_to_pages(reservation.range).intersect(range);
+            for index in 0..allocator.usable.as_slice().len() {
+                let range = allocator.usable.as_slice()[index];
+                let kept = outward_to_pages(reservation.range).intersect(&range);
                 if !kept.is_empty() {
                     let first = allocator.index_of(kept.start);
                     allocator
@@ -238,7 +241,7 @@ impl<'a> FrameAllocator<'a> {
 
     /// The reservations, as registered.
     pub fn reservations(&self) -> impl Iterator<Item = &Reservation> {
-        self.reservations[..self.reservation_count].iter()
+        self.reservations.iter()
     }
 
     /// Usable frames inside reservations of `kind`.

@@ -3,6 +3,8 @@
 
 use core::fmt;
 
+use arrayvec::ArrayVec;
+
 use crate::layout::PAGE_SIZE;
 
 /// A half-open physical address range `[start, end)`.
@@ -80,10 +82,9 @@ impl fmt::Display for PhysRange {
 pub struct CapacityExceeded;
 
 /// A sorted set of disjoint, non-adjacent ranges with room for `N`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct RangeSet<const N: usize> {
-    ranges: [PhysRange; N],
-    len: usize,
+    ranges: ArrayVec<PhysRange, N>,
 }
 
 impl<const N: usize> Default for RangeSet<N> {
@@ -96,14 +97,13 @@ impl<const N: usize> RangeSet<N> {
     /// An empty set.
     pub const fn new() -> Self {
         Self {
-            ranges: [PhysRange { start: 0, end: 0 }; N],
-            len: 0,
+            ranges: ArrayVec::new_const(),
         }
     }
 
     /// The ranges, sorted by address.
     pub fn as_slice(&self) -> &[PhysRange] {
-        &self.ranges[..self.len]
+        &self.ranges
     }
 
     /// Total bytes covered.
@@ -121,18 +121,9 @@ impl<const N: usize> RangeSet<N> {
     }
 
     fn insert_at(&mut self, index: usize, range: PhysRange) -> Result<(), CapacityExceeded> {
-        if self.len == N {
-            return Err(CapacityExceeded);
-        }
-        self.ranges.copy_within(index..self.len, index + 1);
-        self.ranges[index] = range;
-        self.len += 1;
-        Ok(())
-    }
-
-    fn remove_at(&mut self, index: usize) {
-        self.ranges.copy_within(index + 1..self.len, index);
-        self.len -= 1;
+        self.ranges
+            .try_insert(index, range)
+            .map_err(|_| CapacityExceeded)
     }
 
     /// Adds a range, merging it with every range it overlaps or touches.
@@ -143,10 +134,10 @@ impl<const N: usize> RangeSet<N> {
         let mut merged = range;
         // First range that ends at or after the new start (may touch it).
         let index = self.as_slice().partition_point(|r| r.end < merged.start);
-        while index < self.len && self.ranges[index].start <= merged.end {
+        while index < self.ranges.len() && self.ranges[index].start <= merged.end {
             merged.start = merged.start.min(self.ranges[index].start);
             merged.end = merged.end.max(self.ranges[index].end);
-            self.remove_at(index);
+            self.ranges.remove(index);
         }
         self.insert_at(index, merged)
     }
@@ -157,7 +148,7 @@ impl<const N: usize> RangeSet<N> {
             return Ok(());
         }
         let mut index = self.as_slice().partition_point(|r| r.end <= range.start);
-        while index < self.len && self.ranges[index].start < range.end {
+        while index < self.ranges.len() && self.ranges[index].start < range.end {
             let current = self.ranges[index];
             let left = PhysRange {
                 start: current.start,
@@ -168,7 +159,9 @@ impl<const N: usize> RangeSet<N> {
                 end: current.end,
             };
             match (left.is_empty(), right.is_empty()) {
-                (true, true) => self.remove_at(index),
+                (true, true) => {
+                    self.ranges.remove(index);
+                }
                 (false, true) => {
                     self.ranges[index] = left;
                     index += 1;
@@ -189,46 +182,33 @@ impl<const N: usize> RangeSet<N> {
 
     /// Keeps only the part of each range inside `window`.
     pub fn clip(&mut self, window: PhysRange) {
-        let mut kept = 0;
-        for index in 0..self.len {
-            let clipped = self.ranges[index].intersect(&window);
-            if !clipped.is_empty() {
-                self.ranges[kept] = clipped;
-                kept += 1;
-            }
-        }
-        self.len = kept;
+        self.ranges.retain(|range| {
+            *range = range.intersect(&window);
+            !range.is_empty()
+        });
     }
 
     /// Keeps only the lowest `bytes` bytes of the set.
     pub fn keep_lowest(&mut self, bytes: u64) {
         let mut left = bytes;
-        let mut kept = 0;
-        for index in 0..self.len {
+        self.ranges.retain(|range| {
             if left == 0 {
-                break;
+                return false;
             }
-            let range = &mut self.ranges[index];
             if range.len() > left {
                 range.end = range.start + left;
             }
             left -= range.len();
-            kept += 1;
-        }
-        self.len = kept;
+            true
+        });
     }
 
     /// Rounds every range inward to whole pages, dropping those with none.
     pub fn shrink_to_pages(&mut self) {
-        let mut kept = 0;
-        for index in 0..self.len {
-            let pages = self.ranges[index].pages_inside();
-            if !pages.is_empty() {
-                self.ranges[kept] = pages;
-                kept += 1;
-            }
-        }
-        self.len = kept;
+        self.ranges.retain(|range| {
+            *range = range.pages_inside();
+            !range.is_empty()
+        });
     }
 }
 

@@ -4,6 +4,8 @@
 
 use core::fmt;
 
+use arrayvec::ArrayVec;
+
 use super::ranges::PhysRange;
 use crate::layout::PAGE_SIZE;
 
@@ -108,10 +110,9 @@ impl fmt::Display for ReservationsFull {
 /// Reservations collected at boot, at most [`MAX_RESERVATIONS`] entries;
 /// a range that overlaps or touches (in whole pages) one of its own kind
 /// widens that entry instead of taking a new one.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ReservationList {
-    entries: [Reservation; MAX_RESERVATIONS],
-    len: usize,
+    entries: ArrayVec<Reservation, MAX_RESERVATIONS>,
 }
 
 impl Default for ReservationList {
@@ -124,11 +125,7 @@ impl ReservationList {
     /// An empty list.
     pub const fn new() -> Self {
         Self {
-            entries: [Reservation {
-                range: PhysRange { start: 0, end: 0 },
-                kind: ReservationKind::Other,
-            }; MAX_RESERVATIONS],
-            len: 0,
+            entries: ArrayVec::new_const(),
         }
     }
 
@@ -143,7 +140,7 @@ impl ReservationList {
             return Ok(());
         }
         let pages = outward_to_pages(range);
-        let touching = self.entries[..self.len].iter_mut().find(|entry| {
+        let touching = self.entries.iter_mut().find(|entry| {
             let known = outward_to_pages(entry.range);
             entry.kind == kind && known.start <= pages.end && pages.start <= known.end
         });
@@ -155,18 +152,14 @@ impl ReservationList {
             return Ok(());
         }
         let rejected = Reservation { range, kind };
-        let slot = self
-            .entries
-            .get_mut(self.len)
-            .ok_or(ReservationsFull { rejected })?;
-        *slot = rejected;
-        self.len += 1;
-        Ok(())
+        self.entries
+            .try_push(rejected)
+            .map_err(|_| ReservationsFull { rejected })
     }
 
     /// The reservations, in the order they were first added.
     pub fn as_slice(&self) -> &[Reservation] {
-        &self.entries[..self.len]
+        &self.entries
     }
 
     /// The reservation covering the page of `address`, if any.

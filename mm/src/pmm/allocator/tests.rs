@@ -198,7 +198,7 @@ proptest! {
             reservation(6 * MIB, 6 * MIB + 0x1000, ReservationKind::Framebuffer),
         ];
         let mut storage = vec![0; FrameAllocator::storage_words_for(&usable)];
-        let mut pmm = FrameAllocator::new(usable, &reservations, &mut storage).unwrap();
+        let mut pmm = FrameAllocator::new(usable.clone(), &reservations, &mut storage).unwrap();
         let initial = pmm.stats();
         let mut singles: Vec<u64> = Vec::new();
         let mut runs: Vec<(u64, usize)> = Vec::new();
