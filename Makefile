@@ -6,6 +6,7 @@
 # Every target first checks the tools it needs (scripts/deps.sh): as root it
 # installs missing Debian packages, otherwise it names them.
 
+SHELL    := /bin/bash
 CARGO    ?= cargo
 BUILD    := build
 KERNEL   := $(BUILD)/kernel.elf
@@ -19,9 +20,26 @@ DISPLAY_ARGS = $(if $(DISPLAY),,-display none)
 
 KERNEL_SOURCES := $(shell find src mm/src asm include tests/c -type f) mm/Cargo.toml linker.ld build.rs Cargo.toml Cargo.lock
 
-.PHONY: all deps kernel iso run run-uefi debug gdb test test-host test-boot test-shell test-gdb fuzz soak bench clean
+.PHONY: all help deps kernel iso run run-uefi debug gdb test test-host test-boot test-shell test-gdb fuzz soak bench clean
 
 all: iso
+
+help:
+	@echo "make run          build the ISO and boot it in QEMU (SeaBIOS); serial here, Ctrl-A X quits"
+	@echo "make run-uefi     the same through OVMF (UEFI)"
+	@echo "make test         every test: host tests and lints, the boot matrix, shell, NMI and gdb checks"
+	@echo "make test-host    cargo fmt --check, clippy (kernel and host), host unit and property tests"
+	@echo "make test-boot    the boot matrix: the in-kernel suite on many machines, failure reports"
+	@echo "make test-shell   the shell over serial, the UEFI screen, NMIs from the QEMU monitor"
+	@echo "make test-gdb     the debugger workflow in batch mode"
+	@echo "make iso          build/incroos.iso (BIOS + UEFI) and build/kernel.elf (with symbols)"
+	@echo "make debug        QEMU paused with its gdb stub on :1234 (then make gdb in another terminal)"
+	@echo "make gdb          gdb attached to make debug's QEMU, with the kernel's symbols"
+	@echo "make bench        host benchmarks against peer allocators, ratios from one run"
+	@echo "make fuzz         long property-test runs (FUZZ_SCALE=200 times the usual cases)"
+	@echo "make soak         the suite under random allocation failures, 10 seeds, 1 and 2 CPUs"
+	@echo "make clean        remove target/ and build/"
+	@echo "variables: MEM=512M (RAM), ACCEL=kvm (where KVM works); cargo run boots the kernel too"
 
 deps:
 	@scripts/deps.sh
@@ -65,6 +83,9 @@ debug: iso
 	$(QEMU) $(ISO) bios $(MEM) -serial mon:stdio $(DISPLAY_ARGS) -s -S
 
 gdb: $(KERNEL)
+	@# Look for a listener on port 1234 (0x04D2) without connecting to it.
+	@grep -qs ':04D2 0\{8,32\}:0000 0A' /proc/net/tcp /proc/net/tcp6 || { \
+	    echo "error: nothing listens on localhost:1234: start \`make debug\` in another terminal first" >&2; exit 1; }
 	gdb -q $(KERNEL) -x scripts/gdbinit
 
 # Test ISOs: the same kernel with a fixed command line (grub/test.cfg.in)
@@ -170,6 +191,9 @@ test-shell: $(BUILD)/test-shell.iso
 	@scripts/shell-test.sh $(BUILD)/test-shell.iso bios
 	@python3 scripts/screen-test.py $(BUILD)/test-shell.iso
 	@python3 scripts/nmi-test.py $(BUILD)/test-shell.iso
+	@out=$$(printf 'shutdown\n' | $(CARGO) run -q 2>&1); \
+	    if grep -q 'shutting down' <<<"$$out"; then echo "cargo run ... ok"; \
+	    else echo "cargo run ... FAILED"; tail -n 15 <<<"$$out"; exit 1; fi
 
 # The gdb workflow of `make debug` + `make gdb`, checked in batch mode.
 test-gdb: $(ISO)

@@ -32,9 +32,33 @@ for entry in "${REQUIRED[@]}"; do
     fi
 done
 
+can_install=0
+if [[ "${1:-}" != "--check" && "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    can_install=1
+fi
+
+install_packages() {
+    echo "installing ${missing[*]} with apt-get (running as root)..." >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    echo "installed: ${missing[*]}" >&2
+    missing=()
+}
+
+# Everything missing is named in one message, with the commands to run.
 if ! command -v cargo >/dev/null 2>&1; then
-    echo "error: cargo not found. Install Rust with rustup (https://rustup.rs);" >&2
-    echo "       rust-toolchain.toml then selects the pinned toolchain and target." >&2
+    if [[ ${#missing[@]} -gt 0 && $can_install == 1 ]]; then
+        install_packages
+    fi
+    {
+        echo "error: missing: Rust (cargo)${missing[*]:+, and the Debian packages ${missing[*]}}. Run:"
+        echo "    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh   # then open a new shell"
+        if [[ ${#missing[@]} -gt 0 ]]; then
+            echo "    sudo apt-get install --no-install-recommends ${missing[*]}"
+        fi
+        echo "rust-toolchain.toml then selects the pinned toolchain, target and components."
+    } >&2
     exit 1
 fi
 
@@ -65,12 +89,8 @@ if [[ ${#missing[@]} -eq 0 ]]; then
 fi
 
 echo "missing Debian packages: ${missing[*]}" >&2
-if [[ "${1:-}" != "--check" && "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing them with apt-get (running as root)..." >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    echo "installed: ${missing[*]}" >&2
+if [[ $can_install == 1 ]]; then
+    install_packages
     exit 0
 fi
 echo "error: install them with:  sudo apt-get install --no-install-recommends ${missing[*]}" >&2
