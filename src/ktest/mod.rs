@@ -180,6 +180,16 @@ macro_rules! kassert_eq {
     }};
 }
 
+/// Why the running test skipped itself, if it did (see [`skip`]).
+static SKIPPED: IrqMutex<Option<&'static str>> = IrqMutex::new(None);
+
+/// Ends a test that cannot run here (say why): counted as skipped, not as
+/// passed. `return skip("...")` from the test.
+pub fn skip(reason: &'static str) -> TestResult {
+    *SKIPPED.lock() = Some(reason);
+    Ok(())
+}
+
 /// Fails the test with a reported out-of-memory unless the heap can give
 /// `bytes` right now (probed with a real allocation, freed at once).
 /// Tests that use Rust's infallible collections call this first: from the
@@ -271,7 +281,7 @@ pub fn run(context: &Context<'_>, filter: Option<&str>, fail: Option<FailPlan>) 
         crate::kernel_mm::pmm::arm_failures(plan);
     }
     let outcome = run_suite(context, filter);
-    if outcome.passed + outcome.failed == 0 {
+    if outcome.passed + outcome.failed + outcome.skipped == 0 {
         // A run that ran nothing proves nothing: a typo in the filter must
         // not look like success.
         kprintln!(
@@ -300,6 +310,8 @@ pub fn run(context: &Context<'_>, filter: Option<&str>, fail: Option<FailPlan>) 
 pub struct Outcome {
     /// Tests that passed.
     pub passed: usize,
+    /// Tests that skipped themselves (not counted as passed).
+    pub skipped: usize,
     /// Tests that failed.
     pub failed: usize,
     /// Of those, the ones that failed with no injected failure while they
@@ -313,6 +325,7 @@ pub fn run_suite(context: &Context<'_>, filter: Option<&str>) -> Outcome {
     kprintln!("running {} in-kernel tests", selected().count());
     let mut outcome = Outcome {
         passed: 0,
+        skipped: 0,
         failed: 0,
         failed_clean: 0,
     };
@@ -336,12 +349,17 @@ pub fn run_suite(context: &Context<'_>, filter: Option<&str>) -> Outcome {
                 }
             }
         });
-        match result {
-            Ok(()) => {
+        let skipped = SKIPPED.lock().take();
+        match (result, skipped) {
+            (Ok(()), Some(reason)) => {
+                outcome.skipped += 1;
+                kprintln!("skipped: {reason}");
+            }
+            (Ok(()), None) => {
                 outcome.passed += 1;
                 kprintln!("ok ({} kcycles)", (cpu::rdtsc() - start) / 1000);
             }
-            Err(failure) => {
+            (Err(failure), _) => {
                 outcome.failed += 1;
                 kprintln!("FAILED");
                 take_detail(|detail| kprintln!("{detail}"));
@@ -362,9 +380,10 @@ pub fn run_suite(context: &Context<'_>, filter: Option<&str>) -> Outcome {
     }
     kprintln!();
     kprintln!(
-        "ktest: {} passed, {} failed",
+        "ktest: {} passed, {} failed, {} skipped",
         outcome.passed,
-        outcome.failed
+        outcome.failed,
+        outcome.skipped
     );
     outcome
 }

@@ -25,7 +25,10 @@ const HELP: &[(&str, &str)] = &[
     ("frames <n>", "allocate n frames, show them, free them"),
     ("test [filter]", "run the in-kernel test suite"),
     ("bench", "in-kernel micro-benchmarks (TSC cycles)"),
-    ("reboot", "reset the machine"),
+    (
+        "reboot",
+        "reset the machine (QEMU started with -no-reboot, as make run does, exits instead)",
+    ),
     ("shutdown", "power off (exits QEMU)"),
 ];
 
