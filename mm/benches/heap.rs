@@ -25,6 +25,7 @@ use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use mm::heap::{DebugChecks, Heap, NoGrow};
+use mm::rng::XorShift;
 
 const ARENA: usize = 16 << 20;
 /// Throughput rounds per workload (each runs every allocator once).
@@ -289,17 +290,11 @@ fn warm_up(which: usize, arena: &Arena, bitmaps: &mut Vec<u64>, workload: &Workl
 }
 
 /// xorshift64*: the same request sequence for every allocator.
-struct Rng(u64);
+struct Rng(XorShift);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
     fn below(&mut self, bound: usize) -> usize {
-        (self.next() >> 33) as usize % bound
+        self.0.below(bound as u64) as usize
     }
     /// Sizes skewed small: 75 % 8-256 B, 22 % 256 B-4 KiB, 3 % 4-30 KiB.
     fn size(&mut self) -> usize {
@@ -357,7 +352,7 @@ impl Timer {
 
 /// The random mix: keeps about `target` blocks live. Returns operations done.
 fn mix(a: &mut dyn Allocator, target: usize, operations: usize, timer: &mut Timer) -> usize {
-    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+    let mut rng = Rng(XorShift::new(0x1234_5678_9ABC_DEF1));
     let mut live = std::mem::take(&mut timer.live);
     assert!(live.is_empty() && live.capacity() > target * 3 / 2);
     for _ in 0..operations {
@@ -404,7 +399,7 @@ fn many_small(a: &mut dyn Allocator, timer: &mut Timer) -> usize {
     for _ in 0..25_000 {
         blocks.push(timer.time(|| a.alloc(layout)).unwrap());
     }
-    let mut rng = Rng(42);
+    let mut rng = Rng(XorShift::new(42));
     for i in (1..blocks.len()).rev() {
         blocks.swap(i, rng.below(i + 1));
     }
@@ -418,7 +413,7 @@ fn many_small(a: &mut dyn Allocator, timer: &mut Timer) -> usize {
 
 /// Live requested bytes / arena at the first failure of a growing mix.
 fn efficiency(a: &mut dyn Allocator) -> f64 {
-    let mut rng = Rng(7);
+    let mut rng = Rng(XorShift::new(7));
     let mut live: Vec<(*mut u8, Layout)> = Vec::new();
     let mut bytes = 0usize;
     loop {

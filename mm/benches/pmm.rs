@@ -9,6 +9,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use mm::pmm::{usable_ranges, FrameAllocator, MapEntry, PhysRange, RangeSet, MAX_RANGES};
+use mm::rng::XorShift;
 use x86_64::PhysAddr;
 
 const FRAMES: usize = 262_144; // 1 GiB of 4 KiB frames
@@ -46,14 +47,11 @@ impl NaiveBitmap {
 }
 
 /// xorshift64*: a tiny deterministic PRNG, the same sequence for both.
-struct Rng(u64);
+struct Rng(XorShift);
 
 impl Rng {
     fn below(&mut self, bound: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % bound
+        self.0.below(bound as u64) as usize
     }
 }
 
@@ -83,7 +81,7 @@ fn pairs_ns(
 ) -> f64 {
     let target = (FRAMES as f64 * fill) as usize;
     let mut owned: Vec<u64> = (0..target).map(|_| alloc().expect("fill")).collect();
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng(XorShift::new(0x9E37_79B9_7F4A_7C15));
     let start = Instant::now();
     for _ in 0..pairs {
         let slot = rng.below(owned.len());

@@ -13,6 +13,7 @@
 use core::fmt;
 
 use crate::heap::Grow;
+use crate::rng::XorShift;
 
 /// Which calls of a [`FailPoint`] fail.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -67,12 +68,18 @@ impl fmt::Display for FailPlan {
 }
 
 /// A place where allocations can be made to fail (see the module docs).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct FailPoint {
     plan: FailPlan,
     calls: u64,
     injected: u64,
-    state: u64,
+    rng: XorShift,
+}
+
+impl Default for FailPoint {
+    fn default() -> Self {
+        Self::off()
+    }
 }
 
 impl FailPoint {
@@ -82,22 +89,21 @@ impl FailPoint {
             plan: FailPlan::Off,
             calls: 0,
             injected: 0,
-            state: 0,
+            rng: XorShift::new(0),
         }
     }
 
     /// Arms the point with `plan`, counting calls from zero again.
     pub fn arm(&mut self, plan: FailPlan) {
-        let state = match plan {
-            // Spread the seed over all bits; xorshift64 must not start at 0.
-            FailPlan::Random { seed, .. } => seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+        let seed = match plan {
+            FailPlan::Random { seed, .. } => seed,
             _ => 0,
         };
         *self = Self {
             plan,
             calls: 0,
             injected: 0,
-            state,
+            rng: XorShift::new(seed),
         };
     }
 
@@ -117,12 +123,7 @@ impl FailPoint {
             FailPlan::Off => false,
             FailPlan::Nth(n) => self.calls == n,
             FailPlan::Every(n) => self.calls.is_multiple_of(n),
-            FailPlan::Random { one_in, .. } => {
-                self.state ^= self.state << 13;
-                self.state ^= self.state >> 7;
-                self.state ^= self.state << 17;
-                self.state.is_multiple_of(one_in)
-            }
+            FailPlan::Random { one_in, .. } => self.rng.below(one_in) == 0,
         };
         self.injected += u64::from(fail);
         fail

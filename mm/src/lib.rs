@@ -13,6 +13,7 @@ pub mod heap;
 pub mod layout;
 pub mod paging;
 pub mod pmm;
+pub mod rng;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

@@ -17,6 +17,7 @@ use crate::kernel_mm::{heap, phys_to_virt, pmm, vmm};
 use crate::{kassert, kassert_eq, kprintln};
 use mm::layout::{HEAP_MAX_SIZE, HUGE_PAGE_SIZE, PAGE_SIZE};
 use mm::paging::{PageSize, NX, WRITABLE};
+use mm::rng::XorShift;
 use mm::MmError;
 
 /// The reliability tests.
@@ -96,18 +97,6 @@ fn heap_edge_requests_change_nothing(_: &Context<'_>) -> TestResult {
     kassert_eq!(heap::stats().used, before.used);
     kassert_eq!(heap::verify(), Ok(()));
     Ok(())
-}
-
-/// xorshift64: the stress test's deterministic randomness.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
 }
 
 const SLOTS: usize = 64;
@@ -191,7 +180,7 @@ fn stress(_: &Context<'_>) -> TestResult {
     let frames_before = pmm::stats();
     let heap_before = heap::stats();
     let tables_before = vmm::table_count();
-    let mut rng = Rng(0x00C0_FFEE_1234_5678);
+    let mut rng = XorShift::new(0x00C0_FFEE_1234_5678);
     let mut slots = [Item::Empty; SLOTS];
     let mut counts = [0u64; 5];
     for _ in 0..6000 {
