@@ -100,9 +100,10 @@ pub fn execute(line: &str, info: &BootInfo<'_>) {
                 let pointer = heap::kmalloc(size as usize);
                 if pointer.is_null() {
                     kprintln!(
-                        "kmalloc({size}) failed: heap exhausted ({} used of {} mapped)",
-                        heap::used(),
-                        heap::stats().mapped
+                        "kmalloc({size}) failed: heap exhausted ({} used of {} mapped, cap {})",
+                        HumanSize(heap::used() as u64),
+                        HumanSize(heap::stats().mapped as u64),
+                        HumanSize(mm::layout::HEAP_MAX_SIZE)
                     );
                 } else {
                     kprintln!("kmalloc({size}) = {pointer:p}");
@@ -164,10 +165,13 @@ fn meminfo() {
         .checked_div(stats.free - stats.slab_free)
         .map_or(0, |share| 100 - share);
     kprintln!(
-        "heap: {} mapped, {} used, {} free, peak {}, {} live / {} total allocations, {} failed",
+        "heap: {} mapped ({} B), {} used ({} B), {} free ({} B), peak {}, {} live / {} total allocations, {} failed",
         HumanSize(stats.mapped as u64),
+        stats.mapped,
         HumanSize(stats.used as u64),
+        stats.used,
         HumanSize(stats.free as u64),
+        stats.free,
         HumanSize(stats.peak_used as u64),
         stats.live_allocations,
         stats.total_allocations,
