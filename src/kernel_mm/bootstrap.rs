@@ -47,7 +47,7 @@ pub enum PoolError {
 /// Builds the pool from the usable parts of the window, minus every
 /// reservation (GRUB may put its information structure or a module here).
 pub fn init(info: &BootInfo<'_>, reservations: &ReservationList) -> Result<Stats, PoolError> {
-    let entries = super::map_entries(info);
+    let entries = super::map_entries(info, super::is_available);
     let window = PhysRange {
         start: BOOTSTRAP_POOL_START,
         end: BOOTSTRAP_POOL_END,

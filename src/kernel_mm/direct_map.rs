@@ -21,7 +21,7 @@ use crate::boot::info::MAX_REGIONS;
 use crate::boot::{BootInfo, MemoryKind};
 use mm::layout::{BOOT_PML4, DIRECT_MAP_OFFSET, MMIO_START};
 use mm::paging::{Mapper, OffsetMem, GLOBAL, NX, WRITABLE};
-use mm::pmm::{usable_ranges, MapEntry, PhysRange, RangeSet};
+use mm::pmm::{usable_ranges, PhysRange, RangeSet};
 use mm::MmError;
 
 /// What was built.
@@ -71,11 +71,7 @@ pub fn is_ram(kind: MemoryKind) -> bool {
 /// The RAM the direct map covers: whole pages of RAM, where an entry of
 /// another kind overlapping RAM wins, below the direct map window's end.
 pub fn ram_ranges(info: &BootInfo<'_>) -> Option<RangeSet<MAX_REGIONS>> {
-    let entries = info.memory_map().iter().map(|region| MapEntry {
-        start: region.start,
-        len: region.len,
-        usable: is_ram(region.kind),
-    });
+    let entries = super::map_entries(info, is_ram);
     let window = PhysRange {
         start: 0,
         end: MMIO_START - DIRECT_MAP_OFFSET,

@@ -33,14 +33,23 @@ use crate::boot::{BootInfo, FramebufferKind, MemoryKind};
 use mm::layout::{BOOT_PML4, BOOT_TABLES_END, DIRECT_MAP_OFFSET};
 use mm::pmm::{MapEntry, PhysRange, ReservationKind, ReservationList, ReservationsFull};
 
-/// The firmware memory map as the PMM's normalisation wants it: only
-/// "available" RAM is usable, every other kind is reserved.
-pub fn map_entries<'a>(info: &'a BootInfo<'_>) -> impl Iterator<Item = MapEntry> + Clone + 'a {
-    info.memory_map().iter().map(|region| MapEntry {
+/// The firmware memory map as the range normalisation wants it: entries
+/// of the kinds `wanted` accepts count as usable, every other kind is
+/// reserved (and wins where they overlap).
+pub fn map_entries<'a>(
+    info: &'a BootInfo<'_>,
+    wanted: fn(MemoryKind) -> bool,
+) -> impl Iterator<Item = MapEntry> + Clone + 'a {
+    info.memory_map().iter().map(move |region| MapEntry {
         start: region.start,
         len: region.len,
-        usable: region.kind == MemoryKind::Available,
+        usable: wanted(region.kind),
     })
+}
+
+/// What the frame allocators may hand out: "available" RAM only.
+pub fn is_available(kind: MemoryKind) -> bool {
+    kind == MemoryKind::Available
 }
 
 /// The direct-map address of physical address `address`.

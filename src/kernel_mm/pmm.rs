@@ -98,7 +98,7 @@ pub fn init(
     reservations: &ReservationList,
     limit: Option<u64>,
 ) -> Result<Stats, PmmInitError> {
-    let entries = super::map_entries(info);
+    let entries = super::map_entries(info, super::is_available);
     let window = PhysRange {
         start: PMM_START,
         end: u64::MAX,

@@ -314,11 +314,7 @@ pub fn map_fresh(start: VirtAddr, len: u64, flags: PageTableFlags) -> Result<Map
     if len == 0 || !len.is_multiple_of(PAGE_SIZE) || !start.is_aligned(PAGE_SIZE) {
         return Err(MmError::Misaligned);
     }
-    let last = start
-        .as_u64()
-        .checked_add(len - 1)
-        .ok_or(MmError::NonCanonical)?;
-    mm::checked_virt(last)?;
+    mm::paging::check_span(start, len)?;
     // Built page by page; on an error, dropping the partial handle gives
     // back what was mapped so far.
     let mut mapping = Mapping {

@@ -153,8 +153,9 @@ fn offset_by(virt: VirtAddr, offset: u64) -> VirtAddr {
     VirtAddr::new_truncate(virt.as_u64().wrapping_add(offset))
 }
 
-/// A span of `len` bytes from `virt` must stay in one canonical half.
-fn check_span(virt: VirtAddr, len: u64) -> Result<(), MmError> {
+/// Checks that `len` bytes from `virt` stay in one canonical half (else
+/// `NonCanonical`), so that every address inside is a valid `VirtAddr`.
+pub fn check_span(virt: VirtAddr, len: u64) -> Result<(), MmError> {
     let last = virt
         .as_u64()
         .checked_add(len.saturating_sub(1))

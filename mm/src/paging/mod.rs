@@ -14,5 +14,5 @@ pub mod walk;
 
 pub use flags::*;
 pub use flush::{Flush, FlushRange, Tlb};
-pub use mapper::{Mapper, OffsetMem, PageSize, PhysMem, Translation};
+pub use mapper::{check_span, Mapper, OffsetMem, PageSize, PhysMem, Translation};
 pub use walk::{Run, Walk};
