@@ -1,23 +1,479 @@
-//! The kernel heap allocator: slab caches for small objects in front of a
-//! two-level segregated-fit (TLSF) allocator with boundary tags, over a
-//! memory range that can grow at its end.
+//! The kernel heap: slab caches for small objects and quick lists for
+//! recently freed small blocks, in front of a two-level segregated-fit
+//! (TLSF) block store with boundary tags, over a memory range that can
+//! grow at its end.
 //!
-//! * O(1) `alloc` and `free` (a few bit scans; no list walks). Requests up
-//!   to 256 bytes take a slot from a 4 KiB page of their size class
-//!   (`slab`); the rest take TLSF blocks, coalesced with both neighbours
-//!   when freed, with 8-byte headers, 16-byte-aligned results and
-//!   alignments up to 4096 (`tlsf`).
-//! * Hardened: a bitmap of live allocation starts (kept outside the heap)
-//!   makes `free` of a foreign, interior or already-freed pointer an error
-//!   that changes nothing; `verify()` checks every invariant.
+//! An allocation is one of three cases:
+//!
+//! | case | requests | kept in |
+//! |---|---|---|
+//! | slab slot | up to 256 bytes, alignment up to 16 | `slab.rs`: 4 KiB pages of equal slots, which are TLSF blocks |
+//! | quick-list block | a block size under 512 bytes freed recently | `quick.rs`: per-size LIFO lists of used TLSF blocks |
+//! | TLSF block | everything else, alignment up to 4096 | `tlsf.rs`: free lists found through two bitmaps |
+//!
+//! * O(1) `alloc` and `free` (a few bit scans; no list walks).
+//! * Hardened: a bitmap of live allocation starts (`live.rs`, kept outside
+//!   the heap) makes `free` of a foreign, interior or already-freed
+//!   pointer an error that changes nothing (`free.rs`); optional red zones
+//!   and poisoning (`checks.rs`); `verify()` checks every invariant
+//!   (`verify.rs`). Resizing is in `resize.rs`.
 //! * Grows through a [`Grow`] hook (the kernel maps more pages) up to a cap.
 //!
 //! See docs/heap.md for the algorithm, its bounds and measured figures.
 
-mod slab;
-mod tlsf;
+use core::alloc::Layout;
+use core::ptr::NonNull;
 
-pub use tlsf::{DebugChecks, Grow, Heap, HeapStats, NoGrow, MAX_ALIGN};
+use crate::MmError;
+use live::{LiveBit, LiveMap};
+use quick::{QuickLists, QUICK_LIMIT};
+use slab::{Slabs, PAGE, PAGE_USABLE, SLAB_LIMIT};
+use tlsf::{Tlsf, GRANULE, HEADER, MIN_BLOCK, RANGE_OVERHEAD};
+
+mod checks;
+mod free;
+mod live;
+mod quick;
+mod resize;
+mod slab;
+mod stats;
+mod tlsf;
+mod verify;
+
+pub use checks::{DebugChecks, DEBUG_OVERHEAD};
+pub use stats::HeapStats;
+
+/// Largest supported alignment: a page.
+pub const MAX_ALIGN: usize = PAGE;
+/// Growth happens in steps of at least this much.
+const MIN_GROWTH: usize = 64 * 1024;
+
+/// Maps more memory directly after the heap's current end.
+pub trait Grow {
+    /// Makes `[current_end, current_end + bytes)` usable; `false` if it
+    /// cannot. `bytes` is a multiple of 4096.
+    fn grow(&mut self, current_end: usize, bytes: usize) -> bool;
+}
+
+/// A heap that never grows.
+pub struct NoGrow;
+
+impl Grow for NoGrow {
+    fn grow(&mut self, _: usize, _: usize) -> bool {
+        false
+    }
+}
+
+/// Words of side tables (kept outside the heap) a heap of `max` bytes
+/// needs: the live map and the slab page table.
+pub const fn bitmap_words(max: usize) -> usize {
+    live::words_for(max) + slab::table_words(max)
+}
+
+/// A live allocation `check_live` accepted: its payload address, its slab
+/// class (`None`: the payload of a TLSF block) and its live bit.
+#[derive(Clone, Copy)]
+struct Live {
+    payload: usize,
+    class: Option<usize>,
+    at: LiveBit,
+}
+
+/// The heap over `[start, end)`, growable to `start + max`.
+pub struct Heap<'a, G: Grow> {
+    /// Every byte of the heap, in blocks.
+    tlsf: Tlsf,
+    /// Small-object slabs; their pages are used blocks of `tlsf`.
+    slabs: Slabs<'a>,
+    /// Freed small blocks, still used for `tlsf`.
+    quick: QuickLists,
+    live: LiveMap<'a>,
+    max: usize,
+    grow: G,
+    checks: DebugChecks,
+    /// Counters; `free` here excludes `slab_free` (see `stats()`).
+    stats: HeapStats,
+}
+
+// SAFETY: the heap owns its memory (`new`'s contract) and every table it
+// borrows; the raw pointer inside `tlsf` is never shared outside it, so
+// moving the heap to another thread (behind the kernel's lock) moves all
+// access.
+unsafe impl<G: Grow + Send> Send for Heap<'_, G> {}
+
+impl<'a, G: Grow> Heap<'a, G> {
+    /// Side-table words needed for a heap of `max` bytes.
+    pub const fn bitmap_words(max: usize) -> usize {
+        bitmap_words(max)
+    }
+
+    /// Creates a heap over `[start, start + size)` that may grow to
+    /// `start + max` through `grow`.
+    ///
+    /// # Safety
+    /// `[start, start + size)` must be writable memory owned by the heap for
+    /// as long as it exists, and so must every range `grow` reports as
+    /// usable, all reachable through `start`'s provenance. `start` must be
+    /// 16-aligned, `size` and `max` multiples of 4096 with
+    /// `64 <= size <= max`, and `bitmaps` must hold [`bitmap_words`]`(max)`
+    /// words.
+    pub unsafe fn new(
+        memory: NonNull<u8>,
+        size: usize,
+        max: usize,
+        grow: G,
+        bitmaps: &'a mut [u64],
+        checks: DebugChecks,
+    ) -> Result<Self, MmError> {
+        let memory = memory.as_ptr();
+        let start = memory.addr();
+        if !start.is_multiple_of(GRANULE)
+            || size < 64
+            || size > max
+            || !size.is_multiple_of(PAGE)
+            || !max.is_multiple_of(PAGE)
+        {
+            return Err(MmError::InvalidArgument);
+        }
+        let bitmaps = bitmaps
+            .get_mut(..bitmap_words(max))
+            .ok_or(MmError::InvalidArgument)?;
+        let (live, table) = bitmaps.split_at_mut(live::words_for(max));
+        let slabs = Slabs::new(memory, max, table).ok_or(MmError::InvalidArgument)?;
+        // SAFETY: the caller hands the range over (this function's
+        // contract); it is 16-aligned and a multiple of 4096 of at least
+        // 64 bytes, more than MIN_BLOCK + RANGE_OVERHEAD.
+        let (tlsf, free) = unsafe { Tlsf::new(memory, size) };
+        Ok(Self {
+            tlsf,
+            slabs,
+            quick: QuickLists::new(),
+            live: LiveMap::new(live),
+            max,
+            grow,
+            checks,
+            stats: HeapStats {
+                mapped: size,
+                overhead: RANGE_OVERHEAD,
+                free,
+                ..HeapStats::default()
+            },
+        })
+    }
+
+    // --- allocation --------------------------------------------------------
+
+    /// Allocates memory for `layout` (alignment up to [`MAX_ALIGN`]).
+    // The most common case, a small request whose class has a recently
+    // freed slot, is handled here, inline; the rest out of line, so that
+    // the fast path does not pay for the registers the rest needs.
+    #[inline]
+    pub fn alloc(&mut self, layout: Layout) -> Result<NonNull<u8>, MmError> {
+        if layout.align() > GRANULE || self.checks.on() {
+            return self.alloc_aligned_or_checked(layout);
+        }
+        if layout.size() > SLAB_LIMIT {
+            return self.alloc_block(layout.size());
+        }
+        let class = slab::class_of(layout.size());
+        match self.slabs.pop_recent(class) {
+            Some(slot) => {
+                self.stats.total_allocations += 1;
+                Ok(self.hand_out_slot(slot, class))
+            }
+            None => self.alloc_slot_from_pages(class),
+        }
+    }
+
+    /// Allocates `size` bytes, 16-byte aligned (the design's `kmalloc`).
+    pub fn kmalloc(&mut self, size: usize) -> Result<NonNull<u8>, MmError> {
+        match Layout::from_size_align(size, GRANULE) {
+            Ok(layout) => self.alloc(layout),
+            Err(_) => {
+                self.stats.failed_allocations += 1;
+                Err(MmError::HeapExhausted)
+            }
+        }
+    }
+
+    /// Counts the allocation attempt that gave `result` and passes it on.
+    #[inline(always)]
+    fn count(&mut self, result: Result<NonNull<u8>, MmError>) -> Result<NonNull<u8>, MmError> {
+        match result {
+            Ok(_) => self.stats.total_allocations += 1,
+            Err(_) => self.stats.failed_allocations += 1,
+        }
+        result
+    }
+
+    /// The slab case without a recently freed slot (debug checks off).
+    #[inline(never)]
+    fn alloc_slot_from_pages(&mut self, class: usize) -> Result<NonNull<u8>, MmError> {
+        let result = match self.slabs.alloc_from_pages(class) {
+            Some(slot) => Ok(slot),
+            None => self.slot_from_new_page(class),
+        }
+        .map(|slot| self.hand_out_slot(slot, class));
+        self.count(result)
+    }
+
+    /// The quick-list and TLSF cases for a request too big for the slabs,
+    /// with at most 16-byte alignment and debug checks off.
+    #[inline(never)]
+    fn alloc_block(&mut self, size: usize) -> Result<NonNull<u8>, MmError> {
+        let result = match Tlsf::block_size_for(size) {
+            Some(needed) if needed <= self.max => self.take_block(needed),
+            _ => Err(MmError::HeapExhausted),
+        };
+        self.count(result)
+    }
+
+    /// Every case for a request aligned above 16 bytes or with debug
+    /// checks on (which add a red zone and a size record to the request).
+    #[inline(never)]
+    fn alloc_aligned_or_checked(&mut self, layout: Layout) -> Result<NonNull<u8>, MmError> {
+        let result = match self.request_bytes(layout.size()) {
+            Some(bytes) if bytes <= SLAB_LIMIT && layout.align() <= GRANULE => {
+                self.take_slot(slab::class_of(bytes))
+            }
+            _ => self.take_block_for(layout),
+        };
+        if let (Ok(pointer), true) = (result, self.checks.on()) {
+            self.arm_red_zone(pointer.as_ptr().addr(), layout.size());
+        }
+        self.count(result)
+    }
+
+    /// A live slot of `class`: one at hand, else from a new page.
+    fn take_slot(&mut self, class: usize) -> Result<NonNull<u8>, MmError> {
+        let slot = match self.slabs.slot_at_hand(class) {
+            Some(slot) => slot,
+            None => self.slot_from_new_page(class)?,
+        };
+        Ok(self.hand_out_slot(slot, class))
+    }
+
+    /// A live block for `layout` (debug overhead included), aligned as it
+    /// asks.
+    fn take_block_for(&mut self, layout: Layout) -> Result<NonNull<u8>, MmError> {
+        if layout.align() > MAX_ALIGN {
+            return Err(MmError::InvalidArgument);
+        }
+        let needed = self
+            .request_bytes(layout.size())
+            .and_then(Tlsf::block_size_for)
+            .filter(|&needed| needed <= self.max)
+            .ok_or(MmError::HeapExhausted)?;
+        if layout.align() <= GRANULE {
+            return self.take_block(needed);
+        }
+        let (block, used) = self.take_aligned_block(needed, layout.align())?;
+        Ok(self.hand_out_block(block, used))
+    }
+
+    /// Bytes an allocation of `size` occupies: `size`, plus the red zone
+    /// and size record when debug checks are on; `None` if absurd.
+    fn request_bytes(&self, size: usize) -> Option<usize> {
+        if self.checks.on() {
+            size.checked_add(DEBUG_OVERHEAD)
+        } else {
+            Some(size)
+        }
+    }
+
+    /// A live block of `needed` bytes (a block size) with a 16-aligned
+    /// payload: from its quick list, else carved from a free block.
+    #[inline(always)]
+    fn take_block(&mut self, needed: usize) -> Result<NonNull<u8>, MmError> {
+        if needed < QUICK_LIMIT {
+            if let Some(block) = self.quick.pop(&self.tlsf, needed) {
+                self.stats.free -= needed;
+                return Ok(self.hand_out_block(block, needed));
+            }
+        }
+        let block = self.take_free(needed)?;
+        let used = self.tlsf.carve(block, needed);
+        self.stats.free -= used;
+        Ok(self.hand_out_block(block, used))
+    }
+
+    /// A used block for `needed` bytes whose payload is `align`-aligned
+    /// (above 16) and its size (at least `needed`).
+    fn take_aligned_block(
+        &mut self,
+        needed: usize,
+        align: usize,
+    ) -> Result<(usize, usize), MmError> {
+        debug_assert!(align > GRANULE);
+        let block = self.take_free(needed + align + MIN_BLOCK)?;
+        let (block, used) = self.tlsf.carve_aligned(block, needed, align);
+        self.stats.free -= used;
+        Ok((block, used))
+    }
+
+    /// A free block of at least `size` bytes, out of the free lists: in
+    /// O(1) if a list is sure to fit, else the slow way.
+    #[inline(always)]
+    fn take_free(&mut self, size: usize) -> Result<usize, MmError> {
+        match self.tlsf.take(size) {
+            Some(block) => Ok(block),
+            None => self.take_free_slowly(size),
+        }
+    }
+
+    /// `take_free` when no list is sure to fit: a bounded scan of the list
+    /// that might, then the same after the caches are given back
+    /// (coalescing), then after growing the heap.
+    #[cold]
+    #[inline(never)]
+    fn take_free_slowly(&mut self, size: usize) -> Result<usize, MmError> {
+        if let Some(block) = self.tlsf.take_scanning(size) {
+            return Ok(block);
+        }
+        self.trim();
+        if let Some(block) = self
+            .tlsf
+            .take(size)
+            .or_else(|| self.tlsf.take_scanning(size))
+        {
+            return Ok(block);
+        }
+        self.extend(size)?;
+        self.tlsf
+            .take(size)
+            .or_else(|| self.tlsf.take_scanning(size))
+            .ok_or(MmError::HeapExhausted)
+    }
+
+    /// Grows the heap so that a free block of `size` bytes exists at its
+    /// end (merged with the free block already there, if any).
+    fn extend(&mut self, size: usize) -> Result<(), MmError> {
+        let short = size.saturating_sub(self.tlsf.free_at_end()).max(MIN_BLOCK);
+        let room = self.growth_left();
+        let bytes = (short + MIN_BLOCK)
+            .max(MIN_GROWTH)
+            .next_multiple_of(PAGE)
+            .min(room);
+        if bytes < short || !self.grow.grow(self.tlsf.end(), bytes) {
+            return Err(MmError::HeapExhausted);
+        }
+        // SAFETY: the hook made the bytes after the end usable memory of
+        // ours, reachable through the heap's provenance (`new`'s
+        // contract); `bytes` is a multiple of 4096 of at least MIN_BLOCK.
+        unsafe { self.tlsf.extend(bytes) };
+        self.stats.mapped += bytes;
+        self.stats.free += bytes;
+        Ok(())
+    }
+
+    /// A fresh slab page for `class` and its first slot.
+    #[inline(never)]
+    fn slot_from_new_page(&mut self, class: usize) -> Result<usize, MmError> {
+        let (block, size) = self.take_aligned_block(PAGE_USABLE + HEADER, PAGE)?;
+        self.stats.overhead += size;
+        let slots = slab::slot_bytes(class);
+        self.stats.overhead -= slots;
+        self.stats.slab_free += slots;
+        // SAFETY: the payload of a used block of ours, 4096-aligned and of
+        // at least PAGE_USABLE bytes; it stays the slabs' until they hand
+        // it back.
+        Ok(unsafe { self.slabs.alloc_from_new(block + HEADER, class) })
+    }
+
+    /// Gives an empty page the slabs handed back (of `class`) to the TLSF
+    /// lists.
+    fn free_slab_page(&mut self, page: usize, class: usize) {
+        let slots = slab::slot_bytes(class);
+        self.stats.slab_free -= slots;
+        let size = self.tlsf.free(page - HEADER);
+        self.stats.overhead -= size - slots;
+        self.stats.free += size;
+    }
+
+    /// Books the free slot `slot` of `class` as live and returns it.
+    #[inline(always)]
+    fn hand_out_slot(&mut self, slot: usize, class: usize) -> NonNull<u8> {
+        let size = slab::slot_size(class);
+        self.stats.slab_free -= size;
+        self.book_live(slot, size)
+    }
+
+    /// Books the used block at `block` (of `size`) as live and returns its
+    /// payload.
+    fn hand_out_block(&mut self, block: usize, size: usize) -> NonNull<u8> {
+        self.book_live(block + HEADER, size)
+    }
+
+    /// Books `size` bytes at `payload` as a live allocation.
+    fn book_live(&mut self, payload: usize, size: usize) -> NonNull<u8> {
+        self.stats.used += size;
+        self.stats.peak_used = self.stats.peak_used.max(self.stats.used);
+        self.stats.live_allocations += 1;
+        self.live.set(self.live_bit(payload));
+        // SAFETY: payload lies inside the heap, so it is not null.
+        unsafe { NonNull::new_unchecked(self.tlsf.at(payload)) }
+    }
+
+    /// Where the live bit of an allocation at `payload` is.
+    #[inline(always)]
+    fn live_bit(&self, payload: usize) -> LiveBit {
+        self.live.bit(payload - self.tlsf.start())
+    }
+
+    /// Whether a live allocation starts at `payload`.
+    fn is_live(&self, payload: usize) -> bool {
+        self.live.is_set(self.live_bit(payload))
+    }
+
+    /// Bytes the live allocation at `payload` of slab class `class` (`None`:
+    /// a TLSF block) can hold.
+    fn capacity(&self, payload: usize, class: Option<usize>) -> usize {
+        match class {
+            Some(class) => slab::slot_size(class),
+            None => self.tlsf.size_of(payload - HEADER) - HEADER,
+        }
+    }
+
+    // --- the rest of the API -----------------------------------------------
+
+    /// Gives every cached block (recent slab slots, spare slab pages,
+    /// quick lists) back to the TLSF lists, coalescing it. The heap does
+    /// this by itself before it grows or fails a request.
+    pub fn trim(&mut self) {
+        while let Some((page, class)) = self.slabs.drain_recent() {
+            self.free_slab_page(page, class);
+        }
+        while let Some((page, class)) = self.slabs.take_spare() {
+            self.free_slab_page(page, class);
+        }
+        self.quick.drain(&mut self.tlsf);
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> HeapStats {
+        // Internally `free` counts the TLSF part only, so that the slab
+        // paths update one counter fewer.
+        HeapStats {
+            free: self.stats.free + self.stats.slab_free,
+            ..self.stats
+        }
+    }
+
+    /// The largest free TLSF block's size.
+    pub fn largest_free_block(&self) -> usize {
+        self.tlsf.largest_free_block()
+    }
+
+    /// Bytes the heap may still grow by.
+    pub fn growth_left(&self) -> usize {
+        self.tlsf.start() + self.max - self.tlsf.end()
+    }
+
+    /// The managed range `[start, end)`.
+    pub fn range(&self) -> (usize, usize) {
+        (self.tlsf.start(), self.tlsf.end())
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::tlsf::{bitmap_words, DEBUG_OVERHEAD};
 use super::*;
+use super::{bitmap_words, DEBUG_OVERHEAD};
 use crate::MmError;
 
 const MIB: usize = 1 << 20;

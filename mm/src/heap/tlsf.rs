@@ -1,309 +1,141 @@
-//! The TLSF heap. Memory layout of the managed range `[start, end)`:
+//! Two-level segregated fit (TLSF): variable-sized blocks with boundary
+//! tags over one growable memory range, free blocks found in O(1).
 //!
 //! ```text
 //! start        start+8                                     end-8     end
 //!   | pad (8) | block | block | ... | block | sentinel header (size 0) |
-//! block at h (h = 8 mod 16):
-//!   h+0   header: size (multiple of 16, >= 32) | FREE | PREV_FREE
-//!   h+8   payload (16-aligned) ...            -- used block
-//!   h+8   next free block, h+16 previous free block,
-//!   h+size-8 footer = h                        -- free block
+//! block at b (b = 8 mod 16):
+//!   b+0            header: size (multiple of 16, >= 32) | FREE | PREV_FREE
+//!   b+8            payload (16-aligned) ...            -- used block
+//!   b+NEXT_LINK    next free block in its list         -- free block
+//!   b+PREV_LINK    previous free block in its list
+//!   b+size-8       footer = b
 //! ```
 //!
-//! Free blocks sit in segregated lists indexed by (first level = power of
-//! two, second level = 16 linear steps within it); two bitmaps find the
-//! smallest non-empty list that fits in O(1). Requests of up to 256 bytes
-//! go to the `slab` caches, whose pages are used blocks of this heap.
-//! Here: the layout, allocation and block surgery. The free lists live in
-//! `tlsf/lists.rs`, freeing and the bad-pointer checks in `tlsf/free.rs`,
-//! resizing and red zones in `tlsf/resize.rs`, `verify` in
-//! `tlsf/verify.rs`.
+//! [`Tlsf`] knows blocks and nothing else: no slabs, no caches, no
+//! counters, no growth policy. Its callers (the [`Heap`](super::Heap))
+//! keep the statistics from the sizes it returns. The free lists live in
+//! `tlsf/lists.rs`, `verify` in `tlsf/verify.rs`.
 
-use core::alloc::Layout;
-use core::ptr::{self, NonNull};
+use core::ptr;
 
-use super::slab::{self, Slabs, PAGE, PAGE_USABLE, SLAB_LIMIT};
-use crate::MmError;
-
-mod free;
 mod lists;
-mod resize;
 mod verify;
 
-/// Largest supported alignment: a page.
-pub const MAX_ALIGN: usize = PAGE;
-
-const GRANULE: usize = 16;
-const HEADER: usize = 8;
-const MIN_BLOCK: usize = 32;
+/// Payload alignment and the unit of block sizes.
+pub const GRANULE: usize = 16;
+/// Bytes of the header word before each payload.
+pub const HEADER: usize = 8;
+/// Smallest block: header, two list links and a footer, rounded to a
+/// granule.
+pub const MIN_BLOCK: usize = 32;
+/// Offset in a free block of its link to the next free block of its list
+/// (the first payload word).
+const NEXT_LINK: usize = HEADER;
+/// Offset in a free block of its link to the previous one.
+const PREV_LINK: usize = HEADER + 8;
+/// Bytes of a word the blocks are made of (headers, footers, links).
+pub const WORD: usize = size_of::<usize>();
+/// Header flag: this block is free.
 const FREE: usize = 1;
+/// Header flag: the block before this one is free (its footer is valid).
 const PREV_FREE: usize = 2;
 const FLAGS: usize = FREE | PREV_FREE;
+/// Bytes of a fresh range the first block does not get: the leading pad
+/// that makes payloads 16-aligned and the end sentinel.
+pub const RANGE_OVERHEAD: usize = HEADER + HEADER;
 
-/// Sizes below this are binned linearly, 16 bytes apart (first level 0).
-const SMALL_LIMIT: usize = 256;
-const SL_BITS: u32 = 4;
-const SL_COUNT: usize = 1 << SL_BITS;
-const FL_COUNT: usize = 28;
-/// Byte poisoned into freed memory when debug checks are on.
-const POISON: u8 = 0xDD;
-/// With debug checks on, this many bytes after each allocation hold
-/// [`RED`]; `free` checks them to catch buffer overflows. The requested
-/// size is recorded in the block's last word.
-const RED_ZONE: usize = 16;
-const RED: u8 = 0xFB;
-/// Extra bytes each allocation costs with debug checks on.
-pub const DEBUG_OVERHEAD: usize = RED_ZONE + 8;
-/// Growth happens in steps of at least this much.
-const MIN_GROWTH: usize = 64 * 1024;
-/// Freed blocks smaller than this go to a per-size quick list (LIFO, not
-/// coalesced) for O(1) reuse; one list per 16-byte size step.
-const QUICK_LIMIT: usize = 512;
-const QUICK_LISTS: usize = QUICK_LIMIT / GRANULE;
-/// Most blocks kept in one quick list; beyond that frees coalesce.
-const QUICK_DEPTH: u16 = 64;
+const _: () = assert!(MIN_BLOCK >= PREV_LINK + WORD + WORD && MIN_BLOCK.is_multiple_of(GRANULE));
+const _: () = assert!(RANGE_OVERHEAD == GRANULE);
 
-/// Maps more memory directly after the heap's current end.
-pub trait Grow {
-    /// Makes `[current_end, current_end + bytes)` usable; `false` if it
-    /// cannot. `bytes` is a multiple of 4096.
-    fn grow(&mut self, current_end: usize, bytes: usize) -> bool;
-}
-
-/// A heap that never grows.
-pub struct NoGrow;
-
-impl Grow for NoGrow {
-    fn grow(&mut self, _: usize, _: usize) -> bool {
-        false
-    }
-}
-
-/// Counters of the heap.
-// The fields are in memory in this order (repr(C)) so that the counters
-// the small-object fast paths update (used, slab_free, live_allocations,
-// total_allocations) have no updated neighbour: the compiler merged
-// neighbouring updates (live_allocations += 1; total_allocations += 1)
-// into one 16-byte vector load, add and store, and that load cannot take
-// its value from the 8-byte store the previous `free` left in the store
-// buffer: a store forwarding stall on every small allocation after a free
-// (seen in a profile of the ~4,000-live mix; the kernel, built without
-// SSE, is not affected). Cold counters sit between the hot ones.
+/// The blocks of `[start, end)` and their free lists.
+// In this order (repr(C)): the range, which every `free` reads, comes
+// first, not after the 3.5 KiB of list heads.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HeapStats {
-    /// Bytes in live allocations (block headers and rounding included;
-    /// a slab object counts its slot size).
-    pub used: usize,
-    /// Bytes of the managed range (what is mapped).
-    pub mapped: usize,
-    /// Of `free`, the bytes in free slab slots (reusable only by requests
-    /// of the same size class).
-    pub slab_free: usize,
-    /// Bytes neither used nor free: slab page headers and slack, the
-    /// heap's 16 bytes of padding and end marker.
-    /// `used + free + overhead == mapped`.
-    pub overhead: usize,
-    /// Blocks currently allocated.
-    pub live_allocations: usize,
-    /// Failed allocations.
-    pub failed_allocations: u64,
-    /// Allocations ever made.
-    pub total_allocations: u64,
-    /// Frees that found the red zone after the block overwritten (debug
-    /// checks only): buffer overflows.
-    pub red_zone_violations: u64,
-    /// Highest `used` ever seen.
-    pub peak_used: usize,
-    /// Bytes free: free blocks plus free slots in slab pages.
-    pub free: usize,
-}
-
-/// Where one granule's live bit is: its word in `Heap::live` and the
-/// bit's mask.
-#[derive(Clone, Copy)]
-struct MarkSlot {
-    word: usize,
-    bit: u64,
-}
-
-/// A pointer `check_live` accepted: the payload address, the slab class
-/// of a slot (`None`: the payload of a TLSF block) and its live bit.
-#[derive(Clone, Copy)]
-struct Live {
-    payload: usize,
-    class: Option<usize>,
-    at: MarkSlot,
-}
-
-/// The heap over `[start, end)`, growable to `start + max`.
-pub struct Heap<'a, G: Grow> {
-    /// The heap's memory as handed to `new`: every pointer the heap makes
-    /// from an address is derived from this one (`at`), so it keeps its
-    /// provenance (and host tests could run under Miri).
+pub struct Tlsf {
+    /// The memory as handed to `new`: every pointer made from an address
+    /// is derived from it (`at`), so it keeps its provenance.
     memory: *mut u8,
     start: usize,
     end: usize,
-    max: usize,
-    grow: G,
-    fl_bitmap: u32,
-    sl_bitmap: [u16; FL_COUNT],
-    heads: [[usize; SL_COUNT]; FL_COUNT],
-    /// One bit per 16-byte granule, set exactly where a live allocation
-    /// (block payload or slab slot) starts: `free` accepts a pointer only
-    /// if its bit is set. Whether a refused pointer is a double free or a
-    /// wild one is worked out on the error path (`bad_free`), so the
-    /// bitmap stays half the size a freed-state bit would make it (it is
-    /// read or written on every operation, and on a large heap it misses
-    /// the cache).
-    live: &'a mut [u64],
-    /// Quick lists: freed small blocks, still marked used for the TLSF
-    /// part, linked through their first payload word.
-    quick: [usize; QUICK_LISTS],
-    quick_depth: [u16; QUICK_LISTS],
-    /// Small-object slabs; their pages are blocks of this heap.
-    slabs: Slabs<'a>,
-    checks: DebugChecks,
-    /// Counters; `free` here excludes `slab_free` (see `stats()`).
-    stats: HeapStats,
+    lists: lists::FreeLists,
 }
 
-// SAFETY: the heap owns its memory (`new`'s contract) and every table it
-// borrows; the raw `memory` pointer is never shared outside it, so moving
-// the heap to another thread (behind the kernel's lock) moves all access.
-unsafe impl<G: Grow + Send> Send for Heap<'_, G> {}
-
-/// Whether the heap checks its users: red zones after every block
-/// (checked on free and realloc) and freed memory poisoned with 0xDD. The
-/// kernel turns them on in debug builds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DebugChecks {
-    /// The release paths: no red zones, no poisoning.
-    Off,
-    /// Red zones and poisoning.
-    On,
-}
-
-impl DebugChecks {
-    /// `On` in builds with debug assertions, else `Off`.
-    pub const fn for_this_build() -> Self {
-        if cfg!(debug_assertions) {
-            DebugChecks::On
-        } else {
-            DebugChecks::Off
-        }
-    }
-
-    #[inline]
-    pub(super) const fn on(self) -> bool {
-        matches!(self, DebugChecks::On)
-    }
-}
-
-/// Words of side tables (kept outside the heap) a heap of `max` bytes
-/// needs: the live bitmap and the slab page table.
-pub const fn bitmap_words(max: usize) -> usize {
-    granule_words(max) + slab::table_words(max)
-}
-
-const fn granule_words(max: usize) -> usize {
-    (max / GRANULE).div_ceil(64)
-}
-
-impl<'a, G: Grow> Heap<'a, G> {
-    /// Bitmap words needed for a heap of `max` bytes.
-    pub const fn bitmap_words(max: usize) -> usize {
-        bitmap_words(max)
-    }
-
-    /// Creates a heap over `[start, start + size)` that may grow to
-    /// `start + max` through `grow`.
+impl Tlsf {
+    /// Takes `[memory, memory + size)` as one free block between the
+    /// leading pad and the end sentinel; returns the block store and the
+    /// free block's size (`size - RANGE_OVERHEAD`).
     ///
     /// # Safety
-    /// `[start, start + size)` must be writable memory owned by the heap for
-    /// as long as it exists, and so must every range `grow` reports as
-    /// usable, all reachable through `start`'s provenance. `start` must be
-    /// 16-aligned, `size` and `max` multiples of 4096 with
-    /// `64 <= size <= max`, and `bitmaps` must hold [`bitmap_words`]`(max)`
-    /// words.
-    pub unsafe fn new(
-        memory: NonNull<u8>,
-        size: usize,
-        max: usize,
-        grow: G,
-        bitmaps: &'a mut [u64],
-        checks: DebugChecks,
-    ) -> Result<Self, MmError> {
-        let memory = memory.as_ptr();
+    /// The range must be writable memory owned by the store for as long as
+    /// it exists, reachable through `memory`'s provenance; `memory` must be
+    /// 16-aligned and `size` a multiple of 16 of at least
+    /// `MIN_BLOCK + RANGE_OVERHEAD`.
+    pub unsafe fn new(memory: *mut u8, size: usize) -> (Self, usize) {
         let start = memory.addr();
-        if !start.is_multiple_of(GRANULE)
-            || size < 64
-            || size > max
-            || !size.is_multiple_of(PAGE)
-            || !max.is_multiple_of(PAGE)
-        {
-            return Err(MmError::InvalidArgument);
-        }
-        let words = granule_words(max);
-        let bitmaps = bitmaps
-            .get_mut(..bitmap_words(max))
-            .ok_or(MmError::InvalidArgument)?;
-        bitmaps.fill(0);
-        let (live, table) = bitmaps.split_at_mut(words);
-        let slabs = Slabs::new(memory, max, table).ok_or(MmError::InvalidArgument)?;
-        let mut heap = Self {
+        debug_assert!(start.is_multiple_of(GRANULE) && size.is_multiple_of(GRANULE));
+        debug_assert!(size >= MIN_BLOCK + RANGE_OVERHEAD);
+        let mut tlsf = Self {
             memory,
             start,
             end: start + size,
-            max,
-            grow,
-            fl_bitmap: 0,
-            sl_bitmap: [0; FL_COUNT],
-            heads: [[0; SL_COUNT]; FL_COUNT],
-            live,
-            quick: [0; QUICK_LISTS],
-            quick_depth: [0; QUICK_LISTS],
-            slabs,
-            checks,
-            stats: HeapStats {
-                mapped: size,
-                overhead: GRANULE,
-                ..HeapStats::default()
-            },
+            lists: lists::FreeLists::new(),
         };
-        // One free block from start+8 to the sentinel at end-8.
         let first = start + HEADER;
-        let block_size = size - GRANULE;
-        heap.set_header(first, block_size | FREE);
-        heap.set_header(heap.end - HEADER, PREV_FREE);
-        heap.set_footer(first, block_size);
-        heap.insert(first, block_size);
-        heap.stats.free = block_size;
-        Ok(heap)
+        let block_size = size - RANGE_OVERHEAD;
+        tlsf.set_header(first, block_size | FREE);
+        tlsf.set_header(tlsf.sentinel(), PREV_FREE);
+        tlsf.set_footer(first, block_size);
+        tlsf.insert(first, block_size);
+        (tlsf, block_size)
+    }
+
+    /// First byte of the range.
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    /// One past the last byte of the range.
+    pub fn end(&self) -> usize {
+        self.end
+    }
+
+    /// The first block's address.
+    fn first_block(&self) -> usize {
+        self.start + HEADER
+    }
+
+    /// The end sentinel: a header of size 0 in the range's last word.
+    fn sentinel(&self) -> usize {
+        self.end - HEADER
     }
 
     // --- raw word access --------------------------------------------------
 
-    /// A pointer to `address` of the heap's memory, with its provenance.
-    /// Soundness rests on the module's own bookkeeping (the heap only ever
-    /// computes addresses inside `[start, end)` from its headers); the
-    /// accessors below check that in debug builds.
+    /// A pointer to `address` of the range, with the range's provenance.
+    /// Soundness rests on the callers' bookkeeping (only addresses inside
+    /// `[start, end)` computed from headers); the accessors below check
+    /// that in debug builds.
     #[inline]
-    pub(super) fn at(&self, address: usize) -> *mut u8 {
+    pub fn at(&self, address: usize) -> *mut u8 {
         self.memory.with_addr(address)
     }
 
-    fn read(&self, address: usize) -> usize {
-        debug_assert!(address >= self.start && address + 8 <= self.end);
-        // SAFETY: callers only pass addresses of header, footer and link
-        // words inside `[start, end)`, which `new`'s contract makes
-        // writable memory owned by the heap, reached through `memory`;
-        // they are 8-aligned.
+    /// The word at `address` (8-aligned, inside the range).
+    #[inline]
+    pub fn read(&self, address: usize) -> usize {
+        debug_assert!(address >= self.start && address + WORD <= self.end);
+        // SAFETY: callers only pass 8-aligned addresses of header, footer,
+        // link and record words inside `[start, end)`, which `new`'s
+        // contract (and `extend`'s) make memory owned by the store,
+        // reached through `memory`.
         unsafe { ptr::read(self.at(address).cast::<usize>()) }
     }
 
-    fn write(&mut self, address: usize, value: usize) {
-        debug_assert!(address >= self.start && address + 8 <= self.end);
+    /// Writes the word at `address` (8-aligned, inside the range).
+    #[inline]
+    pub fn write(&mut self, address: usize, value: usize) {
+        debug_assert!(address >= self.start && address + WORD <= self.end);
         // SAFETY: as in `read`.
         unsafe { ptr::write(self.at(address).cast::<usize>(), value) }
     }
@@ -316,57 +148,50 @@ impl<'a, G: Grow> Heap<'a, G> {
         self.write(block, value);
     }
 
-    fn size_of(&self, block: usize) -> usize {
+    /// The size of the block at `block`, header included.
+    #[inline]
+    pub fn size_of(&self, block: usize) -> usize {
         self.header(block) & !FLAGS
     }
 
+    /// Whether the block at `block` is free (in a list).
+    #[inline]
+    pub fn is_free(&self, block: usize) -> bool {
+        self.header(block) & FREE != 0
+    }
+
+    fn prev_free_flag(&self, block: usize) -> usize {
+        self.header(block) & PREV_FREE
+    }
+
     fn set_footer(&mut self, block: usize, size: usize) {
-        self.write(block + size - HEADER, block);
+        self.write(block + size - WORD, block);
     }
 
     fn next_free(&self, block: usize) -> usize {
-        self.read(block + 8)
+        self.read(block + NEXT_LINK)
     }
 
     fn prev_free(&self, block: usize) -> usize {
-        self.read(block + 16)
+        self.read(block + PREV_LINK)
     }
 
-    // --- live bitmap -------------------------------------------------------
-
-    /// Where the live bit of the allocation at `payload` is kept.
-    fn mark_slot(&self, payload: usize) -> MarkSlot {
-        let granule = (payload - self.start) / GRANULE;
-        MarkSlot {
-            word: granule / 64,
-            bit: 1 << (granule % 64),
-        }
-    }
-
-    /// Whether the bit at `at` is set.
-    fn is_marked(&self, at: MarkSlot) -> bool {
-        self.live[at.word] & at.bit != 0
-    }
-
-    /// Whether a live allocation starts at `payload`.
-    fn is_live_at(&self, payload: usize) -> bool {
-        self.is_marked(self.mark_slot(payload))
-    }
-
-    fn set_live(&mut self, at: MarkSlot) {
-        self.live[at.word] |= at.bit;
-    }
-
-    fn clear_live(&mut self, at: MarkSlot) {
-        self.live[at.word] &= !at.bit;
+    /// Block size that holds `bytes` of payload, or `None` if absurd.
+    #[inline]
+    pub fn block_size_for(bytes: usize) -> Option<usize> {
+        let size = bytes.checked_add(HEADER + GRANULE - 1)? & !(GRANULE - 1);
+        Some(size.max(MIN_BLOCK))
     }
 
     // --- block surgery -----------------------------------------------------
 
-    /// Marks `block` (of `size`) used, splitting off a free tail beyond
-    /// `needed` when it is big enough to be a block.
-    fn use_block(&mut self, block: usize, size: usize, needed: usize) -> usize {
-        let prev_flag = self.header(block) & PREV_FREE;
+    /// Marks the block at `block`, just taken from the lists, used,
+    /// splitting off a free tail beyond `needed` bytes when the tail can be
+    /// a block; returns the used block's size.
+    #[inline]
+    pub fn carve(&mut self, block: usize, needed: usize) -> usize {
+        let size = self.size_of(block);
+        let prev_flag = self.prev_free_flag(block);
         let used = if size - needed >= MIN_BLOCK {
             let tail = block + needed;
             let tail_size = size - needed;
@@ -386,403 +211,141 @@ impl<'a, G: Grow> Heap<'a, G> {
         used
     }
 
-    /// Returns a block to the free lists, merging it with free neighbours.
-    fn release(&mut self, block: usize) {
+    /// As `carve`, for a block taken with room for `needed` bytes plus
+    /// `align` plus a minimum block: first gives back a leading free block
+    /// so that the payload is `align`-aligned. Returns the used block and
+    /// its size.
+    pub fn carve_aligned(&mut self, block: usize, needed: usize, align: usize) -> (usize, usize) {
         let mut block = block;
-        let mut size = self.size_of(block);
+        if !(block + HEADER).is_multiple_of(align) {
+            let size = self.size_of(block);
+            let payload = (block + HEADER + MIN_BLOCK).next_multiple_of(align);
+            let lead = payload - HEADER - block;
+            let prev_flag = self.prev_free_flag(block);
+            self.set_header(block, lead | FREE | prev_flag);
+            self.set_footer(block, lead);
+            self.insert(block, lead);
+            block += lead;
+            self.set_header(block, (size - lead) | PREV_FREE);
+        }
+        let used = self.carve(block, needed);
+        (block, used)
+    }
+
+    /// Returns the used block at `block` to the free lists, merged with its
+    /// free neighbours; returns the block's own size.
+    pub fn free(&mut self, block: usize) -> usize {
+        let own = self.size_of(block);
+        let (mut block, mut size) = (block, own);
         let next = block + size;
-        let next_header = self.header(next);
-        if next_header & FREE != 0 {
-            let next_size = next_header & !FLAGS;
+        if self.is_free(next) {
+            let next_size = self.size_of(next);
             self.remove(next, next_size);
             size += next_size;
         }
-        if self.header(block) & PREV_FREE != 0 {
-            let prev = self.read(block - HEADER);
+        if self.prev_free_flag(block) != 0 {
+            let prev = self.read(block - WORD);
             let prev_size = self.size_of(prev);
             self.remove(prev, prev_size);
             block = prev;
             size += prev_size;
         }
-        let prev_flag = self.header(block) & PREV_FREE;
+        let prev_flag = self.prev_free_flag(block);
         self.set_header(block, size | FREE | prev_flag);
         self.set_footer(block, size);
         let after = block + size;
         let after_header = self.header(after);
         self.set_header(after, after_header | PREV_FREE);
         self.insert(block, size);
+        own
     }
 
-    /// Grows the heap so that a free block of `size` bytes exists at its
-    /// end (merged with the free block already there, if any).
-    fn extend(&mut self, size: usize) -> bool {
-        let sentinel = self.end - HEADER;
-        let tail_free = if self.header(sentinel) & PREV_FREE != 0 {
-            self.size_of(self.read(sentinel - HEADER))
-        } else {
-            0
-        };
-        let short = size.saturating_sub(tail_free).max(MIN_BLOCK);
-        let room = self.start + self.max - self.end;
-        let bytes = (short + MIN_BLOCK)
-            .max(MIN_GROWTH)
-            .next_multiple_of(PAGE)
-            .min(room);
-        if bytes < short || !self.grow.grow(self.end, bytes) {
-            return false;
-        }
-        // The old sentinel becomes the header of the new block.
-        let block = self.end - HEADER;
-        let prev_flag = self.header(block) & PREV_FREE;
-        self.end += bytes;
-        self.set_header(block, bytes | prev_flag);
-        self.set_header(self.end - HEADER, 0);
-        self.stats.mapped += bytes;
-        self.stats.free += bytes;
-        self.release(block);
-        true
-    }
-
-    // --- public API --------------------------------------------------------
-
-    /// Block size needed for `bytes` of payload, or `None` if absurd.
-    fn block_size_for(bytes: usize) -> Option<usize> {
-        let size = bytes.checked_add(HEADER + GRANULE - 1)? & !(GRANULE - 1);
-        Some(size.max(MIN_BLOCK))
-    }
-
-    /// Allocates memory for `layout` (alignment up to [`MAX_ALIGN`]).
-    // The most common case, a small request whose class has a recently
-    // freed slot, is handled here, inline; the rest out of line, so that
-    // the fast path does not pay for the registers the rest needs.
-    #[inline]
-    pub fn alloc(&mut self, layout: Layout) -> Result<NonNull<u8>, MmError> {
-        if layout.align() > GRANULE || self.checks.on() {
-            return self.alloc_general(layout);
-        }
-        if layout.size() > SLAB_LIMIT {
-            return self.alloc_block(layout.size());
-        }
-        let class = slab::class_of(layout.size());
-        match self.slabs.pop_recent(class) {
-            Some(slot) => {
-                self.stats.total_allocations += 1;
-                Ok(self.hand_out_slot(slot, class))
-            }
-            None => self.alloc_from_slab_pages(class),
-        }
-    }
-
-    /// Counts the allocation attempt that gave `result` and passes it on.
-    #[inline(always)]
-    fn count(&mut self, result: Result<NonNull<u8>, MmError>) -> Result<NonNull<u8>, MmError> {
-        match result {
-            Ok(_) => self.stats.total_allocations += 1,
-            Err(_) => self.stats.failed_allocations += 1,
-        }
-        result
-    }
-
-    /// `alloc` of a request too big for the slabs, with at most 16-byte
-    /// alignment and debug checks off: the common TLSF request, without
-    /// the layers the other cases need.
-    #[inline(never)]
-    fn alloc_block(&mut self, size: usize) -> Result<NonNull<u8>, MmError> {
-        let result = match Self::block_size_for(size) {
-            Some(needed) if needed <= self.max => self.take_unaligned(needed),
-            _ => Err(MmError::HeapExhausted),
-        };
-        self.count(result)
-    }
-
-    /// `alloc` of a small request (debug checks off) whose class has no
-    /// recently freed slot.
-    #[inline(never)]
-    fn alloc_from_slab_pages(&mut self, class: usize) -> Result<NonNull<u8>, MmError> {
-        let result = self
-            .slot_from_pages(class)
-            .map(|slot| self.hand_out_slot(slot, class));
-        self.count(result)
-    }
-
-    #[inline(never)]
-    fn alloc_general(&mut self, layout: Layout) -> Result<NonNull<u8>, MmError> {
-        let result = match self.request_bytes(layout.size()) {
-            Some(bytes) if bytes <= SLAB_LIMIT && layout.align() <= GRANULE => {
-                self.alloc_small(bytes)
-            }
-            _ => self.alloc_inner(layout),
-        };
-        if let (Ok(pointer), true) = (result, self.checks.on()) {
-            self.arm_red_zone(pointer.as_ptr() as usize, layout.size());
-        }
-        self.count(result)
-    }
-
-    /// Bytes an allocation of `size` occupies: `size`, plus the red zone
-    /// and size record when debug checks are on; `None` if absurd.
-    fn request_bytes(&self, size: usize) -> Option<usize> {
-        if self.checks.on() {
-            size.checked_add(DEBUG_OVERHEAD)
-        } else {
-            Some(size)
-        }
-    }
-
-    /// Block size for a request of `bytes`, red zone and size record
-    /// included when debug checks are on.
-    fn block_size_for_request(&self, bytes: usize) -> Option<usize> {
-        Self::block_size_for(self.request_bytes(bytes)?)
-    }
-
-    fn alloc_inner(&mut self, layout: Layout) -> Result<NonNull<u8>, MmError> {
-        if layout.align() > MAX_ALIGN {
-            return Err(MmError::InvalidArgument);
-        }
-        let needed = self
-            .block_size_for_request(layout.size())
-            .ok_or(MmError::HeapExhausted)?;
-        if needed > self.max {
-            return Err(MmError::HeapExhausted);
-        }
-        if layout.align() <= GRANULE {
-            return self.take_unaligned(needed);
-        }
-        let (block, used) = self.take_aligned(needed, layout.align())?;
-        Ok(self.hand_out(block, used))
-    }
-
-    /// A live block of at least `needed` bytes (a block size) with a
-    /// 16-aligned payload: a cached block of exactly that size, else one
-    /// from the free lists (growing the heap if it must).
-    #[inline(always)]
-    fn take_unaligned(&mut self, needed: usize) -> Result<NonNull<u8>, MmError> {
-        if needed < QUICK_LIMIT {
-            if let Some(block) = self.pop_quick(needed) {
-                return Ok(self.hand_out(block, needed));
-            }
-        }
-        let block = self.take_free(needed)?;
+    /// Cuts the used block at `block` down to `needed` bytes, freeing the
+    /// tail if it can be a block; returns the bytes freed.
+    pub fn shrink(&mut self, block: usize, needed: usize) -> usize {
         let size = self.size_of(block);
-        let used = self.use_block(block, size, needed);
-        self.stats.free -= used;
-        Ok(self.hand_out(block, used))
-    }
-
-    /// A free block of at least `size` bytes, removed from its list:
-    /// through the bitmaps, else by the slower ways (growing the heap if
-    /// it must).
-    #[inline(always)]
-    fn take_free(&mut self, size: usize) -> Result<usize, MmError> {
-        match self.take_from_lists(size) {
-            Some(block) => Ok(block),
-            None => self.take_fitting_slowly(size),
+        if size - needed < MIN_BLOCK {
+            return 0;
         }
+        let prev_flag = self.prev_free_flag(block);
+        self.set_header(block, needed | prev_flag);
+        let tail = block + needed;
+        self.set_header(tail, size - needed); // used for a moment, then freed
+        self.free(tail)
     }
 
-    /// Takes a slab slot for a request of `bytes` (at most `SLAB_LIMIT`).
-    fn alloc_small(&mut self, bytes: usize) -> Result<NonNull<u8>, MmError> {
-        let class = slab::class_of(bytes);
-        let slot = match self.slabs.slot_at_hand(class) {
-            Some(slot) => slot,
-            None => self.slot_from_new_page(class)?,
-        };
-        Ok(self.hand_out_slot(slot, class))
-    }
-
-    /// A free slot of `class` from the class's pages, or from a new page.
-    #[inline(always)]
-    fn slot_from_pages(&mut self, class: usize) -> Result<usize, MmError> {
-        match self.slabs.alloc_from_pages(class) {
-            Some(slot) => Ok(slot),
-            None => self.slot_from_new_page(class),
-        }
-    }
-
-    /// A new slab page for `class`, and its first slot.
-    #[inline(never)]
-    fn slot_from_new_page(&mut self, class: usize) -> Result<usize, MmError> {
-        let page = self.take_slab_page()?;
-        let slots = slab::slot_bytes(class);
-        self.stats.overhead -= slots;
-        self.stats.slab_free += slots;
-        // SAFETY: `take_slab_page` returned a 4096-aligned payload of at
-        // least PAGE_USABLE bytes inside a used block of ours; it stays the
-        // slabs' until they hand it back.
-        Ok(unsafe { self.slabs.alloc_from_new(page, class) })
-    }
-
-    /// Books the free slot `slot` of `class` as live and returns it.
-    #[inline(always)]
-    fn hand_out_slot(&mut self, slot: usize, class: usize) -> NonNull<u8> {
-        let size = slab::slot_size(class);
-        self.stats.slab_free -= size;
-        self.book_live(slot, size)
-    }
-
-    /// A used block whose payload is a fresh 4096-aligned slab page.
-    fn take_slab_page(&mut self) -> Result<usize, MmError> {
-        let needed = PAGE_USABLE + HEADER;
-        let (block, size) = self.take_aligned(needed, PAGE)?;
-        self.stats.overhead += size;
-        Ok(block + HEADER)
-    }
-
-    /// Gives an empty page the slabs handed back (of `class`) to the free
-    /// lists.
-    fn release_slab_page(&mut self, page: usize, class: usize) {
-        let slots = slab::slot_bytes(class);
-        self.stats.slab_free -= slots;
-        let block = page - HEADER;
+    /// Grows the used block at `block` to `needed` bytes by taking what it
+    /// needs of a free successor (the rest stays free); returns the bytes
+    /// taken, or `None` (nothing changed) if the successor is not free or
+    /// too small.
+    pub fn grow_in_place(&mut self, block: usize, needed: usize) -> Option<usize> {
         let size = self.size_of(block);
-        self.stats.overhead -= size - slots;
-        self.stats.free += size;
-        self.release(block);
-    }
-
-    /// Bytes the live allocation at `payload` can hold.
-    fn capacity(&self, payload: usize) -> usize {
-        self.capacity_of(payload, self.slabs.class_at(payload))
-    }
-
-    /// As `capacity`, for an allocation whose slab class is known.
-    fn capacity_of(&self, payload: usize, class: Option<usize>) -> usize {
-        match class {
-            Some(class) => slab::slot_size(class),
-            None => self.size_of(payload - HEADER) - HEADER,
-        }
-    }
-
-    /// Takes a free block for `needed` bytes (a block size) whose payload
-    /// is `align`-aligned (`align` above 16: `take_unaligned` serves the
-    /// rest), growing the heap if it must; marks it used and returns it
-    /// with its size (at least `needed`).
-    fn take_aligned(&mut self, needed: usize, align: usize) -> Result<(usize, usize), MmError> {
-        debug_assert!(align > GRANULE);
-        let mut block = self.take_free(needed + align + MIN_BLOCK)?;
-        let mut size = self.size_of(block);
-        self.stats.free -= size;
-        if !(block + HEADER).is_multiple_of(align) {
-            // Split off a leading free block so the payload is aligned.
-            let payload = (block + HEADER + MIN_BLOCK).next_multiple_of(align);
-            let lead = payload - HEADER - block;
-            let prev_flag = self.header(block) & PREV_FREE;
-            self.set_header(block, lead | FREE | prev_flag);
-            self.set_footer(block, lead);
-            self.insert(block, lead);
-            self.stats.free += lead;
-            block += lead;
-            size -= lead;
-            self.set_header(block, size | PREV_FREE);
-        }
-        let used = self.use_block(block, size, needed);
-        self.stats.free += size - used;
-        Ok((block, used))
-    }
-
-    /// `take_free`'s way to a free block when no list is sure to fit: a
-    /// bounded scan of the list that might, then the same after the cached
-    /// blocks coalesced, then after growing the heap.
-    #[cold]
-    #[inline(never)]
-    fn take_fitting_slowly(&mut self, size: usize) -> Result<usize, MmError> {
-        if let Some(block) = self.take_by_scan(size) {
-            return Ok(block);
-        }
-        // Cached small blocks may coalesce into what is needed.
-        self.flush_quick();
-        if let Some(block) = self.take_fitting(size) {
-            return Ok(block);
-        }
-        if !self.extend(size) {
-            return Err(MmError::HeapExhausted);
-        }
-        self.take_fitting(size).ok_or(MmError::HeapExhausted)
-    }
-
-    /// Books a used block of `size` as live and returns its payload.
-    fn hand_out(&mut self, block: usize, size: usize) -> NonNull<u8> {
-        self.book_live(block + HEADER, size)
-    }
-
-    /// Books `size` bytes at `payload` as a live allocation.
-    fn book_live(&mut self, payload: usize, size: usize) -> NonNull<u8> {
-        self.stats.used += size;
-        self.stats.peak_used = self.stats.peak_used.max(self.stats.used);
-        self.stats.live_allocations += 1;
-        self.set_live(self.mark_slot(payload));
-        // SAFETY: payload lies inside the heap, so it is not null.
-        unsafe { NonNull::new_unchecked(self.at(payload)) }
-    }
-
-    /// A cached block of exactly `size` bytes, if one is waiting.
-    fn pop_quick(&mut self, size: usize) -> Option<usize> {
-        let list = size / GRANULE;
-        let block = self.quick[list];
-        if block == 0 {
+        let next = block + size;
+        let next_size = self.size_of(next);
+        if !self.is_free(next) || size + next_size < needed {
             return None;
         }
-        self.quick[list] = self.read(block + HEADER);
-        self.quick_depth[list] -= 1;
-        self.stats.free -= size;
-        Some(block)
+        self.remove(next, next_size);
+        let prev_flag = self.prev_free_flag(block);
+        self.set_header(block, (size + next_size) | prev_flag);
+        let after = next + next_size;
+        let after_header = self.header(after);
+        self.set_header(after, after_header & !PREV_FREE);
+        Some(next_size - self.shrink(block, needed))
     }
 
-    /// Returns every cached small block to the free lists, coalescing it.
-    /// The heap does this by itself before it grows or fails a request.
-    pub fn trim(&mut self) {
-        self.flush_quick();
+    /// Bytes of the free block at the end of the range (0 if the last
+    /// block is used).
+    pub fn free_at_end(&self) -> usize {
+        let sentinel = self.sentinel();
+        if self.prev_free_flag(sentinel) == 0 {
+            return 0;
+        }
+        self.size_of(self.read(sentinel - WORD))
     }
 
-    /// Returns every cached block and spare slab page to the TLSF lists
-    /// (with coalescing).
-    fn flush_quick(&mut self) {
-        while let Some((page, class)) = self.slabs.drain_recent() {
-            self.release_slab_page(page, class);
-        }
-        while let Some((page, class)) = self.slabs.take_spare() {
-            self.release_slab_page(page, class);
-        }
-        for list in 0..QUICK_LISTS {
-            let mut block = self.quick[list];
-            while block != 0 {
-                let next = self.read(block + HEADER);
-                self.release(block);
-                block = next;
+    /// Appends `[end, end + bytes)` to the range as free memory, merged
+    /// with a free block at the old end.
+    ///
+    /// # Safety
+    /// The appended bytes must be writable memory owned by the store from
+    /// now on, reachable through the provenance of the memory `new` got;
+    /// `bytes` must be a multiple of 16 of at least `MIN_BLOCK`.
+    pub unsafe fn extend(&mut self, bytes: usize) {
+        debug_assert!(bytes.is_multiple_of(GRANULE) && bytes >= MIN_BLOCK);
+        // The old sentinel becomes the header of the new block.
+        let block = self.sentinel();
+        let prev_flag = self.prev_free_flag(block);
+        self.end += bytes;
+        self.set_header(block, bytes | prev_flag);
+        self.set_header(self.sentinel(), 0);
+        self.free(block);
+    }
+
+    /// The block whose memory holds `address`, found by walking the blocks
+    /// from the start (O(blocks): error paths only); `None` if the walk
+    /// finds a broken size first.
+    pub fn block_around(&self, address: usize) -> Option<usize> {
+        self.blocks()
+            .find(|&(block, size, _)| address < block + size)
+            .map(|(block, _, _)| block)
+    }
+
+    /// Every block in address order as (address, size, free), up to the
+    /// sentinel or the first broken size.
+    pub fn blocks(&self) -> impl Iterator<Item = (usize, usize, bool)> + '_ {
+        let mut block = self.first_block();
+        core::iter::from_fn(move || {
+            if block >= self.sentinel() {
+                return None;
             }
-            self.quick[list] = 0;
-            self.quick_depth[list] = 0;
-        }
-    }
-
-    /// Allocates `size` bytes, 16-byte aligned (the design's `kmalloc`).
-    pub fn kmalloc(&mut self, size: usize) -> Result<NonNull<u8>, MmError> {
-        match Layout::from_size_align(size, GRANULE) {
-            Ok(layout) => self.alloc(layout),
-            Err(_) => {
-                self.stats.failed_allocations += 1;
-                Err(MmError::HeapExhausted)
+            let size = self.size_of(block);
+            if size < MIN_BLOCK {
+                return None;
             }
-        }
-    }
-
-    /// Counters.
-    pub fn stats(&self) -> HeapStats {
-        // Internally `free` counts the TLSF part only, so that the slab
-        // paths update one counter fewer.
-        HeapStats {
-            free: self.stats.free + self.stats.slab_free,
-            ..self.stats
-        }
-    }
-
-    /// Bytes the heap may still grow by.
-    pub fn growth_left(&self) -> usize {
-        self.start + self.max - self.end
-    }
-
-    /// The managed range `[start, end)`.
-    pub fn range(&self) -> (usize, usize) {
-        (self.start, self.end)
+            let item = (block, size, self.is_free(block));
+            block += size;
+            Some(item)
+        })
     }
 }

@@ -3,8 +3,48 @@
 //! bytes 16 bytes apart), found in O(1) through two bitmaps.
 #![forbid(unsafe_code)]
 
-use super::*;
+use super::{Tlsf, GRANULE, NEXT_LINK, PREV_LINK};
 
+/// Sizes below this are binned linearly, 16 bytes apart (first level 0).
+const SMALL_LIMIT: usize = 256;
+/// log2 of the number of second-level lists per first level.
+const SL_BITS: u32 = 4;
+/// Second-level lists per first level.
+pub(super) const SL_COUNT: usize = 1 << SL_BITS;
+/// First levels: enough for blocks up to 2^(FL_COUNT + 7) bytes.
+pub(super) const FL_COUNT: usize = 28;
+/// Blocks of the list a size falls in tried when no list is sure to fit.
+const FALLBACK_SCAN: usize = 32;
+
+/// The list heads and the bitmaps of non-empty lists (the links are in
+/// the free blocks themselves).
+pub(super) struct FreeLists {
+    fl_bitmap: u32,
+    sl_bitmap: [u16; FL_COUNT],
+    heads: [[usize; SL_COUNT]; FL_COUNT],
+}
+
+impl FreeLists {
+    pub(super) const fn new() -> Self {
+        Self {
+            fl_bitmap: 0,
+            sl_bitmap: [0; FL_COUNT],
+            heads: [[0; SL_COUNT]; FL_COUNT],
+        }
+    }
+
+    /// The first block of list (`fl`, `sl`), 0 if it is empty.
+    pub(super) fn head(&self, fl: usize, sl: usize) -> usize {
+        self.heads[fl][sl]
+    }
+
+    /// Whether the bitmaps say list (`fl`, `sl`) is non-empty.
+    pub(super) fn marked(&self, fl: usize, sl: usize) -> bool {
+        self.fl_bitmap & (1 << fl) != 0 && self.sl_bitmap[fl] & (1 << sl) != 0
+    }
+}
+
+/// The list (first level, second level) a free block of `size` belongs to.
 pub(super) fn mapping(size: usize) -> (usize, usize) {
     if size < SMALL_LIMIT {
         (0, size / GRANULE)
@@ -18,7 +58,7 @@ pub(super) fn mapping(size: usize) -> (usize, usize) {
 
 /// Rounds a size up to the start of the next list, so that any block in
 /// the list found is large enough.
-pub(super) fn round_to_list(size: usize) -> usize {
+fn round_to_list(size: usize) -> usize {
     if size < SMALL_LIMIT {
         size
     } else {
@@ -28,57 +68,61 @@ pub(super) fn round_to_list(size: usize) -> usize {
     }
 }
 
-impl<G: Grow> Heap<'_, G> {
+impl Tlsf {
+    /// Puts the free block at `block` (of `size`) at the head of its list.
     pub(super) fn insert(&mut self, block: usize, size: usize) {
         let (fl, sl) = mapping(size);
-        let head = self.heads[fl][sl];
-        self.write(block + 8, head);
-        self.write(block + 16, 0);
+        let head = self.lists.heads[fl][sl];
+        self.write(block + NEXT_LINK, head);
+        self.write(block + PREV_LINK, 0);
         if head != 0 {
-            self.write(head + 16, block);
+            self.write(head + PREV_LINK, block);
         }
-        self.heads[fl][sl] = block;
-        self.fl_bitmap |= 1 << fl;
-        self.sl_bitmap[fl] |= 1 << sl;
+        self.lists.heads[fl][sl] = block;
+        self.lists.fl_bitmap |= 1 << fl;
+        self.lists.sl_bitmap[fl] |= 1 << sl;
     }
 
+    /// Unlinks the free block at `block` (of `size`) from its list.
     pub(super) fn remove(&mut self, block: usize, size: usize) {
         let (fl, sl) = mapping(size);
         let (next, prev) = (self.next_free(block), self.prev_free(block));
         if next != 0 {
-            self.write(next + 16, prev);
+            self.write(next + PREV_LINK, prev);
         }
         if prev != 0 {
-            self.write(prev + 8, next);
-        } else {
-            self.heads[fl][sl] = next;
-            if next == 0 {
-                self.sl_bitmap[fl] &= !(1 << sl);
-                if self.sl_bitmap[fl] == 0 {
-                    self.fl_bitmap &= !(1 << fl);
-                }
+            self.write(prev + NEXT_LINK, next);
+            return;
+        }
+        self.lists.heads[fl][sl] = next;
+        if next == 0 {
+            self.lists.sl_bitmap[fl] &= !(1 << sl);
+            if self.lists.sl_bitmap[fl] == 0 {
+                self.lists.fl_bitmap &= !(1 << fl);
             }
         }
     }
 
-    /// A free block of at least `size` bytes, removed from its list: O(1)
-    /// through the bitmaps; if no list is sure to fit, the first few blocks
-    /// of the list `size` itself falls in are tried (bounded by
-    /// `FALLBACK_SCAN`), which matters when memory is nearly full.
-    pub(super) fn take_fitting(&mut self, size: usize) -> Option<usize> {
-        match self.take_from_lists(size) {
-            Some(block) => Some(block),
-            None => self.take_by_scan(size),
-        }
+    /// A free block of at least `size` bytes from the smallest list whose
+    /// blocks all hold it, removed from its list: O(1) through the
+    /// bitmaps; `None` if no such list has a block.
+    #[inline(always)]
+    pub fn take(&mut self, size: usize) -> Option<usize> {
+        let block = self.find(size)?;
+        let block_size = self.size_of(block);
+        self.remove(block, block_size);
+        Some(block)
     }
 
-    pub(super) fn take_by_scan(&mut self, size: usize) -> Option<usize> {
-        const FALLBACK_SCAN: usize = 32;
+    /// `take`'s fallback when no list is sure to fit: the first few blocks
+    /// (`FALLBACK_SCAN`) of the list `size` itself falls in, which matters
+    /// when memory is nearly full.
+    pub fn take_scanning(&mut self, size: usize) -> Option<usize> {
         let (fl, sl) = mapping(size);
         if fl >= FL_COUNT {
             return None;
         }
-        let mut block = self.heads[fl][sl];
+        let mut block = self.lists.heads[fl][sl];
         for _ in 0..FALLBACK_SCAN {
             if block == 0 {
                 return None;
@@ -93,43 +137,35 @@ impl<G: Grow> Heap<'_, G> {
         None
     }
 
-    #[inline(always)]
-    pub(super) fn take_from_lists(&mut self, size: usize) -> Option<usize> {
-        let block = self.find_in_lists(size)?;
-        let block_size = self.size_of(block);
-        self.remove(block, block_size);
-        Some(block)
-    }
-
     /// The head of the smallest list whose blocks all hold `size` bytes.
     #[inline(always)]
-    pub(super) fn find_in_lists(&self, size: usize) -> Option<usize> {
+    fn find(&self, size: usize) -> Option<usize> {
         let (fl, sl) = mapping(round_to_list(size));
         if fl >= FL_COUNT {
             return None;
         }
         let mut fl = fl;
-        let mut sl_map = self.sl_bitmap[fl] & (u16::MAX << sl);
+        let mut sl_map = self.lists.sl_bitmap[fl] & (u16::MAX << sl);
         if sl_map == 0 {
-            let fl_map = self.fl_bitmap & u32::MAX.checked_shl(fl as u32 + 1).unwrap_or(0);
+            let fl_map = self.lists.fl_bitmap & u32::MAX.checked_shl(fl as u32 + 1).unwrap_or(0);
             if fl_map == 0 {
                 return None;
             }
             fl = fl_map.trailing_zeros() as usize;
-            sl_map = self.sl_bitmap[fl];
+            sl_map = self.lists.sl_bitmap[fl];
         }
         let sl = sl_map.trailing_zeros() as usize;
-        Some(self.heads[fl][sl])
+        Some(self.lists.heads[fl][sl])
     }
 
     /// The largest free block's size (scans the highest non-empty list).
     pub fn largest_free_block(&self) -> usize {
-        if self.fl_bitmap == 0 {
+        if self.lists.fl_bitmap == 0 {
             return 0;
         }
-        let fl = 31 - self.fl_bitmap.leading_zeros() as usize;
-        let sl = 15 - self.sl_bitmap[fl].leading_zeros() as usize;
-        let mut block = self.heads[fl][sl];
+        let fl = 31 - self.lists.fl_bitmap.leading_zeros() as usize;
+        let sl = 15 - self.lists.sl_bitmap[fl].leading_zeros() as usize;
+        let mut block = self.lists.heads[fl][sl];
         let mut largest = 0;
         while block != 0 {
             largest = largest.max(self.size_of(block));

@@ -1,0 +1,160 @@
+//! Freeing: the check that a pointer is a live allocation (and, when it
+//! is not, what kind of mistake it is), and the three cases that give it
+//! back: a slab slot, a quick-list block, a TLSF block.
+
+use super::*;
+
+impl<G: Grow> Heap<'_, G> {
+    /// Frees a block without knowing its layout (the design's `kfree`).
+    /// A pointer this heap did not return, or returned and already took
+    /// back, is an error and changes nothing.
+    // As in `alloc`, the common small case is inline, the rest not.
+    #[inline]
+    pub fn free(&mut self, pointer: *mut u8) -> Result<(), MmError> {
+        let live = self.check_live(pointer)?;
+        self.free_live(live);
+        Ok(())
+    }
+
+    /// Checks that `pointer` is a live allocation of this heap.
+    // Slot or block is decided by the page's class byte (a 1-byte-per-page
+    // table that stays in cache), not by the live map, which often misses
+    // the cache (docs/heap.md, "Profiling history"). The live bit is only
+    // checked, and almost always passes.
+    #[inline(always)]
+    pub(super) fn check_live(&self, pointer: *mut u8) -> Result<Live, MmError> {
+        let payload = pointer.addr();
+        let (start, end) = self.range();
+        if payload < start + HEADER || payload >= end || !payload.is_multiple_of(GRANULE) {
+            return Err(MmError::InvalidFree);
+        }
+        let class = self.slabs.class_at(payload);
+        let at = self.live.bit(payload - start);
+        if !self.live.is_set(at) {
+            return Err(self.bad_free(payload, class));
+        }
+        Ok(Live { payload, class, at })
+    }
+
+    /// Why `payload` (16-aligned, inside the heap, no live allocation
+    /// starting there; `class`: its page's slab class) cannot be freed:
+    /// `DoubleFree` if it points at a slot handed out before or into free
+    /// memory (a free block, or one waiting in a quick list: most likely a
+    /// stale pointer), else `InvalidFree`. Error path only: for a pointer
+    /// outside the slab pages it walks the blocks, O(number of blocks).
+    #[cold]
+    #[inline(never)]
+    fn bad_free(&self, payload: usize, class: Option<usize>) -> MmError {
+        let freed = match class {
+            Some(class) => self.slabs.was_handed_out(payload, class),
+            None => self.tlsf.block_around(payload).is_some_and(|block| {
+                let start = block + HEADER;
+                if start.is_multiple_of(PAGE) && self.slabs.contains(start) {
+                    // The few bytes a slab page's block may have past the
+                    // page (a tail too small to split off): slack.
+                    return false;
+                }
+                // A used block outside the slab pages whose payload is not
+                // live sits in a quick list.
+                self.tlsf.is_free(block) || !self.is_live(start)
+            }),
+        };
+        if freed {
+            MmError::DoubleFree
+        } else {
+            MmError::InvalidFree
+        }
+    }
+
+    /// Frees an allocation `check_live` accepted.
+    #[inline(always)]
+    pub(super) fn free_live(&mut self, live: Live) {
+        if self.checks.on() {
+            self.free_with_checks(live.payload);
+            return;
+        }
+        self.give_back(live);
+    }
+
+    /// `free_live` with debug checks on: the red zone of the allocation at
+    /// `payload` (one `check_live` accepted) is checked and its memory
+    /// poisoned before it is given back.
+    // Out of line and whole, so that the release-build free paths make no
+    // call they would have to save registers around; it takes the address
+    // alone (one register) and looks the rest up again.
+    #[cold]
+    #[inline(never)]
+    fn free_with_checks(&mut self, payload: usize) {
+        let live = Live {
+            payload,
+            class: self.slabs.class_at(payload),
+            at: self.live_bit(payload),
+        };
+        let capacity = self.capacity(live.payload, live.class);
+        if !self.red_zone_intact(live.payload, capacity) {
+            self.stats.red_zone_violations += 1;
+        }
+        self.poison(live.payload, capacity);
+        self.give_back(live);
+    }
+
+    /// Gives the live allocation `live` back: a slot to its class's recent
+    /// list (or its page), a block to its quick list (or the TLSF lists).
+    #[inline(always)]
+    fn give_back(&mut self, live: Live) {
+        let Live { payload, class, at } = live;
+        let Some(class) = class else {
+            return self.free_block(payload - HEADER, at);
+        };
+        self.unbook_slot(class, at);
+        // SAFETY: a slot of our slabs that was live (`live` comes from
+        // `check_live`), not used again here when it goes on the recent
+        // list.
+        if !unsafe { self.slabs.push_recent(payload, class) } {
+            self.free_slot_to_page(payload, class);
+        }
+    }
+
+    /// Frees the slab slot at `slot`, of `class`, just unbooked, whose
+    /// recent list is full: back to its page, and an emptied page to the
+    /// TLSF lists.
+    #[inline(never)]
+    fn free_slot_to_page(&mut self, slot: usize, class: usize) {
+        // SAFETY: a slot of our slabs that was live (its live bit was set
+        // and its page is a slab page); it is not used again here.
+        if let Some((page, class)) = unsafe { self.slabs.free_to_page(slot, class) } {
+            self.free_slab_page(page, class);
+        }
+    }
+
+    /// Frees the live TLSF block at `block`: to its quick list if there is
+    /// room, else to the TLSF lists.
+    #[inline(never)]
+    fn free_block(&mut self, block: usize, at: LiveBit) {
+        let size = self.tlsf.size_of(block);
+        self.unbook(at);
+        self.stats.used -= size;
+        self.stats.free += size;
+        if !self.quick.push(&mut self.tlsf, block, size) {
+            self.tlsf.free(block);
+        }
+    }
+
+    /// What freeing any live allocation does besides giving its memory
+    /// back (`book_live` undone): its live bit and the live count.
+    #[inline(always)]
+    fn unbook(&mut self, at: LiveBit) {
+        self.live.clear(at);
+        self.stats.live_allocations -= 1;
+    }
+
+    /// `unbook` for a live slab slot of `class`, and its bytes counted
+    /// free.
+    #[inline(always)]
+    fn unbook_slot(&mut self, class: usize, at: LiveBit) {
+        let size = slab::slot_size(class);
+        self.unbook(at);
+        self.stats.used -= size;
+        self.stats.slab_free += size;
+    }
+}
