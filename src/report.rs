@@ -178,8 +178,8 @@ pub fn boot(info: &BootInfo<'_>) {
     for module in info.modules() {
         kprintln!(
             "module:       {:#x}-{:#x} {}",
-            module.start,
-            module.end,
+            module.range.start,
+            module.range.end,
             module.cmdline
         );
     }
@@ -226,7 +226,7 @@ pub fn memory_map(info: &BootInfo<'_>) {
         kprintln!(
             "  {:#018x}  {:#018x}  {:>10}  {}",
             region.start,
-            region.end(),
+            region.range().end,
             HumanSize(region.len),
             region.kind.name()
         );

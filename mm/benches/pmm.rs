@@ -57,8 +57,7 @@ impl Rng {
 
 fn usable_bytes(bytes: u64) -> RangeSet<MAX_RANGES> {
     let entry = MapEntry {
-        start: BASE,
-        len: bytes,
+        range: PhysRange::from_len(BASE, bytes),
         usable: true,
     };
     usable_ranges(

@@ -8,6 +8,7 @@
 use core::fmt;
 
 use arrayvec::ArrayVec;
+use mm::pmm::PhysRange;
 use multiboot2::{BootInformation, BootInformationHeader, FramebufferType};
 
 /// Most memory-map entries kept; firmware maps on PCs have a few dozen.
@@ -57,30 +58,35 @@ impl MemoryKind {
 
 /// One entry of the firmware memory map, exactly as reported (not yet
 /// sorted, merged or aligned: the PMM does that).
+///
+/// The firmware's start and length are kept verbatim rather than as a
+/// [`PhysRange`]: a bogus entry's length may run past `u64::MAX`, which no
+/// range can hold, and the map is reported (and its available bytes summed)
+/// as the firmware gave it. [`MemoryRegion::range`] is the one conversion.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryRegion {
     /// Physical start address.
     pub start: u64,
-    /// Length in bytes.
+    /// Length in bytes, as reported (may run past `u64::MAX`).
     pub len: u64,
     /// What the range is.
     pub kind: MemoryKind,
 }
 
 impl MemoryRegion {
-    /// End address (exclusive), saturating at `u64::MAX` for bogus entries.
-    pub fn end(&self) -> u64 {
-        self.start.saturating_add(self.len)
+    /// The bytes it describes, ending at `u64::MAX` for entries that would
+    /// run past it.
+    pub fn range(&self) -> PhysRange {
+        PhysRange::from_len(self.start, self.len)
     }
 }
 
 /// A module GRUB loaded next to the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Module<'a> {
-    /// Physical start address.
-    pub start: u64,
-    /// Physical end address (exclusive).
-    pub end: u64,
+    /// Where it is in physical memory (never ending before it starts:
+    /// such a tag is rejected).
+    pub range: PhysRange,
     /// The module's command line.
     pub cmdline: &'a str,
 }
@@ -364,8 +370,10 @@ impl<'a> BootInfo<'a> {
             let text = &body[16..];
             let text = &text[..text.iter().position(|&b| b == 0).unwrap_or(text.len())];
             Some(Module {
-                start: u64::from(start),
-                end: u64::from(end),
+                range: PhysRange {
+                    start: u64::from(start),
+                    end: u64::from(end),
+                },
                 cmdline: core::str::from_utf8(text).unwrap_or(""),
             })
         })

@@ -41,8 +41,7 @@ pub fn map_entries<'a>(
     wanted: fn(MemoryKind) -> bool,
 ) -> impl Iterator<Item = MapEntry> + Clone + 'a {
     info.memory_map().iter().map(move |region| MapEntry {
-        start: region.start,
-        len: region.len,
+        range: region.range(),
         usable: wanted(region.kind),
     })
 }
@@ -66,14 +65,7 @@ pub fn phys_to_virt(address: PhysAddr) -> VirtAddr {
 /// than drop one.
 pub fn reservations(info: &BootInfo<'_>) -> Result<ReservationList, ReservationsFull> {
     let mut list = ReservationList::new();
-    let image = sections::kernel_image();
-    list.push(
-        PhysRange {
-            start: image.start,
-            end: image.end,
-        },
-        ReservationKind::KernelImage,
-    )?;
+    list.push(sections::kernel_image(), ReservationKind::KernelImage)?;
     list.push(
         PhysRange {
             start: BOOT_PML4,
@@ -86,13 +78,7 @@ pub fn reservations(info: &BootInfo<'_>) -> Result<ReservationList, Reservations
         ReservationKind::BootInfo,
     )?;
     for module in info.modules() {
-        list.push(
-            PhysRange {
-                start: module.start,
-                end: module.end,
-            },
-            ReservationKind::BootModule,
-        )?;
+        list.push(module.range, ReservationKind::BootModule)?;
     }
     if let Some(framebuffer) = info.framebuffer {
         if framebuffer.kind != FramebufferKind::EgaText {

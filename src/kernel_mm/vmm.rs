@@ -22,6 +22,7 @@ use mm::paging::{
     Mapper, OffsetMem, PageSize, Run, Tlb, Translation, Walk, NOCACHE, NX, PRESENT, WRITABLE,
     WRITETHROUGH,
 };
+use mm::pmm::PhysRange;
 use mm::MmError;
 
 static VMM: IrqMutex<Option<Mapper<OffsetMem>>> = IrqMutex::new(None);
@@ -372,7 +373,10 @@ pub unsafe fn map_device(phys: PhysAddr, len: u64) -> Result<(Mapping, VirtAddr)
 
 /// The VGA text buffer, the one device window of low memory the kernel
 /// uses (on BIOS boots in text mode).
-pub const VGA_TEXT_WINDOW: core::ops::Range<u64> = 0xB_8000..0xC_0000;
+pub const VGA_TEXT_WINDOW: PhysRange = PhysRange {
+    start: 0xB_8000,
+    end: 0xC_0000,
+};
 
 /// Applies W^X to the kernel image and trims the boot identity map: text
 /// read+execute, rodata read-only, data and bss read+write, both
@@ -383,9 +387,9 @@ pub const VGA_TEXT_WINDOW: core::ops::Range<u64> = 0xB_8000..0xC_0000;
 /// and uncached. Guard pages stay unmapped.
 pub fn protect_kernel(keep_vga_text: bool) -> Result<(), MmError> {
     let image = sections::kernel_image();
-    let set = |start: u64, end: u64, flags: PageTableFlags| -> Result<(), MmError> {
-        let mut page = start;
-        while page < end {
+    let set = |range: PhysRange, flags: PageTableFlags| -> Result<(), MmError> {
+        let mut page = range.start;
+        while page < range.end {
             // SAFETY: the kernel image's own rights (W^X from the linker's
             // sections) and the VGA window: each page gets the rights its
             // contents need, which nothing in Rust assumes otherwise.
@@ -406,7 +410,7 @@ pub fn protect_kernel(keep_vga_text: bool) -> Result<(), MmError> {
         if !section.executable {
             flags |= NX;
         }
-        set(section.span.start, section.span.end, flags)?;
+        set(section.span, flags)?;
     }
     let unmap = |start: u64, end: u64| {
         // SAFETY: nothing in Rust refers to low memory through its identity
@@ -418,8 +422,7 @@ pub fn protect_kernel(keep_vga_text: bool) -> Result<(), MmError> {
     if keep_vga_text {
         unmap(PAGE_SIZE, VGA_TEXT_WINDOW.start)?;
         set(
-            VGA_TEXT_WINDOW.start,
-            VGA_TEXT_WINDOW.end,
+            VGA_TEXT_WINDOW,
             PRESENT | WRITABLE | NX | NOCACHE | WRITETHROUGH,
         )?;
         unmap(VGA_TEXT_WINDOW.end, image.start)?;

@@ -72,12 +72,12 @@ fn boot_modules_are_intact(context: &Context<'_>) -> TestResult {
             other += 1;
             continue;
         };
-        let hash = (module.start..module.end)
+        let hash = (module.range.start..module.range.end)
             .fold(FNV_OFFSET, |hash, address| fnv1a(hash, read_phys(address)));
         if hash != expected {
             crate::ktest::set_detail(format_args!(
                 "    module {index} ({}) at {:#x}-{:#x}: hash {hash:#x}, expected {expected:#x}",
-                module.cmdline, module.start, module.end
+                module.cmdline, module.range.start, module.range.end
             ));
             return Err(Failure {
                 message: "a boot module changed since GRUB loaded it",
@@ -86,7 +86,7 @@ fn boot_modules_are_intact(context: &Context<'_>) -> TestResult {
             });
         }
         checked += 1;
-        bytes += module.end - module.start;
+        bytes += module.range.len();
     }
     kprintln!("    {checked} boot modules intact ({bytes} bytes hashed), {other} without a hash");
     Ok(())

@@ -61,8 +61,9 @@ fn total_matches_the_memory_map(context: &Context<'_>) -> TestResult {
         .iter()
         .filter(|region| region.kind == MemoryKind::Available)
         .map(|region| {
-            let start = region.start.max(PMM_START).next_multiple_of(PAGE_SIZE);
-            let end = region.end() - region.end() % PAGE_SIZE;
+            let range = region.range();
+            let start = range.start.max(PMM_START).next_multiple_of(PAGE_SIZE);
+            let end = range.end - range.end % PAGE_SIZE;
             end.saturating_sub(start) / PAGE_SIZE
         })
         .sum();

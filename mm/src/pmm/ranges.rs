@@ -54,6 +54,14 @@ impl PhysRange {
         }
     }
 
+    /// The smallest range holding both and everything between them.
+    pub fn hull(&self, other: &PhysRange) -> PhysRange {
+        PhysRange {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
+    }
+
     /// The largest page-aligned range inside this one (start rounded up,
     /// end rounded down); empty if no whole page fits.
     pub fn pages_inside(&self) -> PhysRange {
@@ -135,8 +143,7 @@ impl<const N: usize> RangeSet<N> {
         // First range that ends at or after the new start (may touch it).
         let index = self.as_slice().partition_point(|r| r.end < merged.start);
         while index < self.ranges.len() && self.ranges[index].start <= merged.end {
-            merged.start = merged.start.min(self.ranges[index].start);
-            merged.end = merged.end.max(self.ranges[index].end);
+            merged = merged.hull(&self.ranges[index]);
             self.ranges.remove(index);
         }
         self.insert_at(index, merged)
@@ -215,10 +222,9 @@ impl<const N: usize> RangeSet<N> {
 /// One firmware memory-map entry, reduced to what normalisation needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MapEntry {
-    /// Start address.
-    pub start: u64,
-    /// Length in bytes (may be zero, may run past `u64::MAX`).
-    pub len: u64,
+    /// The bytes it describes (may be empty; an entry whose length runs
+    /// past `u64::MAX` ends there, as [`PhysRange::from_len`] makes it).
+    pub range: PhysRange,
     /// Whether the firmware calls it usable RAM.
     pub usable: bool,
 }
@@ -233,10 +239,10 @@ pub fn usable_ranges<const N: usize>(
 ) -> Result<RangeSet<N>, CapacityExceeded> {
     let mut set = RangeSet::<N>::new();
     for entry in entries.clone().filter(|entry| entry.usable) {
-        set.add(PhysRange::from_len(entry.start, entry.len).intersect(&window))?;
+        set.add(entry.range.intersect(&window))?;
     }
     for entry in entries.filter(|entry| !entry.usable) {
-        set.remove(PhysRange::from_len(entry.start, entry.len))?;
+        set.remove(entry.range)?;
     }
     set.shrink_to_pages();
     Ok(set)

@@ -145,10 +145,7 @@ impl ReservationList {
             entry.kind == kind && known.start <= pages.end && pages.start <= known.end
         });
         if let Some(entry) = touching {
-            entry.range = PhysRange {
-                start: entry.range.start.min(range.start),
-                end: entry.range.end.max(range.end),
-            };
+            entry.range = entry.range.hull(&range);
             return Ok(());
         }
         let rejected = Reservation { range, kind };

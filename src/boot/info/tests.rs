@@ -172,8 +172,10 @@ fn parses_a_well_formed_structure() {
     assert_eq!(
         modules,
         vec![Module {
-            start: 0x30_0000,
-            end: 0x30_1000,
+            range: PhysRange {
+                start: 0x30_0000,
+                end: 0x30_1000,
+            },
             cmdline: "initrd"
         }]
     );
@@ -319,7 +321,10 @@ fn keeps_every_module_however_many() {
     assert_eq!(modules.len(), 100);
     for (index, module) in modules.iter().enumerate() {
         let start = 0x40_0000 + index as u64 * 0x5_0000;
-        assert_eq!((module.start, module.end), (start, start + 0x5_0000));
+        assert_eq!(
+            (module.range.start, module.range.end),
+            (start, start + 0x5_0000)
+        );
         assert_eq!(module.cmdline, format!("module{index}"));
     }
 }
@@ -364,7 +369,7 @@ fn keeps_odd_entries_as_reported() {
     let info = BootInfo::parse(MAGIC, buffer.bytes()).expect("valid");
     let map = info.memory_map();
     assert_eq!(map.len(), 5);
-    assert_eq!(map[3].end(), u64::MAX);
+    assert_eq!(map[3].range().end, u64::MAX);
     assert_eq!(map[4].kind, MemoryKind::Other(42));
     assert_eq!(info.cmdline, "");
     assert_eq!(info.bootloader, "");
@@ -397,7 +402,7 @@ mod fuzz {
             .fold(0u64, |sum, region| sum.saturating_add(region.len));
         assert_eq!(info.available_bytes(), sum);
         for module in info.modules() {
-            assert!(module.start <= module.end);
+            assert!(module.range.start <= module.range.end);
         }
     }
 
@@ -440,7 +445,7 @@ mod fuzz {
             prop_assert_eq!(info.memory_map().len(), entries.len());
             for (region, &(start, len, _)) in info.memory_map().iter().zip(&entries) {
                 prop_assert_eq!((region.start, region.len), (start, len));
-                prop_assert!(region.end() >= region.start);
+                prop_assert!(region.range().end >= region.start);
             }
         }
     }

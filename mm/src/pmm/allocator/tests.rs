@@ -10,8 +10,7 @@ const MIB: u64 = 1 << 20;
 
 fn usable(ranges: &[(u64, u64)]) -> RangeSet<MAX_RANGES> {
     let entries = ranges.iter().map(|&(start, end)| MapEntry {
-        start,
-        len: end - start,
+        range: PhysRange { start, end },
         usable: true,
     });
     usable_ranges(

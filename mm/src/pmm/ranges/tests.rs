@@ -9,16 +9,14 @@ fn r(start: u64, end: u64) -> PhysRange {
 
 fn usable(start: u64, len: u64) -> MapEntry {
     MapEntry {
-        start,
-        len,
+        range: PhysRange::from_len(start, len),
         usable: true,
     }
 }
 
 fn reserved(start: u64, len: u64) -> MapEntry {
     MapEntry {
-        start,
-        len,
+        range: PhysRange::from_len(start, len),
         usable: false,
     }
 }
@@ -27,6 +25,19 @@ const ALL: PhysRange = PhysRange {
     start: 0,
     end: u64::MAX,
 };
+
+#[test]
+fn hull_spans_both_ranges_and_the_gap_between() {
+    assert_eq!(
+        r(0x5000, 0x6000).hull(&r(0x1000, 0x2000)),
+        r(0x1000, 0x6000)
+    );
+    assert_eq!(
+        r(0x1000, 0x4000).hull(&r(0x2000, 0x3000)),
+        r(0x1000, 0x4000)
+    );
+    assert_eq!(r(0x1000, 0x2000).hull(&ALL), ALL);
+}
 
 #[test]
 fn add_merges_overlapping_and_touching_ranges() {
@@ -128,8 +139,7 @@ proptest! {
         let entries: Vec<MapEntry> = entries
             .into_iter()
             .map(|(page, pages, usable, skew)| MapEntry {
-                start: page * PAGE_SIZE + skew,
-                len: pages * PAGE_SIZE,
+                range: PhysRange::from_len(page * PAGE_SIZE + skew, pages * PAGE_SIZE),
                 usable,
             })
             .collect();
@@ -144,14 +154,14 @@ proptest! {
                 // Usable entries are merged first, so a page may span two of them.
                 let mut merged = RangeSet::<32>::new();
                 for entry in entries.iter().filter(|e| e.usable) {
-                    merged.add(PhysRange::from_len(entry.start, entry.len)).unwrap();
+                    merged.add(entry.range).unwrap();
                 }
                 merged.as_slice().iter().any(|m| m.start <= frame.start && frame.end <= m.end)
             };
             let touches_reserved = entries
                 .iter()
                 .filter(|e| !e.usable)
-                .any(|e| PhysRange::from_len(e.start, e.len).overlaps(&frame));
+                .any(|e| e.range.overlaps(&frame));
             let in_window = window.start <= frame.start && frame.end <= window.end;
             let expected = in_usable && !touches_reserved && in_window;
             prop_assert_eq!(set.contains(frame.start), expected, "page {:#x}", frame.start);
