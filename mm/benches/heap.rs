@@ -18,7 +18,7 @@
 //! (`-- 4000 burst`) keep only workloads whose name contains one of them,
 //! `ours` keeps only this heap (for profiling).
 
-use std::alloc::{alloc, dealloc, Layout};
+use std::alloc::Layout;
 use std::arch::x86_64::_rdtsc;
 use std::hint::black_box;
 use std::ptr::NonNull;
@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use mm::heap::{DebugChecks, Heap, NoGrow};
 use mm::rng::XorShift;
+use mm::testing::Arena;
 
 const ARENA: usize = 16 << 20;
 /// Throughput rounds per workload (each runs every allocator once).
@@ -64,23 +65,6 @@ unsafe fn move_realloc<A: Allocator>(
         a.free(pointer, layout);
     }
     Some(moved)
-}
-
-/// 16 MiB of page-aligned host memory.
-struct Arena(*mut u8);
-
-impl Arena {
-    fn new() -> Self {
-        // SAFETY: non-zero size, valid alignment.
-        Self(unsafe { alloc(Layout::from_size_align(ARENA, 4096).unwrap()) })
-    }
-}
-
-impl Drop for Arena {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { dealloc(self.0, Layout::from_size_align(ARENA, 4096).unwrap()) };
-    }
 }
 
 struct Ours(Heap<'static, NoGrow>);
@@ -225,7 +209,7 @@ fn with_allocator<R>(
     bitmaps: &mut Vec<u64>,
     f: &mut dyn FnMut(&mut dyn Allocator) -> R,
 ) -> R {
-    let base = arena.0;
+    let base = arena.base().as_ptr();
     match which {
         0 => {
             bitmaps.iter_mut().for_each(|w| *w = 0);
@@ -455,7 +439,7 @@ fn main() {
     println!(
         "heap benchmark: 16 MiB arena each, same request sequence, one run (TSC {ghz:.2} GHz)"
     );
-    let arena = Arena::new();
+    let arena = Arena::new(ARENA);
     let mut bitmaps = vec![0u64; Heap::<NoGrow>::bitmap_words(ARENA)];
     let workloads: [(&str, Workload); 3] = [
         ("mix, ~300 live", |a, t| mix(a, 300, 1_000_000, t)),

@@ -7,61 +7,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use mm::paging::{Mapper, OffsetMem, PageSize, NX, WRITABLE};
-use x86_64::structures::paging::{
-    FrameAllocator, FrameDeallocator, PageTable, PhysFrame, Size4KiB,
-};
+use mm::paging::{PageSize, NX, WRITABLE};
+use mm::testing::FakeRam;
 use x86_64::{PhysAddr, VirtAddr};
-
-const FAKE_BASE: u64 = 0x10_0000;
-
-/// Page-aligned host memory posing as RAM, with a free list of its frames.
-struct FakeRam {
-    pages: Vec<PageTable>,
-    free: Vec<PhysFrame>,
-}
-
-impl FakeRam {
-    fn new(count: usize) -> Self {
-        Self {
-            pages: (0..count).map(|_| PageTable::new()).collect(),
-            free: (1..count as u64)
-                .rev()
-                .map(|i| PhysFrame::containing_address(PhysAddr::new(FAKE_BASE + i * 4096)))
-                .collect(),
-        }
-    }
-
-    fn mapper(&mut self) -> Mapper<OffsetMem> {
-        let offset = (self.pages.as_mut_ptr() as u64).wrapping_sub(FAKE_BASE);
-        // SAFETY: every frame handed out is a page of `self.pages`, which
-        // outlives the mapper; page 0 is the zeroed PML4.
-        unsafe {
-            Mapper::new(
-                PhysFrame::containing_address(PhysAddr::new(FAKE_BASE)),
-                OffsetMem::new(offset),
-                true,
-            )
-        }
-    }
-
-    fn used(&self) -> usize {
-        self.pages.len() - 1 - self.free.len()
-    }
-}
-
-// SAFETY: each frame is handed out once until returned.
-unsafe impl FrameAllocator<Size4KiB> for FakeRam {
-    fn allocate_frame(&mut self) -> Option<PhysFrame> {
-        self.free.pop()
-    }
-}
-
-impl FrameDeallocator<Size4KiB> for FakeRam {
-    unsafe fn deallocate_frame(&mut self, frame: PhysFrame) {
-        self.free.push(frame);
-    }
-}
 
 fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
@@ -77,7 +25,9 @@ fn main() {
         (0..7)
             .map(|_| {
                 let mut ram = FakeRam::new(64);
-                let mut mapper = ram.mapper();
+                // SAFETY: `ram` outlives the mapper (both die with this
+                // closure).
+                let mut mapper = unsafe { ram.mapper(true) };
                 let virt = VirtAddr::new(0x4000_0000_0000);
                 // SAFETY: the tree lives in fake RAM and is loaded on no CPU,
                 // so no mapping aliases anything and no TLB holds a
@@ -122,7 +72,10 @@ fn main() {
             (0..7)
                 .map(|_| {
                     let mut ram = FakeRam::new(128);
-                    let mut mapper = ram.mapper();
+
+                    // SAFETY: `ram` outlives the mapper (both die with this
+                    // closure).
+                    let mut mapper = unsafe { ram.mapper(true) };
                     let virt = VirtAddr::new(0x4000_0000_0000);
                     let start = Instant::now();
                     // SAFETY: fake RAM, loaded on no CPU (see above).

@@ -43,8 +43,6 @@ pub const BOOTSTRAP_POOL_END: u64 = 0x10_0000;
 pub const KERNEL_LOAD: u64 = 0x10_0000;
 /// First physical address the PMM manages.
 pub const PMM_START: u64 = 0x20_0000;
-/// End of the design's default 32 MiB window (used with `pmm.max=32M`).
-pub const PMM_DEFAULT_END: u64 = 0x200_0000;
 
 /// Virtual base of the kernel heap.
 pub const HEAP_START: u64 = 0x1000_0000;

@@ -7,7 +7,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::instructions::tlb;
 use x86_64::registers::control::Cr3;
 use x86_64::structures::paging::{
-    FrameAllocator, FrameDeallocator, Page, PageTableFlags, PhysFrame, Size4KiB,
+    FrameAllocator, FrameDeallocator, PageTableFlags, PhysFrame, Size4KiB,
 };
 use x86_64::{PhysAddr, VirtAddr};
 
@@ -116,26 +116,6 @@ pub unsafe fn map(
     // SAFETY: the caller's contract is the mapper's.
     with(|mapper| unsafe { mapper.map(virt, phys, size, flags, &mut KernelFrames) })
         .map(|flush| flush.flush(&mut CpuTlb))
-}
-
-/// Maps a 4 KiB page to a frame.
-///
-/// # Safety
-/// As for [`map`].
-pub unsafe fn map_page(
-    page: Page<Size4KiB>,
-    frame: PhysFrame<Size4KiB>,
-    flags: PageTableFlags,
-) -> Result<(), MmError> {
-    // SAFETY: the caller's contract.
-    unsafe {
-        map(
-            page.start_address(),
-            frame.start_address(),
-            PageSize::Size4KiB,
-            flags,
-        )
-    }
 }
 
 /// Unmaps the page starting at `virt` (any size; the design's

@@ -39,6 +39,19 @@ pub struct Failure {
     pub line: u32,
 }
 
+impl Failure {
+    /// A failed check at the caller's source location.
+    #[track_caller]
+    pub fn here(message: &'static str) -> Self {
+        let location = core::panic::Location::caller();
+        Self {
+            message,
+            file: location.file(),
+            line: location.line(),
+        }
+    }
+}
+
 /// What a test returns.
 pub type TestResult = Result<(), Failure>;
 

@@ -44,14 +44,6 @@ pub static TESTS: &[Test] = &[
     },
 ];
 
-fn fail(message: &'static str) -> Failure {
-    Failure {
-        message,
-        file: file!(),
-        line: line!(),
-    }
-}
-
 fn executing_heap_memory_faults(_: &Context<'_>) -> TestResult {
     let code = heap::kmalloc(64);
     kassert!(!code.is_null());
@@ -64,7 +56,7 @@ fn executing_heap_memory_faults(_: &Context<'_>) -> TestResult {
         function();
     });
     kassert_eq!(heap::kfree(code), Ok(()));
-    let fault = fault.ok_or(fail("executing heap memory did not fault"))?;
+    let fault = fault.ok_or(Failure::here("executing heap memory did not fault"))?;
     kassert_eq!(fault.vector, vector::PAGE_FAULT);
     kassert_eq!(fault.address, code as u64);
     kassert_eq!(fault.error_code & 0b1_0001, 0b1_0001); // present + instruction fetch
@@ -76,13 +68,13 @@ fn heap_edge_requests_change_nothing(_: &Context<'_>) -> TestResult {
     kassert!(heap::kmalloc(usize::MAX).is_null());
     kassert!(heap::kmalloc(usize::MAX - 15).is_null());
     kassert!(heap::kmalloc(HEAP_MAX_SIZE as usize).is_null());
-    let too_aligned = Layout::from_size_align(64, 8192).map_err(|_| fail("layout"))?;
+    let too_aligned = Layout::from_size_align(64, 8192).map_err(|_| Failure::here("layout"))?;
     kassert_eq!(
         heap::alloc(too_aligned).err(),
         Some(MmError::InvalidArgument)
     );
-    let too_big =
-        Layout::from_size_align(HEAP_MAX_SIZE as usize, 4096).map_err(|_| fail("layout"))?;
+    let too_big = Layout::from_size_align(HEAP_MAX_SIZE as usize, 4096)
+        .map_err(|_| Failure::here("layout"))?;
     kassert_eq!(heap::alloc(too_big).err(), Some(MmError::HeapExhausted));
     let after = heap::stats();
     kassert_eq!(

@@ -104,17 +104,9 @@ pub static TESTS: &[Test] = &[
     },
 ];
 
-fn fail(message: &'static str) -> Failure {
-    Failure {
-        message,
-        file: file!(),
-        line: line!(),
-    }
-}
-
 /// Checks a caught page fault: address and error-code bits that must be set.
 fn expect_page_fault(fault: Option<CaughtFault>, address: u64, bits: u64) -> TestResult {
-    let fault = fault.ok_or(fail("the access did not fault"))?;
+    let fault = fault.ok_or(Failure::here("the access did not fault"))?;
     kassert_eq!(fault.vector, vector::PAGE_FAULT);
     kassert_eq!(fault.address, address);
     kassert_eq!(fault.error_code & bits, bits);
@@ -127,7 +119,9 @@ const PF_FETCH: u64 = 1 << 4;
 
 fn map_write_read_back_unmap_faults(_: &Context<'_>) -> TestResult {
     let before = pmm::stats();
-    let frame = pmm::alloc_page().ok_or(fail("no frame"))?.start_address();
+    let frame = pmm::alloc_page()
+        .ok_or(Failure::here("no frame"))?
+        .start_address();
     let virt = TEST_AREA;
     kassert_eq!(
         raw_vmm::map(virt, frame.as_u64(), PageSize::Size4KiB, WRITABLE | NX),
@@ -201,7 +195,9 @@ fn data_stack_and_nx_pages_do_not_execute(_: &Context<'_>) -> TestResult {
     expect_page_fault(call_at(stack), stack, PF_PRESENT | PF_FETCH)?;
 
     // A writable, no-execute page such as the heap's.
-    let frame = pmm::alloc_page().ok_or(fail("no frame"))?.start_address();
+    let frame = pmm::alloc_page()
+        .ok_or(Failure::here("no frame"))?
+        .start_address();
     let virt = TEST_AREA + 0x10_0000;
     kassert_eq!(
         raw_vmm::map(virt, frame.as_u64(), PageSize::Size4KiB, WRITABLE | NX),
@@ -217,7 +213,7 @@ fn data_stack_and_nx_pages_do_not_execute(_: &Context<'_>) -> TestResult {
 
 fn huge_2mib_page_translates_every_offset(_: &Context<'_>) -> TestResult {
     let before = pmm::stats();
-    let run = pmm::alloc_contiguous(512, 512).map_err(|_| fail("no 2 MiB run"))?;
+    let run = pmm::alloc_contiguous(512, 512).map_err(|_| Failure::here("no 2 MiB run"))?;
     let phys = run.start_address().as_u64();
     let virt = TEST_AREA + 0x4000_0000;
     kassert_eq!(
@@ -294,17 +290,19 @@ fn gigabyte_page_where_supported(_: &Context<'_>) -> TestResult {
 }
 
 fn ten_thousand_cycles_leak_nothing(_: &Context<'_>) -> TestResult {
-    let frame = pmm::alloc_page().ok_or(fail("no frame"))?.start_address();
+    let frame = pmm::alloc_page()
+        .ok_or(Failure::here("no frame"))?
+        .start_address();
     let before = pmm::stats();
     let tables = vmm::table_count();
     for cycle in 0..10_000u64 {
         // Spread over regions so each map needs new tables and each unmap frees them.
         let virt = TEST_AREA + (cycle % 8) * GIANT_PAGE_SIZE * 512;
         if raw_vmm::map(virt, frame.as_u64(), PageSize::Size4KiB, WRITABLE | NX).is_err() {
-            return Err(fail("map failed"));
+            return Err(Failure::here("map failed"));
         }
         if raw_vmm::unmap(virt).is_err() {
-            return Err(fail("unmap failed"));
+            return Err(Failure::here("unmap failed"));
         }
     }
     kassert_eq!(pmm::stats(), before);
@@ -315,7 +313,7 @@ fn ten_thousand_cycles_leak_nothing(_: &Context<'_>) -> TestResult {
 
 fn errors_are_distinct_and_change_nothing(_: &Context<'_>) -> TestResult {
     let frame = pmm::alloc_page()
-        .ok_or(fail("no frame"))?
+        .ok_or(Failure::here("no frame"))?
         .start_address()
         .as_u64();
     let virt = TEST_AREA + 0x20_0000;
@@ -432,12 +430,14 @@ fn boot_page_tables_not_writable_through_low_memory(_: &Context<'_>) -> TestResu
 /// writable, no-execute and kernel-only; the holes between RAM ranges
 /// (device memory) and the local and I/O APICs are not mapped at all.
 fn direct_map_covers_ram_and_no_device(context: &Context<'_>) -> TestResult {
-    let ram = direct_map::ram_ranges(context.boot_info).ok_or(fail("RAM ranges do not fit"))?;
+    let ram =
+        direct_map::ram_ranges(context.boot_info).ok_or(Failure::here("RAM ranges do not fit"))?;
     let direct = |phys: u64| raw_vmm::translate(phys_to_virt(PhysAddr::new(phys)).as_u64());
     let mut previous_end = 0;
     for range in ram.as_slice() {
         for page in [range.start, range.end - PAGE_SIZE] {
-            let translation = direct(page).ok_or(fail("a page of RAM is not direct-mapped"))?;
+            let translation =
+                direct(page).ok_or(Failure::here("a page of RAM is not direct-mapped"))?;
             kassert_eq!(translation.phys.as_u64(), page);
             kassert!(
                 translation.flags.contains(WRITABLE | NX) && !translation.flags.contains(USER),
@@ -501,7 +501,9 @@ fn cr4_protections_on_where_offered(_: &Context<'_>) -> TestResult {
         return Ok(());
     }
     let before = (pmm::stats(), vmm::table_count());
-    let frame = pmm::alloc_zeroed().ok_or(fail("no frame"))?.start_address();
+    let frame = pmm::alloc_zeroed()
+        .ok_or(Failure::here("no frame"))?
+        .start_address();
     // SAFETY: the frame is ours and direct-mapped; a `ret` to call.
     unsafe { ptr::write_volatile(phys_to_virt(frame).as_mut_ptr::<u8>(), 0xC3) };
     let virt = TEST_AREA + 0x4000_0000;
@@ -539,8 +541,8 @@ fn a_dropped_mapping_gives_everything_back(_: &Context<'_>) -> TestResult {
     let start = VirtAddr::new(TEST_AREA + 0x80_0000_0000);
     let len = 3 * PAGE_SIZE;
     {
-        let mapping =
-            vmm::map_fresh(start, len, WRITABLE | NX).map_err(|_| fail("map_fresh failed"))?;
+        let mapping = vmm::map_fresh(start, len, WRITABLE | NX)
+            .map_err(|_| Failure::here("map_fresh failed"))?;
         kassert_eq!((mapping.start(), mapping.len()), (start, len));
         let last = start + (len - 8);
         // SAFETY: the mapping is ours, writable, `len` bytes long.
@@ -603,14 +605,18 @@ fn sweep_quietly<T: PartialEq + core::fmt::Debug, R>(
                 undo(done);
                 return Ok(nth - 1);
             }
-            Ok(_) => return Err(fail("succeeded although a frame allocation failed")),
+            Ok(_) => {
+                return Err(Failure::here(
+                    "succeeded although a frame allocation failed",
+                ))
+            }
             Err(error) => {
                 kassert_eq!(error, MmError::OutOfFrames);
                 kassert_eq!(state(), before);
             }
         }
     }
-    Err(fail("the operation never completed"))
+    Err(Failure::here("the operation never completed"))
 }
 
 /// The in-kernel fault-injection sweep (`make test`; `mm`'s host tests run

@@ -1,13 +1,14 @@
 //! Host tests of the heap: unit tests of each path and a property test of
 //! random alloc/free/realloc sequences against a model.
 
-use std::alloc::{alloc, dealloc, Layout};
+use std::alloc::Layout;
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
 use super::*;
 use super::{bitmap_words, DEBUG_OVERHEAD};
+use crate::testing;
 use crate::MmError;
 
 const MIB: usize = 1 << 20;
@@ -15,8 +16,7 @@ const MIB: usize = 1 << 20;
 /// Host memory for a heap of up to `max` bytes, `initial` of it "mapped";
 /// the grow hook maps more of the reservation, up to `max`.
 struct Arena {
-    base: *mut u8,
-    max: usize,
+    memory: testing::Arena,
     bitmaps: Vec<u64>,
 }
 
@@ -35,12 +35,8 @@ impl Grow for Reserve {
 
 impl Arena {
     fn new(max: usize) -> Self {
-        // SAFETY: non-zero size, valid alignment.
-        let base = unsafe { alloc(Layout::from_size_align(max, 4096).unwrap()) };
-        assert!(!base.is_null());
         Self {
-            base,
-            max,
+            memory: testing::Arena::new(max),
             bitmaps: vec![0; bitmap_words(max)],
         }
     }
@@ -51,22 +47,14 @@ impl Arena {
         } else {
             DebugChecks::Off
         };
-        let start = self.base as usize;
+        let (memory, max) = (self.memory.base(), self.memory.len());
         let grow = Reserve {
-            limit: start + self.max,
+            limit: memory.as_ptr().addr() + max,
             calls: 0,
         };
-        let memory = core::ptr::NonNull::new(self.base).unwrap();
         // SAFETY: the arena owns [base, base + max) for the heap's lifetime
         // (the heap borrows the arena), 4096-aligned.
-        unsafe { Heap::new(memory, initial, self.max, grow, &mut self.bitmaps, checks) }.unwrap()
-    }
-}
-
-impl Drop for Arena {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { dealloc(self.base, Layout::from_size_align(self.max, 4096).unwrap()) };
+        unsafe { Heap::new(memory, initial, max, grow, &mut self.bitmaps, checks) }.unwrap()
     }
 }
 
@@ -692,7 +680,8 @@ fn every_refused_growth_is_reported_and_leaves_nothing_behind() {
     for nth in 1..1000u64 {
         // Room for the whole workload: only injected failures refuse.
         let mut arena = Arena::new(16 * MIB);
-        let start = arena.base as usize;
+        let memory = arena.memory.base();
+        let start = memory.as_ptr().addr();
         let mut point = FailPoint::off();
         point.arm(FailPlan::Nth(nth));
         let grow = FailingGrow {
@@ -702,7 +691,6 @@ fn every_refused_growth_is_reported_and_leaves_nothing_behind() {
             },
             point,
         };
-        let memory = core::ptr::NonNull::new(arena.base).unwrap();
         // SAFETY: as in `Arena::heap`.
         let mut heap = unsafe {
             Heap::new(

@@ -280,11 +280,6 @@ impl<'a> FrameAllocator<'a> {
         self.stats
     }
 
-    /// Free frames (the design's `pmm_get_free_pages`).
-    pub fn free_pages(&self) -> u64 {
-        self.stats.free
-    }
-
     /// Usable frames (the design's `pmm_get_total_pages`).
     pub fn total_pages(&self) -> u64 {
         self.stats.total

@@ -187,14 +187,6 @@ impl<const N: usize> RangeSet<N> {
         Ok(())
     }
 
-    /// Keeps only the part of each range inside `window`.
-    pub fn clip(&mut self, window: PhysRange) {
-        self.ranges.retain(|range| {
-            *range = range.intersect(&window);
-            !range.is_empty()
-        });
-    }
-
     /// Keeps only the lowest `bytes` bytes of the set.
     pub fn keep_lowest(&mut self, bytes: u64) {
         let mut left = bytes;

@@ -1,94 +1,30 @@
 //! Host tests of the mapper over a buffer standing in for physical memory.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use x86_64::structures::paging::{
-    FrameAllocator, FrameDeallocator, PageTable, PhysFrame, Size4KiB,
-};
 
 use x86_64::structures::paging::PageTableFlags;
 
 use super::*;
-use crate::fail::{FailPlan, FailPoint};
+use crate::fail::FailPlan;
 use crate::paging::flags::{HUGE, NX, PRESENT, WRITABLE};
 use crate::paging::Tlb;
+use crate::testing::TrackedRam;
 
-/// Fake physical address of the buffer's first page.
-const FAKE_BASE: u64 = 0x10_0000;
+/// Pages of fake RAM each test gets.
 const TABLE_PAGES: usize = 256;
 
-/// Page-aligned fake RAM plus a frame allocator over it that tracks every
-/// outstanding frame.
-struct FakeRam {
-    pages: Vec<PageTable>,
-    free: Vec<PhysFrame>,
-    outstanding: BTreeSet<u64>,
-    /// Fail allocations after this many more succeed.
-    budget: Option<usize>,
-    /// Failure injection in front of every table allocation.
-    fail: FailPoint,
+/// Fake RAM for one test, with a mapper over it.
+fn fake_ram() -> TrackedRam {
+    TrackedRam::new(TABLE_PAGES)
 }
 
-impl FakeRam {
-    fn new() -> Self {
-        let pages = (0..TABLE_PAGES).map(|_| PageTable::new()).collect();
-        let free = (1..TABLE_PAGES as u64)
-            .rev()
-            .map(|i| PhysFrame::containing_address(PhysAddr::new(FAKE_BASE + i * 4096)))
-            .collect();
-        Self {
-            pages,
-            free,
-            outstanding: BTreeSet::new(),
-            budget: None,
-            fail: FailPoint::off(),
-        }
-    }
-
-    fn mapper(&mut self, gigabyte_pages: bool) -> Mapper<OffsetMem> {
-        let offset = (self.pages.as_mut_ptr() as u64).wrapping_sub(FAKE_BASE);
-        let pml4 = PhysFrame::containing_address(PhysAddr::new(FAKE_BASE));
-        // SAFETY: every frame the allocator hands out is a page of
-        // `self.pages`, at FAKE_BASE + i * 4096, so frame + offset points
-        // into the Vec, which outlives the mapper in each test; page 0 is
-        // the PML4, zeroed by PageTable::new.
-        unsafe { Mapper::new(pml4, OffsetMem::new(offset), gigabyte_pages) }
-    }
-}
-
-// SAFETY: hands out each frame of the buffer at most once until it is
-// returned (checked by `outstanding`).
-unsafe impl FrameAllocator<Size4KiB> for FakeRam {
-    fn allocate_frame(&mut self) -> Option<PhysFrame> {
-        if self.fail.hit() {
-            return None;
-        }
-        if let Some(budget) = self.budget.as_mut() {
-            if *budget == 0 {
-                return None;
-            }
-            *budget -= 1;
-        }
-        let frame = self.free.pop()?;
-        assert!(self.outstanding.insert(frame.start_address().as_u64()));
-        // Dirty the frame: the mapper must zero new tables itself.
-        let index = ((frame.start_address().as_u64() - FAKE_BASE) / 4096) as usize;
-        for entry in self.pages[index].iter_mut() {
-            entry.set_addr(PhysAddr::new(0xDEAD_0000), PageTableFlags::empty());
-        }
-        Some(frame)
-    }
-}
-
-impl FrameDeallocator<Size4KiB> for FakeRam {
-    unsafe fn deallocate_frame(&mut self, frame: PhysFrame) {
-        assert!(
-            self.outstanding.remove(&frame.start_address().as_u64()),
-            "freed a frame that was not allocated: {frame:?}"
-        );
-        self.free.push(frame);
-    }
+/// The mapper over `ram`'s tree.
+fn mapper_over(ram: &mut TrackedRam, gigabyte_pages: bool) -> Mapper<OffsetMem> {
+    // SAFETY: every test keeps its `ram` alive for as long as it uses the
+    // mapper made from it.
+    unsafe { ram.mapper(gigabyte_pages) }
 }
 
 /// Records flushes.
@@ -124,7 +60,7 @@ fn map_at(
     phys: u64,
     size: PageSize,
     flags: PageTableFlags,
-    ram: &mut FakeRam,
+    ram: &mut TrackedRam,
 ) -> Result<Flush, MmError> {
     // SAFETY: the tree lives in fake RAM and is never loaded: nothing ever
     // reads through its mappings.
@@ -139,7 +75,7 @@ fn map_range_at(
     len: u64,
     flags: PageTableFlags,
     small_only: bool,
-    ram: &mut FakeRam,
+    ram: &mut TrackedRam,
 ) -> Result<FlushRange, MmError> {
     // SAFETY: as in `map_at`.
     unsafe { mapper.map_range(v(virt), p(phys), len, flags, small_only, ram) }
@@ -167,17 +103,14 @@ const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
 /// A snapshot of every page of fake RAM, to prove errors change nothing.
-fn snapshot(ram: &FakeRam) -> Vec<u64> {
-    ram.pages
-        .iter()
-        .flat_map(|t| t.iter().map(|e| e.addr().as_u64() ^ e.flags().bits()))
-        .collect()
+fn snapshot(ram: &TrackedRam) -> Vec<u64> {
+    ram.snapshot()
 }
 
 #[test]
 fn map_translate_unmap_every_size() {
-    let mut ram = FakeRam::new();
-    let mut mapper = ram.mapper(true);
+    let mut ram = fake_ram();
+    let mut mapper = mapper_over(&mut ram, true);
     let mut tlb = Recorder::default();
     let cases = [
         (0x4000_0000_1000u64, 0x5000_3000u64, PageSize::Size4KiB),
@@ -213,8 +146,8 @@ fn map_translate_unmap_every_size() {
 
 #[test]
 fn each_error_is_distinct_and_changes_nothing() {
-    let mut ram = FakeRam::new();
-    let mut mapper = ram.mapper(false);
+    let mut ram = fake_ram();
+    let mut mapper = mapper_over(&mut ram, false);
     map_at(
         &mut mapper,
         0x20_0000,
@@ -330,8 +263,8 @@ fn each_error_is_distinct_and_changes_nothing() {
 
 #[test]
 fn out_of_frames_mid_walk_frees_what_it_took() {
-    let mut ram = FakeRam::new();
-    let mut mapper = ram.mapper(false);
+    let mut ram = fake_ram();
+    let mut mapper = mapper_over(&mut ram, false);
     let before = snapshot(&ram);
     // A 4 KiB page in an empty tree needs PDPT, PD and PT: allow only two.
     ram.budget = Some(2);
@@ -353,8 +286,8 @@ fn out_of_frames_mid_walk_frees_what_it_took() {
 
 #[test]
 fn map_range_uses_large_pages_and_rolls_back() {
-    let mut ram = FakeRam::new();
-    let mut mapper = ram.mapper(true);
+    let mut ram = fake_ram();
+    let mut mapper = mapper_over(&mut ram, true);
     // 4 KiB head, 2 MiB pages, a 1 GiB page, 4 KiB tail.
     let virt = GIB - 2 * MIB - 4096;
     let len = 4096 + 2 * MIB + GIB + 8192;
@@ -390,8 +323,8 @@ fn map_range_uses_large_pages_and_rolls_back() {
 
 #[test]
 fn ranges_across_the_canonical_hole_are_refused_untouched() {
-    let mut ram = FakeRam::new();
-    let mut mapper = ram.mapper(false);
+    let mut ram = fake_ram();
+    let mut mapper = mapper_over(&mut ram, false);
     let before = snapshot(&ram);
     // The last page of the lower half, then the hole.
     assert_eq!(
@@ -445,8 +378,8 @@ fn every_refused_table_is_reported_and_leaves_nothing_behind() {
         (0xFFFF_8000_0000_0000 + 511 * GIB, 3 * GIB, false),
     ];
     for (virt, len, small_only) in ranges {
-        let mut ram = FakeRam::new();
-        let mut mapper = ram.mapper(true);
+        let mut ram = fake_ram();
+        let mut mapper = mapper_over(&mut ram, true);
         // A neighbour: upper tables exist already for some of the ranges.
         map_at(
             &mut mapper,
@@ -495,8 +428,8 @@ fn every_refused_table_is_reported_and_leaves_nothing_behind() {
 
 #[test]
 fn big_ranges_flush_everything_at_once() {
-    let mut ram = FakeRam::new();
-    let mut mapper = ram.mapper(false);
+    let mut ram = fake_ram();
+    let mut mapper = mapper_over(&mut ram, false);
     let mut tlb = Recorder::default();
     map_range_at(&mut mapper, 0x40_0000, 0, 64 * 4096, RW, true, &mut ram)
         .unwrap()
@@ -506,8 +439,8 @@ fn big_ranges_flush_everything_at_once() {
 
 #[test]
 fn ten_thousand_cycles_leak_no_table() {
-    let mut ram = FakeRam::new();
-    let mut mapper = ram.mapper(false);
+    let mut ram = fake_ram();
+    let mut mapper = mapper_over(&mut ram, false);
     for cycle in 0..10_000u64 {
         let virt = 0x7F00_0000_0000 + (cycle % 7) * GIB;
         map_at(&mut mapper, virt, 0x1000, PageSize::Size4KiB, RW, &mut ram)
@@ -520,8 +453,8 @@ fn ten_thousand_cycles_leak_no_table() {
 
 #[test]
 fn update_flags_keeps_the_frame_and_size() {
-    let mut ram = FakeRam::new();
-    let mut mapper = ram.mapper(false);
+    let mut ram = fake_ram();
+    let mut mapper = mapper_over(&mut ram, false);
     map_at(
         &mut mapper,
         0x20_0000,
@@ -541,8 +474,8 @@ fn update_flags_keeps_the_frame_and_size() {
 
 #[test]
 fn walk_and_runs_describe_the_tree() {
-    let mut ram = FakeRam::new();
-    let mut mapper = ram.mapper(false);
+    let mut ram = fake_ram();
+    let mut mapper = mapper_over(&mut ram, false);
     map_range_at(
         &mut mapper,
         0xFFFF_8000_0000_0000,
@@ -594,8 +527,8 @@ proptest! {
     /// Random maps and unmaps against a model of page -> frame.
     #[test]
     fn matches_a_model(ops in proptest::collection::vec((any::<bool>(), 0u64..64, 0u64..4, 0u64..1024), 1..200)) {
-        let mut ram = FakeRam::new();
-        let mut mapper = ram.mapper(false);
+        let mut ram = fake_ram();
+        let mut mapper = mapper_over(&mut ram, false);
         let mut model: BTreeMap<u64, u64> = BTreeMap::new();
         for (map, page, region, frame) in ops {
             // Pages spread over a few distant regions to exercise table freeing.
