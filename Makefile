@@ -100,6 +100,7 @@ $(BUILD)/test-%.iso: $(KERNEL) grub/test.cfg.in scripts/make-modules.py
 
 $(BUILD)/test-suite.iso: TEST_CMDLINE = test
 $(BUILD)/test-report.iso: TEST_CMDLINE = report exit
+$(BUILD)/test-poweroff.iso: TEST_CMDLINE = report poweroff
 $(BUILD)/test-selftest.iso: TEST_CMDLINE = test test.filter=selftest::
 $(BUILD)/test-panic.iso: TEST_CMDLINE = crash=panic
 $(BUILD)/test-null.iso: TEST_CMDLINE = crash=null
@@ -115,7 +116,7 @@ $(BUILD)/test-failures.iso: TEST_CMDLINE = test fail=pmm:random=$(FAIL_ONE_IN),s
 FAIL_ONE_IN ?= 40
 FAIL_SEED ?= 20261201
 $(BUILD)/test-modules.iso: TEST_MODULES = 10
-TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report selftest panic null overflow oom pmm32 shell modules nomatch pmm64g failures))
+TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report poweroff selftest panic null overflow oom pmm32 shell modules nomatch pmm64g failures))
 BOOT_TEST := @scripts/boot-test.sh
 
 test: test-host test-boot test-shell test-gdb
@@ -159,9 +160,22 @@ test-boot: $(TEST_ISOS)
 	@scripts/min-memory-test.sh min-memory-suite $(BUILD)/test-suite.iso
 	@scripts/min-memory-test.sh min-memory-modules $(BUILD)/test-modules.iso --expect '10 boot modules intact'
 	$(BOOT_TEST) report-bios $(BUILD)/test-report.iso --exit 33 \
-	    --expect 'firmware: +BIOS' --expect 'memory map \(' --expect 'available RAM' --expect 'IncroOS is up'
+	    --expect 'firmware: +BIOS' --expect 'memory map \(' --expect 'available RAM' --expect 'IncroOS is up' \
+	    --expect 'ACPI: +RSDP revision 0 from the Multiboot2 tag' --expect '^  RSDT 0x' --expect '^  APIC 0x' \
+	    --expect 'CPUs: 1 in the MADT, 1 enabled'
 	$(BOOT_TEST) report-uefi $(BUILD)/test-report.iso --uefi --exit 33 \
-	    --expect 'firmware: +UEFI' --expect 'memory map \(' --expect 'IncroOS is up'
+	    --expect 'firmware: +UEFI' --expect 'memory map \(' --expect 'IncroOS is up' \
+	    --expect 'ACPI: +RSDP revision 2 from the Multiboot2 tag' --expect '^  XSDT 0x' --expect '^  DSDT 0x'
+	$(BOOT_TEST) acpi-poweroff-bios $(BUILD)/test-poweroff.iso --exit 0 \
+	    --expect 'power off: ACPI S5 through PM1a control 0x604' --reject 'ACPI power-off failed'
+	$(BOOT_TEST) acpi-poweroff-uefi $(BUILD)/test-poweroff.iso --uefi --exit 0 \
+	    --expect 'power off: ACPI S5 through PM1a control 0xb004' --reject 'ACPI power-off failed'
+	$(BOOT_TEST) acpi-poweroff-q35-smp4 $(BUILD)/test-poweroff.iso --exit 0 \
+	    --expect 'CPUs: 4 in the MADT, 4 enabled' --expect 'power off: ACPI S5 through PM1a control 0x604' \
+	    --reject 'ACPI power-off failed' -- -machine q35 -smp 4
+	$(BOOT_TEST) acpi-cpus-not-enabled $(BUILD)/test-report.iso --exit 33 \
+	    --expect 'CPUs: 4 in the MADT, 2 enabled' --expect 'APIC id +3 \(processor 3\), not enabled' \
+	    -- -smp 2,maxcpus=4
 	$(BOOT_TEST) harness-reports-failure $(BUILD)/test-selftest.iso --exit 35 \
 	    --expect 'this_test_fails_on_purpose \.\.\. FAILED' --expect 'left: +2' \
 	    --expect 'selftest\.rs:[0-9]+' --expect '^ktest: 0 passed, 1 failed'

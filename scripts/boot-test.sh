@@ -6,6 +6,7 @@
 #     --mem SIZE        guest RAM (default 256M)
 #     --exit N          expected QEMU exit status (default 33 = tests passed)
 #     --expect REGEX    a line matching REGEX must appear on serial (repeatable)
+#     --reject REGEX    no line may match REGEX (repeatable)
 #     --timeout SECS    kill QEMU after SECS seconds (default 120) = failure
 #     --hang            the kernel is expected to halt: a timeout is success
 #                       (use a short --timeout), the --expect lines still count
@@ -17,13 +18,14 @@ set -uo pipefail
 name=$1 iso=$2
 shift 2
 uefi=0 mem=256M expected_exit=33 timeout_secs=120
-patterns=()
+patterns=() rejected=()
 while [[ $# -gt 0 ]]; do
     case $1 in
         --uefi) uefi=1 ;;
         --mem) mem=$2; shift ;;
         --exit) expected_exit=$2; shift ;;
         --expect) patterns+=("$2"); shift ;;
+        --reject) rejected+=("$2"); shift ;;
         --timeout) timeout_secs=$2; shift ;;
         --hang) expected_exit=hang ;;
         --) shift; break ;;
@@ -70,6 +72,11 @@ if [[ -z $why ]]; then
         if ! grep -Eq -- "$pattern" <<<"$text"; then
             why="no line matching /$pattern/"
             break
+        fi
+    done
+    for pattern in "${rejected[@]}"; do
+        if [[ -z $why ]] && grep -Eq -- "$pattern" <<<"$text"; then
+            why="a line matches /$pattern/: $(grep -E -m1 -- "$pattern" <<<"$text")"
         fi
     done
 fi

@@ -7,9 +7,9 @@
 //! Lints are set once for the workspace (`Cargo.toml`, `[workspace.lints]`).
 #![cfg_attr(not(test), no_std)]
 
-#[cfg(target_os = "none")]
 extern crate alloc;
 
+pub mod acpi;
 pub mod boot;
 pub mod cabi;
 pub mod display;
@@ -19,6 +19,8 @@ pub mod units;
 pub mod arch;
 #[cfg(target_os = "none")]
 pub mod console;
+#[cfg(target_os = "none")]
+pub mod firmware;
 #[cfg(target_os = "none")]
 pub mod kernel_mm;
 #[cfg(target_os = "none")]

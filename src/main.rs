@@ -100,6 +100,7 @@ mod kernel {
         attach_framebuffer(&info);
         report::boot(&info);
         report::memory(&memory);
+        report::acpi(&incroos::firmware::init(&info));
         let frames = kernel_mm::pmm::stats();
         kprintln!();
         kprintln!(
@@ -122,6 +123,10 @@ mod kernel {
                 cmdline.test_filter,
                 cmdline.fail_pmm,
             ),
+            BootMode::Report if cmdline.power_off_after_report => {
+                kprintln!("IncroOS is up; powering off as asked (poweroff)");
+                incroos::firmware::shut_down()
+            }
             BootMode::Report if cmdline.exit_after_report => {
                 kprintln!("IncroOS is up; leaving QEMU as asked (exit)");
                 cpu::qemu_exit(cpu::QemuExitCode::Success)

@@ -1,8 +1,13 @@
 //! The boot report: what the firmware gave us and how memory is laid out.
 #![forbid(unsafe_code)]
 
+use alloc::format;
+use alloc::string::String;
+
+use crate::acpi::{Acpi, AcpiError};
 use crate::arch::x86_64::sections;
 use crate::boot::{BootInfo, Firmware, FramebufferKind};
+use crate::firmware::RsdpSource;
 use crate::kernel_mm::direct_map::DirectMap;
 use crate::kernel_mm::{heap, pmm, vmm};
 use crate::kprintln;
@@ -213,6 +218,81 @@ pub fn boot(info: &BootInfo<'_>) {
         sections::boot_stack_top(),
         guard.start
     );
+}
+
+/// Prints what the ACPI tables say (or why there are none).
+pub fn acpi(result: &Result<(&Acpi, RsdpSource), AcpiError>) {
+    let (acpi, source) = match result {
+        Ok(found) => *found,
+        Err(error) => {
+            log::warn!("ACPI: {error}; no CPU list, shutdown falls back");
+            return;
+        }
+    };
+    let source = match source {
+        RsdpSource::MultibootTag => String::from("the Multiboot2 tag"),
+        RsdpSource::BiosScan(address) => format!("the BIOS scan at {address:#x}"),
+    };
+    kprintln!(
+        "ACPI:         RSDP revision {} from {source}; tables:",
+        acpi.rsdp.revision
+    );
+    for table in &acpi.tables {
+        kprintln!(
+            "  {} {:#012x} {:>6} bytes  revision {}  {}",
+            table.header.signature,
+            table.address,
+            table.header.length,
+            table.header.revision,
+            table.header.oem()
+        );
+    }
+    for (address, error) in &acpi.rejected {
+        log::warn!("ACPI: table at {address:#x} skipped: {error}");
+    }
+    for problem in &acpi.problems {
+        log::warn!("ACPI: {problem}");
+    }
+    if let Some(madt) = &acpi.madt {
+        let enabled = madt.enabled_processors().count();
+        kprintln!(
+            "  CPUs: {} in the MADT, {enabled} enabled; local APIC at {:#x}; {} I/O APIC(s); {} interrupt override(s)",
+            madt.processors.len(),
+            madt.local_apic_address,
+            madt.io_apics.len(),
+            madt.overrides.len()
+        );
+        for cpu in &madt.processors {
+            kprintln!(
+                "    APIC id {:>3} (processor {}){}{}",
+                cpu.apic_id,
+                cpu.processor_uid,
+                if cpu.enabled { "" } else { ", not enabled" },
+                if cpu.online_capable {
+                    ", online capable"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    if let Some(fadt) = &acpi.fadt {
+        let s5 = acpi
+            .s5
+            .map(|s5| format!("\\_S5 SLP_TYP {}/{}", s5.a, s5.b))
+            .unwrap_or_else(|| "no \\_S5".into());
+        kprintln!(
+            "  power: PM1a control {:?}, {s5}, PM timer {}",
+            fadt.pm1a_control,
+            match fadt.pm_timer {
+                Some(port) => format!(
+                    "at port {port:#x} ({} bits)",
+                    if fadt.pm_timer_32bit { 32 } else { 24 }
+                ),
+                None => "none".into(),
+            }
+        );
+    }
 }
 
 /// Prints the firmware memory map as a table.

@@ -28,6 +28,10 @@ pub struct CommandLine<'a> {
     pub test_filter: Option<&'a str>,
     /// `exit`: leave QEMU after the boot report instead of halting.
     pub exit_after_report: bool,
+    /// `poweroff`: after the report, power the machine off the way the
+    /// shell's `shutdown` does (ACPI first), so a boot test sees which way
+    /// was taken.
+    pub power_off_after_report: bool,
     /// `crash=KIND`: deliberately crash after boot (panic, null, overflow),
     /// to check the fatal-error reports.
     pub crash: Option<&'a str>,
@@ -64,6 +68,7 @@ impl<'a> CommandLine<'a> {
             log_level: None,
             test_filter: None,
             exit_after_report: false,
+            power_off_after_report: false,
             crash: None,
             fail_pmm: None,
             unknown: None,
@@ -81,6 +86,10 @@ impl<'a> CommandLine<'a> {
                     }
                     "exit" => {
                         line.exit_after_report = true;
+                        true
+                    }
+                    "poweroff" => {
+                        line.power_off_after_report = true;
                         true
                     }
                     _ => false,
@@ -158,6 +167,7 @@ mod tests {
         assert_eq!(line.test_filter, Some("pmm"));
         assert_eq!(line.crash, Some("panic"));
         assert!(line.exit_after_report);
+        assert!(CommandLine::parse("report poweroff").power_off_after_report);
         assert_eq!(line.unknown, None);
     }
 

@@ -379,6 +379,21 @@ impl<'a> BootInfo<'a> {
         })
     }
 
+    /// The RSDP GRUB copied into the structure: the ACPI 2.0+ tag's if
+    /// there is one, else the ACPI 1.0 tag's (unchecked bytes: the ACPI
+    /// parser validates them).
+    pub fn acpi_rsdp(&self) -> Option<&'a [u8]> {
+        let tag_body = |wanted| {
+            Tags {
+                bytes: self.bytes,
+                offset: 8,
+            }
+            .find(|&(tag, _)| tag == wanted)
+            .map(|(_, tag)| &tag[8..])
+        };
+        tag_body(tag_type::ACPI_NEW).or_else(|| tag_body(tag_type::ACPI_OLD))
+    }
+
     /// Total bytes of RAM the map reports as available.
     pub fn available_bytes(&self) -> u64 {
         self.memory_map()
@@ -394,6 +409,8 @@ mod tag_type {
     pub const MODULE: u32 = 3;
     pub const MEMORY_MAP: u32 = 6;
     pub const FRAMEBUFFER: u32 = 8;
+    pub const ACPI_OLD: u32 = 14;
+    pub const ACPI_NEW: u32 = 15;
 }
 
 /// The tags of a structure [`validate_tags`] accepted: (type, whole tag).

@@ -22,6 +22,7 @@
 
 pub mod bootstrap;
 pub mod direct_map;
+pub mod firmware;
 pub mod heap;
 pub mod pmm;
 pub mod vmm;

@@ -328,6 +328,32 @@ static NEXT_MMIO: IrqMutex<u64> = IrqMutex::new(MMIO_START);
 /// `phys..phys + len` must be device memory (or memory the caller owns),
 /// never RAM that Rust code holds references to.
 pub unsafe fn map_device(phys: PhysAddr, len: u64) -> Result<(Mapping, VirtAddr), MmError> {
+    // SAFETY: the caller's contract.
+    unsafe { map_window(phys, len, WRITABLE | NX) }
+}
+
+/// Maps `len` bytes of firmware memory at `phys` (rounded out to pages)
+/// into the MMIO window, read-only and never executable, for reading
+/// firmware tables that are not in the direct map. Returns the handle and
+/// the virtual address of `phys` itself.
+///
+/// # Safety
+/// `phys..phys + len` must not be RAM an allocator manages (a read-only
+/// alias of it is still an alias of memory Rust code may be writing).
+pub unsafe fn map_firmware(phys: PhysAddr, len: u64) -> Result<(Mapping, VirtAddr), MmError> {
+    // SAFETY: the caller's contract.
+    unsafe { map_window(phys, len, NX) }
+}
+
+/// `map_device` and `map_firmware`, with `flags`.
+///
+/// # Safety
+/// As for `map_device`.
+unsafe fn map_window(
+    phys: PhysAddr,
+    len: u64,
+    flags: PageTableFlags,
+) -> Result<(Mapping, VirtAddr), MmError> {
     let start = phys.align_down(PAGE_SIZE);
     let end = phys
         .as_u64()
@@ -339,9 +365,9 @@ pub unsafe fn map_device(phys: PhysAddr, len: u64) -> Result<(Mapping, VirtAddr)
     // Huge-page alignment lets large framebuffers use 2 MiB pages.
     let huge = PageSize::Size2MiB.bytes();
     let virt = mm::checked_virt(next.next_multiple_of(huge) + start.as_u64() % huge)?;
-    // SAFETY: the caller says the range is device memory or its own; the
-    // MMIO window above `next` has never been mapped.
-    unsafe { map_range(virt, start, len, WRITABLE | NX, false)? };
+    // SAFETY: the caller says the range is device memory, firmware memory
+    // or its own; the MMIO window above `next` has never been mapped.
+    unsafe { map_range(virt, start, len, flags, false)? };
     *next = virt.as_u64() + len;
     let mapping = Mapping {
         start: virt,

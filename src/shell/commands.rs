@@ -324,14 +324,5 @@ fn reboot() -> ! {
 
 fn shutdown() -> ! {
     kprintln!("shutting down...");
-    // QEMU's ACPI power-off: PIIX4 (pc) at 0x604, ICH9 (q35) at 0x604 too,
-    // and older QEMU/Bochs at 0xB004.
-    for port in [0x604u16, 0xB004] {
-        let mut port = x86_64::instructions::port::Port::<u16>::new(port);
-        // SAFETY: writing SLP_EN|SLP_TYP to the PM1a control register
-        // powers the virtual machine off; elsewhere the port is unused.
-        unsafe { port.write(0x2000) };
-    }
-    kprintln!("It is now safe to turn off the computer.");
-    cpu::halt_forever()
+    crate::firmware::shut_down()
 }

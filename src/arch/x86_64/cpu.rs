@@ -75,6 +75,9 @@ pub struct Features {
     pub smap: bool,
     /// User-mode instruction prevention (CPUID 7.0 ECX bit 2).
     pub umip: bool,
+    /// Running under a hypervisor (CPUID 1 ECX bit 31), QEMU's TCG
+    /// included.
+    pub hypervisor: bool,
 }
 
 /// Reads the CPUID feature bits.
@@ -102,6 +105,7 @@ pub fn features() -> Features {
         smep: has_structured && structured.ebx & (1 << 7) != 0,
         smap: has_structured && structured.ebx & (1 << 20) != 0,
         umip: has_structured && structured.ecx & (1 << 2) != 0,
+        hypervisor: basic.ecx & (1 << 31) != 0,
     }
 }
 

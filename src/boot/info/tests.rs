@@ -450,3 +450,27 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn the_acpi_2_rsdp_tag_wins_over_the_acpi_1_one() {
+    let old = [0x11u8; 20];
+    let new = [0x22u8; 36];
+    let memory = [(0x10_0000, 0x100_0000, 1)];
+    let both = Builder::new()
+        .memory_map(&memory)
+        .tag(14, &old)
+        .tag(15, &new)
+        .finish();
+    let info = BootInfo::parse(MAGIC, both.bytes()).expect("valid");
+    assert_eq!(info.acpi_rsdp(), Some(&new[..]));
+    let only_old = Builder::new().memory_map(&memory).tag(14, &old).finish();
+    let info = BootInfo::parse(MAGIC, only_old.bytes()).expect("valid");
+    assert_eq!(info.acpi_rsdp(), Some(&old[..]));
+    let none = Builder::new().memory_map(&memory).finish();
+    assert_eq!(
+        BootInfo::parse(MAGIC, none.bytes())
+            .expect("valid")
+            .acpi_rsdp(),
+        None
+    );
+}
