@@ -225,13 +225,15 @@ mod kernel {
         ) {
             Ok(console) => {
                 let (columns, rows) = console.size();
-                console::attach_framebuffer(console);
-                kprintln!(
-                    "framebuffer console: {}x{} pixels, {} bpp, {columns}x{rows} characters",
-                    framebuffer.width,
-                    framebuffer.height,
-                    framebuffer.bpp
-                );
+                match console::attach_framebuffer(console) {
+                    Ok(()) => kprintln!(
+                        "framebuffer console: {}x{} pixels, {} bpp, {columns}x{rows} characters",
+                        framebuffer.width,
+                        framebuffer.height,
+                        framebuffer.bpp
+                    ),
+                    Err(error) => log::warn!("framebuffer console not attached: {error}"),
+                }
             }
             Err(error) => log::warn!("framebuffer not usable for text: {error:?}"),
         }

@@ -5,51 +5,26 @@
 //! Fatal paths (panic, fault reports, boot failures) write inside [`fatal`],
 //! which may break the lock because it never returns: the code that held it
 //! will never run again.
+//!
+//! What the screen shows lives in one [`TextGrid`](crate::display::TextGrid)
+//! (cursor, wrapping, scrolling, colours); the VGA text screen and the
+//! framebuffer console only draw the cells that changed, after each write
+//! (see docs/console.md).
 
 pub mod keyboard;
 pub mod logger;
+mod screen;
 pub mod serial;
 pub mod vga;
 
 use core::fmt::{self, Write};
 
-use crate::display::{Rgb, TextFramebuffer};
+pub use crate::display::Color;
+use crate::display::TextFramebuffer;
 use crate::sync::IrqMutex;
+pub use screen::AttachError;
+use screen::Screen;
 use serial::Serial;
-pub use vga::Color;
-use vga::VgaText;
-
-/// A screen the console mirrors its output to.
-pub enum Screen {
-    /// VGA text mode (BIOS boots).
-    VgaText(VgaText),
-    /// A linear framebuffer with a bitmap font (UEFI boots).
-    Framebuffer(TextFramebuffer<'static>),
-}
-
-impl Screen {
-    fn set_color(&mut self, color: Color) {
-        match self {
-            Screen::VgaText(vga) => vga.set_color(color),
-            Screen::Framebuffer(framebuffer) => {
-                let (foreground, background) = match color {
-                    Color::Normal => (Rgb(0xC0, 0xC0, 0xC0), Rgb(0, 0, 0)),
-                    Color::Warning => (Rgb(0xFF, 0xFF, 0x55), Rgb(0, 0, 0)),
-                    Color::Error => (Rgb(0xFF, 0xFF, 0xFF), Rgb(0xAA, 0, 0)),
-                    Color::Good => (Rgb(0x55, 0xFF, 0x55), Rgb(0, 0, 0)),
-                };
-                framebuffer.set_color(foreground, background);
-            }
-        }
-    }
-
-    fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> fmt::Result {
-        match self {
-            Screen::VgaText(vga) => vga.write_fmt(args),
-            Screen::Framebuffer(framebuffer) => framebuffer.write_fmt(args),
-        }
-    }
-}
 
 /// The output devices the console writes to.
 pub struct Console {
@@ -67,19 +42,27 @@ pub fn init_serial() {
     CONSOLE.lock().serial = Serial::com1();
 }
 
-/// Starts mirroring output to the VGA text screen.
+/// Starts mirroring output to the VGA text screen, which it clears. Only
+/// the first call attaches it (the screen's grid lives in the kernel image
+/// and is handed out once); later calls change nothing.
 ///
 /// # Safety
 /// The machine must have a VGA text buffer at 0xB8000 (a BIOS boot in text
 /// mode), mapped at that address.
 pub unsafe fn attach_vga_text() {
     // SAFETY: forwarded from this function's contract.
-    CONSOLE.lock().screen = Some(Screen::VgaText(unsafe { VgaText::new() }));
+    if let Some(screen) = unsafe { Screen::vga_text() } {
+        CONSOLE.lock().screen = Some(screen);
+    }
 }
 
-/// Starts mirroring output to a framebuffer text console.
-pub fn attach_framebuffer(framebuffer: TextFramebuffer<'static>) {
-    CONSOLE.lock().screen = Some(Screen::Framebuffer(framebuffer));
+/// Starts mirroring output to a framebuffer text console, which it clears
+/// (long lines break at words there). Needs the PMM and the direct map: the
+/// text grid takes frames of its own, kept for good like the framebuffer.
+pub fn attach_framebuffer(framebuffer: TextFramebuffer<'static>) -> Result<(), AttachError> {
+    let screen = Screen::framebuffer(framebuffer)?;
+    CONSOLE.lock().screen = Some(screen);
+    Ok(())
 }
 
 /// Whether a screen is attached.
@@ -98,9 +81,7 @@ impl Console {
             let _ = serial.write_fmt(args);
         }
         if let Some(screen) = self.screen.as_mut() {
-            screen.set_color(color);
-            let _ = screen.write_fmt(args);
-            screen.set_color(Color::Normal);
+            screen.write(color, args);
         }
     }
 }

@@ -1,116 +1,57 @@
-//! The VGA text screen at 0xB8000 (80x25 cells), used on BIOS boots.
+//! The VGA text screen at 0xB8000 (80x25 cells), used on BIOS boots that
+//! GRUB leaves in text mode: writes a [`TextGrid`]'s changed cells into the
+//! text buffer.
 
-use core::fmt;
 use core::ptr;
+
+use crate::display::{vga_text, Slot, TextGrid};
 
 /// Physical (and identity-mapped) address of the VGA text buffer.
 const VGA_TEXT: usize = 0xB8000;
-const COLUMNS: usize = 80;
-const ROWS: usize = 25;
+/// Text columns of the screen.
+pub const COLUMNS: usize = 80;
+/// Text rows of the screen.
+pub const ROWS: usize = 25;
 
-/// Colour attributes: foreground in the low nibble, background in the high.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Color {
-    /// Normal text: light grey on black.
-    Normal = 0x07,
-    /// Warnings: yellow on black.
-    Warning = 0x0E,
-    /// Errors and fault reports: white on red.
-    Error = 0x4F,
-    /// Success lines: light green on black.
-    Good = 0x0A,
+/// The storage of the screen's grid, in the kernel image (zeros, so in
+/// `.bss`): the screen comes up before any memory manager. Handed out once
+/// by [`storage`], which leaks the guard.
+static SLOTS: spin::Mutex<[Slot; COLUMNS * ROWS]> = spin::Mutex::new([Slot::EMPTY; COLUMNS * ROWS]);
+
+/// The grid storage for the screen, the first time it is asked for; `None`
+/// afterwards (it is in use for the rest of the kernel's life). Never spins.
+pub fn storage() -> Option<&'static mut [Slot]> {
+    SLOTS
+        .try_lock()
+        .map(|guard| spin::MutexGuard::leak(guard).as_mut_slice())
 }
 
-/// A scrolling writer over the VGA text buffer.
+/// Draws a grid into the VGA text buffer.
 pub struct VgaText {
-    column: usize,
-    color: Color,
+    _mapped: (),
 }
 
 impl VgaText {
-    /// Takes over the text screen and clears it.
+    /// Takes over the text screen; it changes on the first [`draw`](Self::draw).
     ///
     /// # Safety
     /// The VGA text buffer must be mapped at `VGA_TEXT` (identity-mapped low
     /// memory on a BIOS boot), and nothing else may write to it.
     pub unsafe fn new() -> Self {
-        let mut screen = Self {
-            column: 0,
-            color: Color::Normal,
-        };
-        for row in 0..ROWS {
-            screen.clear_row(row);
-        }
-        screen
+        Self { _mapped: () }
     }
 
-    /// Sets the colour of the text written from now on.
-    pub fn set_color(&mut self, color: Color) {
-        self.color = color;
-    }
-
-    fn cell(&self, row: usize, column: usize) -> *mut u16 {
-        (VGA_TEXT as *mut u16).wrapping_add(row * COLUMNS + column)
-    }
-
-    fn put(&mut self, row: usize, column: usize, byte: u8) {
-        let value = u16::from(self.color as u8) << 8 | u16::from(byte);
-        // SAFETY: row < ROWS and column < COLUMNS keep the cell inside the
-        // 4000-byte text buffer, which `new`'s contract says is mapped.
-        unsafe { ptr::write_volatile(self.cell(row, column), value) };
-    }
-
-    fn clear_row(&mut self, row: usize) {
-        for column in 0..COLUMNS {
-            self.put(row, column, b' ');
-        }
-    }
-
-    fn new_line(&mut self) {
-        for row in 1..ROWS {
-            for column in 0..COLUMNS {
-                // SAFETY: both cells are inside the text buffer (see `put`).
-                unsafe {
-                    let value = ptr::read_volatile(self.cell(row, column));
-                    ptr::write_volatile(self.cell(row - 1, column), value);
-                }
+    /// Writes the cells of `grid` that changed since it was last drawn (the
+    /// whole grid the first time). Cells outside 80x25 are not shown.
+    pub fn draw(&mut self, grid: &mut TextGrid<'_>) {
+        grid.drain_changes(|column, row, cell| {
+            if column < COLUMNS && row < ROWS {
+                let at = (VGA_TEXT as *mut u16).wrapping_add(row * COLUMNS + column);
+                // SAFETY: row < ROWS and column < COLUMNS keep the entry
+                // inside the 4000-byte text buffer, which `new`'s contract
+                // says is mapped and ours alone.
+                unsafe { ptr::write_volatile(at, vga_text::entry(cell)) };
             }
-        }
-        self.clear_row(ROWS - 1);
-        self.column = 0;
-    }
-
-    fn write_byte(&mut self, byte: u8) {
-        match byte {
-            b'\n' => self.new_line(),
-            b'\r' => self.column = 0,
-            0x08 => {
-                if self.column > 0 {
-                    self.column -= 1;
-                    self.put(ROWS - 1, self.column, b' ');
-                }
-            }
-            byte => {
-                if self.column >= COLUMNS {
-                    self.new_line();
-                }
-                // Code page 437 shows printable ASCII as is; anything else as a box.
-                let shown = if (0x20..0x7F).contains(&byte) {
-                    byte
-                } else {
-                    0xFE
-                };
-                self.put(ROWS - 1, self.column, shown);
-                self.column += 1;
-            }
-        }
-    }
-}
-
-impl fmt::Write for VgaText {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
-        text.bytes().for_each(|byte| self.write_byte(byte));
-        Ok(())
+        });
     }
 }
