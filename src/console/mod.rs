@@ -65,11 +65,6 @@ pub fn attach_framebuffer(framebuffer: TextFramebuffer<'static>) -> Result<(), A
     Ok(())
 }
 
-/// Whether a screen is attached.
-pub fn has_screen() -> bool {
-    CONSOLE.lock().screen.is_some()
-}
-
 /// Reads one byte from the serial port, if one is waiting.
 pub fn try_read_byte() -> Option<u8> {
     CONSOLE.lock().serial.as_mut().and_then(Serial::try_read)
