@@ -2,8 +2,9 @@
 //! (the `mm` crate, `mm/`), the console, the shell and the in-kernel tests.
 //!
 //! The pure parts here (boot-information and command-line parsing, the C
-//! interface's constants, text layout) build for the host too, so `cargo
-//! host-test` runs their tests; the glue builds only for the kernel target.
+//! interface's constants, text layout, key decoding) build for the host
+//! too, so `cargo host-test` runs their tests; the glue builds only for
+//! the kernel target.
 //! Lints are set once for the workspace (`Cargo.toml`, `[workspace.lints]`).
 #![cfg_attr(not(test), no_std)]
 
@@ -13,6 +14,7 @@ pub mod acpi;
 pub mod boot;
 pub mod cabi;
 pub mod display;
+pub mod input;
 pub mod units;
 
 #[cfg(target_os = "none")]
