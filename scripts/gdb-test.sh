@@ -30,7 +30,7 @@ timeout 60 gdb -q -batch -nx "$kernel" \
     -ex "info registers rip" \
     -ex "delete" \
     -ex "source scripts/incroos-gdb.py" \
-    -ex "break incroos::shell::run" \
+    -ex "break incroos::shell::session::run" \
     -ex "continue" \
     -ex "incroos-meminfo" \
     -ex "incroos-walk 0x10000000" \

@@ -5,7 +5,7 @@ from kernel memory through gdb (QEMU's gdb stub).
     (gdb) incroos-meminfo                   # PMM and heap counters
     (gdb) incroos-walk 0x10000000           # each page-table level for an address
 
-Both need the memory manager initialised (e.g. stop in incroos::shell::run).
+Both need the memory manager initialised (e.g. stop in incroos::shell::session::run).
 """
 
 import gdb

@@ -6,8 +6,9 @@
 Boots ISO (a kernel that opens the shell) with the serial port in a file
 and the monitor on a socket; at the prompt, sends `nmi` (every CPU gets
 one), checks that the kernel reports it and goes on, types `meminfo` on
-the PS/2 keyboard with `sendkey` and checks the answer, then sends a
-second NMI. Fails on a CPU exception report, a missing line, or a timeout.
+the PS/2 keyboard with `sendkey` (with Ctrl-U, Left and, to run it again,
+Up) and checks the answers, then sends a second NMI. Fails on a CPU
+exception report, a missing line, or a timeout.
 """
 import os
 import socket
@@ -89,11 +90,21 @@ def run(monitor_path):
     first = wait_for("NMI: 1 received (1 in all)", after=prompt)
     if first is None:
         return "no report of the first NMI"
-    for key in "meminfo":
+    # On the PS/2 keyboard, with its editing keys: "bogus" erased by
+    # Ctrl-U, then "memnfo" with an "i" put in after three Left: "meminfo".
+    keys = [*"bogus", "ctrl-u", *"memnfo", "left", "left", "left", "i", "ret"]
+    for key in keys:
         command(f"sendkey {key}")
+    answer = wait_for("verify: ok", after=first)
+    if answer is None:
+        return "the shell did not answer meminfo (edited on the keyboard) after the NMI"
+    # Up recalls it.
+    command("sendkey up")
     command("sendkey ret")
-    if wait_for("verify: ok", after=first) is None:
-        return "the shell did not answer meminfo after the NMI"
+    if wait_for("verify: ok", after=answer + 1) is None:
+        return "Up on the keyboard did not run meminfo again"
+    if "unknown command" in read_log()[first:]:
+        return "the line erased with Ctrl-U was run"
     command("nmi")
     if wait_for("NMI: 1 received (2 in all)", after=first) is None:
         return "no report of the second NMI"

@@ -1,40 +1,69 @@
 #!/usr/bin/env bash
 # Drives the memory debug shell through the serial port, the way
 # `printf '...' | make run` does, and checks every command's answer,
-# including the error lines for bad input, and that the kernel keeps
-# answering and powers off on `shutdown`.
+# including the error lines for bad input, line editing with a terminal's
+# keys (arrows, Home/End, Delete, history, Ctrl-U/C/W/K), and that the
+# kernel keeps answering and powers off on `shutdown`.
 set -uo pipefail
 
 iso=$1 firmware=${2:-bios}
 log=build/test-logs/shell-$firmware.log
 mkdir -p build/test-logs
 
-timeout 300 scripts/run.sh "$iso" "$firmware" 256M >"$log" 2>&1 <<'COMMANDS'
-help
-meminfo
-mmap
-walk 0x10000000
-walk 0x0000800000000000
-maps
-maps 0x100000 0x200000
-alloc 4096
-free 0x1234
-alloc 99999999999
-frames 100
-frames 0
-walk zz
-bogus
-alloc 1                                                                                                                                999
-test
-test
-bench
-meminfo
-alloc 15M
-test heap::
-bench
-meminfo
-shutdown
-COMMANDS
+# Line editing over serial, as a VT100 terminal sends it. Each line runs
+# `free` on an address of its own, so its answer shows what the editor
+# made of the keys (the address is never allocated: `free` reports it).
+esc=$'\e' up=$'\e[A' down=$'\e[B' right=$'\e[C' left=$'\e[D'
+del=$'\x7f' bs=$'\x08' ctrl_c=$'\x03' ctrl_k=$'\x0b' ctrl_u=$'\x15' ctrl_w=$'\x17'
+edits=(
+    # Home, Right three times, insert: "free 0x4321".
+    "fre 0x4321${esc}[H${right}${right}${right}e"
+    # Left twice, Delete the X, End, 7, DEL (Backspace), 78: "free 0x5678".
+    "free 0x5X6${left}${left}${esc}[3~${esc}[F7${del}78"
+    # Up: "free 0x5678" again (one history entry for both); Up Up: "free 0x4321".
+    "${up}"
+    "${up}${up}"
+    # Up and Down keep the line being typed: "free 0x9abc".
+    "fr${up}${up}${down}${down}ee 0x9abc"
+    # Ctrl-U erases what came before: "free 0xdef" alone.
+    "bogus1${ctrl_u}free 0xdef"
+    # Ctrl-C drops the line: nothing runs, "^C" and a fresh prompt.
+    "free 0xbad${ctrl_c}"
+    # BS, Home and End in their other spellings: "free 0x111".
+    "ree 0x1X${bs}${esc}OHf${esc}OF1${esc}[1~${esc}[4~1"
+    # Ctrl-W erases a word, Ctrl-K the rest of the line: "free 0x22".
+    "free 0x22 junk${ctrl_w}${bs}zzz${left}${left}${left}${ctrl_k}"
+)
+
+commands=(
+    help
+    meminfo
+    mmap
+    'walk 0x10000000'
+    'walk 0x0000800000000000'
+    maps
+    'maps 0x100000 0x200000'
+    'alloc 4096'
+    'free 0x1234'
+    'alloc 99999999999'
+    'frames 100'
+    'frames 0'
+    'walk zz'
+    bogus
+    "alloc 1$(printf '%128s' '')999"
+    test
+    test
+    bench
+    meminfo
+    'alloc 15M'
+    'test heap::'
+    bench
+    meminfo
+    "${edits[@]}"
+    shutdown
+)
+
+printf '%s\n' "${commands[@]}" | timeout 300 scripts/run.sh "$iso" "$firmware" 256M >"$log" 2>&1
 status=$?
 
 expect=(
@@ -59,6 +88,11 @@ expect=(
     'kmalloc\+kfree 64 B +[0-9]+'
     'kmalloc\(15728640\) = 0x10'
     'out of memory: not enough heap for this test'
+    'kfree\(0x9abc\) failed'
+    'kfree\(0xdef\) failed'
+    'free 0xbad\^C$'
+    'kfree\(0x111\) failed'
+    'kfree\(0x22\) failed'
     'shutting down'
 )
 why=""
@@ -74,11 +108,22 @@ done
 if [[ -z $why ]] && grep -Eq 'kmalloc\(1\) =' <<<"$text"; then
     why="the start of an over-long line was run"
 fi
+# Lines run twice: typed, then recalled with Up.
+for address in 0x4321 0x5678; do
+    if [[ -z $why && $(grep -Ec "kfree\\($address\\) failed" <<<"$text") -ne 2 ]]; then
+        why="kfree($address) did not run twice (typed, then recalled with Up)"
+    fi
+done
+# Erased and cancelled lines must not run.
+if [[ -z $why ]] && grep -Eq 'kfree\(0xbad\)|unknown command "bogus1' <<<"$text"; then
+    why="an erased or cancelled line was run"
+fi
 # The whole suite twice: every test leaves the machine as it found it.
 if [[ -z $why && $(grep -Ec '^ktest: [0-9]+ passed, 0 failed' <<<"$text") -ne 2 ]]; then
     why="the suite did not pass twice in a row from the shell"
 fi
-if [[ $(grep -c '^incroos> ' <<<"$text") -lt 24 ]]; then
+# A prompt for each line, and one more after Ctrl-C.
+if [[ $(grep -c '^incroos> ' <<<"$text") -lt $(( ${#commands[@]} + 1 )) ]]; then
     why=${why:-"the shell stopped answering before the last command"}
 fi
 if [[ -z $why ]]; then

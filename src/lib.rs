@@ -2,9 +2,9 @@
 //! (the `mm` crate, `mm/`), the console, the shell and the in-kernel tests.
 //!
 //! The pure parts here (boot-information and command-line parsing, the C
-//! interface's constants, text layout, key decoding) build for the host
-//! too, so `cargo host-test` runs their tests; the glue builds only for
-//! the kernel target.
+//! interface's constants, text layout, key decoding, the shell's line
+//! editor) build for the host too, so `cargo host-test`
+//! runs their tests; the glue builds only for the kernel target.
 //! Lints are set once for the workspace (`Cargo.toml`, `[workspace.lints]`).
 #![cfg_attr(not(test), no_std)]
 
@@ -15,6 +15,7 @@ pub mod boot;
 pub mod cabi;
 pub mod display;
 pub mod input;
+pub mod shell;
 pub mod units;
 
 #[cfg(target_os = "none")]
@@ -29,7 +30,5 @@ pub mod kernel_mm;
 pub mod ktest;
 #[cfg(target_os = "none")]
 pub mod report;
-#[cfg(target_os = "none")]
-pub mod shell;
 #[cfg(target_os = "none")]
 pub mod sync;

@@ -91,6 +91,23 @@ pub fn print(args: fmt::Arguments<'_>) {
     print_colored(Color::Normal, args);
 }
 
+/// Writes to the serial port alone: the shell's line echo there moves a
+/// terminal's cursor with escape sequences a screen would show as text.
+pub fn print_serial(args: fmt::Arguments<'_>) {
+    if let Some(serial) = CONSOLE.lock().serial.as_mut() {
+        let _ = serial.write_fmt(args);
+    }
+}
+
+/// Writes to the screen alone, in `color`: the shell's line echo there.
+pub fn print_screen(color: Color, args: fmt::Arguments<'_>) {
+    if let Some(screen) = CONSOLE.lock().screen.as_mut() {
+        screen.set_color(color);
+        let _ = screen.write_fmt(args);
+        screen.set_color(Color::Normal);
+    }
+}
+
 /// The console on the fatal path: handed out only inside [`fatal`], which
 /// never returns, so its writes may break a lock whose holder will never
 /// run again.
