@@ -59,6 +59,7 @@ commands=(
     'test heap::'
     bench
     meminfo
+    physmap
     "${edits[@]}"
     shutdown
 )
@@ -88,6 +89,9 @@ expect=(
     'kmalloc\+kfree 64 B +[0-9]+'
     'kmalloc\(15728640\) = 0x10'
     'out of memory: not enough heap for this test'
+    '^0x00000000 \|RK[^|]{62}\|$'
+    '^0x0c000000 \|[^|]{64}\|$'
+    "^\\.=free #=used R=reserved/firmware K=kernel M=modules ' '=no RAM; cell=1 MiB, row=64 MiB$"
     'kfree\(0x9abc\) failed'
     'kfree\(0xdef\) failed'
     'free 0xbad\^C$'

@@ -3,7 +3,7 @@
 //!
 //! The pure parts here (boot-information and command-line parsing, the C
 //! interface's constants, text layout, key decoding, the shell's line
-//! editor) build for the host too, so `cargo host-test`
+//! editor and memory map) build for the host too, so `cargo host-test`
 //! runs their tests; the glue builds only for the kernel target.
 //! Lints are set once for the workspace (`Cargo.toml`, `[workspace.lints]`).
 #![cfg_attr(not(test), no_std)]

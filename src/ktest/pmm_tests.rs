@@ -2,6 +2,7 @@
 
 use core::ptr;
 
+use arrayvec::ArrayVec;
 use x86_64::PhysAddr;
 
 use super::{Context, Expect, Test, TestResult};
@@ -9,7 +10,9 @@ use crate::arch::x86_64::{cpu, sections};
 use crate::boot::{CommandLine, MemoryKind};
 use crate::kernel_mm::{bootstrap, phys_to_virt, pmm};
 use crate::{kassert, kassert_eq, kprintln};
+use mm::fail::FailPlan;
 use mm::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, PMM_START};
+use mm::pmm::allocator::outward_to_pages;
 use mm::pmm::PhysRange;
 use mm::MmError;
 
@@ -23,6 +26,11 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "pmm::exhaust_every_frame_twice",
         run: exhaust_every_frame_twice,
+        expects: Expect::NOTHING,
+    },
+    Test {
+        name: "pmm::free_runs_see_every_free_frame_once",
+        run: free_runs_see_every_free_frame_once,
         expects: Expect::NOTHING,
     },
     Test {
@@ -112,6 +120,68 @@ fn exhaust_every_frame_twice(_: &Context<'_>) -> TestResult {
             );
         }
         kassert_eq!(pmm::stats(), initial);
+    }
+    Ok(())
+}
+
+/// `pmm::free_runs`, the sweep behind the shell's `physmap`: its runs are
+/// free, managed, unreserved, disjoint, and add up to the free count; a
+/// frame held meanwhile is in none of them; the PMM is left as it was.
+fn free_runs_see_every_free_frame_once(_: &Context<'_>) -> TestResult {
+    if pmm::failures().0 != FailPlan::Off {
+        return super::skip("free_runs refuses while frame failures are injected");
+    }
+    let no_frame = super::Failure {
+        message: "no frame",
+        file: file!(),
+        line: line!(),
+    };
+    // Two held frames with a free one between them, as far as the
+    // allocator's order allows.
+    let first = pmm::alloc_page().ok_or(no_frame)?.start_address();
+    let between = pmm::alloc_page().ok_or(no_frame)?.start_address();
+    let Some(last) = pmm::alloc_page().map(|frame| frame.start_address()) else {
+        let _ = pmm::free_page(first);
+        let _ = pmm::free_page(between);
+        return Err(no_frame);
+    };
+    kassert_eq!(pmm::free_page(between), Ok(()));
+    let before = pmm::stats();
+    let mut runs: ArrayVec<PhysRange, 256> = ArrayVec::new();
+    let mut frames = 0;
+    let result = pmm::free_runs(|run| {
+        frames += run.pages();
+        // Past 256 runs only the count is checked.
+        let _ = runs.try_push(run);
+    });
+    let after = pmm::stats();
+    let _ = pmm::free_page(first);
+    let _ = pmm::free_page(last);
+    kassert_eq!(result, Ok(before.free));
+    kassert_eq!(frames, before.free);
+    kassert_eq!(after, before);
+    runs.sort_unstable_by_key(|run| run.start);
+    for pair in runs.windows(2) {
+        kassert!(pair[0].end <= pair[1].start, "free runs overlap");
+    }
+    for run in &runs {
+        let held = [first, last].map(|frame| run.contains(frame.as_u64()));
+        kassert!(held == [false, false], "a held frame in a free run");
+        let inside = pmm::with(|p| {
+            let managed = p.manages(run.start) && p.manages(run.end - PAGE_SIZE);
+            let reserved = p
+                .reservations()
+                .any(|r| outward_to_pages(r.range).overlaps(run));
+            managed && !reserved
+        });
+        kassert!(
+            inside == Some(true),
+            "a free run outside the allocatable frames"
+        );
+    }
+    if runs.len() < runs.capacity() {
+        let found = runs.iter().any(|run| run.contains(between.as_u64()));
+        kassert!(found, "the frame given back is in no free run");
     }
     Ok(())
 }

@@ -1,15 +1,16 @@
 //! The shell's commands.
 
-use x86_64::PhysAddr;
+use arrayvec::ArrayVec;
+use x86_64::{PhysAddr, VirtAddr};
 
-use x86_64::VirtAddr;
-
+use super::physmap::{PhysMap, PhysicalMemory};
 use crate::arch::x86_64::cpu;
 use crate::boot::BootInfo;
 use crate::kernel_mm::{heap, pmm, vmm};
 use crate::units::{parse_number, HumanSize};
 use crate::{kprintln, ktest, report};
 use mm::layout::PAGE_SIZE;
+use mm::pmm::{PhysRange, Reservation, MAX_RANGES, MAX_RESERVATIONS};
 
 const HELP: &[(&str, &str)] = &[
     ("help", "this list"),
@@ -23,6 +24,10 @@ const HELP: &[(&str, &str)] = &[
     ("alloc <size>", "kmalloc(size), prints the address"),
     ("free <addr>", "kfree(addr), errors shown"),
     ("frames <n>", "allocate n frames, show them, free them"),
+    (
+        "physmap",
+        "physical memory as a map: free, used, reserved, kernel, modules",
+    ),
     ("test [filter]", "run the in-kernel test suite"),
     ("bench", "in-kernel micro-benchmarks (TSC cycles)"),
     (
@@ -122,6 +127,7 @@ pub fn execute(line: &str, info: &BootInfo<'_>) {
             Some(count) if count > 0 && count <= 1 << 20 => frames(count),
             _ => usage(command),
         },
+        ("physmap", [None, ..]) => physmap(info),
         ("test", [_, None, _]) => {
             let context = ktest::Context { boot_info: info };
             ktest::run_suite(&context, args[0]);
@@ -232,6 +238,30 @@ fn frames(count: u64) {
         after.free,
         if before == after { "" } else { " (MISMATCH)" }
     );
+}
+
+/// Draws physical memory: the firmware map and the PMM's ranges and
+/// reservations as they stand, the free frames counted by a sweep.
+fn physmap(info: &BootInfo<'_>) {
+    let layout = pmm::with(|pmm| {
+        let managed: ArrayVec<PhysRange, MAX_RANGES> = pmm.usable().iter().copied().collect();
+        let reservations: ArrayVec<Reservation, MAX_RESERVATIONS> =
+            pmm.reservations().copied().collect();
+        (managed, reservations)
+    });
+    let Some((managed, reservations)) = layout else {
+        kprintln!("physmap: the PMM is not running");
+        return;
+    };
+    let mut map = PhysMap::new(PhysicalMemory {
+        regions: info.memory_map(),
+        managed: &managed,
+        reservations: &reservations,
+    });
+    match pmm::free_runs(|run| map.add_free(run)) {
+        Ok(_) => crate::kprint!("{map}"),
+        Err(error) => kprintln!("physmap: {error}"),
+    }
 }
 
 /// Cycles per operation of `op`, the median of 5 batches.
