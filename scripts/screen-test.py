@@ -104,23 +104,43 @@ def main():
         sock.connect(SOCKET)
         sock.recv(65536)  # greeting
         qmp(sock, "qmp_capabilities")
-        reply = qmp(sock, "screendump", filename=os.path.abspath(PPM))
-        if "error" in reply:
-            fail(f"screendump: {reply['error']}")
-        for _ in range(50):
-            if os.path.exists(PPM) and os.path.getsize(PPM) > 0:
+        # The console writes each text to serial first, then draws it on
+        # the screen: the prompt on serial may still be on its way to the
+        # framebuffer, so look again a few times before judging.
+        for attempt in range(10):
+            why = screenshot(sock)
+            if why is None or attempt == 9:
                 break
-            time.sleep(0.1)
+            time.sleep(0.5)
         qmp(sock, "quit")
     finally:
         try:
             qemu.wait(timeout=10)
         except subprocess.TimeoutExpired:
             qemu.kill()
+    if why:
+        fail(why)
 
-    width, height, rgb = read_ppm(PPM)
+
+def screenshot(sock):
+    """Takes a screendump into PNG; returns why it is not the console with
+    the prompt on its last text row, or None."""
+    if os.path.exists(PPM):
+        os.remove(PPM)
+    reply = qmp(sock, "screendump", filename=os.path.abspath(PPM))
+    if "error" in reply:
+        fail(f"screendump: {reply['error']}")
+    for _ in range(50):
+        if os.path.exists(PPM) and os.path.getsize(PPM) > 0:
+            break
+        time.sleep(0.1)
+    return check(PPM)
+
+
+def check(ppm):
+    width, height, rgb = read_ppm(ppm)
     write_png(PNG, width, height, rgb)
-    os.remove(PPM)
+    os.remove(ppm)
 
     def lit(x, y):
         at = (y * width + x) * 3
@@ -129,7 +149,7 @@ def main():
     total = sum(1 for y in range(height) for x in range(width) if lit(x, y))
     share = total / (width * height)
     if not 0.005 < share < 0.6:
-        fail(f"{share:.1%} of the screen is lit: blank or garbage (see {PNG})")
+        return f"{share:.1%} of the screen is lit: blank or garbage (see {PNG})"
 
     def cell_lit(column, row):
         return any(lit(column * CELL_W + x, row * CELL_H + y) for y in range(CELL_H) for x in range(CELL_W))
@@ -137,12 +157,13 @@ def main():
     rows = height // CELL_H
     last = max((r for r in range(rows) if any(cell_lit(c, r) for c in range(width // CELL_W))), default=None)
     if last is None:
-        fail("no text row found")
+        return "no text row found"
     cells = [cell_lit(c, last) for c in range(12)]
     # "incroos> ": eight glyphs, then the space after the prompt and nothing.
     if cells[:8] != [True] * 8 or any(cells[9:]):
-        fail(f"last text row is not the shell prompt: lit cells {cells} (see {PNG})")
+        return f"last text row is not the shell prompt: lit cells {cells} (see {PNG})"
     print(f"screen (uefi) ... ok ({width}x{height}, {share:.1%} lit, prompt on text row {last}; {PNG})")
+    return None
 
 
 main()
