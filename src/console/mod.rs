@@ -102,9 +102,7 @@ pub fn print_serial(args: fmt::Arguments<'_>) {
 /// Writes to the screen alone, in `color`: the shell's line echo there.
 pub fn print_screen(color: Color, args: fmt::Arguments<'_>) {
     if let Some(screen) = CONSOLE.lock().screen.as_mut() {
-        screen.set_color(color);
-        let _ = screen.write_fmt(args);
-        screen.set_color(Color::Normal);
+        screen.write(color, args);
     }
 }
 

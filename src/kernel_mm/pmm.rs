@@ -209,107 +209,16 @@ pub fn failures() -> (FailPlan, u64, u64) {
     .unwrap_or((FailPlan::Off, 0, 0))
 }
 
-/// Why [`free_runs`] did not look.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FreeRunsError {
-    /// The PMM is not running yet.
-    NotRunning,
-    /// Failure injection is armed: the sweep's allocations would fail
-    /// where they should not, and use up the plan.
-    FailuresArmed,
-    /// Giving a run back failed (the PMM is inconsistent); the counters
-    /// before and after.
-    NotRestored {
-        /// Counters before the sweep.
-        before: Stats,
-        /// Counters after it.
-        after: Stats,
-    },
-}
-
-impl fmt::Display for FreeRunsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FreeRunsError::NotRunning => f.write_str("the PMM is not running"),
-            FreeRunsError::FailuresArmed => {
-                f.write_str("not while frame-allocation failures are injected")
-            }
-            FreeRunsError::NotRestored { before, after } => {
-                write!(f, "the PMM changed: before {before}; after {after}")
-            }
-        }
-    }
-}
-
-/// Calls `visit` with every run of free frames (in no particular order)
-/// and leaves the PMM as it found it; returns how many frames are free.
-///
-/// The `mm` allocator offers no read-only look at its bitmap, so this
-/// takes every free frame (the lowest free one comes first, so runs are
-/// seen in address order), writes each run's length and the previous
-/// run's address into the run's first frame, then walks that chain and
-/// gives each run back. The PMM's lock is held throughout, so nothing
-/// else sees it empty; `visit` runs under the lock and must not allocate
-/// frames (nor heap memory, which may grow through the PMM).
-pub fn free_runs(mut visit: impl FnMut(PhysRange)) -> Result<u64, FreeRunsError> {
-    /// The record at the start of each run: the chain's link and the length.
-    #[repr(C)]
-    struct RunRecord {
-        /// Physical address of the run taken before this one; 0 for none
-        /// (the PMM never hands out frame 0, which lies below `PMM_START`).
-        previous: u64,
-        /// Frames in the run.
-        frames: u64,
-    }
-    let write_record = |start: u64, record: RunRecord| {
-        let pointer = phys_to_virt(PhysAddr::new(start)).as_mut_ptr::<RunRecord>();
-        // SAFETY: `start` is the first frame of a run this sweep took from
-        // the PMM and still holds; it is RAM, direct-mapped, page-aligned
-        // (so aligned for the record), and no one else uses it.
-        unsafe { pointer.write(record) };
-    };
+/// Calls `visit` with every run of free frames, in address order, read
+/// from the allocator's bitmap under its lock (nothing changes); returns
+/// how many frames are free, or `None` before `init`. `visit` runs under
+/// the lock and must not allocate frames (nor heap memory, which may grow
+/// through the PMM).
+pub fn free_runs(mut visit: impl FnMut(PhysRange)) -> Option<u64> {
     with(|pmm| {
-        if pmm.fail_point().plan() != FailPlan::Off {
-            return Err(FreeRunsError::FailuresArmed);
-        }
-        let before = pmm.stats();
-        // Take every free frame; `last` heads the chain of runs taken.
-        let (mut last, mut start, mut frames) = (0u64, 0u64, 0u64);
-        loop {
-            let next = pmm.alloc_page().map(|frame| frame.start_address().as_u64());
-            if next == Some(start + frames * PAGE_SIZE) && frames > 0 {
-                frames += 1;
-                continue;
-            }
-            if frames > 0 {
-                let previous = last;
-                write_record(start, RunRecord { previous, frames });
-                last = start;
-            }
-            match next {
-                Some(address) => (start, frames) = (address, 1),
-                None => break,
-            }
-        }
-        let mut restored = true;
-        while last != 0 {
-            let pointer = phys_to_virt(PhysAddr::new(last)).as_ptr::<RunRecord>();
-            // SAFETY: `last` is a run taken above, whose record was written
-            // there; the sweep still holds it.
-            let record = unsafe { pointer.read() };
-            visit(PhysRange::from_len(last, record.frames * PAGE_SIZE));
-            restored &= pmm
-                .free_contiguous(PhysAddr::new(last), record.frames as usize)
-                .is_ok();
-            last = record.previous;
-        }
-        let after = pmm.stats();
-        if !restored || after != before {
-            return Err(FreeRunsError::NotRestored { before, after });
-        }
-        Ok(before.free)
+        pmm.free_runs().for_each(&mut visit);
+        pmm.stats().free
     })
-    .unwrap_or(Err(FreeRunsError::NotRunning))
 }
 
 /// Counters (zero before `init`).

@@ -259,8 +259,8 @@ fn physmap(info: &BootInfo<'_>) {
         reservations: &reservations,
     });
     match pmm::free_runs(|run| map.add_free(run)) {
-        Ok(_) => crate::kprint!("{map}"),
-        Err(error) => kprintln!("physmap: {error}"),
+        Some(_) => crate::kprint!("{map}"),
+        None => kprintln!("physmap: the PMM is not running"),
     }
 }
 

@@ -285,6 +285,22 @@ impl<'a> FrameAllocator<'a> {
         self.stats.total
     }
 
+    /// Every run of free frames, in address order, read from the bitmap
+    /// (nothing changes). O(bitmap words) in all.
+    pub fn free_runs(&self) -> impl Iterator<Item = PhysRange> + '_ {
+        let mut from = 0;
+        core::iter::from_fn(move || {
+            let start = self.bitmap.next_free(from)?;
+            let end = self.bitmap.next_used(start).unwrap_or(self.bitmap.frames());
+            from = end;
+            let address = self.base + start as u64 * PAGE_SIZE;
+            Some(PhysRange::from_len(
+                address,
+                (end - start) as u64 * PAGE_SIZE,
+            ))
+        })
+    }
+
     /// Longest run of free frames (scans the bitmap).
     pub fn largest_free_run(&self) -> u64 {
         self.bitmap.longest_free_run() as u64

@@ -175,6 +175,22 @@ impl<'a> Bitmap<'a> {
         (index < self.frames).then_some(index)
     }
 
+    /// The first used frame at or after `from` (`None`: every frame from
+    /// there on is free). O(words scanned).
+    pub fn next_used(&self, from: usize) -> Option<usize> {
+        if from >= self.frames {
+            return None;
+        }
+        let mut word = from / BITS;
+        let mut bits = self.level0[word] & (u64::MAX << (from % BITS));
+        while bits == 0 {
+            word += 1;
+            bits = *self.level0.get(word)?;
+        }
+        let index = word * BITS + bits.trailing_zeros() as usize;
+        (index < self.frames).then_some(index)
+    }
+
     /// The lowest free frame: starts at the lowest non-empty level-2 word,
     /// so it costs O(1) word reads however full the bitmap is.
     pub fn first_free(&mut self) -> Option<usize> {

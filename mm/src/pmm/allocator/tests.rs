@@ -258,6 +258,19 @@ proptest! {
             let stats = pmm.stats();
             prop_assert_eq!(stats.used, owned.len() as u64);
             prop_assert_eq!(stats.free + stats.used + stats.reserved, stats.total);
+            // The read-only view: free runs, in order, apart (a run ends at
+            // a used frame), holding no owned or reserved frame, adding up
+            // to the free count.
+            let free_runs: Vec<PhysRange> = pmm.free_runs().collect();
+            prop_assert_eq!(free_runs.iter().map(|run| run.pages()).sum::<u64>(), stats.free);
+            for pair in free_runs.windows(2) {
+                prop_assert!(pair[0].end < pair[1].start, "runs touch or overlap: {:?}", pair);
+            }
+            for run in &free_runs {
+                prop_assert!(owned.range(run.start..run.end).next().is_none(), "owned frame in {}", run);
+                prop_assert!(usable.contains(run.start) && usable.contains(run.end - PAGE_SIZE));
+                prop_assert!(!reservations.iter().any(|r| outward_to_pages(r.range).overlaps(run)));
+            }
         }
         for address in singles {
             pmm.free_page(PhysAddr::new(address)).unwrap();
