@@ -30,7 +30,7 @@ help:
 	@echo "make test         every test: host tests and lints, the boot matrix, shell, NMI and gdb checks"
 	@echo "make test-host    cargo fmt --check, clippy (kernel and host), host unit and property tests"
 	@echo "make test-boot    the boot matrix: the in-kernel suite on many machines, failure reports"
-	@echo "make test-shell   the shell over serial, the UEFI screen, NMIs from the QEMU monitor"
+	@echo "make test-shell   the shell over serial, the UEFI screen, NMIs and every CPU from the QEMU monitor"
 	@echo "make test-gdb     the debugger workflow in batch mode"
 	@echo "make iso          build/incroos.iso (BIOS + UEFI) and build/kernel.elf (with symbols)"
 	@echo "make debug        QEMU paused with its gdb stub on :1234 (then make gdb in another terminal)"
@@ -101,6 +101,7 @@ $(BUILD)/test-%.iso: $(KERNEL) grub/test.cfg.in scripts/make-modules.py
 $(BUILD)/test-suite.iso: TEST_CMDLINE = test
 $(BUILD)/test-report.iso: TEST_CMDLINE = report exit
 $(BUILD)/test-poweroff.iso: TEST_CMDLINE = report poweroff
+$(BUILD)/test-smp1.iso: TEST_CMDLINE = report exit smp=1
 $(BUILD)/test-selftest.iso: TEST_CMDLINE = test test.filter=selftest::
 $(BUILD)/test-panic.iso: TEST_CMDLINE = crash=panic
 $(BUILD)/test-null.iso: TEST_CMDLINE = crash=null
@@ -116,7 +117,7 @@ $(BUILD)/test-failures.iso: TEST_CMDLINE = test fail=pmm:random=$(FAIL_ONE_IN),s
 FAIL_ONE_IN ?= 40
 FAIL_SEED ?= 20261201
 $(BUILD)/test-modules.iso: TEST_MODULES = 10
-TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report poweroff selftest panic null overflow oom pmm32 shell modules nomatch pmm64g failures))
+TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report poweroff smp1 selftest panic null overflow oom pmm32 shell modules nomatch pmm64g failures))
 BOOT_TEST := @scripts/boot-test.sh
 
 test: test-host test-boot test-shell test-gdb
@@ -175,7 +176,14 @@ test-boot: $(TEST_ISOS)
 	    --reject 'ACPI power-off failed' -- -machine q35 -smp 4
 	$(BOOT_TEST) acpi-cpus-not-enabled $(BUILD)/test-report.iso --exit 33 \
 	    --expect 'CPUs: 4 in the MADT, 2 enabled' --expect 'APIC id +3 \(processor 3\), not enabled' \
+	    --expect '^CPUs: +2 online' --expect 'APIC id +2: not enabled in the MADT: not started' \
 	    -- -smp 2,maxcpus=4
+	$(BOOT_TEST) smp-limit-1 $(BUILD)/test-smp1.iso --exit 33 \
+	    --expect '^CPUs: +1 online' --expect 'APIC id +1: over the smp= limit: not started' -- -smp 2
+	$(BOOT_TEST) suite-smp4-bios $(BUILD)/test-suite.iso -- -smp 4
+	$(BOOT_TEST) suite-smp4-uefi $(BUILD)/test-suite.iso --uefi -- -smp 4
+	$(BOOT_TEST) suite-smp4-q35-uefi $(BUILD)/test-suite.iso --uefi -- -machine q35 -smp 4
+	$(BOOT_TEST) suite-smp8-q35 $(BUILD)/test-suite.iso --mem 512M -- -machine q35 -smp 8
 	$(BOOT_TEST) harness-reports-failure $(BUILD)/test-selftest.iso --exit 35 \
 	    --expect 'this_test_fails_on_purpose \.\.\. FAILED' --expect 'left: +2' \
 	    --expect 'selftest\.rs:[0-9]+' --expect '^ktest: 0 passed, 1 failed'
@@ -205,6 +213,8 @@ test-shell: $(BUILD)/test-shell.iso
 	@scripts/shell-test.sh $(BUILD)/test-shell.iso bios
 	@python3 scripts/screen-test.py $(BUILD)/test-shell.iso
 	@python3 scripts/nmi-test.py $(BUILD)/test-shell.iso
+	@python3 scripts/smp-check.py $(BUILD)/test-shell.iso bios 4
+	@python3 scripts/smp-check.py $(BUILD)/test-shell.iso uefi 4 -machine q35
 	@out=$$(printf 'shutdown\n' | $(CARGO) run -q 2>&1); \
 	    if grep -q 'shutting down' <<<"$$out"; then echo "cargo run ... ok"; \
 	    else echo "cargo run ... FAILED"; tail -n 15 <<<"$$out"; exit 1; fi

@@ -11,6 +11,7 @@
 extern crate alloc;
 
 pub mod acpi;
+pub mod apic;
 pub mod boot;
 pub mod cabi;
 pub mod display;

@@ -30,6 +30,7 @@ mod kernel {
         include_str!("../asm/boot32.s"),
         include_str!("../asm/boot64.s"),
         include_str!("../asm/exceptions.s"),
+        include_str!("../asm/ap_trampoline.s"),
         MB2_HEADER_MAGIC = const boot::MULTIBOOT2_HEADER_MAGIC,
         MB2_BOOTLOADER_MAGIC = const boot::MULTIBOOT2_BOOTLOADER_MAGIC,
         BOOT_INFO_MAX = const boot::BOOT_INFO_MAX,
@@ -40,6 +41,8 @@ mod kernel {
         BOOT_STACK_SIZE = const layout::BOOT_STACK_SIZE,
         DOUBLE_FAULT_STACK_SIZE = const layout::DOUBLE_FAULT_STACK_SIZE,
         NMI_STACK_SIZE = const layout::NMI_STACK_SIZE,
+        AP_TRAMPOLINE = const layout::AP_TRAMPOLINE,
+        AP_PARAMS = const layout::AP_PARAMS,
     );
 
     /// Called by asm/boot64.s in long mode, on the boot stack.
@@ -100,7 +103,22 @@ mod kernel {
         attach_framebuffer(&info);
         report::boot(&info);
         report::memory(&memory);
-        report::acpi(&incroos::firmware::init(&info));
+        let acpi = incroos::firmware::init(&info);
+        report::acpi(&acpi);
+        if let Ok((acpi, _)) = acpi {
+            let pm_timer = acpi
+                .fadt
+                .and_then(|fadt| Some((fadt.pm_timer?, fadt.pm_timer_32bit)));
+            let per_us = arch::clock::calibrate(pm_timer);
+            kprintln!(
+                "clock:        TSC {} MHz (measured against the ACPI PM timer)",
+                per_us
+            );
+            if let Some(madt) = &acpi.madt {
+                let cpus = arch::smp::start_all(madt, cmdline.smp.unwrap_or(usize::MAX));
+                report::cpus(&cpus);
+            }
+        }
         let frames = kernel_mm::pmm::stats();
         kprintln!();
         kprintln!(

@@ -6,6 +6,7 @@ use alloc::string::String;
 
 use crate::acpi::{Acpi, AcpiError};
 use crate::arch::x86_64::sections;
+use crate::arch::x86_64::smp::{self, CpuStart, Outcome};
 use crate::boot::{BootInfo, Firmware, FramebufferKind};
 use crate::firmware::RsdpSource;
 use crate::kernel_mm::direct_map::DirectMap;
@@ -292,6 +293,23 @@ pub fn acpi(result: &Result<(&Acpi, RsdpSource), AcpiError>) {
                 None => "none".into(),
             }
         );
+    }
+}
+
+/// Prints what became of each CPU the MADT lists.
+pub fn cpus(cpus: &[CpuStart]) {
+    kprintln!("CPUs:         {} online", smp::online());
+    for cpu in cpus {
+        let what = match cpu.outcome {
+            Outcome::Boot => String::from("the boot CPU"),
+            Outcome::Started(micros) => format!("CPU {} started in {micros} us", cpu.index),
+            Outcome::NoAnswer => String::from("did not answer INIT-SIPI-SIPI: skipped"),
+            Outcome::NotEnabled => String::from("not enabled in the MADT: not started"),
+            Outcome::OverLimit => String::from("over the smp= limit: not started"),
+            Outcome::NoMemory => String::from("no memory for its stacks: not started"),
+            Outcome::SendFailed => String::from("the IPIs could not be sent: not started"),
+        };
+        kprintln!("  APIC id {:>3}: {what}", cpu.apic_id);
     }
 }
 

@@ -34,6 +34,24 @@ pub const BOOT_PT: u64 = 0x4000;
 /// End (exclusive) of the boot page tables.
 pub const BOOT_TABLES_END: u64 = 0x5000;
 
+/// Physical page the application processors start in (real mode, from
+/// INIT-SIPI-SIPI with vector `AP_TRAMPOLINE >> 12`): the trampoline's code
+/// and GDT, and at [`AP_PARAMS`] what the starting CPU needs. Below the
+/// bootstrap pool and above the boot page tables, so no allocator ever
+/// hands it out.
+pub const AP_TRAMPOLINE: u64 = 0x8000;
+/// Where in the trampoline page the boot CPU leaves the page-table root,
+/// stack top, CPU index and Rust entry for the CPU starting.
+pub const AP_PARAMS: u64 = AP_TRAMPOLINE + 0xF00;
+/// Size of each application processor's kernel stack, above its guard
+/// page (its double-fault and NMI stacks are the boot CPU's sizes).
+pub const AP_STACK_SIZE: usize = 64 * 1024;
+/// Virtual base of the application processors' stacks: one
+/// [`CPU_STACKS_SLOT`] per CPU, guard pages unmapped between the stacks.
+pub const CPU_STACKS_START: u64 = 0xFFFF_B000_0000_0000;
+/// Virtual space per CPU for its stacks and their guard pages.
+pub const CPU_STACKS_SLOT: u64 = 256 * 1024;
+
 /// Start of the bootstrap frame pool (identity-mapped).
 pub const BOOTSTRAP_POOL_START: u64 = 0x1_0000;
 /// End (exclusive) of the bootstrap frame pool.
@@ -52,6 +70,12 @@ pub const HEAP_INITIAL_SIZE: u64 = 1024 * 1024;
 pub const HEAP_MAX_SIZE: u64 = 16 * 1024 * 1024;
 
 const _: () = assert!(BOOT_TABLES_END <= BOOTSTRAP_POOL_START);
+const _: () =
+    assert!(BOOT_TABLES_END <= AP_TRAMPOLINE && AP_TRAMPOLINE + 4096 <= BOOTSTRAP_POOL_START);
+const _: () = assert!(AP_TRAMPOLINE.is_multiple_of(4096) && AP_TRAMPOLINE < 0x10_0000);
+const _: () = assert!(
+    (AP_STACK_SIZE + DOUBLE_FAULT_STACK_SIZE + NMI_STACK_SIZE) as u64 + 4 * 4096 <= CPU_STACKS_SLOT
+);
 const _: () = assert!(BOOTSTRAP_POOL_END <= KERNEL_LOAD);
 const _: () = assert!(KERNEL_LOAD < PMM_START);
 const _: () = assert!(HEAP_START.is_multiple_of(HUGE_PAGE_SIZE));

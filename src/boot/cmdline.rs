@@ -38,6 +38,9 @@ pub struct CommandLine<'a> {
     /// `fail=pmm:PLAN`: inject frame-allocation failures (`nth=N`,
     /// `every=N`, `random=N,seed=S`) from the start of the test run.
     pub fail_pmm: Option<FailPlan>,
+    /// `smp=N`: start at most N CPUs, the boot CPU included (`smp=1`: the
+    /// others stay parked).
+    pub smp: Option<usize>,
     /// The first word that was not understood, if any.
     pub unknown: Option<&'a str>,
 }
@@ -71,6 +74,7 @@ impl<'a> CommandLine<'a> {
             power_off_after_report: false,
             crash: None,
             fail_pmm: None,
+            smp: None,
             unknown: None,
         };
         for word in text.split_ascii_whitespace() {
@@ -94,6 +98,10 @@ impl<'a> CommandLine<'a> {
                     }
                     _ => false,
                 },
+                Some(("smp", count)) => {
+                    line.smp = count.parse().ok().filter(|&count| count >= 1);
+                    line.smp.is_some()
+                }
                 Some(("pmm.max", size)) => {
                     line.pmm_max = parse_size(size);
                     line.pmm_max.is_some()
@@ -168,6 +176,9 @@ mod tests {
         assert_eq!(line.crash, Some("panic"));
         assert!(line.exit_after_report);
         assert!(CommandLine::parse("report poweroff").power_off_after_report);
+        assert_eq!(CommandLine::parse("smp=4").smp, Some(4));
+        assert_eq!(CommandLine::parse("smp=0").unknown, Some("smp=0"));
+        assert_eq!(CommandLine::parse("smp=x").unknown, Some("smp=x"));
         assert_eq!(line.unknown, None);
     }
 

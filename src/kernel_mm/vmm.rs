@@ -345,7 +345,18 @@ pub unsafe fn map_firmware(phys: PhysAddr, len: u64) -> Result<(Mapping, VirtAdd
     unsafe { map_window(phys, len, NX) }
 }
 
-/// `map_device` and `map_firmware`, with `flags`.
+/// Maps `len` bytes of device registers at `phys` (the local APIC) into
+/// the MMIO window, writable, uncached and never executable. Returns the
+/// handle and the virtual address of `phys` itself.
+///
+/// # Safety
+/// As for [`map_device`].
+pub unsafe fn map_registers(phys: PhysAddr, len: u64) -> Result<(Mapping, VirtAddr), MmError> {
+    // SAFETY: the caller's contract.
+    unsafe { map_window(phys, len, WRITABLE | NX | NOCACHE | WRITETHROUGH) }
+}
+
+/// `map_device`, `map_firmware` and `map_registers`, with `flags`.
 ///
 /// # Safety
 /// As for `map_device`.

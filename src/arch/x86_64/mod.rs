@@ -1,12 +1,15 @@
 //! x86-64 glue: descriptor tables, exception entry, CPU helpers, linker symbols.
 
+pub mod clock;
 pub mod cmos;
 pub mod cpu;
 pub mod exceptions;
 pub mod gdt;
 pub mod idt;
+pub mod lapic;
 pub mod nmi;
 pub mod sections;
+pub mod smp;
 pub mod timer;
 
 /// Loads the kernel's GDT (with a TSS for the double-fault stack) and IDT.

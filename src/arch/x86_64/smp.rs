@@ -1,0 +1,254 @@
+//! Application-processor bring-up: every CPU the MADT marks enabled is
+//! started with INIT-SIPI-SIPI through the trampoline in
+//! `asm/ap_trampoline.s`, on its own stacks (guard pages between them)
+//! and its own GDT and TSS, and checks in from Rust; one that does not
+//! answer in time is reported and skipped, and the boot goes on.
+//!
+//! Started CPUs park (interrupts off, `hlt`) until work for them exists
+//! (IPIs and shootdown come next; docs/smp.md).
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::ptr;
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use x86_64::{PhysAddr, VirtAddr};
+
+use super::gdt::{self, Gdt};
+use super::lapic::Lapic;
+use super::{clock, cpu, idt};
+use crate::acpi::Madt;
+use crate::apic::{Destination, IpiKind};
+use crate::kernel_mm::{phys_to_virt, vmm};
+use mm::layout::{
+    AP_PARAMS, AP_STACK_SIZE, AP_TRAMPOLINE, CPU_STACKS_SLOT, CPU_STACKS_START,
+    DOUBLE_FAULT_STACK_SIZE, NMI_STACK_SIZE, PAGE_SIZE,
+};
+use mm::paging::{PageSize, NX, PRESENT, WRITABLE};
+
+extern "C" {
+    static ap_trampoline_start: u8;
+    static ap_trampoline_end: u8;
+}
+
+/// CPUs running kernel code (the boot CPU included).
+static ONLINE: AtomicUsize = AtomicUsize::new(1);
+/// The APIC id of the last CPU that reached Rust (`u32::MAX`: none yet).
+static CHECKED_IN: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// How long the boot CPU waits, per the MP specification's sequence.
+const INIT_DELAY_US: u64 = 10_000;
+const FIRST_SIPI_WAIT_US: u64 = 1_000;
+/// After the second SIPI: generous, for TCG.
+const SECOND_SIPI_WAIT_US: u64 = 500_000;
+
+/// What became of one CPU the MADT lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The CPU running this code.
+    Boot,
+    /// Started, and checked in after this many microseconds.
+    Started(u64),
+    /// Sent INIT-SIPI-SIPI; it never checked in.
+    NoAnswer,
+    /// The MADT does not mark it enabled.
+    NotEnabled,
+    /// Beyond the `smp=N` limit.
+    OverLimit,
+    /// Its stacks or tables could not be made (out of memory).
+    NoMemory,
+    /// The IPIs could not be sent.
+    SendFailed,
+}
+
+/// One CPU's bring-up, for the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuStart {
+    /// Its APIC id.
+    pub apic_id: u32,
+    /// The kernel's CPU number (0 = boot CPU; only for started CPUs).
+    pub index: usize,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// What an application processor needs once it runs Rust.
+struct ApStart {
+    apic_id: u32,
+    gdt: &'static Gdt,
+}
+
+/// Number of CPUs running kernel code.
+pub fn online() -> usize {
+    ONLINE.load(Ordering::Acquire)
+}
+
+/// The boot CPU's APIC id (CPUID 1, EBX bits 31-24).
+fn boot_apic_id() -> u32 {
+    core::arch::x86_64::__cpuid(1).ebx >> 24
+}
+
+/// Starts every enabled CPU of `madt`, at most `limit` CPUs in all (the
+/// boot CPU counts); returns what happened to each CPU listed.
+pub fn start_all(madt: &Madt, limit: usize) -> Vec<CpuStart> {
+    let boot = boot_apic_id();
+    let mut report = Vec::new();
+    let lapic = match mm::checked_phys(madt.local_apic_address)
+        .map_err(|_| mm::MmError::InvalidArgument)
+        .and_then(Lapic::map)
+    {
+        Ok(lapic) => lapic,
+        Err(error) => {
+            log::warn!("smp: cannot map the local APIC: {error}; one CPU only");
+            return report;
+        }
+    };
+    lapic.enable();
+    let trampoline_ready = install_trampoline();
+    let mut started = 1;
+    for cpu in &madt.processors {
+        let mut entry = CpuStart {
+            apic_id: cpu.apic_id,
+            index: 0,
+            outcome: Outcome::Boot,
+        };
+        if cpu.apic_id == boot {
+            report.push(entry);
+            continue;
+        }
+        entry.outcome = if !cpu.enabled {
+            Outcome::NotEnabled
+        } else if started >= limit {
+            Outcome::OverLimit
+        } else if !trampoline_ready {
+            Outcome::NoMemory
+        } else {
+            let outcome = start_one(&lapic, started, cpu.apic_id);
+            if matches!(outcome, Outcome::Started(_)) {
+                entry.index = started;
+                started += 1;
+            }
+            outcome
+        };
+        report.push(entry);
+    }
+    if trampoline_ready {
+        // SAFETY: the identity mapping of the trampoline page was made for
+        // bring-up alone; every CPU that checked in runs kernel code now,
+        // and one that did not answer is given up (docs/smp.md).
+        if let Err(error) = unsafe { vmm::unmap(VirtAddr::new(AP_TRAMPOLINE)) } {
+            log::warn!("smp: unmapping the trampoline page: {error}");
+        }
+    }
+    report
+}
+
+/// Copies the trampoline into its page (through the direct map) and maps
+/// the page at its own address, present and executable, read-only.
+fn install_trampoline() -> bool {
+    // The bounds of the trampoline's bytes in .rodata, emitted by
+    // asm/ap_trampoline.s (taking their addresses reads nothing).
+    let (start, end) = (
+        ptr::addr_of!(ap_trampoline_start),
+        ptr::addr_of!(ap_trampoline_end),
+    );
+    let len = end as usize - start as usize;
+    if len as u64 > AP_PARAMS - AP_TRAMPOLINE {
+        log::error!("smp: the trampoline ({len} bytes) runs into its parameters");
+        return false;
+    }
+    let page = phys_to_virt(PhysAddr::new(AP_TRAMPOLINE)).as_mut_ptr::<u8>();
+    // SAFETY: AP_TRAMPOLINE is a RAM page below the bootstrap pool that no
+    // allocator hands out (mm::layout), reached through the direct map;
+    // the source is `len` bytes of .rodata.
+    unsafe { ptr::copy_nonoverlapping(start, page, len) };
+    // SAFETY: the page belongs to bring-up alone; the mapping is
+    // read-only, so it gives no second writable way to anything.
+    let mapped = unsafe {
+        vmm::map(
+            VirtAddr::new(AP_TRAMPOLINE),
+            PhysAddr::new(AP_TRAMPOLINE),
+            PageSize::Size4KiB,
+            PRESENT,
+        )
+    };
+    if let Err(error) = mapped {
+        log::error!("smp: cannot map the trampoline page: {error}");
+        return false;
+    }
+    true
+}
+
+/// Makes CPU `index`'s stacks and tables and starts the CPU with APIC id
+/// `apic_id`.
+fn start_one(lapic: &Lapic, index: usize, apic_id: u32) -> Outcome {
+    let Some((stack_top, gdt)) = stacks_and_tables(index) else {
+        return Outcome::NoMemory;
+    };
+    let start: &'static ApStart = Box::leak(Box::new(ApStart { apic_id, gdt }));
+    let params = [
+        vmm::current_cr3().start_address().as_u64(),
+        stack_top.as_u64(),
+        start as *const ApStart as u64,
+        ap_entry as *const () as u64,
+    ];
+    let slot = phys_to_virt(PhysAddr::new(AP_PARAMS)).as_mut_ptr::<[u64; 4]>();
+    // SAFETY: AP_PARAMS lies in the trampoline page (see `install_trampoline`),
+    // 8-aligned, written only here while no CPU is starting.
+    unsafe { slot.write_volatile(params) };
+    CHECKED_IN.store(u32::MAX, Ordering::SeqCst);
+    let began = cpu::rdtsc();
+    let checked_in = || CHECKED_IN.load(Ordering::Acquire) == apic_id;
+    let page = (AP_TRAMPOLINE / PAGE_SIZE) as u8;
+    if lapic
+        .send(Destination::Apic(apic_id), IpiKind::Init)
+        .is_err()
+    {
+        return Outcome::SendFailed;
+    }
+    clock::delay_us(INIT_DELAY_US);
+    for wait in [FIRST_SIPI_WAIT_US, SECOND_SIPI_WAIT_US] {
+        if lapic
+            .send(Destination::Apic(apic_id), IpiKind::Startup(page))
+            .is_err()
+        {
+            return Outcome::SendFailed;
+        }
+        if clock::wait_us(wait, checked_in) {
+            return Outcome::Started(clock::micros_since(began));
+        }
+    }
+    Outcome::NoAnswer
+}
+
+/// CPU `index`'s kernel, double-fault and NMI stacks (each above an
+/// unmapped guard page) and its GDT and TSS; the kernel stack's top.
+fn stacks_and_tables(index: usize) -> Option<(VirtAddr, &'static Gdt)> {
+    let slot = CPU_STACKS_START + index as u64 * CPU_STACKS_SLOT;
+    let mut next = slot;
+    let mut stack = |size: usize| -> Option<VirtAddr> {
+        let base = VirtAddr::new(next + PAGE_SIZE);
+        let mapping = vmm::map_fresh(base, size as u64, WRITABLE | NX).ok()?;
+        mapping.keep();
+        next = base.as_u64() + size as u64;
+        Some(VirtAddr::new(next))
+    };
+    let kernel = stack(AP_STACK_SIZE)?;
+    let double_fault = stack(DOUBLE_FAULT_STACK_SIZE)?;
+    let nmi = stack(NMI_STACK_SIZE)?;
+    Some((kernel, gdt::build_for_ap(double_fault, nmi)))
+}
+
+/// Where an application processor enters Rust (called by the trampoline
+/// on its own stack): loads its tables, checks in, and parks.
+extern "C" fn ap_entry(start: &'static ApStart) -> ! {
+    gdt::load_for_ap(start.gdt);
+    idt::init();
+    cpu::harden(&cpu::features());
+    ONLINE.fetch_add(1, Ordering::AcqRel);
+    CHECKED_IN.store(start.apic_id, Ordering::Release);
+    loop {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}
