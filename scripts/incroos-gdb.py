@@ -17,8 +17,11 @@ FLAG_NAMES = [(0, "P"), (1, "W"), (2, "U"), (3, "WT"), (4, "NC"), (5, "A"), (6, 
 
 
 def locked_value(path):
-    """The value inside an IrqMutex<Option<T>> static, or None."""
-    option = gdb.parse_and_eval(path)["inner"]["inner"]["data"]["value"]
+    """The value inside an IrqMutex<Option<T>> static, or None.
+
+    IrqMutex wraps spin's TicketMutex (fields next_ticket, next_serving,
+    data: UnsafeCell<T>)."""
+    option = gdb.parse_and_eval(path)["inner"]["data"]["value"]
     names = [field.name for field in option.type.fields()]
     if "Some" not in names:
         return None

@@ -4,6 +4,10 @@
 //! the code it interrupted holds. `IrqMutex` disables interrupts before it
 //! spins and restores the previous state when the guard drops, so a handler
 //! can never run on this CPU while the lock is held here.
+//!
+//! With several CPUs the lock is a ticket lock: waiters are served in the
+//! order they arrived, so no CPU starves behind the others on a contended
+//! allocator lock (lock order: docs/smp.md).
 
 use core::ops::{Deref, DerefMut};
 
@@ -11,12 +15,12 @@ use x86_64::instructions::interrupts;
 
 /// A spin lock whose guard keeps interrupts disabled.
 pub struct IrqMutex<T> {
-    inner: spin::Mutex<T>,
+    inner: spin::mutex::TicketMutex<T>,
 }
 
 /// Guard of an [`IrqMutex`]; re-enables interrupts on drop if they were on.
 pub struct IrqMutexGuard<'a, T> {
-    guard: Option<spin::MutexGuard<'a, T>>,
+    guard: Option<spin::mutex::TicketMutexGuard<'a, T>>,
     interrupts_were_enabled: bool,
 }
 
@@ -24,7 +28,7 @@ impl<T> IrqMutex<T> {
     /// Creates an unlocked mutex.
     pub const fn new(value: T) -> Self {
         Self {
-            inner: spin::Mutex::new(value),
+            inner: spin::mutex::TicketMutex::new(value),
         }
     }
 

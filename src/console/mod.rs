@@ -118,9 +118,12 @@ impl Emergency {
     pub fn print(&self, args: fmt::Arguments<'_>) {
         if CONSOLE.try_lock().is_none() {
             // SAFETY: an Emergency exists only inside `fatal`, with
-            // interrupts off, on the kernel's one running CPU (the others
-            // stay parked), and `fatal` never returns: whatever held the
-            // lock was interrupted for good and will not touch it again.
+            // interrupts off, and `fatal` never returns: whatever held the
+            // lock on this CPU was interrupted for good. Known gap with
+            // several CPUs (docs/smp.md): the other CPUs are not stopped
+            // first, so one of them may hold the lock and write at the same
+            // time until the machine stops; the console's state is plain
+            // bytes and a UART, so the worst is a garbled line.
             unsafe { CONSOLE.force_unlock() };
         }
         CONSOLE.lock().write_colored(Color::Error, args);

@@ -14,6 +14,7 @@ mod pmm_tests;
 mod raw_vmm;
 mod reliability_tests;
 mod selftest;
+mod smp_tests;
 mod vmm_tests;
 
 pub use selftest::crash;
@@ -278,6 +279,7 @@ fn all_tests(filter: Option<&str>) -> impl Iterator<Item = &'static Test> {
         .chain(c_abi_tests::TESTS)
         .chain(reliability_tests::TESTS)
         .chain(integrity_tests::TESTS)
+        .chain(smp_tests::TESTS)
         .chain(self_checks)
 }
 

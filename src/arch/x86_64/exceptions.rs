@@ -64,6 +64,10 @@ pub mod vector {
     pub const PAGE_FAULT: u64 = 14;
     /// IRQ 0, the PIT, after the PIC remap.
     pub const TIMER: u64 = 32;
+    /// The IPI that wakes a parked CPU for work.
+    pub const WORK_IPI: u64 = 240;
+    /// The local APIC's spurious-interrupt vector.
+    pub const SPURIOUS: u64 = 255;
 }
 
 /// The name of an exception vector.
@@ -221,6 +225,13 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
     if frame.vector == vector::TIMER {
         super::timer::interrupt();
         return;
+    }
+    if frame.vector == vector::WORK_IPI {
+        super::smp::work_interrupt();
+        return;
+    }
+    if frame.vector == vector::SPURIOUS {
+        return; // no EOI for a spurious interrupt
     }
 
     if frame.vector == vector::BREAKPOINT {

@@ -13,6 +13,7 @@ use mm::MmError;
 /// Register offsets.
 mod register {
     pub const ID: usize = 0x20;
+    pub const EOI: usize = 0xB0;
     pub const SPURIOUS: usize = 0xF0;
     pub const ERROR_STATUS: usize = 0x280;
     pub const ICR_LOW: usize = 0x300;
@@ -80,6 +81,11 @@ impl Lapic {
             spurious | SOFTWARE_ENABLE | u32::from(SPURIOUS_VECTOR),
         );
         self.write(register::ERROR_STATUS, 0);
+    }
+
+    /// Signals the end of the interrupt being handled.
+    pub fn eoi(&self) {
+        self.write(register::EOI, 0);
     }
 
     /// Sends an IPI and waits (a bounded spin) until the APIC has taken it.

@@ -10,7 +10,10 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::ptr;
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+use spin::Once;
+use x86_64::registers::model_specific::GsBase;
 
 use x86_64::{PhysAddr, VirtAddr};
 
@@ -33,6 +36,145 @@ extern "C" {
 
 /// CPUs running kernel code (the boot CPU included).
 static ONLINE: AtomicUsize = AtomicUsize::new(1);
+/// Most CPUs the kernel runs (more in the MADT are reported, not started).
+pub const MAX_CPUS: usize = 64;
+/// Every online CPU's record, by CPU index (null: not online).
+static CPUS: [AtomicPtr<PerCpu>; MAX_CPUS] = [const { AtomicPtr::new(ptr::null_mut()) }; MAX_CPUS];
+/// The local APIC (mapped once; every CPU reaches its own through it).
+static LAPIC: Once<Lapic> = Once::new();
+/// Work IPIs sent since boot.
+static IPIS_SENT: AtomicU64 = AtomicU64::new(0);
+
+/// One CPU's own data, reached through its GS base.
+pub struct PerCpu {
+    /// This record's own address (read through `gs:[0]`).
+    this: *const PerCpu,
+    /// The kernel's number for the CPU (0 = the boot CPU).
+    pub index: usize,
+    /// Its APIC id.
+    pub apic_id: u32,
+    /// Work posted for it: a `fn(usize)` and its state.
+    work: AtomicUsize,
+    state: AtomicU8,
+    /// Work IPIs it received.
+    pub ipis_received: AtomicU64,
+}
+
+// SAFETY: `this` only ever points at the record itself, which is leaked
+// ('static) and otherwise made of atomics and constants.
+unsafe impl Sync for PerCpu {}
+
+/// Mailbox states.
+const IDLE: u8 = 0;
+const POSTED: u8 = 1;
+const RUNNING: u8 = 2;
+const DONE: u8 = 3;
+
+/// Makes and registers CPU `index`'s record (leaked: a CPU never goes away).
+fn new_per_cpu(index: usize, apic_id: u32) -> &'static PerCpu {
+    let record = Box::leak(Box::new(PerCpu {
+        this: ptr::null(),
+        index,
+        apic_id,
+        work: AtomicUsize::new(0),
+        state: AtomicU8::new(IDLE),
+        ipis_received: AtomicU64::new(0),
+    }));
+    record.this = record;
+    let record: &'static PerCpu = record;
+    CPUS[index].store(record as *const PerCpu as *mut PerCpu, Ordering::Release);
+    record
+}
+
+/// Points this CPU's GS base at `record`.
+fn install_per_cpu(record: &'static PerCpu) {
+    GsBase::write(VirtAddr::from_ptr(record));
+}
+
+/// This CPU's record; `None` before bring-up set one (on the boot CPU,
+/// until `start_all`).
+pub fn current() -> Option<&'static PerCpu> {
+    if GsBase::read().is_null() {
+        return None;
+    }
+    let this: *const PerCpu;
+    // SAFETY: a non-zero GS base is set only by `install_per_cpu`, to a
+    // leaked record whose first field is its own address.
+    unsafe {
+        core::arch::asm!("mov {}, gs:[0]", out(reg) this, options(nostack, readonly, preserves_flags))
+    };
+    // SAFETY: see above: the record lives forever and is Sync.
+    Some(unsafe { &*this })
+}
+
+/// The record of CPU `index`, if it is online.
+pub fn cpu(index: usize) -> Option<&'static PerCpu> {
+    let record = CPUS.get(index)?.load(Ordering::Acquire);
+    // SAFETY: non-null entries point at leaked records (`new_per_cpu`).
+    (!record.is_null()).then(|| unsafe { &*record })
+}
+
+/// Work IPIs sent since boot.
+pub fn ipis_sent() -> u64 {
+    IPIS_SENT.load(Ordering::Relaxed)
+}
+
+/// A CPU that did not finish its work in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hung {
+    /// Its index.
+    pub index: usize,
+    /// Its APIC id.
+    pub apic_id: u32,
+}
+
+/// Runs `work(index)` on every other online CPU (woken by an IPI) while
+/// this CPU runs `work` too, and waits up to `timeout_us` for all of them;
+/// the first CPU that did not finish is named. Call on the boot CPU, one
+/// call at a time.
+pub fn run_on_all(work: fn(usize), timeout_us: u64) -> Result<(), Hung> {
+    let lapic = LAPIC.get();
+    let others: Vec<&'static PerCpu> = (1..MAX_CPUS).filter_map(cpu).collect();
+    for target in &others {
+        target.work.store(work as usize, Ordering::Relaxed);
+        target.state.store(POSTED, Ordering::Release);
+        if let Some(lapic) = lapic {
+            let _ = lapic.send(
+                Destination::Apic(target.apic_id),
+                IpiKind::Fixed(WORK_VECTOR),
+            );
+            IPIS_SENT.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    work(0);
+    let mut result = Ok(());
+    for target in &others {
+        let done = clock::wait_us(timeout_us, || target.state.load(Ordering::Acquire) == DONE);
+        if done {
+            target.state.store(IDLE, Ordering::Release);
+        } else if result.is_ok() {
+            result = Err(Hung {
+                index: target.index,
+                apic_id: target.apic_id,
+            });
+        }
+    }
+    result
+}
+
+/// The work IPI's vector.
+const WORK_VECTOR: u8 = 240;
+
+/// The work IPI's handler: it only wakes the CPU from `hlt` (the idle loop
+/// then looks at its mailbox).
+pub fn work_interrupt() {
+    if let Some(record) = current() {
+        record.ipis_received.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(lapic) = LAPIC.get() {
+        lapic.eoi();
+    }
+}
 /// The APIC id of the last CPU that reached Rust (`u32::MAX`: none yet).
 static CHECKED_IN: AtomicU32 = AtomicU32::new(u32::MAX);
 
@@ -76,6 +218,7 @@ pub struct CpuStart {
 struct ApStart {
     apic_id: u32,
     gdt: &'static Gdt,
+    record: &'static PerCpu,
 }
 
 /// Number of CPUs running kernel code.
@@ -104,6 +247,8 @@ pub fn start_all(madt: &Madt, limit: usize) -> Vec<CpuStart> {
         }
     };
     lapic.enable();
+    let lapic = LAPIC.call_once(|| lapic);
+    install_per_cpu(new_per_cpu(0, boot));
     let trampoline_ready = install_trampoline();
     let mut started = 1;
     for cpu in &madt.processors {
@@ -118,12 +263,12 @@ pub fn start_all(madt: &Madt, limit: usize) -> Vec<CpuStart> {
         }
         entry.outcome = if !cpu.enabled {
             Outcome::NotEnabled
-        } else if started >= limit {
+        } else if started >= limit || started >= MAX_CPUS {
             Outcome::OverLimit
         } else if !trampoline_ready {
             Outcome::NoMemory
         } else {
-            let outcome = start_one(&lapic, started, cpu.apic_id);
+            let outcome = start_one(lapic, started, cpu.apic_id);
             if matches!(outcome, Outcome::Started(_)) {
                 entry.index = started;
                 started += 1;
@@ -185,7 +330,12 @@ fn start_one(lapic: &Lapic, index: usize, apic_id: u32) -> Outcome {
     let Some((stack_top, gdt)) = stacks_and_tables(index) else {
         return Outcome::NoMemory;
     };
-    let start: &'static ApStart = Box::leak(Box::new(ApStart { apic_id, gdt }));
+    let record = new_per_cpu(index, apic_id);
+    let start: &'static ApStart = Box::leak(Box::new(ApStart {
+        apic_id,
+        gdt,
+        record,
+    }));
     let params = [
         vmm::current_cr3().start_address().as_u64(),
         stack_top.as_u64(),
@@ -218,6 +368,8 @@ fn start_one(lapic: &Lapic, index: usize, apic_id: u32) -> Outcome {
             return Outcome::Started(clock::micros_since(began));
         }
     }
+    // Not online: its record must not receive work.
+    CPUS[index].store(ptr::null_mut(), Ordering::Release);
     Outcome::NoAnswer
 }
 
@@ -240,15 +392,38 @@ fn stacks_and_tables(index: usize) -> Option<(VirtAddr, &'static Gdt)> {
 }
 
 /// Where an application processor enters Rust (called by the trampoline
-/// on its own stack): loads its tables, checks in, and parks.
+/// on its own stack): loads its tables and per-CPU record, enables its
+/// local APIC, checks in, and waits for work.
 extern "C" fn ap_entry(start: &'static ApStart) -> ! {
     gdt::load_for_ap(start.gdt);
     idt::init();
     cpu::harden(&cpu::features());
+    install_per_cpu(start.record);
+    if let Some(lapic) = LAPIC.get() {
+        lapic.enable();
+    }
     ONLINE.fetch_add(1, Ordering::AcqRel);
     CHECKED_IN.store(start.apic_id, Ordering::Release);
+    idle(start.record)
+}
+
+/// A parked CPU: runs the work posted for it, else sleeps until an
+/// interrupt (`sti; hlt` is atomic: an IPI that arrives after the check
+/// still wakes the `hlt`).
+fn idle(record: &'static PerCpu) -> ! {
+    use x86_64::instructions::interrupts;
     loop {
-        x86_64::instructions::interrupts::disable();
-        x86_64::instructions::hlt();
+        interrupts::disable();
+        if record.state.load(Ordering::Acquire) == POSTED {
+            record.state.store(RUNNING, Ordering::Relaxed);
+            let work = record.work.load(Ordering::Relaxed);
+            // SAFETY: `run_on_all` stores only `fn(usize)` pointers here.
+            let work: fn(usize) = unsafe { core::mem::transmute::<usize, fn(usize)>(work) };
+            interrupts::enable();
+            work(record.index);
+            record.state.store(DONE, Ordering::Release);
+            continue;
+        }
+        interrupts::enable_and_hlt();
     }
 }

@@ -1,0 +1,348 @@
+//! Tests that use every online CPU at once: the work IPI reaches every
+//! CPU, and the frame allocator, the heap and the page tables stay
+//! consistent while all CPUs allocate, free (also what another CPU
+//! allocated), map and unmap together.
+//!
+//! [`on_all_cpus`] runs a body on every CPU behind a start barrier and
+//! joins with a timeout that names a CPU that hung. With one CPU online
+//! the tests still run, on it alone.
+
+use alloc::vec::Vec;
+use arrayvec::ArrayVec;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+use super::{set_detail, Context, Expect, Failure, Test, TestResult};
+use crate::arch::x86_64::{clock, smp};
+use crate::boot::MemoryKind;
+use crate::kernel_mm::{heap, phys_to_virt, pmm, vmm};
+use crate::sync::IrqMutex;
+use crate::{kassert, kassert_eq, kprintln};
+use mm::paging::{NX, WRITABLE};
+use mm::rng::XorShift;
+use x86_64::{PhysAddr, VirtAddr};
+
+/// The SMP tests.
+pub static TESTS: &[Test] = &[
+    Test {
+        name: "smp::every_cpu_runs_work_woken_by_an_ipi",
+        run: every_cpu_runs_work,
+        expects: Expect::NOTHING,
+    },
+    Test {
+        name: "smp::allocators_stay_consistent_on_every_cpu_at_once",
+        run: allocators_on_every_cpu,
+        expects: Expect::NOTHING,
+    },
+];
+
+/// How long a body may run on any CPU (TCG with 8 CPUs on 2 host cores is
+/// slow).
+const JOIN_TIMEOUT_US: u64 = 120_000_000;
+/// How long the start barrier waits for every CPU.
+const BARRIER_TIMEOUT_US: u64 = 10_000_000;
+
+/// The body `on_all_cpus` runs, as a `fn(usize) -> TestResult` address.
+static BODY: AtomicUsize = AtomicUsize::new(0);
+/// CPUs that reached the start barrier.
+static ARRIVED: AtomicUsize = AtomicUsize::new(0);
+/// Each CPU's result (None: it never finished).
+static RESULTS: IrqMutex<[Option<TestResult>; smp::MAX_CPUS]> =
+    IrqMutex::new([None; smp::MAX_CPUS]);
+
+/// Runs `body(cpu index)` on every online CPU at once (all start together
+/// after a barrier) and returns the first failure, or names the CPU that
+/// did not finish in time.
+fn on_all_cpus(body: fn(usize) -> TestResult) -> TestResult {
+    BODY.store(body as usize, Ordering::SeqCst);
+    ARRIVED.store(0, Ordering::SeqCst);
+    *RESULTS.lock() = [None; smp::MAX_CPUS];
+    let joined = smp::run_on_all(run_body, JOIN_TIMEOUT_US);
+    if let Err(hung) = joined {
+        set_detail(format_args!(
+            "    CPU {} (APIC id {}) did not finish within {} s",
+            hung.index,
+            hung.apic_id,
+            JOIN_TIMEOUT_US / 1_000_000
+        ));
+        return Err(Failure::here("a CPU hung in the all-CPU body"));
+    }
+    let results = RESULTS.lock();
+    for (index, result) in results.iter().enumerate().take(smp::MAX_CPUS) {
+        if smp::cpu(index).is_none() && index != 0 {
+            continue;
+        }
+        match result {
+            Some(Ok(())) => {}
+            Some(Err(failure)) => return Err(*failure),
+            None => return Err(Failure::here("a CPU finished without a result")),
+        }
+    }
+    Ok(())
+}
+
+/// What every CPU runs for `on_all_cpus`: the barrier, then the body.
+fn run_body(index: usize) {
+    let body = BODY.load(Ordering::SeqCst);
+    // SAFETY: `on_all_cpus` stores only `fn(usize) -> TestResult` here.
+    let body = unsafe { core::mem::transmute::<usize, fn(usize) -> TestResult>(body) };
+    ARRIVED.fetch_add(1, Ordering::SeqCst);
+    let everyone = smp::online();
+    let result = if clock::wait_us(BARRIER_TIMEOUT_US, || {
+        ARRIVED.load(Ordering::SeqCst) >= everyone
+    }) {
+        body(index)
+    } else {
+        Err(Failure::here("the start barrier timed out"))
+    };
+    if let Some(slot) = RESULTS.lock().get_mut(index) {
+        *slot = Some(result);
+    }
+}
+
+/// Which CPUs ran the probe (bit per CPU index).
+static SEEN: AtomicU64 = AtomicU64::new(0);
+
+fn probe(index: usize) -> TestResult {
+    let me = smp::current().map_or(0, |cpu| cpu.index);
+    kassert_eq!(me, index);
+    SEEN.fetch_or(1 << index, Ordering::SeqCst);
+    Ok(())
+}
+
+/// The work IPI wakes every parked CPU, each runs the body under its own
+/// per-CPU record (GS base), and the join sees every result.
+fn every_cpu_runs_work(_: &Context<'_>) -> TestResult {
+    SEEN.store(0, Ordering::SeqCst);
+    let ipis = smp::ipis_sent();
+    on_all_cpus(probe)?;
+    let online = smp::online();
+    kassert_eq!(SEEN.load(Ordering::SeqCst), (1u64 << online) - 1);
+    kassert_eq!(smp::ipis_sent() - ipis, online as u64 - 1);
+    for index in 1..online {
+        let cpu = smp::cpu(index).ok_or(Failure::here("an online CPU has no record"))?;
+        kassert!(
+            cpu.ipis_received.load(Ordering::SeqCst) > 0,
+            "a CPU never received an IPI"
+        );
+    }
+    Ok(())
+}
+
+/// Rounds of random operations per CPU.
+const ROUNDS: u64 = 400;
+/// Where each CPU maps its private pages: 1 GiB apart, so no two CPUs
+/// share a page table there.
+const PRIVATE_PAGES: u64 = 0x6000_0000_0000;
+
+/// Which frames are held, one bit per frame of RAM: a frame handed to two
+/// holders at once is caught when the second sets a bit already set.
+static HELD: AtomicPtr<AtomicU64> = AtomicPtr::new(ptr::null_mut());
+static HELD_WORDS: AtomicUsize = AtomicUsize::new(0);
+/// Heap blocks left by one CPU for another to free: (address, length,
+/// pattern byte, the CPU that allocated it).
+static EXCHANGE: IrqMutex<ArrayVec<(usize, usize, u8, usize), 64>> =
+    IrqMutex::new(ArrayVec::new_const());
+static CROSS_FREES: AtomicU64 = AtomicU64::new(0);
+static FRAMES_HANDED_OUT: AtomicU64 = AtomicU64::new(0);
+static PAGES_MAPPED: AtomicU64 = AtomicU64::new(0);
+
+/// The word and bit of `frame` in HELD.
+fn held(frame: u64) -> Option<(&'static AtomicU64, u64)> {
+    let index = usize::try_from(frame / 4096).ok()?;
+    let base = HELD.load(Ordering::Acquire);
+    if base.is_null() || index / 64 >= HELD_WORDS.load(Ordering::Acquire) {
+        return None;
+    }
+    // SAFETY: HELD points at HELD_WORDS atomics kept alive by the test for
+    // as long as the bodies run.
+    Some((unsafe { &*base.add(index / 64) }, 1 << (index % 64)))
+}
+
+/// Stamps the first and last word of `frame` (through the direct map).
+fn stamp(frame: u64, value: u64) {
+    let words = phys_to_virt(PhysAddr::new(frame)).as_mut_ptr::<u64>();
+    // SAFETY: the caller holds `frame` (fresh from the PMM, owned through
+    // OWNERS): RAM, direct-mapped, used by nobody else.
+    unsafe {
+        words.write_volatile(value);
+        words.add(511).write_volatile(!value);
+    }
+}
+
+fn stamp_intact(frame: u64, value: u64) -> bool {
+    let words = phys_to_virt(PhysAddr::new(frame)).as_ptr::<u64>();
+    // SAFETY: as in `stamp`.
+    unsafe { words.read_volatile() == value && words.add(511).read_volatile() == !value }
+}
+
+fn fill(address: usize, len: usize, pattern: u8) {
+    // SAFETY: a live heap block of at least `len` bytes held by the caller.
+    unsafe { ptr::write_bytes(address as *mut u8, pattern, len) };
+}
+
+fn filled(address: usize, len: usize, pattern: u8) -> bool {
+    // SAFETY: as in `fill`.
+    let bytes = unsafe { core::slice::from_raw_parts(address as *const u8, len) };
+    bytes.iter().all(|&byte| byte == pattern)
+}
+
+/// Gives back a frame this CPU holds, after checking its stamp and bit.
+fn release_frame(frame: u64, value: u64) -> TestResult {
+    kassert!(
+        stamp_intact(frame, value),
+        "a held frame was written by someone else"
+    );
+    if let Some((word, bit)) = held(frame) {
+        kassert!(
+            word.fetch_and(!bit, Ordering::SeqCst) & bit != 0,
+            "a held frame's bit was clear"
+        );
+    }
+    kassert_eq!(pmm::free_page(PhysAddr::new(frame)), Ok(()));
+    Ok(())
+}
+
+fn release_block(address: usize, len: usize, pattern: u8) -> TestResult {
+    kassert!(
+        filled(address, len, pattern),
+        "a held heap block was written by someone else"
+    );
+    kassert_eq!(heap::kfree(address as *mut u8), Ok(()));
+    Ok(())
+}
+
+/// One CPU's share of the stress: frames, heap blocks (some freed by
+/// another CPU) and private pages, at random, every one checked.
+fn stress(index: usize) -> TestResult {
+    let mut rng = XorShift::new(0x5EED_0000 + index as u64);
+    let mut frames: ArrayVec<(u64, u64), 16> = ArrayVec::new();
+    let mut blocks: ArrayVec<(usize, usize, u8), 24> = ArrayVec::new();
+    let private = PRIVATE_PAGES + ((index as u64) << 30);
+    for round in 0..ROUNDS {
+        match rng.below(6) {
+            0 | 1 if !frames.is_full() => {
+                let Some(frame) = pmm::alloc_page() else {
+                    continue;
+                };
+                let frame = frame.start_address().as_u64();
+                if let Some((word, bit)) = held(frame) {
+                    kassert!(
+                        word.fetch_or(bit, Ordering::SeqCst) & bit == 0,
+                        "a frame was handed to two holders at once"
+                    );
+                }
+                let value = (index as u64) << 48 | round;
+                stamp(frame, value);
+                frames.push((frame, value));
+                FRAMES_HANDED_OUT.fetch_add(1, Ordering::Relaxed);
+            }
+            0..=2 if !frames.is_empty() => {
+                let at = rng.below(frames.len() as u64) as usize;
+                let (frame, value) = frames.swap_remove(at);
+                release_frame(frame, value)?;
+            }
+            3 if !blocks.is_full() => {
+                let len = 8 + rng.below(3000) as usize;
+                let address = heap::kmalloc(len) as usize;
+                if address == 0 {
+                    continue;
+                }
+                let pattern = (index as u8).wrapping_mul(31) ^ round as u8 | 1;
+                fill(address, len, pattern);
+                if rng.below(3) == 0 {
+                    let left = EXCHANGE.lock().try_push((address, len, pattern, index));
+                    if let Err(full) = left {
+                        let (address, len, pattern, _) = full.element();
+                        release_block(address, len, pattern)?;
+                    }
+                } else {
+                    blocks.push((address, len, pattern));
+                }
+            }
+            3 | 4 => {
+                let taken = EXCHANGE.lock().pop();
+                if let Some((address, len, pattern, allocator)) = taken {
+                    release_block(address, len, pattern)?;
+                    if allocator != index {
+                        CROSS_FREES.fetch_add(1, Ordering::Relaxed);
+                    }
+                } else if !blocks.is_empty() {
+                    let at = rng.below(blocks.len() as u64) as usize;
+                    let (address, len, pattern) = blocks.swap_remove(at);
+                    release_block(address, len, pattern)?;
+                }
+            }
+            _ => {
+                let page = VirtAddr::new(private + (round % 64) * 4096);
+                let mapping = vmm::map_fresh(page, 4096, WRITABLE | NX)
+                    .map_err(|_| Failure::here("a private page could not be mapped"))?;
+                let word = page.as_mut_ptr::<u64>();
+                // SAFETY: the page was just mapped for this CPU alone.
+                unsafe { word.write_volatile(round) };
+                // SAFETY: as above.
+                kassert_eq!(unsafe { word.read_volatile() }, round);
+                drop(mapping);
+                PAGES_MAPPED.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    for (frame, value) in frames {
+        release_frame(frame, value)?;
+    }
+    for (address, len, pattern) in blocks {
+        release_block(address, len, pattern)?;
+    }
+    Ok(())
+}
+
+/// Every CPU at once: frames (each held one marked in a bitmap), heap blocks
+/// with patterns (a third of them freed by another CPU) and private page
+/// mappings; afterwards every counter is back and the heap verifies.
+fn allocators_on_every_cpu(context: &Context<'_>) -> TestResult {
+    let heap_before = heap::stats();
+    let frames = context
+        .boot_info
+        .memory_map()
+        .iter()
+        .filter(|region| region.kind == MemoryKind::Available)
+        .map(|region| region.range().end)
+        .max()
+        .unwrap_or(0)
+        / 4096;
+    let words = (frames as usize).div_ceil(64);
+    let held_bits: Vec<AtomicU64> = (0..words).map(|_| AtomicU64::new(0)).collect();
+    let pmm_before = pmm::stats();
+    let tables_before = vmm::table_count();
+    let ipis = smp::ipis_sent();
+    HELD.store(held_bits.as_ptr() as *mut AtomicU64, Ordering::Release);
+    HELD_WORDS.store(held_bits.len(), Ordering::Release);
+    for counter in [&CROSS_FREES, &FRAMES_HANDED_OUT, &PAGES_MAPPED] {
+        counter.store(0, Ordering::SeqCst);
+    }
+    let result = on_all_cpus(stress);
+    HELD_WORDS.store(0, Ordering::Release);
+    HELD.store(ptr::null_mut(), Ordering::Release);
+    // Blocks still waiting for another CPU.
+    while let Some((address, len, pattern, _)) = EXCHANGE.lock().pop() {
+        release_block(address, len, pattern)?;
+    }
+    drop(held_bits);
+    result?;
+    let online = smp::online() as u64;
+    kprintln!(
+        "    {} CPUs x {ROUNDS} rounds: {} frames handed out, {} heap blocks freed by another CPU, {} private pages mapped, {} IPIs",
+        online,
+        FRAMES_HANDED_OUT.load(Ordering::Relaxed),
+        CROSS_FREES.load(Ordering::Relaxed),
+        PAGES_MAPPED.load(Ordering::Relaxed),
+        smp::ipis_sent() - ipis
+    );
+    kassert_eq!(pmm::stats(), pmm_before);
+    let heap_after = heap::stats();
+    kassert_eq!(heap_after.used, heap_before.used);
+    kassert_eq!(heap_after.live_allocations, heap_before.live_allocations);
+    kassert_eq!(vmm::table_count(), tables_before);
+    kassert_eq!(heap::verify(), Ok(()));
+    Ok(())
+}
