@@ -53,6 +53,7 @@ STUB_ERROR    30    # security
 STUB_NO_ERROR 31
 STUB_NO_ERROR 32    # IRQ 0: PIT timer (after the PIC remap)
 STUB_NO_ERROR 240   # IPI: wake a parked CPU for work (src/arch/x86_64/smp.rs)
+STUB_NO_ERROR 241   # IPI: TLB shootdown request (src/arch/x86_64/smp.rs)
 STUB_NO_ERROR 255   # local APIC spurious interrupt
 
 # Save all general-purpose registers, call exception_dispatch(&mut TrapFrame),
@@ -109,10 +110,11 @@ exception_stub_table:
     .quad exception_stub_28, exception_stub_29, exception_stub_30, exception_stub_31
     .quad exception_stub_32
 
-# The local APIC's vectors: the work IPI (240) and the spurious vector (255).
+# The local APIC's vectors: the work IPI (240), the shootdown IPI (241) and
+# the spurious vector (255).
 .global apic_stub_table
 apic_stub_table:
-    .quad exception_stub_240, exception_stub_255
+    .quad exception_stub_240, exception_stub_241, exception_stub_255
 
 # fault_catch_call(func: extern "C" fn(*mut u8), arg: *mut u8) -> u64
 # Calls func(arg) with a recovery point armed. Returns 0 if func returned,

@@ -19,9 +19,9 @@ FLAG_NAMES = [(0, "P"), (1, "W"), (2, "U"), (3, "WT"), (4, "NC"), (5, "A"), (6, 
 def locked_value(path):
     """The value inside an IrqMutex<Option<T>> static, or None.
 
-    IrqMutex wraps spin's TicketMutex (fields next_ticket, next_serving,
+    IrqMutex is a ticket lock (fields next_ticket, now_serving,
     data: UnsafeCell<T>)."""
-    option = gdb.parse_and_eval(path)["inner"]["data"]["value"]
+    option = gdb.parse_and_eval(path)["data"]["value"]
     names = [field.name for field in option.type.fields()]
     if "Some" not in names:
         return None

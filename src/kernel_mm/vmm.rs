@@ -13,7 +13,9 @@ use x86_64::{PhysAddr, VirtAddr};
 
 use super::{bootstrap, pmm};
 use crate::arch::x86_64::sections;
+use crate::arch::x86_64::smp;
 use crate::sync::IrqMutex;
+use arrayvec::ArrayVec;
 use mm::layout::{
     BOOTSTRAP_POOL_END, BOOTSTRAP_POOL_START, BOOT_PML4, BOOT_TABLES_END, DIRECT_MAP_OFFSET,
     MMIO_START, PAGE_SIZE, PMM_START,
@@ -22,6 +24,7 @@ use mm::paging::{
     Mapper, OffsetMem, PageSize, Run, Tlb, Translation, Walk, NOCACHE, NX, PRESENT, WRITABLE,
     WRITETHROUGH,
 };
+use mm::paging::{TlbBatch, BATCH_PAGES};
 use mm::pmm::PhysRange;
 use mm::MmError;
 
@@ -54,6 +57,54 @@ impl FrameDeallocator<Size4KiB> for KernelFrames {
             log::error!(
                 "vmm: page-table frame {:#x} not returned: {error}",
                 address.as_u64()
+            );
+        }
+    }
+}
+
+/// Page-table frames an unmap emptied, held until every CPU has dropped
+/// its cached translations (the TLB shootdown), then given back: a CPU's
+/// paging-structure cache may still point into a table that was just
+/// unlinked, so its frame must not be reused before then.
+struct DeferredTables {
+    frames: ArrayVec<PhysFrame, 64>,
+}
+
+impl DeferredTables {
+    fn new() -> Self {
+        Self {
+            frames: ArrayVec::new(),
+        }
+    }
+
+    /// Gives every held table frame back (after the shootdown).
+    fn release(self) {
+        for frame in self.frames {
+            // SAFETY: the frame was a table of the tree, unlinked by the
+            // mapper and no longer cached by any CPU (the shootdown ran).
+            unsafe { KernelFrames.deallocate_frame(frame) };
+        }
+    }
+}
+
+// SAFETY: allocation is KernelFrames' (the PMM's), which hands each frame
+// out once.
+unsafe impl FrameAllocator<Size4KiB> for DeferredTables {
+    fn allocate_frame(&mut self) -> Option<PhysFrame> {
+        KernelFrames.allocate_frame()
+    }
+}
+
+impl FrameDeallocator<Size4KiB> for DeferredTables {
+    unsafe fn deallocate_frame(&mut self, frame: PhysFrame) {
+        if let Err(frame) = self.frames.try_push(frame) {
+            // More tables than one batch holds: keep the frame rather than
+            // risk its reuse while a CPU may still cache it.
+            let frame = frame.element();
+            LOST_TABLE_FRAMES.fetch_add(1, Ordering::Relaxed);
+            log::error!(
+                "vmm: page-table frame {:#x} kept: more than 64 tables freed at once",
+                frame.start_address().as_u64()
             );
         }
     }
@@ -126,10 +177,17 @@ pub unsafe fn map(
 /// Nothing may still use the page through a reference (the memory behind
 /// it disappears, and its frame may be handed to someone else).
 pub unsafe fn unmap(virt: VirtAddr) -> Result<(PhysAddr, PageSize), MmError> {
-    with(|mapper| mapper.unmap(virt, &mut KernelFrames)).map(|(phys, size, flush)| {
-        flush.flush(&mut CpuTlb);
+    let mut batch = TlbBatch::new();
+    let mut tables = DeferredTables::new();
+    let result = with(|mapper| mapper.unmap(virt, &mut tables)).map(|(phys, size, flush)| {
+        flush.flush(&mut batch);
         (phys, size)
-    })
+    });
+    // The VMM's lock is released: every CPU drops the translation, then
+    // the emptied tables go back.
+    smp::shootdown(&batch);
+    tables.release();
+    result
 }
 
 /// Physical address of `virt` (the design's `vmm_get_physical`).
@@ -143,7 +201,11 @@ pub fn translate(virt: VirtAddr) -> Option<Translation> {
 /// New rights must not break what Rust assumes of the memory (making
 /// read-only data writable, data executable, or a page user-accessible).
 pub unsafe fn update_flags(virt: VirtAddr, flags: PageTableFlags) -> Result<(), MmError> {
-    with(|mapper| mapper.update_flags(virt, flags)).map(|flush| flush.flush(&mut CpuTlb))
+    let mut batch = TlbBatch::new();
+    let result =
+        with(|mapper| mapper.update_flags(virt, flags)).map(|flush| flush.flush(&mut batch));
+    smp::shootdown(&batch);
+    result
 }
 
 /// Maps a range with the largest pages possible (4 KiB only if
@@ -180,10 +242,15 @@ pub unsafe fn map_range(
 /// # Safety
 /// As for [`unmap`], for every page of the range.
 pub unsafe fn unmap_range(virt: VirtAddr, len: u64) -> Result<u64, MmError> {
-    with(|mapper| mapper.unmap_range(virt, len, &mut KernelFrames)).map(|(pages, flush)| {
-        flush.flush(&mut CpuTlb);
+    let mut batch = TlbBatch::new();
+    let mut tables = DeferredTables::new();
+    let result = with(|mapper| mapper.unmap_range(virt, len, &mut tables)).map(|(pages, flush)| {
+        flush.flush(&mut batch);
         pages
-    })
+    });
+    smp::shootdown(&batch);
+    tables.release();
+    result
 }
 
 /// The PML4 frame in CR3 (the design's `vmm_get_cr3`).
@@ -266,22 +333,36 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        // In batches: up to BATCH_PAGES pages unmapped, one shootdown for
+        // all of them, then their frames and emptied tables given back.
         let mut page = 0;
         while page < self.len {
-            let virt = self.start + page;
-            // SAFETY: the range was mapped for this handle alone, and its
-            // holder gave up every use of it by dropping the handle.
-            match unsafe { unmap(virt) } {
-                Ok((phys, size)) => {
-                    if matches!(self.backing, Backing::OwnedFrames) {
-                        let _ = pmm::free_page(phys);
+            let mut batch = TlbBatch::new();
+            let mut tables = DeferredTables::new();
+            let mut frames: ArrayVec<PhysAddr, BATCH_PAGES> = ArrayVec::new();
+            while page < self.len && !frames.is_full() && tables.frames.len() < 60 {
+                let virt = self.start + page;
+                // The range was mapped for this handle alone, and its holder
+                // gave up every use of it by dropping the handle.
+                let unmapped = with(|mapper| mapper.unmap(virt, &mut tables));
+                match unmapped {
+                    Ok((phys, size, flush)) => {
+                        flush.flush(&mut batch);
+                        if matches!(self.backing, Backing::OwnedFrames) {
+                            frames.push(phys);
+                        }
+                        page += size.bytes();
                     }
-                    page += size.bytes();
+                    Err(error) => {
+                        log::error!("vmm: dropping the mapping at {:#x}: {error}", virt.as_u64());
+                        page += PAGE_SIZE;
+                    }
                 }
-                Err(error) => {
-                    log::error!("vmm: dropping the mapping at {:#x}: {error}", virt.as_u64());
-                    page += PAGE_SIZE;
-                }
+            }
+            smp::shootdown(&batch);
+            tables.release();
+            for frame in frames {
+                let _ = pmm::free_page(frame);
             }
         }
     }

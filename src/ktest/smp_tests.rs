@@ -18,7 +18,7 @@ use crate::boot::MemoryKind;
 use crate::kernel_mm::{heap, phys_to_virt, pmm, vmm};
 use crate::sync::IrqMutex;
 use crate::{kassert, kassert_eq, kprintln};
-use mm::paging::{NX, WRITABLE};
+use mm::paging::{PageSize, NX, WRITABLE};
 use mm::rng::XorShift;
 use x86_64::{PhysAddr, VirtAddr};
 
@@ -27,6 +27,11 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "smp::every_cpu_runs_work_woken_by_an_ipi",
         run: every_cpu_runs_work,
+        expects: Expect::NOTHING,
+    },
+    Test {
+        name: "smp::an_unmapped_page_is_gone_from_every_cpu_tlb",
+        run: shootdown_reaches_every_cpu,
         expects: Expect::NOTHING,
     },
     Test {
@@ -344,5 +349,119 @@ fn allocators_on_every_cpu(context: &Context<'_>) -> TestResult {
     kassert_eq!(heap_after.live_allocations, heap_before.live_allocations);
     kassert_eq!(vmm::table_count(), tables_before);
     kassert_eq!(heap::verify(), Ok(()));
+    Ok(())
+}
+
+/// The page the shootdown test remaps, and its phases.
+const SHOOTDOWN_PAGE: u64 = 0x6800_0000_0000;
+const OLD: u64 = 0x01D0_01D0_01D0_01D0;
+const STALE: u64 = 0x57A1_E57A_1E57_A1E5;
+const NEW: u64 = 0x0E30_0E30_0E30_0E30;
+static READERS_READY: AtomicUsize = AtomicUsize::new(0);
+static REMAPPED: AtomicUsize = AtomicUsize::new(0);
+
+fn read_shootdown_page() -> u64 {
+    // SAFETY: the page is mapped while readers read it (the boot CPU
+    // remaps it only between the two phases, when nobody reads).
+    unsafe {
+        VirtAddr::new(SHOOTDOWN_PAGE)
+            .as_ptr::<u64>()
+            .read_volatile()
+    }
+}
+
+/// Every other CPU reads the page (caching its translation) and waits;
+/// the boot CPU unmaps it (one shootdown), writes a new value into the
+/// old frame, maps the page to another frame and lets them read again:
+/// a CPU that kept the old translation would read the old frame's new
+/// value instead of the new frame's.
+fn shootdown_reader(index: usize) -> TestResult {
+    if index == 0 {
+        return shootdown_writer();
+    }
+    kassert_eq!(read_shootdown_page(), OLD);
+    READERS_READY.fetch_add(1, Ordering::SeqCst);
+    let remapped = clock::wait_us(JOIN_TIMEOUT_US / 2, || REMAPPED.load(Ordering::SeqCst) != 0);
+    kassert!(remapped, "the boot CPU never remapped the page");
+    let seen = read_shootdown_page();
+    kassert!(seen != STALE, "a CPU read through a stale translation");
+    kassert_eq!(seen, NEW);
+    Ok(())
+}
+
+fn shootdown_writer() -> TestResult {
+    let others = smp::online() - 1;
+    let ready = clock::wait_us(JOIN_TIMEOUT_US / 2, || {
+        READERS_READY.load(Ordering::SeqCst) >= others
+    });
+    kassert!(ready, "a reader never read the page");
+    let page = VirtAddr::new(SHOOTDOWN_PAGE);
+    // SAFETY: nobody reads the page until REMAPPED is set.
+    let (old, _) = unsafe { vmm::unmap(page) }.map_err(|_| Failure::here("unmap failed"))?;
+    let old_word = phys_to_virt(old).as_mut_ptr::<u64>();
+    // SAFETY: `old` is this test's frame (allocated below in the caller),
+    // unmapped now, reached through the direct map.
+    unsafe { old_word.write_volatile(STALE) };
+    let new = pmm::alloc_page().ok_or(Failure::here("no frame"))?;
+    let new_word = phys_to_virt(new.start_address()).as_mut_ptr::<u64>();
+    // SAFETY: a fresh frame of this test.
+    unsafe { new_word.write_volatile(NEW) };
+    // SAFETY: the frame is this test's alone; the page is free again.
+    unsafe { vmm::map(page, new.start_address(), PageSize::Size4KiB, WRITABLE | NX) }
+        .map_err(|_| Failure::here("remap failed"))?;
+    SHOOTDOWN_FRAMES.lock().push(old);
+    SHOOTDOWN_FRAMES.lock().push(new.start_address());
+    REMAPPED.store(1, Ordering::SeqCst);
+    Ok(())
+}
+
+/// The frames the shootdown test used, freed after the join.
+static SHOOTDOWN_FRAMES: IrqMutex<ArrayVec<PhysAddr, 2>> = IrqMutex::new(ArrayVec::new_const());
+
+fn shootdown_reaches_every_cpu(_: &Context<'_>) -> TestResult {
+    let pmm_before = pmm::stats();
+    let (shootdowns, ipis) = smp::shootdown_counts();
+    let first = pmm::alloc_page().ok_or(Failure::here("no frame"))?;
+    let word = phys_to_virt(first.start_address()).as_mut_ptr::<u64>();
+    // SAFETY: a fresh frame of this test.
+    unsafe { word.write_volatile(OLD) };
+    let page = VirtAddr::new(SHOOTDOWN_PAGE);
+    // SAFETY: the frame is this test's alone; the page is unused.
+    unsafe {
+        vmm::map(
+            page,
+            first.start_address(),
+            PageSize::Size4KiB,
+            WRITABLE | NX,
+        )
+    }
+    .map_err(|_| Failure::here("map failed"))?;
+    READERS_READY.store(0, Ordering::SeqCst);
+    REMAPPED.store(0, Ordering::SeqCst);
+    let result = on_all_cpus(shootdown_reader);
+    // SAFETY: every reader finished (or the test failed and stops here).
+    let _ = unsafe { vmm::unmap(page) };
+    let frames: ArrayVec<PhysAddr, 2> = core::mem::take(&mut *SHOOTDOWN_FRAMES.lock());
+    if frames.is_empty() {
+        let _ = pmm::free_page(first.start_address());
+    }
+    for frame in frames {
+        let _ = pmm::free_page(frame);
+    }
+    result?;
+    let (shootdowns_after, ipis_after) = smp::shootdown_counts();
+    let others = smp::online() as u64 - 1;
+    kprintln!(
+        "    {} shootdowns reached other CPUs, {} IPIs, for {others} other CPUs",
+        shootdowns_after - shootdowns,
+        ipis_after - ipis
+    );
+    if others > 0 {
+        // The unmap between the phases and the cleanup unmap: one IPI to
+        // each other CPU each.
+        kassert_eq!(shootdowns_after - shootdowns, 2);
+        kassert_eq!(ipis_after - ipis, 2 * others);
+    }
+    kassert_eq!(pmm::stats(), pmm_before);
     Ok(())
 }

@@ -7,11 +7,13 @@
 //! `FrameDeallocator` traits. It never touches CR3 or the TLB itself: each
 //! change returns a `#[must_use]` token that the caller flushes.
 
+pub mod batch;
 pub mod flags;
 pub mod flush;
 pub mod mapper;
 pub mod walk;
 
+pub use batch::{TlbBatch, BATCH_PAGES};
 pub use flags::*;
 pub use flush::{Flush, FlushRange, Tlb};
 pub use mapper::{check_span, Mapper, OffsetMem, PageSize, PhysMem, Translation};

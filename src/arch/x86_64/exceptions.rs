@@ -66,6 +66,8 @@ pub mod vector {
     pub const TIMER: u64 = 32;
     /// The IPI that wakes a parked CPU for work.
     pub const WORK_IPI: u64 = 240;
+    /// The IPI that asks for a TLB shootdown.
+    pub const SHOOTDOWN_IPI: u64 = 241;
     /// The local APIC's spurious-interrupt vector.
     pub const SPURIOUS: u64 = 255;
 }
@@ -228,6 +230,10 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
     }
     if frame.vector == vector::WORK_IPI {
         super::smp::work_interrupt();
+        return;
+    }
+    if frame.vector == vector::SHOOTDOWN_IPI {
+        super::smp::shootdown_interrupt();
         return;
     }
     if frame.vector == vector::SPURIOUS {

@@ -15,8 +15,10 @@ use super::gdt;
 const DOUBLE_FAULT_VECTOR: usize = 8;
 /// Vector of the non-maskable interrupt.
 const NMI_VECTOR: usize = 2;
-/// The work IPI (see smp.rs) and the local APIC's spurious vector.
+/// The work and shootdown IPIs (see smp.rs) and the local APIC's spurious
+/// vector.
 const WORK_IPI_VECTOR: usize = 240;
+const SHOOTDOWN_VECTOR: usize = 241;
 const SPURIOUS_VECTOR: usize = 255;
 
 /// One 16-byte interrupt gate.
@@ -54,7 +56,7 @@ impl Gate {
 extern "C" {
     /// Addresses of the 32 exception stubs and the timer stub (asm/exceptions.s).
     static exception_stub_table: [u64; 33];
-    static apic_stub_table: [u64; 2];
+    static apic_stub_table: [u64; 3];
 }
 
 static IDT: Once<[Gate; 256]> = Once::new();
@@ -74,7 +76,10 @@ pub fn init() {
             };
             *gate = Gate::new(handler, selector, ist);
         }
-        for (index, vector) in [WORK_IPI_VECTOR, SPURIOUS_VECTOR].into_iter().enumerate() {
+        for (index, vector) in [WORK_IPI_VECTOR, SHOOTDOWN_VECTOR, SPURIOUS_VECTOR]
+            .into_iter()
+            .enumerate()
+        {
             // SAFETY: as above.
             let handler = unsafe { apic_stub_table[index] };
             gates[vector] = Gate::new(handler, selector, 0);

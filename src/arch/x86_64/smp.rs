@@ -10,7 +10,9 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 
 use spin::Once;
 use x86_64::registers::model_specific::GsBase;
@@ -27,7 +29,7 @@ use mm::layout::{
     AP_PARAMS, AP_STACK_SIZE, AP_TRAMPOLINE, CPU_STACKS_SLOT, CPU_STACKS_START,
     DOUBLE_FAULT_STACK_SIZE, NMI_STACK_SIZE, PAGE_SIZE,
 };
-use mm::paging::{PageSize, NX, PRESENT, WRITABLE};
+use mm::paging::{PageSize, Tlb, TlbBatch, BATCH_PAGES, NX, PRESENT, WRITABLE};
 
 extern "C" {
     static ap_trampoline_start: u8;
@@ -58,6 +60,11 @@ pub struct PerCpu {
     state: AtomicU8,
     /// Work IPIs it received.
     pub ipis_received: AtomicU64,
+    /// The last shootdown generation asked of it, and the last it did.
+    shootdown_requested: AtomicU64,
+    shootdown_done: AtomicU64,
+    /// Shootdown requests it served.
+    pub shootdowns_served: AtomicU64,
 }
 
 // SAFETY: `this` only ever points at the record itself, which is leaked
@@ -79,6 +86,9 @@ fn new_per_cpu(index: usize, apic_id: u32) -> &'static PerCpu {
         work: AtomicUsize::new(0),
         state: AtomicU8::new(IDLE),
         ipis_received: AtomicU64::new(0),
+        shootdown_requested: AtomicU64::new(0),
+        shootdown_done: AtomicU64::new(0),
+        shootdowns_served: AtomicU64::new(0),
     }));
     record.this = record;
     let record: &'static PerCpu = record;
@@ -149,7 +159,10 @@ pub fn run_on_all(work: fn(usize), timeout_us: u64) -> Result<(), Hung> {
     work(0);
     let mut result = Ok(());
     for target in &others {
-        let done = clock::wait_us(timeout_us, || target.state.load(Ordering::Acquire) == DONE);
+        let done = clock::wait_us(timeout_us, || {
+            serve_shootdown();
+            target.state.load(Ordering::Acquire) == DONE
+        });
         if done {
             target.state.store(IDLE, Ordering::Release);
         } else if result.is_ok() {
@@ -249,6 +262,7 @@ pub fn start_all(madt: &Madt, limit: usize) -> Vec<CpuStart> {
     lapic.enable();
     let lapic = LAPIC.call_once(|| lapic);
     install_per_cpu(new_per_cpu(0, boot));
+    crate::sync::set_spin_hook(serve_shootdown);
     let trampoline_ready = install_trampoline();
     let mut started = 1;
     for cpu in &madt.processors {
@@ -425,5 +439,129 @@ fn idle(record: &'static PerCpu) -> ! {
             continue;
         }
         interrupts::enable_and_hlt();
+    }
+}
+
+/// The shootdown IPI's vector.
+const SHOOTDOWN_VECTOR: u8 = 241;
+/// Held by the one CPU whose shootdown is in flight.
+static SHOOTDOWN_BUSY: AtomicBool = AtomicBool::new(false);
+/// Generation of the latest request (0: none yet).
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// The request in flight: all translations, or these pages.
+static REQUEST_ALL: AtomicBool = AtomicBool::new(false);
+static REQUEST_LEN: AtomicUsize = AtomicUsize::new(0);
+static REQUEST_PAGES: [AtomicU64; BATCH_PAGES] = [const { AtomicU64::new(0) }; BATCH_PAGES];
+/// Shootdowns that reached other CPUs, and the IPIs they sent.
+static SHOOTDOWNS: AtomicU64 = AtomicU64::new(0);
+static SHOOTDOWN_IPIS: AtomicU64 = AtomicU64::new(0);
+
+/// This CPU's TLB.
+struct LocalTlb;
+
+impl Tlb for LocalTlb {
+    fn flush_page(&mut self, virt: VirtAddr) {
+        x86_64::instructions::tlb::flush(virt);
+    }
+    fn flush_all(&mut self) {
+        cpu::flush_tlb_everything();
+    }
+}
+
+/// Shootdowns that reached other CPUs since boot, and their IPIs.
+pub fn shootdown_counts() -> (u64, u64) {
+    (
+        SHOOTDOWNS.load(Ordering::Relaxed),
+        SHOOTDOWN_IPIS.load(Ordering::Relaxed),
+    )
+}
+
+/// Invalidates `batch` on this CPU and on every other online CPU, and
+/// returns once every one of them has done it: after this, no CPU can
+/// use a translation the batch names, so frames and page tables it freed
+/// may be handed out again. One IPI per other CPU per batch.
+///
+/// Protocol (docs/smp.md): one shootdown is in flight at a time
+/// (SHOOTDOWN_BUSY); the initiator publishes the request, bumps the
+/// generation, stores it in each target's `shootdown_requested` and sends
+/// the IPI, then waits for each target's `shootdown_done` to reach it.
+/// Every wait here, every lock wait (the spin hook) and the IPI handler
+/// serve requests aimed at their CPU, so two CPUs shooting down at once,
+/// or a target spinning on a lock with interrupts off, cannot deadlock.
+/// Call with no `IrqMutex` held that a target may need to make progress
+/// (the VMM calls it after releasing its lock).
+pub fn shootdown(batch: &TlbBatch) {
+    if batch.is_empty() {
+        return;
+    }
+    batch.apply(&mut LocalTlb);
+    let me = current().map_or(0, |cpu| cpu.index);
+    if online() <= 1 {
+        return;
+    }
+    while SHOOTDOWN_BUSY
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        serve_shootdown();
+        core::hint::spin_loop();
+    }
+    REQUEST_ALL.store(batch.is_all(), Ordering::Relaxed);
+    REQUEST_LEN.store(batch.pages().len(), Ordering::Relaxed);
+    for (slot, page) in REQUEST_PAGES.iter().zip(batch.pages()) {
+        slot.store(page.as_u64(), Ordering::Relaxed);
+    }
+    let generation = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
+    let lapic = LAPIC.get();
+    let targets = (0..MAX_CPUS).filter(|&index| index != me).filter_map(cpu);
+    for target in targets.clone() {
+        target
+            .shootdown_requested
+            .store(generation, Ordering::Release);
+        if let Some(lapic) = lapic {
+            let _ = lapic.send(
+                Destination::Apic(target.apic_id),
+                IpiKind::Fixed(SHOOTDOWN_VECTOR),
+            );
+            SHOOTDOWN_IPIS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    for target in targets {
+        while target.shootdown_done.load(Ordering::Acquire) < generation {
+            serve_shootdown();
+            core::hint::spin_loop();
+        }
+    }
+    SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
+    SHOOTDOWN_BUSY.store(false, Ordering::Release);
+}
+
+/// Does the shootdown asked of this CPU, if one is waiting (the initiator
+/// holds SHOOTDOWN_BUSY and waits for this CPU, so the request is stable).
+pub fn serve_shootdown() {
+    let Some(me) = current() else {
+        return;
+    };
+    let wanted = me.shootdown_requested.load(Ordering::Acquire);
+    if wanted <= me.shootdown_done.load(Ordering::Relaxed) {
+        return;
+    }
+    if REQUEST_ALL.load(Ordering::Relaxed) {
+        cpu::flush_tlb_everything();
+    } else {
+        let len = REQUEST_LEN.load(Ordering::Relaxed);
+        for slot in &REQUEST_PAGES[..len.min(BATCH_PAGES)] {
+            x86_64::instructions::tlb::flush(VirtAddr::new(slot.load(Ordering::Relaxed)));
+        }
+    }
+    me.shootdowns_served.fetch_add(1, Ordering::Relaxed);
+    me.shootdown_done.store(wanted, Ordering::Release);
+}
+
+/// The shootdown IPI's handler.
+pub fn shootdown_interrupt() {
+    serve_shootdown();
+    if let Some(lapic) = LAPIC.get() {
+        lapic.eoi();
     }
 }
