@@ -37,7 +37,7 @@ help:
 	@echo "make gdb          gdb attached to make debug's QEMU, with the kernel's symbols"
 	@echo "make bench        host benchmarks against peer allocators, ratios from one run"
 	@echo "make fuzz         long property-test runs (FUZZ_SCALE=200 times the usual cases)"
-	@echo "make soak         the suite under random allocation failures, 10 seeds, 1 and 2 CPUs"
+	@echo "make soak         the suite under random allocation failures (10 seeds, 1 and 2 CPUs), then 20 times on 4 CPUs"
 	@echo "make clean        remove target/ and build/"
 	@echo "variables: MEM=512M (RAM), ACCEL=kvm (where KVM works); cargo run boots the kernel too"
 
@@ -107,6 +107,7 @@ $(BUILD)/test-panic.iso: TEST_CMDLINE = crash=panic
 $(BUILD)/test-null.iso: TEST_CMDLINE = crash=null
 $(BUILD)/test-overflow.iso: TEST_CMDLINE = crash=overflow
 $(BUILD)/test-oom.iso: TEST_CMDLINE = crash=oom
+$(BUILD)/test-ap-panic.iso: TEST_CMDLINE = crash=ap-panic
 $(BUILD)/test-pmm32.iso: TEST_CMDLINE = test pmm.max=32M
 $(BUILD)/test-shell.iso: TEST_CMDLINE = report
 $(BUILD)/test-modules.iso: TEST_CMDLINE = test
@@ -117,7 +118,7 @@ $(BUILD)/test-failures.iso: TEST_CMDLINE = test fail=pmm:random=$(FAIL_ONE_IN),s
 FAIL_ONE_IN ?= 40
 FAIL_SEED ?= 20261201
 $(BUILD)/test-modules.iso: TEST_MODULES = 10
-TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report poweroff smp1 selftest panic null overflow oom pmm32 shell modules nomatch pmm64g failures))
+TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report poweroff smp1 selftest panic null overflow oom ap-panic pmm32 shell modules nomatch pmm64g failures))
 BOOT_TEST := @scripts/boot-test.sh
 
 test: test-host test-boot test-shell test-gdb
@@ -192,6 +193,12 @@ test-boot: $(TEST_ISOS)
 	$(BOOT_TEST) panic-report $(BUILD)/test-panic.iso --exit 35 \
 	    --expect 'KERNEL PANIC at src/ktest/selftest\.rs:[0-9]+:[0-9]+' --expect 'deliberate panic' \
 	    --expect '^backtrace'
+	$(BOOT_TEST) panic-report-smp4 $(BUILD)/test-panic.iso --exit 35 \
+	    --expect 'KERNEL PANIC at src/ktest/selftest\.rs:[0-9]+:[0-9]+' --expect 'deliberate panic' -- -smp 4
+	$(BOOT_TEST) panic-on-another-cpu $(BUILD)/test-ap-panic.iso --exit 35 \
+	    --expect 'KERNEL PANIC at src/ktest/selftest\.rs:[0-9]+:[0-9]+' \
+	    --expect 'deliberate panic on CPU 3 \(crash=ap-panic\)' --expect 'on CPU 3 \(the others were halted\)' \
+	    --reject 'no CPU panicked' -- -smp 4
 	$(BOOT_TEST) null-write-report $(BUILD)/test-null.iso --exit 35 \
 	    --expect 'CPU EXCEPTION: page fault \(#PF\)' --expect 'CR2\): 0x0000000000000000' \
 	    --expect 'write, page not present, kernel mode' --expect 'null pointer'
@@ -246,6 +253,10 @@ soak: $(KERNEL) grub/test.cfg.in scripts/make-modules.py
 	    done; \
 	done
 	@rm -f $(BUILD)/test-failures.iso
+	@$(MAKE) -s $(BUILD)/test-suite.iso
+	@for run in $$(seq 1 20); do \
+	    scripts/boot-test.sh soak-smp4-run$$run $(BUILD)/test-suite.iso -- -smp 4 || exit 1; \
+	done
 	@echo "make soak: all passed"
 
 # Host benchmarks (release build): each prints ratios against a baseline

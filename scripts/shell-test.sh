@@ -60,6 +60,7 @@ commands=(
     bench
     meminfo
     physmap
+    cpus
     "${edits[@]}"
     shutdown
 )
@@ -92,6 +93,8 @@ expect=(
     '^0x00000000 \|RK[^|]{62}\|$'
     '^0x0c000000 \|[^|]{64}\|$'
     "^\\.=free #=used R=reserved/firmware K=kernel M=modules ' '=no RAM; cell=1 MiB, row=64 MiB$"
+    '^1 CPUs online; [0-9]+ work IPIs sent, 0 shootdowns reached other CPUs'
+    '^  CPU 0: APIC id 0, 0 work IPIs received, 0 shootdowns served$'
     'kfree\(0x9abc\) failed'
     'kfree\(0xdef\) failed'
     'free 0xbad\^C$'

@@ -285,6 +285,12 @@ mod kernel {
                 panic.message()
             )),
         }
+        if arch::smp::online() > 1 {
+            let index = arch::smp::current().map_or(0, |cpu| cpu.index);
+            out(format_args!(
+                "    on CPU {index} (the others were halted)\n"
+            ));
+        }
         cpu::print_backtrace(cpu::frame_pointer(), out);
     }
 }

@@ -119,11 +119,11 @@ impl Emergency {
         if CONSOLE.try_lock().is_none() {
             // SAFETY: an Emergency exists only inside `fatal`, with
             // interrupts off, and `fatal` never returns: whatever held the
-            // lock on this CPU was interrupted for good. Known gap with
-            // several CPUs (docs/smp.md): the other CPUs are not stopped
-            // first, so one of them may hold the lock and write at the same
-            // time until the machine stops; the console's state is plain
-            // bytes and a UART, so the worst is a garbled line.
+            // lock on this CPU was interrupted for good, and `fatal` halted
+            // every other CPU first (an NMI: `smp::stop_others`), so none
+            // of them can still be inside the lock's critical section
+            // writing; a CPU that ignored the NMI for 10 ms is the one gap
+            // (docs/smp.md).
             unsafe { CONSOLE.force_unlock() };
         }
         CONSOLE.lock().write_colored(Color::Error, args);
@@ -134,6 +134,7 @@ impl Emergency {
 /// test mode): the panic handler, fatal CPU exceptions, boot failures.
 pub fn fatal(report: impl FnOnce(&Emergency)) -> ! {
     x86_64::instructions::interrupts::disable();
+    crate::arch::x86_64::smp::stop_others();
     report(&Emergency { _only_in_fatal: () });
     crate::arch::x86_64::cpu::fatal_stop()
 }

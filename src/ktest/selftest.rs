@@ -30,6 +30,13 @@ fn overflow_the_stack(depth: u64) -> u64 {
     overflow_the_stack(depth + 1) + black_box(frame[3])
 }
 
+/// `crash=ap-panic`: the highest-numbered online CPU panics.
+fn panic_on_the_last_cpu(index: usize) {
+    if index + 1 == crate::arch::x86_64::smp::online() {
+        panic!("deliberate panic on CPU {index} (crash=ap-panic)");
+    }
+}
+
 /// Crashes the kernel in the way `kind` names, with no recovery point, so
 /// the fatal path runs for real. Unknown kinds are reported and ignored,
 /// leaving exit-on-fatal as it was (a test boot must still end QEMU on a
@@ -52,7 +59,13 @@ pub fn crash(kind: &str) {
             let vector: alloc::vec::Vec<u8> = alloc::vec::Vec::with_capacity(black_box(32 << 20));
             black_box(vector);
         }
-        other => log::error!("unknown crash kind {other:?} (panic, null, overflow, oom)"),
+        "ap-panic" => {
+            // A panic on another CPU (the last one online; on one CPU, this
+            // one): its fatal path must halt the others and report alone.
+            let _ = crate::arch::x86_64::smp::run_on_all(panic_on_the_last_cpu, 10_000_000);
+            log::error!("crash=ap-panic: no CPU panicked");
+        }
+        other => log::error!("unknown crash kind {other:?} (panic, null, overflow, oom, ap-panic)"),
     }
     cpu::set_exit_on_fatal(previous);
 }

@@ -28,6 +28,7 @@ const HELP: &[(&str, &str)] = &[
         "physmap",
         "physical memory as a map: free, used, reserved, kernel, modules",
     ),
+    ("cpus", "every CPU: APIC id, work IPIs, shootdowns served"),
     ("test [filter]", "run the in-kernel test suite"),
     ("bench", "in-kernel micro-benchmarks (TSC cycles)"),
     (
@@ -128,6 +129,7 @@ pub fn execute(line: &str, info: &BootInfo<'_>) {
             _ => usage(command),
         },
         ("physmap", [None, ..]) => physmap(info),
+        ("cpus", [None, ..]) => cpus(),
         ("test", [_, None, _]) => {
             let context = ktest::Context { boot_info: info };
             ktest::run_suite(&context, args[0]);
@@ -242,6 +244,31 @@ fn frames(count: u64) {
 
 /// Draws physical memory: the firmware map and the PMM's ranges and
 /// reservations as they stand, the free frames counted by a sweep.
+fn cpus() {
+    use crate::arch::x86_64::smp;
+    let (shootdowns, shootdown_ipis) = smp::shootdown_counts();
+    kprintln!(
+        "{} CPUs online; {} work IPIs sent, {} shootdowns reached other CPUs ({} IPIs)",
+        smp::online(),
+        smp::ipis_sent(),
+        shootdowns,
+        shootdown_ipis
+    );
+    for index in 0..smp::MAX_CPUS {
+        let Some(cpu) = smp::cpu(index) else {
+            continue;
+        };
+        kprintln!(
+            "  CPU {index}: APIC id {}, {} work IPIs received, {} shootdowns served",
+            cpu.apic_id,
+            cpu.ipis_received
+                .load(core::sync::atomic::Ordering::Relaxed),
+            cpu.shootdowns_served
+                .load(core::sync::atomic::Ordering::Relaxed)
+        );
+    }
+}
+
 fn physmap(info: &BootInfo<'_>) {
     let layout = pmm::with(|pmm| {
         let managed: ArrayVec<PhysRange, MAX_RANGES> = pmm.usable().iter().copied().collect();

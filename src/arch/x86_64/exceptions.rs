@@ -215,6 +215,10 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
     // Before the recovery point: an NMI during a test is not the test's
     // fault, and it must not end the test.
     if frame.vector == vector::NMI {
+        if super::smp::stopping() {
+            // Another CPU is stopping the machine on a fatal error.
+            super::cpu::halt_forever();
+        }
         match super::nmi::record(frame.rip) {
             Ok(()) => return,
             Err(error) => console::fatal(|out| {

@@ -565,3 +565,26 @@ pub fn shootdown_interrupt() {
         lapic.eoi();
     }
 }
+
+/// Set when one CPU stops the machine on a fatal error: the others halt
+/// at the NMI that follows.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Whether a fatal error is stopping the machine (the NMI handler halts
+/// the CPU it runs on then).
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
+
+/// On a fatal error: asks every other CPU to halt (an NMI, which even a
+/// CPU spinning with interrupts off takes) and waits briefly for them, so
+/// that the report that follows is written by this CPU alone.
+pub fn stop_others() {
+    if online() <= 1 || STOPPING.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    if let Some(lapic) = LAPIC.get() {
+        let _ = lapic.send(Destination::AllButSelf, IpiKind::Nmi);
+        clock::delay_us(10_000);
+    }
+}
