@@ -121,7 +121,9 @@ apic_stub_table:
 # 1 if a CPU exception interrupted it: the dispatcher then resumes at
 # fault_catch_resume, which unwinds to the saved stack pointer. Frames
 # between are discarded without running destructors, so the callers keep
-# nothing that needs dropping inside func.
+# nothing that needs dropping inside func. The recovery point is per CPU:
+# the saved stack pointer lives at gs:[8], in the CPU's PerCpu record
+# (src/arch/x86_64/smp.rs; 0 = none armed).
 .section .text.exceptions, "ax"
 .global fault_catch_call
 fault_catch_call:
@@ -132,7 +134,7 @@ fault_catch_call:
     push r14
     push r15
     sub rsp, 8                              # keep RSP 16-aligned at the call
-    mov [rip + fault_catch_rsp], rsp
+    mov gs:[8], rsp
     mov rax, rdi
     mov rdi, rsi
     call rax
@@ -140,9 +142,9 @@ fault_catch_call:
     jmp 1f
 .global fault_catch_resume
 fault_catch_resume:
-    mov rsp, [rip + fault_catch_rsp]
+    mov rsp, gs:[8]
     mov eax, 1
-1:  mov qword ptr [rip + fault_catch_rsp], 0
+1:  mov qword ptr gs:[8], 0
     add rsp, 8
     pop r15
     pop r14
@@ -151,8 +153,3 @@ fault_catch_resume:
     pop rbx
     pop rbp
     ret
-
-.section .bss.exceptions, "aw", @nobits
-.balign 8
-.global fault_catch_rsp
-fault_catch_rsp:    .skip 8                 # 0 = no recovery point armed

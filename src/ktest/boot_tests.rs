@@ -6,7 +6,7 @@ use core::ptr;
 
 use super::{Context, Expect, Test, TestResult};
 use crate::arch::x86_64::exceptions::{breakpoint_count, catch_fault, vector};
-use crate::arch::x86_64::{cmos, cpu, nmi, sections};
+use crate::arch::x86_64::{cmos, cpu, nmi};
 use crate::boot::MemoryKind;
 use crate::{kassert, kassert_eq, kprintln};
 
@@ -161,8 +161,8 @@ fn stack_overflow_double_faults(_: &Context<'_>) -> TestResult {
     kassert_eq!(fault.map(|fault| fault.vector), Some(vector::DOUBLE_FAULT));
     let address = fault.map_or(0, |fault| fault.address);
     kassert!(
-        sections::boot_stack_guard().contains(address),
-        "CR2 is not in the boot stack's guard page"
+        crate::arch::x86_64::smp::kernel_stack_guard().contains(address),
+        "CR2 is not in this CPU's stack guard page"
     );
     Ok(())
 }

@@ -35,6 +35,11 @@ pub static TESTS: &[Test] = &[
         expects: Expect::NOTHING,
     },
     Test {
+        name: "smp::fault_tests_pass_on_another_cpu",
+        run: fault_tests_on_another_cpu,
+        expects: Expect::NOTHING,
+    },
+    Test {
         name: "smp::allocators_stay_consistent_on_every_cpu_at_once",
         run: allocators_on_every_cpu,
         expects: Expect::NOTHING,
@@ -463,5 +468,62 @@ fn shootdown_reaches_every_cpu(_: &Context<'_>) -> TestResult {
         kassert_eq!(ipis_after - ipis, 2 * others);
     }
     kassert_eq!(pmm::stats(), pmm_before);
+    Ok(())
+}
+
+/// The suite's tests that fault on purpose (page faults, #GP, #UD, a
+/// double fault on the guard page, NMIs, W^X): run again on the last CPU.
+const FAULT_TESTS: &[&str] = &[
+    "boot::invalid_opcode_is_reported",
+    "boot::nmi_is_counted_and_survived",
+    "boot::non_canonical_access_general_protection",
+    "boot::null_read_page_faults_with_cr2_0",
+    "boot::stack_overflow_hits_guard_then_double_fault",
+    "heap::unmapped_heap_page_faults",
+    "fault::executing_heap_memory_faults",
+    "vmm::boot_page_tables_not_writable_through_low_memory",
+    "vmm::cr4_protections_on_where_offered",
+    "vmm::kernel_text_is_not_writable",
+    "vmm::map_write_read_back_unmap_faults",
+    "vmm::rodata_is_not_writable",
+];
+
+/// The context of the running test, for bodies on other CPUs.
+static CONTEXT: AtomicUsize = AtomicUsize::new(0);
+/// How many fault tests ran on the other CPU.
+static FAULT_TESTS_RUN: AtomicUsize = AtomicUsize::new(0);
+
+fn fault_tests_on_last_cpu(index: usize) -> TestResult {
+    if index + 1 != smp::online() {
+        return Ok(());
+    }
+    // SAFETY: `fault_tests_on_another_cpu` stored the address of its
+    // context, which outlives the join of this body.
+    let context = unsafe { &*(CONTEXT.load(Ordering::SeqCst) as *const Context<'_>) };
+    let all = super::boot_tests::TESTS
+        .iter()
+        .chain(super::heap_tests::TESTS)
+        .chain(super::reliability_tests::TESTS)
+        .chain(super::vmm_tests::TESTS);
+    for test in all.filter(|test| FAULT_TESTS.contains(&test.name)) {
+        if let Err(failure) = (test.run)(context) {
+            set_detail(format_args!("    {} failed on CPU {index}", test.name));
+            return Err(failure);
+        }
+        FAULT_TESTS_RUN.fetch_add(1, Ordering::SeqCst);
+    }
+    Ok(())
+}
+
+/// Every test that faults on purpose passes on the last CPU too (its own
+/// recovery point, its own double-fault and NMI stacks); on one CPU they
+/// run on it again.
+fn fault_tests_on_another_cpu(context: &Context<'_>) -> TestResult {
+    CONTEXT.store(context as *const Context<'_> as usize, Ordering::SeqCst);
+    FAULT_TESTS_RUN.store(0, Ordering::SeqCst);
+    let result = on_all_cpus(fault_tests_on_last_cpu);
+    CONTEXT.store(0, Ordering::SeqCst);
+    result?;
+    kassert_eq!(FAULT_TESTS_RUN.load(Ordering::SeqCst), FAULT_TESTS.len());
     Ok(())
 }

@@ -260,7 +260,7 @@ fn cpus() {
         };
         kprintln!(
             "  CPU {index}: APIC id {}, {} work IPIs received, {} shootdowns served",
-            cpu.apic_id,
+            cpu.apic_id(),
             cpu.ipis_received
                 .load(core::sync::atomic::Ordering::Relaxed),
             cpu.shootdowns_served

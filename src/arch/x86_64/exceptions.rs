@@ -162,8 +162,6 @@ pub struct CaughtFault {
 extern "C" {
     fn fault_catch_call(func: extern "C" fn(*mut c_void), arg: *mut c_void) -> u64;
     fn fault_catch_resume();
-    /// Saved stack pointer of the armed recovery point; 0 when none is armed.
-    static fault_catch_rsp: u64;
 }
 
 static CAUGHT_VECTOR: AtomicU64 = AtomicU64::new(0);
@@ -251,9 +249,9 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
         return;
     }
 
-    // SAFETY: fault_catch_rsp is written only by fault_catch_call on this
-    // single CPU, never concurrently with this handler.
-    let armed = unsafe { (&raw const fault_catch_rsp).read_volatile() } != 0;
+    // The recovery point is this CPU's (its PerCpu record, written only by
+    // fault_catch_call on this CPU).
+    let armed = super::smp::current().is_some_and(|cpu| cpu.fault_catch_armed());
     if armed {
         CAUGHT_VECTOR.store(frame.vector, Ordering::SeqCst);
         CAUGHT_ERROR.store(frame.error_code, Ordering::SeqCst);

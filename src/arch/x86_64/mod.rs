@@ -17,4 +17,5 @@ pub mod timer;
 pub fn init() {
     gdt::init();
     idt::init();
+    smp::init_boot_cpu();
 }

@@ -47,14 +47,20 @@ static LAPIC: Once<Lapic> = Once::new();
 /// Work IPIs sent since boot.
 static IPIS_SENT: AtomicU64 = AtomicU64::new(0);
 
-/// One CPU's own data, reached through its GS base.
+/// One CPU's own data, reached through its GS base. `repr(C)`: the
+/// assembly reads `this` at gs:[0] and the fault-catch stack pointer at
+/// gs:[8].
+#[repr(C)]
 pub struct PerCpu {
     /// This record's own address (read through `gs:[0]`).
-    this: *const PerCpu,
+    this: AtomicU64,
+    /// The stack pointer of this CPU's armed fault-recovery point (0: none;
+    /// asm/exceptions.s).
+    fault_catch_rsp: AtomicU64,
     /// The kernel's number for the CPU (0 = the boot CPU).
     pub index: usize,
     /// Its APIC id.
-    pub apic_id: u32,
+    apic: AtomicU32,
     /// Work posted for it: a `fn(usize)` and its state.
     work: AtomicUsize,
     state: AtomicU8,
@@ -67,9 +73,54 @@ pub struct PerCpu {
     pub shootdowns_served: AtomicU64,
 }
 
-// SAFETY: `this` only ever points at the record itself, which is leaked
-// ('static) and otherwise made of atomics and constants.
-unsafe impl Sync for PerCpu {}
+const _: () = assert!(core::mem::offset_of!(PerCpu, this) == 0);
+const _: () = assert!(core::mem::offset_of!(PerCpu, fault_catch_rsp) == 8);
+
+impl PerCpu {
+    const fn new(index: usize, apic_id: u32) -> Self {
+        Self {
+            this: AtomicU64::new(0),
+            fault_catch_rsp: AtomicU64::new(0),
+            index,
+            apic: AtomicU32::new(apic_id),
+            work: AtomicUsize::new(0),
+            state: AtomicU8::new(IDLE),
+            ipis_received: AtomicU64::new(0),
+            shootdown_requested: AtomicU64::new(0),
+            shootdown_done: AtomicU64::new(0),
+            shootdowns_served: AtomicU64::new(0),
+        }
+    }
+
+    /// Its APIC id.
+    pub fn apic_id(&self) -> u32 {
+        self.apic.load(Ordering::Relaxed)
+    }
+
+    /// Whether a fault-recovery point is armed on this CPU.
+    pub fn fault_catch_armed(&self) -> bool {
+        self.fault_catch_rsp.load(Ordering::SeqCst) != 0
+    }
+}
+
+/// The boot CPU's record: static, so that it exists before the heap.
+static BOOT_CPU: PerCpu = PerCpu::new(0, 0);
+
+/// Installs the boot CPU's record (GS base, CPU 0): first thing at boot,
+/// before any fault can be caught.
+pub fn init_boot_cpu() {
+    BOOT_CPU.apic.store(boot_apic_id(), Ordering::Relaxed);
+    register(&BOOT_CPU);
+    install_per_cpu(&BOOT_CPU);
+}
+
+/// Makes a record found through GS base and `cpu(index)`.
+fn register(record: &'static PerCpu) {
+    record
+        .this
+        .store(record as *const PerCpu as u64, Ordering::Release);
+    CPUS[record.index].store(record as *const PerCpu as *mut PerCpu, Ordering::Release);
+}
 
 /// Mailbox states.
 const IDLE: u8 = 0;
@@ -79,20 +130,8 @@ const DONE: u8 = 3;
 
 /// Makes and registers CPU `index`'s record (leaked: a CPU never goes away).
 fn new_per_cpu(index: usize, apic_id: u32) -> &'static PerCpu {
-    let record = Box::leak(Box::new(PerCpu {
-        this: ptr::null(),
-        index,
-        apic_id,
-        work: AtomicUsize::new(0),
-        state: AtomicU8::new(IDLE),
-        ipis_received: AtomicU64::new(0),
-        shootdown_requested: AtomicU64::new(0),
-        shootdown_done: AtomicU64::new(0),
-        shootdowns_served: AtomicU64::new(0),
-    }));
-    record.this = record;
-    let record: &'static PerCpu = record;
-    CPUS[index].store(record as *const PerCpu as *mut PerCpu, Ordering::Release);
+    let record: &'static PerCpu = Box::leak(Box::new(PerCpu::new(index, apic_id)));
+    register(record);
     record
 }
 
@@ -109,7 +148,7 @@ pub fn current() -> Option<&'static PerCpu> {
     }
     let this: *const PerCpu;
     // SAFETY: a non-zero GS base is set only by `install_per_cpu`, to a
-    // leaked record whose first field is its own address.
+    // 'static record whose first field is its own address.
     unsafe {
         core::arch::asm!("mov {}, gs:[0]", out(reg) this, options(nostack, readonly, preserves_flags))
     };
@@ -150,7 +189,7 @@ pub fn run_on_all(work: fn(usize), timeout_us: u64) -> Result<(), Hung> {
         target.state.store(POSTED, Ordering::Release);
         if let Some(lapic) = lapic {
             let _ = lapic.send(
-                Destination::Apic(target.apic_id),
+                Destination::Apic(target.apic_id()),
                 IpiKind::Fixed(WORK_VECTOR),
             );
             IPIS_SENT.fetch_add(1, Ordering::Relaxed);
@@ -168,7 +207,7 @@ pub fn run_on_all(work: fn(usize), timeout_us: u64) -> Result<(), Hung> {
         } else if result.is_ok() {
             result = Err(Hung {
                 index: target.index,
-                apic_id: target.apic_id,
+                apic_id: target.apic_id(),
             });
         }
     }
@@ -261,7 +300,6 @@ pub fn start_all(madt: &Madt, limit: usize) -> Vec<CpuStart> {
     };
     lapic.enable();
     let lapic = LAPIC.call_once(|| lapic);
-    install_per_cpu(new_per_cpu(0, boot));
     crate::sync::set_spin_hook(serve_shootdown);
     let trampoline_ready = install_trampoline();
     let mut started = 1;
@@ -272,6 +310,7 @@ pub fn start_all(madt: &Madt, limit: usize) -> Vec<CpuStart> {
             outcome: Outcome::Boot,
         };
         if cpu.apic_id == boot {
+            BOOT_CPU.apic.store(boot, Ordering::Relaxed);
             report.push(entry);
             continue;
         }
@@ -520,7 +559,7 @@ pub fn shootdown(batch: &TlbBatch) {
             .store(generation, Ordering::Release);
         if let Some(lapic) = lapic {
             let _ = lapic.send(
-                Destination::Apic(target.apic_id),
+                Destination::Apic(target.apic_id()),
                 IpiKind::Fixed(SHOOTDOWN_VECTOR),
             );
             SHOOTDOWN_IPIS.fetch_add(1, Ordering::Relaxed);
@@ -586,5 +625,19 @@ pub fn stop_others() {
     if let Some(lapic) = LAPIC.get() {
         let _ = lapic.send(Destination::AllButSelf, IpiKind::Nmi);
         clock::delay_us(10_000);
+    }
+}
+
+/// The guard page below the kernel stack of the CPU running this: the
+/// boot stack's for CPU 0, else the first page of its stack slot.
+/// (A virtual range: the kernel runs identity-mapped, so the boot
+/// stack's is its physical one.)
+pub fn kernel_stack_guard() -> mm::pmm::PhysRange {
+    match current().map_or(0, |cpu| cpu.index) {
+        0 => super::sections::boot_stack_guard(),
+        index => mm::pmm::PhysRange::from_len(
+            CPU_STACKS_START + index as u64 * CPU_STACKS_SLOT,
+            PAGE_SIZE,
+        ),
     }
 }
