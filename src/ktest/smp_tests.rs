@@ -13,6 +13,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use super::{set_detail, Context, Expect, Failure, Test, TestResult};
+use crate::arch::x86_64::exceptions::{catch_fault, vector};
 use crate::arch::x86_64::{clock, smp};
 use crate::boot::MemoryKind;
 use crate::kernel_mm::{heap, phys_to_virt, pmm, vmm};
@@ -363,7 +364,9 @@ const OLD: u64 = 0x01D0_01D0_01D0_01D0;
 const STALE: u64 = 0x57A1_E57A_1E57_A1E5;
 const NEW: u64 = 0x0E30_0E30_0E30_0E30;
 static READERS_READY: AtomicUsize = AtomicUsize::new(0);
-static REMAPPED: AtomicUsize = AtomicUsize::new(0);
+static READERS_FAULTED: AtomicUsize = AtomicUsize::new(0);
+/// 0: mapped to the first frame; 1: unmapped; 2: mapped to the second.
+static PHASE: AtomicUsize = AtomicUsize::new(0);
 
 fn read_shootdown_page() -> u64 {
     // SAFETY: the page is mapped while readers read it (the boot CPU
@@ -375,18 +378,30 @@ fn read_shootdown_page() -> u64 {
     }
 }
 
-/// Every other CPU reads the page (caching its translation) and waits;
-/// the boot CPU unmaps it (one shootdown), writes a new value into the
-/// old frame, maps the page to another frame and lets them read again:
-/// a CPU that kept the old translation would read the old frame's new
-/// value instead of the new frame's.
+/// Readers (every other CPU) read the page, caching its translation. The
+/// boot CPU unmaps it (one shootdown) and writes a new value into the old
+/// frame: each reader's next read must fault (a page fault at the page,
+/// caught on that CPU), never return the old frame's new value. Then the
+/// boot CPU maps the page to another frame: each reader must read that
+/// frame's value.
 fn shootdown_reader(index: usize) -> TestResult {
     if index == 0 {
         return shootdown_writer();
     }
     kassert_eq!(read_shootdown_page(), OLD);
     READERS_READY.fetch_add(1, Ordering::SeqCst);
-    let remapped = clock::wait_us(JOIN_TIMEOUT_US / 2, || REMAPPED.load(Ordering::SeqCst) != 0);
+    let unmapped = clock::wait_us(JOIN_TIMEOUT_US / 2, || PHASE.load(Ordering::SeqCst) >= 1);
+    kassert!(unmapped, "the boot CPU never unmapped the page");
+    let mut seen = 0;
+    let fault = catch_fault(|| seen = read_shootdown_page());
+    kassert!(seen != STALE, "a CPU read through a stale translation");
+    let fault = fault.ok_or(Failure::here("reading the unmapped page did not fault"))?;
+    kassert_eq!(
+        (fault.vector, fault.address),
+        (vector::PAGE_FAULT, SHOOTDOWN_PAGE)
+    );
+    READERS_FAULTED.fetch_add(1, Ordering::SeqCst);
+    let remapped = clock::wait_us(JOIN_TIMEOUT_US / 2, || PHASE.load(Ordering::SeqCst) >= 2);
     kassert!(remapped, "the boot CPU never remapped the page");
     let seen = read_shootdown_page();
     kassert!(seen != STALE, "a CPU read through a stale translation");
@@ -401,22 +416,28 @@ fn shootdown_writer() -> TestResult {
     });
     kassert!(ready, "a reader never read the page");
     let page = VirtAddr::new(SHOOTDOWN_PAGE);
-    // SAFETY: nobody reads the page until REMAPPED is set.
+    // SAFETY: the readers touch the page only inside their fault catchers
+    // from now on.
     let (old, _) = unsafe { vmm::unmap(page) }.map_err(|_| Failure::here("unmap failed"))?;
+    SHOOTDOWN_FRAMES.lock().push(old);
     let old_word = phys_to_virt(old).as_mut_ptr::<u64>();
-    // SAFETY: `old` is this test's frame (allocated below in the caller),
-    // unmapped now, reached through the direct map.
+    // SAFETY: `old` is this test's frame, unmapped now, reached through
+    // the direct map.
     unsafe { old_word.write_volatile(STALE) };
+    PHASE.store(1, Ordering::SeqCst);
+    let faulted = clock::wait_us(JOIN_TIMEOUT_US / 2, || {
+        READERS_FAULTED.load(Ordering::SeqCst) >= others
+    });
+    kassert!(faulted, "a reader never faulted on the unmapped page");
     let new = pmm::alloc_page().ok_or(Failure::here("no frame"))?;
+    SHOOTDOWN_FRAMES.lock().push(new.start_address());
     let new_word = phys_to_virt(new.start_address()).as_mut_ptr::<u64>();
     // SAFETY: a fresh frame of this test.
     unsafe { new_word.write_volatile(NEW) };
     // SAFETY: the frame is this test's alone; the page is free again.
     unsafe { vmm::map(page, new.start_address(), PageSize::Size4KiB, WRITABLE | NX) }
         .map_err(|_| Failure::here("remap failed"))?;
-    SHOOTDOWN_FRAMES.lock().push(old);
-    SHOOTDOWN_FRAMES.lock().push(new.start_address());
-    REMAPPED.store(1, Ordering::SeqCst);
+    PHASE.store(2, Ordering::SeqCst);
     Ok(())
 }
 
@@ -442,10 +463,13 @@ fn shootdown_reaches_every_cpu(_: &Context<'_>) -> TestResult {
     }
     .map_err(|_| Failure::here("map failed"))?;
     READERS_READY.store(0, Ordering::SeqCst);
-    REMAPPED.store(0, Ordering::SeqCst);
+    READERS_FAULTED.store(0, Ordering::SeqCst);
+    PHASE.store(0, Ordering::SeqCst);
     let result = on_all_cpus(shootdown_reader);
-    // SAFETY: every reader finished (or the test failed and stops here).
-    let _ = unsafe { vmm::unmap(page) };
+    if PHASE.load(Ordering::SeqCst) != 1 {
+        // SAFETY: every reader finished (or the test failed and stops here).
+        let _ = unsafe { vmm::unmap(page) };
+    }
     let frames: ArrayVec<PhysAddr, 2> = core::mem::take(&mut *SHOOTDOWN_FRAMES.lock());
     if frames.is_empty() {
         let _ = pmm::free_page(first.start_address());

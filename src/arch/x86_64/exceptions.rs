@@ -164,15 +164,16 @@ extern "C" {
     fn fault_catch_resume();
 }
 
-static CAUGHT_VECTOR: AtomicU64 = AtomicU64::new(0);
-static CAUGHT_ERROR: AtomicU64 = AtomicU64::new(0);
-static CAUGHT_ADDRESS: AtomicU64 = AtomicU64::new(0);
-static CAUGHT_RIP: AtomicU64 = AtomicU64::new(0);
 static BREAKPOINTS: AtomicU64 = AtomicU64::new(0);
 
 /// How many breakpoint exceptions have been handled (and resumed).
 pub fn breakpoint_count() -> u64 {
     BREAKPOINTS.load(Ordering::SeqCst)
+}
+
+/// Field `field` of the fault this CPU's recovery point caught last.
+fn caught(field: usize) -> u64 {
+    super::smp::current().map_or(0, |cpu| cpu.caught[field].load(Ordering::SeqCst))
 }
 
 /// Runs `func` with a recovery point armed. Returns `None` if it finished,
@@ -195,10 +196,10 @@ pub fn catch_fault<F: FnOnce()>(func: F) -> Option<CaughtFault> {
     // redirected a fault to fault_catch_resume, which restores them.
     let faulted = unsafe { fault_catch_call(trampoline::<F>, (&raw mut slot).cast::<c_void>()) };
     (faulted != 0).then(|| CaughtFault {
-        vector: CAUGHT_VECTOR.load(Ordering::SeqCst),
-        error_code: CAUGHT_ERROR.load(Ordering::SeqCst),
-        address: CAUGHT_ADDRESS.load(Ordering::SeqCst),
-        rip: CAUGHT_RIP.load(Ordering::SeqCst),
+        vector: caught(0),
+        error_code: caught(1),
+        address: caught(2),
+        rip: caught(3),
     })
 }
 
@@ -251,12 +252,12 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
 
     // The recovery point is this CPU's (its PerCpu record, written only by
     // fault_catch_call on this CPU).
-    let armed = super::smp::current().is_some_and(|cpu| cpu.fault_catch_armed());
-    if armed {
-        CAUGHT_VECTOR.store(frame.vector, Ordering::SeqCst);
-        CAUGHT_ERROR.store(frame.error_code, Ordering::SeqCst);
-        CAUGHT_ADDRESS.store(address, Ordering::SeqCst);
-        CAUGHT_RIP.store(frame.rip, Ordering::SeqCst);
+    let this_cpu = super::smp::current();
+    if let Some(cpu) = this_cpu.filter(|cpu| cpu.fault_catch_armed()) {
+        let fields = [frame.vector, frame.error_code, address, frame.rip];
+        for (slot, value) in cpu.caught.iter().zip(fields) {
+            slot.store(value, Ordering::SeqCst);
+        }
         // Resume in fault_catch_resume, which switches back to the stack
         // saved when the recovery point was armed.
         frame.rip = fault_catch_resume as *const () as u64;

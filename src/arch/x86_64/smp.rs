@@ -71,6 +71,9 @@ pub struct PerCpu {
     shootdown_done: AtomicU64,
     /// Shootdown requests it served.
     pub shootdowns_served: AtomicU64,
+    /// The last fault its recovery point caught: vector, error code,
+    /// address, RIP.
+    pub caught: [AtomicU64; 4],
 }
 
 const _: () = assert!(core::mem::offset_of!(PerCpu, this) == 0);
@@ -89,6 +92,7 @@ impl PerCpu {
             shootdown_requested: AtomicU64::new(0),
             shootdown_done: AtomicU64::new(0),
             shootdowns_served: AtomicU64::new(0),
+            caught: [const { AtomicU64::new(0) }; 4],
         }
     }
 
