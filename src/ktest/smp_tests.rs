@@ -145,6 +145,11 @@ const ROUNDS: u64 = 400;
 /// Where each CPU maps its private pages: 1 GiB apart, so no two CPUs
 /// share a page table there.
 const PRIVATE_PAGES: u64 = 0x6000_0000_0000;
+/// Where every CPU maps pages next to the others' (interleaved slots), so
+/// that the CPUs share, create and free the same page tables.
+const SHARED_PAGES: u64 = 0x6400_0000_0000;
+/// Where each CPU maps a 2 MiB page: 1 GiB apart.
+const HUGE_PAGES: u64 = 0x6200_0000_0000;
 
 /// Which frames are held, one bit per frame of RAM: a frame handed to two
 /// holders at once is caught when the second sets a bit already set.
@@ -157,6 +162,8 @@ static EXCHANGE: IrqMutex<ArrayVec<(usize, usize, u8, usize), 64>> =
 static CROSS_FREES: AtomicU64 = AtomicU64::new(0);
 static FRAMES_HANDED_OUT: AtomicU64 = AtomicU64::new(0);
 static PAGES_MAPPED: AtomicU64 = AtomicU64::new(0);
+static SHARED_MAPPED: AtomicU64 = AtomicU64::new(0);
+static HUGE_MAPPED: AtomicU64 = AtomicU64::new(0);
 
 /// The word and bit of `frame` in HELD.
 fn held(frame: u64) -> Option<(&'static AtomicU64, u64)> {
@@ -231,7 +238,7 @@ fn stress(index: usize) -> TestResult {
     let mut blocks: ArrayVec<(usize, usize, u8), 24> = ArrayVec::new();
     let private = PRIVATE_PAGES + ((index as u64) << 30);
     for round in 0..ROUNDS {
-        match rng.below(6) {
+        match rng.below(8) {
             0 | 1 if !frames.is_full() => {
                 let Some(frame) = pmm::alloc_page() else {
                     continue;
@@ -284,6 +291,21 @@ fn stress(index: usize) -> TestResult {
                     release_block(address, len, pattern)?;
                 }
             }
+            6 => {
+                let slot = (round % 16) * smp::online() as u64 + index as u64;
+                let page = VirtAddr::new(SHARED_PAGES + slot * 4096);
+                let mapping = vmm::map_fresh(page, 4096, WRITABLE | NX)
+                    .map_err(|_| Failure::here("a shared-range page could not be mapped"))?;
+                let word = page.as_mut_ptr::<u64>();
+                // SAFETY: the page was just mapped for this CPU alone (its
+                // slot is its own; only the tables are shared).
+                unsafe { word.write_volatile(round ^ index as u64) };
+                // SAFETY: as above.
+                kassert_eq!(unsafe { word.read_volatile() }, round ^ index as u64);
+                drop(mapping);
+                SHARED_MAPPED.fetch_add(1, Ordering::Relaxed);
+            }
+            7 if round % 8 == 7 => huge_page(index, round)?,
             _ => {
                 let page = VirtAddr::new(private + (round % 64) * 4096);
                 let mapping = vmm::map_fresh(page, 4096, WRITABLE | NX)
@@ -307,6 +329,41 @@ fn stress(index: usize) -> TestResult {
     Ok(())
 }
 
+/// Maps a fresh 2 MiB run as one 2 MiB page in this CPU's window, checks
+/// it, unmaps it (a shootdown) and frees the run; skipped when no aligned
+/// run is free.
+fn huge_page(index: usize, round: u64) -> TestResult {
+    const FRAMES: usize = 512;
+    let Ok(run) = pmm::alloc_contiguous(FRAMES, FRAMES) else {
+        return Ok(());
+    };
+    let phys = run.start_address();
+    let virt = VirtAddr::new(HUGE_PAGES + ((index as u64) << 30));
+    // SAFETY: the run is this CPU's alone (fresh from the PMM); the window
+    // is this CPU's.
+    let mapped = unsafe { vmm::map(virt, phys, PageSize::Size2MiB, WRITABLE | NX) };
+    if mapped.is_err() {
+        let _ = pmm::free_contiguous(phys, FRAMES);
+        return Err(Failure::here("a 2 MiB page could not be mapped"));
+    }
+    let last = (virt + (2u64 << 20) - 8u64).as_mut_ptr::<u64>();
+    // SAFETY: both words lie in the 2 MiB page just mapped.
+    unsafe {
+        virt.as_mut_ptr::<u64>().write_volatile(round);
+        last.write_volatile(!round);
+    }
+    // SAFETY: as above.
+    let intact =
+        unsafe { virt.as_ptr::<u64>().read_volatile() == round && last.read_volatile() == !round };
+    // SAFETY: nothing uses the page after this.
+    let unmapped = unsafe { vmm::unmap(virt) };
+    kassert!(intact, "a 2 MiB page did not hold what was written");
+    kassert_eq!(unmapped, Ok((phys, PageSize::Size2MiB)));
+    kassert_eq!(pmm::free_contiguous(phys, FRAMES), Ok(()));
+    HUGE_MAPPED.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
 /// Every CPU at once: frames (each held one marked in a bitmap), heap blocks
 /// with patterns (a third of them freed by another CPU) and private page
 /// mappings; afterwards every counter is back and the heap verifies.
@@ -326,9 +383,16 @@ fn allocators_on_every_cpu(context: &Context<'_>) -> TestResult {
     let pmm_before = pmm::stats();
     let tables_before = vmm::table_count();
     let ipis = smp::ipis_sent();
+    let (shootdowns_before, _) = smp::shootdown_counts();
     HELD.store(held_bits.as_ptr() as *mut AtomicU64, Ordering::Release);
     HELD_WORDS.store(held_bits.len(), Ordering::Release);
-    for counter in [&CROSS_FREES, &FRAMES_HANDED_OUT, &PAGES_MAPPED] {
+    for counter in [
+        &CROSS_FREES,
+        &FRAMES_HANDED_OUT,
+        &PAGES_MAPPED,
+        &SHARED_MAPPED,
+        &HUGE_MAPPED,
+    ] {
         counter.store(0, Ordering::SeqCst);
     }
     let result = on_all_cpus(stress);
@@ -341,13 +405,17 @@ fn allocators_on_every_cpu(context: &Context<'_>) -> TestResult {
     drop(held_bits);
     result?;
     let online = smp::online() as u64;
+    let (shootdowns, _) = smp::shootdown_counts();
     kprintln!(
-        "    {} CPUs x {ROUNDS} rounds: {} frames handed out, {} heap blocks freed by another CPU, {} private pages mapped, {} IPIs",
+        "    {} CPUs x {ROUNDS} rounds: {} frames handed out, {} heap blocks freed by another CPU, {} private, {} shared-range and {} 2 MiB pages mapped, {} work IPIs, {} shootdowns",
         online,
         FRAMES_HANDED_OUT.load(Ordering::Relaxed),
         CROSS_FREES.load(Ordering::Relaxed),
         PAGES_MAPPED.load(Ordering::Relaxed),
-        smp::ipis_sent() - ipis
+        SHARED_MAPPED.load(Ordering::Relaxed),
+        HUGE_MAPPED.load(Ordering::Relaxed),
+        smp::ipis_sent() - ipis,
+        shootdowns - shootdowns_before
     );
     kassert_eq!(pmm::stats(), pmm_before);
     let heap_after = heap::stats();
