@@ -11,6 +11,7 @@ pub mod batch;
 pub mod flags;
 pub mod flush;
 pub mod mapper;
+pub mod shootdown;
 pub mod walk;
 
 pub use batch::{TlbBatch, BATCH_PAGES};

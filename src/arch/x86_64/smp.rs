@@ -29,7 +29,8 @@ use mm::layout::{
     AP_PARAMS, AP_STACK_SIZE, AP_TRAMPOLINE, CPU_STACKS_SLOT, CPU_STACKS_START,
     DOUBLE_FAULT_STACK_SIZE, NMI_STACK_SIZE, PAGE_SIZE,
 };
-use mm::paging::{PageSize, Tlb, TlbBatch, BATCH_PAGES, NX, PRESENT, WRITABLE};
+use mm::paging::shootdown::Board;
+use mm::paging::{PageSize, Tlb, TlbBatch, NX, PRESENT, WRITABLE};
 
 extern "C" {
     static ap_trampoline_start: u8;
@@ -66,9 +67,6 @@ pub struct PerCpu {
     state: AtomicU8,
     /// Work IPIs it received.
     pub ipis_received: AtomicU64,
-    /// The last shootdown generation asked of it, and the last it did.
-    shootdown_requested: AtomicU64,
-    shootdown_done: AtomicU64,
     /// Shootdown requests it served.
     pub shootdowns_served: AtomicU64,
     /// The last fault its recovery point caught: vector, error code,
@@ -89,8 +87,6 @@ impl PerCpu {
             work: AtomicUsize::new(0),
             state: AtomicU8::new(IDLE),
             ipis_received: AtomicU64::new(0),
-            shootdown_requested: AtomicU64::new(0),
-            shootdown_done: AtomicU64::new(0),
             shootdowns_served: AtomicU64::new(0),
             caught: [const { AtomicU64::new(0) }; 4],
         }
@@ -487,14 +483,9 @@ fn idle(record: &'static PerCpu) -> ! {
 
 /// The shootdown IPI's vector.
 const SHOOTDOWN_VECTOR: u8 = 241;
-/// Held by the one CPU whose shootdown is in flight.
-static SHOOTDOWN_BUSY: AtomicBool = AtomicBool::new(false);
-/// Generation of the latest request (0: none yet).
-static GENERATION: AtomicU64 = AtomicU64::new(0);
-/// The request in flight: all translations, or these pages.
-static REQUEST_ALL: AtomicBool = AtomicBool::new(false);
-static REQUEST_LEN: AtomicUsize = AtomicUsize::new(0);
-static REQUEST_PAGES: [AtomicU64; BATCH_PAGES] = [const { AtomicU64::new(0) }; BATCH_PAGES];
+/// The shootdown protocol's shared state (mm::paging::shootdown, where it
+/// is host-tested with threads).
+static BOARD: Board<MAX_CPUS> = Board::new();
 /// Shootdowns that reached other CPUs, and the IPIs they sent.
 static SHOOTDOWNS: AtomicU64 = AtomicU64::new(0);
 static SHOOTDOWN_IPIS: AtomicU64 = AtomicU64::new(0);
@@ -524,10 +515,10 @@ pub fn shootdown_counts() -> (u64, u64) {
 /// use a translation the batch names, so frames and page tables it freed
 /// may be handed out again. One IPI per other CPU per batch.
 ///
-/// Protocol (docs/smp.md): one shootdown is in flight at a time
-/// (SHOOTDOWN_BUSY); the initiator publishes the request, bumps the
-/// generation, stores it in each target's `shootdown_requested` and sends
-/// the IPI, then waits for each target's `shootdown_done` to reach it.
+/// Protocol (docs/smp.md, `mm::paging::shootdown::Board`): one shootdown
+/// is in flight at a time; the initiator publishes the request (a new
+/// generation), requests it of each target and sends the IPI, then waits
+/// until each target has done that generation.
 /// Every wait here, every lock wait (the spin hook) and the IPI handler
 /// serve requests aimed at their CPU, so two CPUs shooting down at once,
 /// or a target spinning on a lock with interrupts off, cannot deadlock.
@@ -542,25 +533,15 @@ pub fn shootdown(batch: &TlbBatch) {
     if online() <= 1 {
         return;
     }
-    while SHOOTDOWN_BUSY
-        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
+    while !BOARD.try_begin() {
         serve_shootdown();
         core::hint::spin_loop();
     }
-    REQUEST_ALL.store(batch.is_all(), Ordering::Relaxed);
-    REQUEST_LEN.store(batch.pages().len(), Ordering::Relaxed);
-    for (slot, page) in REQUEST_PAGES.iter().zip(batch.pages()) {
-        slot.store(page.as_u64(), Ordering::Relaxed);
-    }
-    let generation = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
+    let generation = BOARD.publish(batch);
     let lapic = LAPIC.get();
     let targets = (0..MAX_CPUS).filter(|&index| index != me).filter_map(cpu);
     for target in targets.clone() {
-        target
-            .shootdown_requested
-            .store(generation, Ordering::Release);
+        BOARD.request(target.index, generation);
         if let Some(lapic) = lapic {
             let _ = lapic.send(
                 Destination::Apic(target.apic_id()),
@@ -570,35 +551,23 @@ pub fn shootdown(batch: &TlbBatch) {
         }
     }
     for target in targets {
-        while target.shootdown_done.load(Ordering::Acquire) < generation {
+        while !BOARD.done(target.index, generation) {
             serve_shootdown();
             core::hint::spin_loop();
         }
     }
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
-    SHOOTDOWN_BUSY.store(false, Ordering::Release);
+    BOARD.end();
 }
 
-/// Does the shootdown asked of this CPU, if one is waiting (the initiator
-/// holds SHOOTDOWN_BUSY and waits for this CPU, so the request is stable).
+/// Does the shootdown asked of this CPU, if one is waiting.
 pub fn serve_shootdown() {
     let Some(me) = current() else {
         return;
     };
-    let wanted = me.shootdown_requested.load(Ordering::Acquire);
-    if wanted <= me.shootdown_done.load(Ordering::Relaxed) {
-        return;
+    if BOARD.serve(me.index, &mut LocalTlb) {
+        me.shootdowns_served.fetch_add(1, Ordering::Relaxed);
     }
-    if REQUEST_ALL.load(Ordering::Relaxed) {
-        cpu::flush_tlb_everything();
-    } else {
-        let len = REQUEST_LEN.load(Ordering::Relaxed);
-        for slot in &REQUEST_PAGES[..len.min(BATCH_PAGES)] {
-            x86_64::instructions::tlb::flush(VirtAddr::new(slot.load(Ordering::Relaxed)));
-        }
-    }
-    me.shootdowns_served.fetch_add(1, Ordering::Relaxed);
-    me.shootdown_done.store(wanted, Ordering::Release);
 }
 
 /// The shootdown IPI's handler.
