@@ -177,11 +177,12 @@ test-boot: $(TEST_ISOS)
 	    --reject 'ACPI power-off failed' -- -machine q35 -smp 4
 	$(BOOT_TEST) acpi-cpus-not-enabled $(BUILD)/test-report.iso --exit 33 \
 	    --expect 'CPUs: 4 in the MADT, 2 enabled' --expect 'APIC id +3 \(processor 3\), not enabled' \
-	    --expect '^CPUs: +2 online' --expect 'APIC id +2: not enabled in the MADT: not started' \
+	    --expect '^CPUs: +2 online; local APIC through xAPIC' --expect 'APIC id +2: not enabled in the MADT: not started' \
 	    -- -smp 2,maxcpus=4
 	$(BOOT_TEST) smp-limit-1 $(BUILD)/test-smp1.iso --exit 33 \
 	    --expect '^CPUs: +1 online' --expect 'APIC id +1: over the smp= limit: not started' -- -smp 2
 	$(BOOT_TEST) suite-smp4-bios $(BUILD)/test-suite.iso -- -smp 4
+	$(BOOT_TEST) suite-smp2-uefi $(BUILD)/test-suite.iso --uefi -- -smp 2
 	$(BOOT_TEST) suite-smp4-uefi $(BUILD)/test-suite.iso --uefi -- -smp 4
 	$(BOOT_TEST) suite-smp4-q35-uefi $(BUILD)/test-suite.iso --uefi -- -machine q35 -smp 4
 	$(BOOT_TEST) suite-smp8-q35 $(BUILD)/test-suite.iso --mem 512M -- -machine q35 -smp 8

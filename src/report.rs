@@ -298,7 +298,11 @@ pub fn acpi(result: &Result<(&Acpi, RsdpSource), AcpiError>) {
 
 /// Prints what became of each CPU the MADT lists.
 pub fn cpus(cpus: &[CpuStart]) {
-    kprintln!("CPUs:         {} online", smp::online());
+    kprintln!(
+        "CPUs:         {} online; local APIC through {}",
+        smp::online(),
+        smp::lapic_mode().unwrap_or("nothing (not mapped)")
+    );
     for cpu in cpus {
         let what = match cpu.outcome {
             Outcome::Boot => String::from("the boot CPU"),

@@ -614,3 +614,15 @@ pub fn kernel_stack_guard() -> mm::pmm::PhysRange {
         ),
     }
 }
+
+/// How the local APIC is reached, for the report ("xAPIC" or "x2APIC"),
+/// once bring-up mapped it.
+pub fn lapic_mode() -> Option<&'static str> {
+    LAPIC.get().map(|lapic| {
+        if lapic.is_x2apic() {
+            "x2APIC (MSRs)"
+        } else {
+            "xAPIC (uncached MMIO)"
+        }
+    })
+}
