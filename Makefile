@@ -12,6 +12,8 @@ BUILD    := build
 KERNEL   := $(BUILD)/kernel.elf
 ISO      := $(BUILD)/incroos.iso
 MEM      ?= 256M
+# CPUs for make run / run-uefi (the tests choose their own).
+SMP      ?= 1
 # scripts/qemu.sh holds the one QEMU command line (ACCEL=kvm, OVMF=path).
 QEMU     := scripts/qemu.sh
 # A window when a display exists; serial (and the QEMU monitor on Ctrl-A C)
@@ -37,9 +39,9 @@ help:
 	@echo "make gdb          gdb attached to make debug's QEMU, with the kernel's symbols"
 	@echo "make bench        host benchmarks against peer allocators, ratios from one run"
 	@echo "make fuzz         long property-test runs (FUZZ_SCALE=200 times the usual cases)"
-	@echo "make soak         the suite under random allocation failures (10 seeds, 1 and 2 CPUs), then 20 times on 4 CPUs"
+	@echo "make soak         the suite under random allocation failures (10 seeds, 1, 2, 4, 8 CPUs), then 20 times on 4 CPUs"
 	@echo "make clean        remove target/ and build/"
-	@echo "variables: MEM=512M (RAM), ACCEL=kvm (where KVM works); cargo run boots the kernel too"
+	@echo "variables: MEM=512M (RAM), SMP=4 (CPUs), ACCEL=kvm (where KVM works); cargo run boots the kernel too"
 
 deps:
 	@scripts/deps.sh
@@ -72,10 +74,10 @@ $(ISO): $(KERNEL) grub/grub.cfg
 iso: $(ISO)
 
 run: iso
-	@scripts/run.sh $(ISO) bios $(MEM)
+	@scripts/run.sh $(ISO) bios $(MEM) -smp $(SMP)
 
 run-uefi: iso
-	@scripts/run.sh $(ISO) uefi $(MEM)
+	@scripts/run.sh $(ISO) uefi $(MEM) -smp $(SMP)
 
 # QEMU waits for gdb on localhost:1234; `make gdb` in another terminal attaches.
 debug: iso
@@ -248,7 +250,7 @@ soak: $(KERNEL) grub/test.cfg.in scripts/make-modules.py
 	@for seed in $(SOAK_SEEDS); do \
 	    rm -f $(BUILD)/test-failures.iso; \
 	    $(MAKE) -s FAIL_ONE_IN=20 FAIL_SEED=$$seed $(BUILD)/test-failures.iso || exit 1; \
-	    for cpus in 1 2; do \
+	    for cpus in 1 2 4 8; do \
 	        scripts/boot-test.sh soak-seed$$seed-smp$$cpus $(BUILD)/test-failures.iso \
 	            --expect 'ktest: under .*, 0 without\b' -- -smp $$cpus || exit 1; \
 	    done; \

@@ -15,12 +15,13 @@ tests in src/acpi/tests.rs read them back.
 import os
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
 import time
+
+from qemu_monitor import command, connect, wait_for_prompt
 
 
 def main():
@@ -36,7 +37,11 @@ def main():
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         log = wait_for_prompt(log_path)
+        if log is None:
+            sys.exit("capture-acpi: no shell prompt")
         monitor = connect(monitor_path)
+        if monitor is None:
+            sys.exit("capture-acpi: no QEMU monitor")
         info = re.search(r"boot info: +(\d+) bytes at (0x[0-9a-f]+)", log)
         tables = re.findall(r"^  ([A-Z0-9]{4}) (0x[0-9a-f]+) +(\d+) bytes", log, re.M)
         if not info or not tables:
@@ -60,49 +65,6 @@ def main():
         qemu.kill()
         qemu.wait()
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def wait_for_prompt(log_path, seconds=240):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with open(log_path, "rb") as log:
-                text = log.read().decode("utf-8", "replace").replace("\r", "")
-        except FileNotFoundError:
-            text = ""
-        if "incroos> " in text:
-            return text
-        time.sleep(0.2)
-    sys.exit("capture-acpi: no shell prompt")
-
-
-def connect(path):
-    for _ in range(100):
-        try:
-            monitor = socket.socket(socket.AF_UNIX)
-            monitor.connect(path)
-            monitor.settimeout(10)
-            read_until_prompt(monitor)
-            return monitor
-        except (FileNotFoundError, ConnectionRefusedError):
-            time.sleep(0.1)
-    sys.exit("capture-acpi: no QEMU monitor")
-
-
-def read_until_prompt(monitor):
-    data = b""
-    while not data.endswith(b"(qemu) "):
-        chunk = monitor.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def command(monitor, line):
-    monitor.sendall(line.encode() + b"\n")
-    if line != "quit":
-        read_until_prompt(monitor)
 
 
 def wait_for_file(path, size, seconds=10):

@@ -13,11 +13,11 @@ CPUS online.
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
+
+from qemu_monitor import connect, read_until_prompt, wait_for_prompt
 
 
 def main():
@@ -72,43 +72,6 @@ def check(log_path, monitor_path, cpus):
         if "CS64" not in block:
             return f"CPU#{number}: not in a 64-bit code segment"
     return None
-
-
-def wait_for_prompt(log_path, seconds=240):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with open(log_path, "rb") as log:
-                text = log.read().decode("utf-8", "replace").replace("\r", "")
-        except FileNotFoundError:
-            text = ""
-        if "incroos> " in text:
-            return text
-        time.sleep(0.2)
-    return None
-
-
-def connect(path):
-    for _ in range(100):
-        try:
-            monitor = socket.socket(socket.AF_UNIX)
-            monitor.connect(path)
-            monitor.settimeout(20)
-            read_until_prompt(monitor)
-            return monitor
-        except (FileNotFoundError, ConnectionRefusedError):
-            time.sleep(0.1)
-    return None
-
-
-def read_until_prompt(monitor):
-    data = b""
-    while not data.endswith(b"(qemu) "):
-        chunk = monitor.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 if __name__ == "__main__":
