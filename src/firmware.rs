@@ -8,7 +8,7 @@ use x86_64::instructions::port::Port;
 
 use crate::acpi::PhysMemory;
 use crate::acpi::{scan_for_rsdp, Acpi, AcpiError, Pm1Control, Rsdp, BIOS_AREA, EBDA_POINTER};
-use crate::arch::x86_64::cpu;
+use crate::arch::x86_64::{clock, cpu};
 use crate::boot::BootInfo;
 use crate::kernel_mm::firmware::FirmwareMemory;
 use crate::kprintln;
@@ -102,10 +102,8 @@ const SLP_EN: u16 = 1 << 13;
 const SCI_EN: u16 = 1 << 0;
 /// PM1 control: where SLP_TYP goes.
 const SLP_TYP_SHIFT: u16 = 10;
-/// How long to wait for ACPI mode, then for the power to go (TSC cycles;
-/// about a second at a few GHz, longer under TCG, where it does not
-/// matter).
-const WAIT_CYCLES: u64 = 3_000_000_000;
+/// How long to wait for ACPI mode, then for the power to go.
+const WAIT_US: u64 = 1_000_000;
 
 /// Powers the machine off through the FADT's PM1 control blocks with the
 /// DSDT's `\_S5` sleep type. Returns only if that did not work.
@@ -137,7 +135,7 @@ pub fn power_off() -> PowerOffError {
     if read16(pm1a) & SCI_EN == 0 && fadt.smi_command != 0 && fadt.acpi_enable != 0 {
         if let Ok(smi) = u16::try_from(fadt.smi_command) {
             write8(smi, fadt.acpi_enable);
-            if !wait(|| read16(pm1a) & SCI_EN != 0) {
+            if !clock::wait_us(WAIT_US, || read16(pm1a) & SCI_EN != 0) {
                 return PowerOffError::AcpiModeRefused;
             }
         }
@@ -151,7 +149,7 @@ pub fn power_off() -> PowerOffError {
     if let Some(pm1b) = pm1b {
         write16(pm1b, u16::from(s5.b) << SLP_TYP_SHIFT | SLP_EN);
     }
-    wait(|| false);
+    clock::delay_us(WAIT_US);
     PowerOffError::StillRunning
 }
 
@@ -173,18 +171,6 @@ pub fn shut_down() -> ! {
     }
     kprintln!("It is now safe to turn off the computer.");
     cpu::halt_forever()
-}
-
-/// Spins until `done` or about [`WAIT_CYCLES`]; whether `done` came.
-fn wait(done: impl Fn() -> bool) -> bool {
-    let start = cpu::rdtsc();
-    while cpu::rdtsc() - start < WAIT_CYCLES {
-        if done() {
-            return true;
-        }
-        core::hint::spin_loop();
-    }
-    false
 }
 
 fn read16(port: u16) -> u16 {

@@ -58,30 +58,29 @@ fn table(signature: &[u8; 4], body: &[u8]) -> Vec<u8> {
     bytes
 }
 
-fn rsdp_v2(xsdt: u64) -> Vec<u8> {
+/// The 20 bytes of an ACPI 1.0 RSDP with `revision`, checksummed.
+fn rsdp_first_part(revision: u8, rsdt: u32) -> Vec<u8> {
     let mut bytes = Vec::new();
     bytes.extend_from_slice(b"RSD PTR ");
     bytes.push(0);
     bytes.extend_from_slice(b"INCROS");
-    bytes.push(2);
-    bytes.extend_from_slice(&0u32.to_le_bytes());
+    bytes.push(revision);
+    bytes.extend_from_slice(&rsdt.to_le_bytes());
+    fix_checksum(&mut bytes, 8);
+    bytes
+}
+
+fn rsdp_v2(xsdt: u64) -> Vec<u8> {
+    let mut bytes = rsdp_first_part(2, 0);
     bytes.extend_from_slice(&36u32.to_le_bytes());
     bytes.extend_from_slice(&xsdt.to_le_bytes());
     bytes.extend_from_slice(&[0; 4]);
-    fix_checksum(&mut bytes[..20], 8);
     fix_checksum(&mut bytes, 32);
     bytes
 }
 
 fn rsdp_v1(rsdt: u32) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    bytes.extend_from_slice(b"RSD PTR ");
-    bytes.push(0);
-    bytes.extend_from_slice(b"INCROS");
-    bytes.push(0);
-    bytes.extend_from_slice(&rsdt.to_le_bytes());
-    fix_checksum(&mut bytes, 8);
-    bytes
+    rsdp_first_part(0, rsdt)
 }
 
 fn madt_body(entries: &[&[u8]]) -> Vec<u8> {

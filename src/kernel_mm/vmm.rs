@@ -151,6 +151,25 @@ fn with<R>(f: impl FnOnce(&mut Mapper<OffsetMem>) -> Result<R, MmError>) -> Resu
     }
 }
 
+/// Runs `change`, which removes or narrows translations, on the tree under
+/// the lock, collecting its flushes in a batch and the tables it empties;
+/// then, with the lock released, invalidates the batch on every CPU
+/// (`smp::shootdown`) and only after that gives the tables back.
+fn narrowing<R>(
+    change: impl FnOnce(
+        &mut Mapper<OffsetMem>,
+        &mut DeferredTables,
+        &mut TlbBatch,
+    ) -> Result<R, MmError>,
+) -> Result<R, MmError> {
+    let mut batch = TlbBatch::new();
+    let mut tables = DeferredTables::new();
+    let result = with(|mapper| change(mapper, &mut tables, &mut batch));
+    smp::shootdown(&batch);
+    tables.release();
+    result
+}
+
 /// Maps `size` bytes at `virt` to `phys` with one page (the design's
 /// `vmm_map_page`, for every page size).
 ///
@@ -177,17 +196,11 @@ pub unsafe fn map(
 /// Nothing may still use the page through a reference (the memory behind
 /// it disappears, and its frame may be handed to someone else).
 pub unsafe fn unmap(virt: VirtAddr) -> Result<(PhysAddr, PageSize), MmError> {
-    let mut batch = TlbBatch::new();
-    let mut tables = DeferredTables::new();
-    let result = with(|mapper| mapper.unmap(virt, &mut tables)).map(|(phys, size, flush)| {
-        flush.flush(&mut batch);
-        (phys, size)
-    });
-    // The VMM's lock is released: every CPU drops the translation, then
-    // the emptied tables go back.
-    smp::shootdown(&batch);
-    tables.release();
-    result
+    narrowing(|mapper, tables, batch| {
+        let (phys, size, flush) = mapper.unmap(virt, tables)?;
+        flush.flush(batch);
+        Ok((phys, size))
+    })
 }
 
 /// Physical address of `virt` (the design's `vmm_get_physical`).
@@ -201,11 +214,10 @@ pub fn translate(virt: VirtAddr) -> Option<Translation> {
 /// New rights must not break what Rust assumes of the memory (making
 /// read-only data writable, data executable, or a page user-accessible).
 pub unsafe fn update_flags(virt: VirtAddr, flags: PageTableFlags) -> Result<(), MmError> {
-    let mut batch = TlbBatch::new();
-    let result =
-        with(|mapper| mapper.update_flags(virt, flags)).map(|flush| flush.flush(&mut batch));
-    smp::shootdown(&batch);
-    result
+    narrowing(|mapper, _, batch| {
+        mapper.update_flags(virt, flags)?.flush(batch);
+        Ok(())
+    })
 }
 
 /// Maps a range with the largest pages possible (4 KiB only if
@@ -242,15 +254,11 @@ pub unsafe fn map_range(
 /// # Safety
 /// As for [`unmap`], for every page of the range.
 pub unsafe fn unmap_range(virt: VirtAddr, len: u64) -> Result<u64, MmError> {
-    let mut batch = TlbBatch::new();
-    let mut tables = DeferredTables::new();
-    let result = with(|mapper| mapper.unmap_range(virt, len, &mut tables)).map(|(pages, flush)| {
-        flush.flush(&mut batch);
-        pages
-    });
-    smp::shootdown(&batch);
-    tables.release();
-    result
+    narrowing(|mapper, tables, batch| {
+        let (pages, flush) = mapper.unmap_range(virt, len, tables)?;
+        flush.flush(batch);
+        Ok(pages)
+    })
 }
 
 /// The PML4 frame in CR3 (the design's `vmm_get_cr3`).
@@ -333,34 +341,40 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // In batches: up to BATCH_PAGES pages unmapped, one shootdown for
-        // all of them, then their frames and emptied tables given back.
+        // In batches: up to BATCH_PAGES pages unmapped under one lock, one
+        // shootdown for all of them, then their frames and emptied tables
+        // given back. The range was mapped for this handle alone, and its
+        // holder gave up every use of it by dropping the handle.
+        let owned = matches!(self.backing, Backing::OwnedFrames);
         let mut page = 0;
         while page < self.len {
-            let mut batch = TlbBatch::new();
-            let mut tables = DeferredTables::new();
-            let mut frames: ArrayVec<PhysAddr, BATCH_PAGES> = ArrayVec::new();
-            while page < self.len && !frames.is_full() && tables.frames.len() < 60 {
-                let virt = self.start + page;
-                // The range was mapped for this handle alone, and its holder
-                // gave up every use of it by dropping the handle.
-                let unmapped = with(|mapper| mapper.unmap(virt, &mut tables));
-                match unmapped {
-                    Ok((phys, size, flush)) => {
-                        flush.flush(&mut batch);
-                        if matches!(self.backing, Backing::OwnedFrames) {
-                            frames.push(phys);
+            let unmapped = narrowing(|mapper, tables, batch| {
+                let mut frames: ArrayVec<PhysAddr, BATCH_PAGES> = ArrayVec::new();
+                while page < self.len && !frames.is_full() && tables.frames.len() < 60 {
+                    let virt = self.start + page;
+                    match mapper.unmap(virt, tables) {
+                        Ok((phys, size, flush)) => {
+                            flush.flush(batch);
+                            if owned {
+                                frames.push(phys);
+                            }
+                            page += size.bytes();
                         }
-                        page += size.bytes();
-                    }
-                    Err(error) => {
-                        log::error!("vmm: dropping the mapping at {:#x}: {error}", virt.as_u64());
-                        page += PAGE_SIZE;
+                        Err(error) => {
+                            log::error!(
+                                "vmm: dropping the mapping at {:#x}: {error}",
+                                virt.as_u64()
+                            );
+                            page += PAGE_SIZE;
+                        }
                     }
                 }
-            }
-            smp::shootdown(&batch);
-            tables.release();
+                Ok(frames)
+            });
+            let Ok(frames) = unmapped else {
+                log::error!("vmm: dropping a mapping before the VMM runs");
+                return;
+            };
             for frame in frames {
                 let _ = pmm::free_page(frame);
             }

@@ -171,11 +171,6 @@ pub fn breakpoint_count() -> u64 {
     BREAKPOINTS.load(Ordering::SeqCst)
 }
 
-/// Field `field` of the fault this CPU's recovery point caught last.
-fn caught(field: usize) -> u64 {
-    super::smp::current().map_or(0, |cpu| cpu.caught[field].load(Ordering::SeqCst))
-}
-
 /// Runs `func` with a recovery point armed. Returns `None` if it finished,
 /// or the exception that interrupted it.
 ///
@@ -195,11 +190,21 @@ pub fn catch_fault<F: FnOnce()>(func: F) -> Option<CaughtFault> {
     // trampoline with our pointer, and returns 1 only after the dispatcher
     // redirected a fault to fault_catch_resume, which restores them.
     let faulted = unsafe { fault_catch_call(trampoline::<F>, (&raw mut slot).cast::<c_void>()) };
-    (faulted != 0).then(|| CaughtFault {
-        vector: caught(0),
-        error_code: caught(1),
-        address: caught(2),
-        rip: caught(3),
+    (faulted != 0).then(|| {
+        // What the dispatcher recorded in this CPU's record.
+        let caught = super::smp::current()
+            .map(|cpu| {
+                cpu.caught
+                    .each_ref()
+                    .map(|field| field.load(Ordering::SeqCst))
+            })
+            .unwrap_or_default();
+        CaughtFault {
+            vector: caught[0],
+            error_code: caught[1],
+            address: caught[2],
+            rip: caught[3],
+        }
     })
 }
 

@@ -4,8 +4,9 @@
 //! and its own GDT and TSS, and checks in from Rust; one that does not
 //! answer in time is reported and skipped, and the boot goes on.
 //!
-//! Started CPUs park (interrupts off, `hlt`) until work for them exists
-//! (IPIs and shootdown come next; docs/smp.md).
+//! Started CPUs wait in `hlt` for a work IPI (`run_on_all`) or a TLB
+//! shootdown request (`shootdown`); the per-CPU records, the protocols
+//! and their invariants are described in docs/smp.md.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -24,13 +25,14 @@ use super::lapic::Lapic;
 use super::{clock, cpu, idt};
 use crate::acpi::Madt;
 use crate::apic::{Destination, IpiKind};
-use crate::kernel_mm::{phys_to_virt, vmm};
+use crate::kernel_mm::phys_to_virt;
+use crate::kernel_mm::vmm::{self, CpuTlb};
 use mm::layout::{
     AP_PARAMS, AP_STACK_SIZE, AP_TRAMPOLINE, CPU_STACKS_SLOT, CPU_STACKS_START,
     DOUBLE_FAULT_STACK_SIZE, NMI_STACK_SIZE, PAGE_SIZE,
 };
 use mm::paging::shootdown::Board;
-use mm::paging::{PageSize, Tlb, TlbBatch, NX, PRESENT, WRITABLE};
+use mm::paging::{PageSize, TlbBatch, NX, PRESENT, WRITABLE};
 
 extern "C" {
     static ap_trampoline_start: u8;
@@ -182,18 +184,11 @@ pub struct Hung {
 /// the first CPU that did not finish is named. Call on the boot CPU, one
 /// call at a time.
 pub fn run_on_all(work: fn(usize), timeout_us: u64) -> Result<(), Hung> {
-    let lapic = LAPIC.get();
     let others: Vec<&'static PerCpu> = (1..MAX_CPUS).filter_map(cpu).collect();
     for target in &others {
         target.work.store(work as usize, Ordering::Relaxed);
         target.state.store(POSTED, Ordering::Release);
-        if let Some(lapic) = lapic {
-            let _ = lapic.send(
-                Destination::Apic(target.apic_id()),
-                IpiKind::Fixed(WORK_VECTOR),
-            );
-            IPIS_SENT.fetch_add(1, Ordering::Relaxed);
-        }
+        send_ipi(target, WORK_VECTOR, &IPIS_SENT);
     }
     work(0);
     let mut result = Ok(());
@@ -223,6 +218,11 @@ pub fn work_interrupt() {
     if let Some(record) = current() {
         record.ipis_received.fetch_add(1, Ordering::Relaxed);
     }
+    end_of_interrupt();
+}
+
+/// Tells the local APIC the interrupt being handled is done.
+fn end_of_interrupt() {
     if let Some(lapic) = LAPIC.get() {
         lapic.eoi();
     }
@@ -268,7 +268,6 @@ pub struct CpuStart {
 
 /// What an application processor needs once it runs Rust.
 struct ApStart {
-    apic_id: u32,
     gdt: &'static Gdt,
     record: &'static PerCpu,
 }
@@ -310,7 +309,6 @@ pub fn start_all(madt: &Madt, limit: usize) -> Vec<CpuStart> {
             outcome: Outcome::Boot,
         };
         if cpu.apic_id == boot {
-            BOOT_CPU.apic.store(boot, Ordering::Relaxed);
             report.push(entry);
             continue;
         }
@@ -384,11 +382,7 @@ fn start_one(lapic: &Lapic, index: usize, apic_id: u32) -> Outcome {
         return Outcome::NoMemory;
     };
     let record = new_per_cpu(index, apic_id);
-    let start: &'static ApStart = Box::leak(Box::new(ApStart {
-        apic_id,
-        gdt,
-        record,
-    }));
+    let start: &'static ApStart = Box::leak(Box::new(ApStart { gdt, record }));
     let params = [
         vmm::current_cr3().start_address().as_u64(),
         stack_top.as_u64(),
@@ -426,11 +420,16 @@ fn start_one(lapic: &Lapic, index: usize, apic_id: u32) -> Outcome {
     Outcome::NoAnswer
 }
 
+/// The first address of CPU `index`'s stack slot (its kernel stack's guard
+/// page).
+fn stack_slot(index: usize) -> u64 {
+    CPU_STACKS_START + index as u64 * CPU_STACKS_SLOT
+}
+
 /// CPU `index`'s kernel, double-fault and NMI stacks (each above an
 /// unmapped guard page) and its GDT and TSS; the kernel stack's top.
 fn stacks_and_tables(index: usize) -> Option<(VirtAddr, &'static Gdt)> {
-    let slot = CPU_STACKS_START + index as u64 * CPU_STACKS_SLOT;
-    let mut next = slot;
+    let mut next = stack_slot(index);
     let mut stack = |size: usize| -> Option<VirtAddr> {
         let base = VirtAddr::new(next + PAGE_SIZE);
         let mapping = vmm::map_fresh(base, size as u64, WRITABLE | NX).ok()?;
@@ -456,7 +455,7 @@ extern "C" fn ap_entry(start: &'static ApStart) -> ! {
         lapic.enable();
     }
     ONLINE.fetch_add(1, Ordering::AcqRel);
-    CHECKED_IN.store(start.apic_id, Ordering::Release);
+    CHECKED_IN.store(start.record.apic_id(), Ordering::Release);
     idle(start.record)
 }
 
@@ -490,18 +489,6 @@ static BOARD: Board<MAX_CPUS> = Board::new();
 static SHOOTDOWNS: AtomicU64 = AtomicU64::new(0);
 static SHOOTDOWN_IPIS: AtomicU64 = AtomicU64::new(0);
 
-/// This CPU's TLB.
-struct LocalTlb;
-
-impl Tlb for LocalTlb {
-    fn flush_page(&mut self, virt: VirtAddr) {
-        x86_64::instructions::tlb::flush(virt);
-    }
-    fn flush_all(&mut self) {
-        cpu::flush_tlb_everything();
-    }
-}
-
 /// Shootdowns that reached other CPUs since boot, and their IPIs.
 pub fn shootdown_counts() -> (u64, u64) {
     (
@@ -528,36 +515,41 @@ pub fn shootdown(batch: &TlbBatch) {
     if batch.is_empty() {
         return;
     }
-    batch.apply(&mut LocalTlb);
-    let me = current().map_or(0, |cpu| cpu.index);
+    batch.apply(&mut CpuTlb);
     if online() <= 1 {
         return;
     }
-    while !BOARD.try_begin() {
-        serve_shootdown();
-        core::hint::spin_loop();
-    }
+    let me = current().map_or(0, |cpu| cpu.index);
+    spin_serving(|| BOARD.try_begin());
     let generation = BOARD.publish(batch);
-    let lapic = LAPIC.get();
     let targets = (0..MAX_CPUS).filter(|&index| index != me).filter_map(cpu);
     for target in targets.clone() {
         BOARD.request(target.index, generation);
-        if let Some(lapic) = lapic {
-            let _ = lapic.send(
-                Destination::Apic(target.apic_id()),
-                IpiKind::Fixed(SHOOTDOWN_VECTOR),
-            );
-            SHOOTDOWN_IPIS.fetch_add(1, Ordering::Relaxed);
-        }
+        send_ipi(target, SHOOTDOWN_VECTOR, &SHOOTDOWN_IPIS);
     }
     for target in targets {
-        while !BOARD.done(target.index, generation) {
-            serve_shootdown();
-            core::hint::spin_loop();
-        }
+        spin_serving(|| BOARD.done(target.index, generation));
     }
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
     BOARD.end();
+}
+
+/// Spins until `done`, serving shootdown requests aimed at this CPU on
+/// every turn (so that two CPUs waiting on each other both progress).
+fn spin_serving(done: impl Fn() -> bool) {
+    while !done() {
+        serve_shootdown();
+        core::hint::spin_loop();
+    }
+}
+
+/// Sends `target` the IPI `vector` and counts it in `sent` (nothing before
+/// the local APIC is mapped).
+fn send_ipi(target: &PerCpu, vector: u8, sent: &AtomicU64) {
+    if let Some(lapic) = LAPIC.get() {
+        let _ = lapic.send(Destination::Apic(target.apic_id()), IpiKind::Fixed(vector));
+        sent.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Does the shootdown asked of this CPU, if one is waiting.
@@ -565,7 +557,7 @@ pub fn serve_shootdown() {
     let Some(me) = current() else {
         return;
     };
-    if BOARD.serve(me.index, &mut LocalTlb) {
+    if BOARD.serve(me.index, &mut CpuTlb) {
         me.shootdowns_served.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -573,9 +565,7 @@ pub fn serve_shootdown() {
 /// The shootdown IPI's handler.
 pub fn shootdown_interrupt() {
     serve_shootdown();
-    if let Some(lapic) = LAPIC.get() {
-        lapic.eoi();
-    }
+    end_of_interrupt();
 }
 
 /// Set when one CPU stops the machine on a fatal error: the others halt
@@ -608,10 +598,7 @@ pub fn stop_others() {
 pub fn kernel_stack_guard() -> mm::pmm::PhysRange {
     match current().map_or(0, |cpu| cpu.index) {
         0 => super::sections::boot_stack_guard(),
-        index => mm::pmm::PhysRange::from_len(
-            CPU_STACKS_START + index as u64 * CPU_STACKS_SLOT,
-            PAGE_SIZE,
-        ),
+        index => mm::pmm::PhysRange::from_len(stack_slot(index), PAGE_SIZE),
     }
 }
 
