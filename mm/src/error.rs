@@ -18,6 +18,11 @@ pub enum MmError {
     FrameReserved,
     /// The address lies outside the memory the allocator manages.
     OutOfRange,
+    /// The frames were handed out as a block of another size (or the
+    /// address is inside a block, not at its start).
+    WrongBlockSize,
+    /// Part of the block is free already.
+    PartlyFree,
     /// An address or size is not aligned as the operation needs.
     Misaligned,
     /// A virtual address is not canonical (bits 48..64 differ from bit 47).
@@ -48,6 +53,8 @@ impl MmError {
             MmError::FrameAlreadyFree => "frame is already free (double free)",
             MmError::FrameReserved => "frame is reserved and was never allocated",
             MmError::OutOfRange => "address outside managed memory",
+            MmError::WrongBlockSize => "not a block of that size (allocated with another order)",
+            MmError::PartlyFree => "part of the block is already free",
             MmError::Misaligned => "address or size is misaligned",
             MmError::NonCanonical => "virtual address is not canonical",
             MmError::AlreadyMapped => "page is already mapped",

@@ -12,15 +12,13 @@ use crate::boot::BootInfo;
 use crate::sync::IrqMutex;
 use mm::layout::{BOOTSTRAP_POOL_END, BOOTSTRAP_POOL_START, DIRECT_MAP_OFFSET, PAGE_SIZE};
 use mm::pmm::{
-    bitmap::storage_words, usable_ranges, FrameAllocator, InitError, PhysRange, ReservationList,
+    storage_words_within, usable_ranges, FrameAllocator, InitError, PhysRange, ReservationList,
     Stats,
 };
 use mm::MmError;
 
-/// Frames in the pool window.
-const POOL_FRAMES: usize = ((BOOTSTRAP_POOL_END - BOOTSTRAP_POOL_START) / PAGE_SIZE) as usize;
-/// Bitmap words for the pool, whatever part of the window is usable.
-const POOL_WORDS: usize = storage_words(POOL_FRAMES);
+/// Allocator words for the pool, whatever part of the window is usable.
+const POOL_WORDS: usize = storage_words_within(BOOTSTRAP_POOL_START, BOOTSTRAP_POOL_END);
 
 static POOL: IrqMutex<Option<FrameAllocator<'static>>> = IrqMutex::new(None);
 /// The pool's bitmap; borrowed once, by `init`, for the pool allocator.

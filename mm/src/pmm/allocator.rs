@@ -1,6 +1,6 @@
 //! The physical frame allocator: usable ranges from the memory map,
-//! reservations carved out of them, and a [`Bitmap`] that tracks every
-//! frame between the lowest and highest usable address.
+//! reservations carved out of them, and blocks of every order from 4 KiB
+//! to 1 GiB tracked by bitmaps and 2 MiB chunks.
 
 use core::fmt;
 
@@ -9,7 +9,11 @@ use x86_64::PhysAddr;
 
 use arrayvec::ArrayVec;
 
-use super::bitmap::{storage_words, Bitmap};
+use super::bitmap::{storage_words, word_masks, Bitmap};
+use super::blocks::{
+    find_block, largest_free_order, merged_order, CHUNK_FRAMES, CHUNK_ORDER, CHUNK_WORDS,
+};
+use super::chunks::{chunk_storage_words, Chunk, Chunks, Mobility, KINDS};
 use super::ranges::{PhysRange, RangeSet};
 pub use super::reservations::{outward_to_pages, Reservation, ReservationKind};
 use crate::fail::FailPoint;
@@ -55,31 +59,92 @@ pub enum InitError {
     TooManyReservations,
 }
 
-/// A bitmap frame allocator over the usable ranges of physical memory.
+/// Largest block order: 2^18 frames, 1 GiB.
+pub const MAX_ORDER: u32 = 18;
+
+/// Bytes of physical memory covered by a block of [`MAX_ORDER`]; frame 0
+/// of the allocator sits at a multiple of it, so every block is aligned
+/// in the bitmap as it is in physical memory.
+const MAX_BLOCK_BYTES: u64 = PAGE_SIZE << MAX_ORDER;
+
+/// How the allocator's storage is divided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Layout {
+    /// Physical address of frame 0.
+    base: u64,
+    /// Frames covered (whole chunks).
+    frames: usize,
+}
+
+impl Layout {
+    const fn spanning(start: u64, end: u64) -> Self {
+        let base = start - start % MAX_BLOCK_BYTES;
+        let chunk_bytes = CHUNK_FRAMES as u64 * PAGE_SIZE;
+        let frames = (end - base).div_ceil(chunk_bytes) as usize * CHUNK_FRAMES;
+        Self { base, frames }
+    }
+
+    fn of(usable: &RangeSet<MAX_RANGES>) -> Option<Self> {
+        let ranges = usable.as_slice();
+        Some(Self::spanning(ranges.first()?.start, ranges.last()?.end))
+    }
+
+    const fn chunks(&self) -> usize {
+        self.frames / CHUNK_FRAMES
+    }
+
+    /// Words of (used bitmap, block-start bits, chunk table and lists).
+    const fn words(&self) -> [usize; 3] {
+        [
+            storage_words(self.frames),
+            self.frames / 64,
+            chunk_storage_words(self.chunks()),
+        ]
+    }
+}
+
+/// Storage words an allocator needs for any usable ranges inside
+/// `[start, end)` (for storage sized at compile time).
+pub const fn storage_words_within(start: u64, end: u64) -> usize {
+    let [used, starts, chunks] = Layout::spanning(start, end).words();
+    used + starts + chunks
+}
+
+/// A frame allocator over the usable ranges of physical memory: blocks of
+/// 2^order frames (order 0 to [`MAX_ORDER`]), naturally aligned, kept by
+/// mobility in separate 2 MiB chunks. See docs/pmm.md.
+///
+/// Three structures share the caller's storage:
+/// * `used`: one bit per frame (set: allocated, reserved or not RAM),
+///   with summary levels for runs of any length;
+/// * `starts`: one bit per frame, set at the first frame of every
+///   allocated block, so a free names exactly one block: freeing with the
+///   wrong size, inside a block or across two is caught;
+/// * `chunks`: per 2 MiB chunk a free count, an order hint and a kind,
+///   on lists that find a chunk for a request in O(1).
 pub struct FrameAllocator<'a> {
-    bitmap: Bitmap<'a>,
-    /// Physical address of bitmap bit 0.
+    used: Bitmap<'a>,
+    starts: &'a mut [u64],
+    chunks: Chunks<'a>,
+    /// Physical address of frame 0 (a multiple of 1 GiB).
     base: u64,
     usable: RangeSet<MAX_RANGES>,
     reservations: ArrayVec<Reservation, MAX_RESERVATIONS>,
     stats: Stats,
+    /// Per kind, the chunk small allocations come from first (off the
+    /// lists while it is current, so the hot path touches no list).
+    current: [Option<usize>; KINDS],
+    /// Keep movable and unmovable allocations in separate chunks (on
+    /// unless a benchmark turns it off to measure what it buys).
+    grouping: bool,
     /// Failure injection in front of every allocation (off unless armed).
     fail: FailPoint,
 }
 
 impl<'a> FrameAllocator<'a> {
-    /// Frames the bitmap must span for these usable ranges.
-    fn span(usable: &RangeSet<MAX_RANGES>) -> Option<PhysRange> {
-        let ranges = usable.as_slice();
-        Some(PhysRange {
-            start: ranges.first()?.start,
-            end: ranges.last()?.end,
-        })
-    }
-
-    /// Storage words (`u64`) the bitmap needs for these usable ranges.
+    /// Storage words (`u64`) the allocator needs for these usable ranges.
     pub fn storage_words_for(usable: &RangeSet<MAX_RANGES>) -> usize {
-        Self::span(usable).map_or(0, |span| storage_words(span.pages() as usize))
+        Layout::of(usable).map_or(0, |layout| layout.words().iter().sum())
     }
 
     /// Builds the allocator: every frame in `usable` is free except those in
@@ -89,16 +154,25 @@ impl<'a> FrameAllocator<'a> {
         reservations: &[Reservation],
         storage: &'a mut [u64],
     ) -> Result<Self, InitError> {
-        let span = Self::span(&usable).ok_or(InitError::NoMemory)?;
+        let layout = Layout::of(&usable).ok_or(InitError::NoMemory)?;
         if reservations.len() > MAX_RESERVATIONS {
             return Err(InitError::TooManyReservations);
         }
-        let frames = span.pages() as usize;
-        let bitmap = Bitmap::new_all_used(storage, frames).ok_or(InitError::StorageTooSmall)?;
+        let [used_words, start_words, chunk_words] = layout.words();
+        let storage = storage
+            .get_mut(..used_words + start_words + chunk_words)
+            .ok_or(InitError::StorageTooSmall)?;
+        let (used, rest) = storage.split_at_mut(used_words);
+        let (starts, chunks) = rest.split_at_mut(start_words);
+        let used = Bitmap::new_all_used(used, layout.frames).ok_or(InitError::StorageTooSmall)?;
+        starts.fill(0);
+        let chunks = Chunks::new(chunks, layout.chunks()).ok_or(InitError::StorageTooSmall)?;
         let total = usable.total() / PAGE_SIZE;
         let mut allocator = Self {
-            bitmap,
-            base: span.start,
+            used,
+            starts,
+            chunks,
+            base: layout.base,
             usable,
             reservations: ArrayVec::new(),
             stats: Stats {
@@ -107,35 +181,70 @@ impl<'a> FrameAllocator<'a> {
                 used: 0,
                 reserved: 0,
             },
+            current: [None; KINDS],
+            grouping: true,
             fail: FailPoint::off(),
         };
-        for index in 0..allocator.usable.as_slice().len() {
-            let range = allocator.usable.as_slice()[index];
-            let first = allocator.index_of(range.start);
-            allocator
-                .bitmap
-                .set_range(first, range.pages() as usize, false);
-        }
         allocator
             .reservations
             .try_extend_from_slice(reservations)
             .map_err(|_| InitError::TooManyReservations)?;
+        for index in 0..allocator.usable.as_slice().len() {
+            let range = allocator.usable.as_slice()[index];
+            let first = allocator.index_of(range.start);
+            allocator
+                .used
+                .set_range(first, range.pages() as usize, false);
+        }
         for reservation in reservations {
             for index in 0..allocator.usable.as_slice().len() {
                 let range = allocator.usable.as_slice()[index];
                 let kept = outward_to_pages(reservation.range).intersect(&range);
                 if !kept.is_empty() {
                     let first = allocator.index_of(kept.start);
-                    allocator
-                        .bitmap
-                        .set_range(first, kept.pages() as usize, true);
+                    allocator.used.set_range(first, kept.pages() as usize, true);
                 }
             }
         }
-        let free = allocator.bitmap.count_free() as u64;
+        let mut free = 0;
+        for chunk in 0..layout.chunks() {
+            let words = allocator.used.words(chunk * CHUNK_WORDS, CHUNK_WORDS);
+            let count: u32 = words.iter().map(|word| word.count_zeros()).sum();
+            free += u64::from(count);
+            let holes = count as usize != CHUNK_FRAMES && words.iter().any(|&w| w != u64::MAX);
+            let hint = largest_free_order(words).unwrap_or(0) as u8;
+            allocator.chunks.set(
+                chunk,
+                Chunk {
+                    free: count as u16,
+                    hint,
+                    kind: Mobility::Unmovable,
+                    holes: holes || allocator.has_holes(chunk),
+                    current: false,
+                },
+            );
+        }
         allocator.stats.free = free;
         allocator.stats.reserved = allocator.stats.total - free;
         Ok(allocator)
+    }
+
+    /// Whether any frame of `chunk` is not usable or is reserved (then
+    /// frees near it take the slow check).
+    fn has_holes(&self, chunk: usize) -> bool {
+        let start = self.base + (chunk * CHUNK_FRAMES) as u64 * PAGE_SIZE;
+        let range = PhysRange::from_len(start, CHUNK_FRAMES as u64 * PAGE_SIZE);
+        let usable: u64 = self
+            .usable
+            .as_slice()
+            .iter()
+            .map(|usable| usable.intersect(&range).pages())
+            .sum();
+        usable != CHUNK_FRAMES as u64
+            || self
+                .reservations
+                .iter()
+                .any(|reservation| outward_to_pages(reservation.range).overlaps(&range))
     }
 
     fn index_of(&self, address: u64) -> usize {
@@ -147,52 +256,430 @@ impl<'a> FrameAllocator<'a> {
         PhysFrame::containing_address(address)
     }
 
-    /// Allocates the lowest free frame.
-    #[inline]
-    pub fn alloc_page(&mut self) -> Option<PhysFrame<Size4KiB>> {
-        if self.fail.hit() {
-            return None;
-        }
-        let index = self.bitmap.first_free()?;
-        self.bitmap.set_used(index);
-        self.stats.free -= 1;
-        self.stats.used += 1;
-        Some(self.frame_at(index))
+    fn is_start(&self, index: usize) -> bool {
+        self.starts[index / 64] & (1 << (index % 64)) != 0
     }
 
-    /// Checks that `address` names a frame this allocator handed out;
-    /// returns its bitmap index.
-    fn check_allocated(&self, address: PhysAddr) -> Result<usize, MmError> {
+    fn set_start(&mut self, index: usize, start: bool) {
+        if start {
+            self.starts[index / 64] |= 1 << (index % 64);
+        } else {
+            self.starts[index / 64] &= !(1 << (index % 64));
+        }
+    }
+
+    /// Turns mobility grouping on or off (for measurements: off, every
+    /// allocation is treated as unmovable).
+    pub fn set_grouping(&mut self, on: bool) {
+        self.grouping = on;
+    }
+
+    /// Allocates a single frame (unmovable), the lowest-fragmenting choice:
+    /// from the chunk of its kind with the fewest large free blocks.
+    #[inline]
+    pub fn alloc_page(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        self.alloc_order(0, Mobility::Unmovable).ok()
+    }
+
+    /// Allocates a block of 2^`order` frames aligned to its size.
+    #[inline]
+    pub fn alloc_order(
+        &mut self,
+        order: u32,
+        mobility: Mobility,
+    ) -> Result<PhysFrame<Size4KiB>, MmError> {
+        if order > MAX_ORDER {
+            return Err(MmError::InvalidArgument);
+        }
+        if self.fail.hit() {
+            return Err(MmError::OutOfFrames);
+        }
+        let kind = if self.grouping {
+            mobility
+        } else {
+            Mobility::Unmovable
+        };
+        if order == 0 {
+            if let Some(index) = self.take_frame_from_current(kind) {
+                return Ok(self.frame_at(index));
+            }
+        }
+        let index = if order < CHUNK_ORDER {
+            self.take_small(order, kind)
+        } else {
+            self.take_chunks(1 << (order - CHUNK_ORDER), kind)
+        }
+        .ok_or(MmError::OutOfFrames)?;
+        Ok(self.frame_at(index))
+    }
+
+    /// A block of `order` < 9 inside one chunk: from the current chunk
+    /// of `kind`, else another chunk of `kind` or a whole chunk (which
+    /// becomes the current one), else a chunk of the other kind. Marks it
+    /// allocated; returns its first frame.
+    #[inline]
+    fn take_small(&mut self, order: u32, kind: Mobility) -> Option<usize> {
+        if let Some(index) = self.take_from_current(order, kind) {
+            return Some(index);
+        }
+        if let Some((chunk, offset)) = self.find_in_lists(order, kind) {
+            self.make_current(chunk, kind);
+            return Some(self.take_in_chunk(chunk, offset, order));
+        }
+        if let Some(chunk) = self.chunks.first_whole() {
+            let mut info = self.chunks.get(chunk);
+            info.kind = kind;
+            self.chunks.set(chunk, info);
+            self.make_current(chunk, kind);
+            return Some(self.take_in_chunk(chunk, 0, order));
+        }
+        // Stolen from the other kind: its chunks stay its own.
+        let other = kind.other();
+        if let Some(index) = self.take_from_current(order, other) {
+            return Some(index);
+        }
+        let (chunk, offset) = self.find_in_lists(order, other)?;
+        Some(self.take_in_chunk(chunk, offset, order))
+    }
+
+    /// The hot path: one frame from the current chunk of `kind`, which
+    /// is off every list, so only its free count changes.
+    #[inline]
+    fn take_frame_from_current(&mut self, kind: Mobility) -> Option<usize> {
+        let chunk = self.current[kind as usize]?;
+        let first = chunk * CHUNK_WORDS;
+        let with_free = self.used.words_with_free(first);
+        if with_free == 0 {
+            return None;
+        }
+        let word = first + with_free.trailing_zeros() as usize;
+        let index = word * 64 + (!self.used.words(word, 1)[0]).trailing_zeros() as usize;
+        self.used.set_used(index);
+        self.set_start(index, true);
+        if self.chunks.take_one_from_current(chunk) {
+            self.current[kind as usize] = None;
+        }
+        self.stats.free -= 1;
+        self.stats.used += 1;
+        Some(index)
+    }
+
+    /// A block of `order` from the current chunk of `kind`, if it has one.
+    #[inline]
+    fn take_from_current(&mut self, order: u32, kind: Mobility) -> Option<usize> {
+        let chunk = self.current[kind as usize]?;
+        let offset = find_block(self.used.words(chunk * CHUNK_WORDS, CHUNK_WORDS), order)?;
+        Some(self.take_in_chunk(chunk, offset, order))
+    }
+
+    /// A chunk on the lists of `kind` with a free block of `order`, and
+    /// where the block is.
+    #[inline]
+    fn find_in_lists(&mut self, order: u32, kind: Mobility) -> Option<(usize, usize)> {
+        while let Some(chunk) = self.chunks.partial_for(kind, order) {
+            let words = self.used.words(chunk * CHUNK_WORDS, CHUNK_WORDS);
+            match find_block(words, order) {
+                Some(offset) => return Some((chunk, offset)),
+                None => {
+                    // The hint was stale: make it exact (now below
+                    // `order`), which moves the chunk off these lists.
+                    let mut info = self.chunks.get(chunk);
+                    info.hint = largest_free_order(words).unwrap_or(0) as u8;
+                    self.chunks.set(chunk, info);
+                }
+            }
+        }
+        None
+    }
+
+    /// Makes `chunk` (of `kind`, with free frames) the current chunk of
+    /// its kind, off the lists; the previous one goes back on them.
+    fn make_current(&mut self, chunk: usize, kind: Mobility) {
+        if let Some(previous) = self.current[kind as usize].take() {
+            // Frees into a current chunk leave its hint alone: make it
+            // exact before the chunk goes back on a list.
+            let mut info = self.chunks.get(previous);
+            let words = self.used.words(previous * CHUNK_WORDS, CHUNK_WORDS);
+            info.hint = largest_free_order(words).unwrap_or(0) as u8;
+            info.current = false;
+            self.chunks.set(previous, info);
+        }
+        let mut info = self.chunks.get(chunk);
+        info.current = true;
+        self.chunks.set(chunk, info);
+        self.current[kind as usize] = Some(chunk);
+    }
+
+    /// Stores what changed in `chunk` after an allocation or a free: a
+    /// current chunk that filled up or emptied completely stops being
+    /// current (a whole chunk belongs on the whole list); after a free, a
+    /// chunk of a kind with no current chunk becomes its current one.
+    #[inline]
+    fn store(&mut self, chunk: usize, mut info: Chunk, freed: bool) {
+        let full_or_whole = info.free == 0 || info.free as usize == CHUNK_FRAMES;
+        if info.current && full_or_whole {
+            info.current = false;
+            self.current[info.kind as usize] = None;
+        } else if freed
+            && !info.current
+            && !full_or_whole
+            && self.current[info.kind as usize].is_none()
+        {
+            info.current = true;
+            self.current[info.kind as usize] = Some(chunk);
+        }
+        self.chunks.set(chunk, info);
+    }
+
+    /// Marks the free block of `order` at `offset` in `chunk` allocated.
+    #[inline]
+    fn take_in_chunk(&mut self, chunk: usize, offset: usize, order: u32) -> usize {
+        let index = chunk * CHUNK_FRAMES + offset;
+        let count = 1usize << order;
+        if order == 0 {
+            self.used.set_used(index);
+        } else {
+            self.used.set_range(index, count, true);
+        }
+        self.set_start(index, true);
+        let mut info = self.chunks.get(chunk);
+        if info.free as usize == CHUNK_FRAMES {
+            // A whole chunk broken: at most order 8 remains.
+            info.hint = (CHUNK_ORDER - 1) as u8;
+        }
+        info.free -= count as u16;
+        self.store(chunk, info, false);
+        self.stats.free -= count as u64;
+        self.stats.used += count as u64;
+        index
+    }
+
+    /// `count` whole chunks (a power of two), aligned to `count` chunks,
+    /// for `kind`. Marks them allocated; returns the first frame.
+    fn take_chunks(&mut self, count: usize, kind: Mobility) -> Option<usize> {
+        let first = if count == 1 {
+            self.chunks.first_whole()?
+        } else {
+            self.chunks.whole_run(count)?
+        };
+        for chunk in first..first + count {
+            let mut info = self.chunks.get(chunk);
+            info.free = 0;
+            info.kind = kind;
+            self.chunks.set(chunk, info);
+        }
+        let index = first * CHUNK_FRAMES;
+        let frames = count * CHUNK_FRAMES;
+        self.used.set_range(index, frames, true);
+        self.set_start(index, true);
+        self.stats.free -= frames as u64;
+        self.stats.used += frames as u64;
+        Some(index)
+    }
+
+    /// Returns a frame allocated alone (`alloc_page`, `alloc_order(0)`).
+    /// Errors (and changes nothing) if the address is misaligned, outside
+    /// usable memory, reserved, already free or inside a larger block.
+    #[inline]
+    pub fn free_page(&mut self, address: PhysAddr) -> Result<(), MmError> {
+        self.free_block(address, 1)
+    }
+
+    /// Returns a block allocated with `alloc_order(order)`. Every misuse
+    /// (wrong order, unaligned, partly or wholly free, reserved) is its
+    /// own error and changes nothing.
+    #[inline]
+    pub fn free_order(&mut self, address: PhysAddr, order: u32) -> Result<(), MmError> {
+        if order > MAX_ORDER {
+            return Err(MmError::InvalidArgument);
+        }
+        if !address.as_u64().is_multiple_of(PAGE_SIZE << order) {
+            return Err(MmError::Misaligned);
+        }
+        self.free_block(address, 1 << order)
+    }
+
+    /// Checks that `[address, address + count frames)` is exactly one
+    /// allocated block; returns its first frame index.
+    #[inline]
+    fn check_block(&self, address: PhysAddr, count: usize) -> Result<usize, MmError> {
         let address = address.as_u64();
         if !address.is_multiple_of(PAGE_SIZE) {
             return Err(MmError::Misaligned);
         }
-        if !self.usable.contains(address) {
+        let index = address
+            .checked_sub(self.base)
+            .map(|offset| (offset / PAGE_SIZE) as usize)
+            .filter(|&index| index < self.used.frames())
+            .ok_or(MmError::OutOfRange)?;
+        if count > self.used.frames() - index {
             return Err(MmError::OutOfRange);
         }
-        let index = self.index_of(address);
-        if !self.bitmap.is_used(index) {
+        if !self.used.is_used(index) {
             return Err(MmError::FrameAlreadyFree);
         }
-        if self.reservation_at(address).is_some() {
-            return Err(MmError::FrameReserved);
+        if !self.is_start(index) {
+            return Err(self.not_a_start(address));
+        }
+        let end = index + count;
+        for (word, mask) in word_masks(index, count) {
+            if self.used.words(word, 1)[0] & mask != mask {
+                return Err(MmError::PartlyFree);
+            }
+            let own = if word == index / 64 {
+                1u64 << (index % 64)
+            } else {
+                0
+            };
+            if self.starts[word] & mask & !own != 0 {
+                // Another block starts inside the range: it names several.
+                return Err(MmError::WrongBlockSize);
+            }
+        }
+        let first_chunk = index / CHUNK_FRAMES;
+        let last_chunk = (end - 1) / CHUNK_FRAMES;
+        if (first_chunk..=last_chunk).any(|chunk| self.chunks.get(chunk).holes)
+            && !self.all_allocatable(address, count)
+        {
+            // Reserved frames or a hole inside: the block at `index` is
+            // smaller than `count`.
+            return Err(MmError::WrongBlockSize);
+        }
+        // The frame after the block: free, or the start of another block,
+        // or not allocatable; anything else is the rest of *this* block,
+        // so the request is too small.
+        if end < self.used.frames() && self.used.is_used(end) && !self.is_start(end) {
+            let next = self.base + end as u64 * PAGE_SIZE;
+            let outside =
+                self.chunks.get(end / CHUNK_FRAMES).holes && !self.all_allocatable(next, 1);
+            if !outside {
+                return Err(MmError::WrongBlockSize);
+            }
         }
         Ok(index)
     }
 
-    /// Returns a frame. Errors (and changes nothing) if the address is
-    /// misaligned, outside usable memory, reserved or already free.
+    /// Why a used frame that starts no block cannot be freed.
+    fn not_a_start(&self, address: u64) -> MmError {
+        if !self.usable.contains(address) {
+            MmError::OutOfRange
+        } else if self.reservation_at(address).is_some() {
+            MmError::FrameReserved
+        } else {
+            MmError::WrongBlockSize
+        }
+    }
+
+    /// Whether every frame of the run is usable and unreserved.
+    fn all_allocatable(&self, address: u64, count: usize) -> bool {
+        let run = PhysRange::from_len(address, count as u64 * PAGE_SIZE);
+        let usable: u64 = self
+            .usable
+            .as_slice()
+            .iter()
+            .map(|usable| usable.intersect(&run).pages())
+            .sum();
+        usable == count as u64
+            && !self
+                .reservations
+                .iter()
+                .any(|reservation| outward_to_pages(reservation.range).overlaps(&run))
+    }
+
+    /// Frees the block of `count` frames at `address` after checking it.
     #[inline]
-    pub fn free_page(&mut self, address: PhysAddr) -> Result<(), MmError> {
-        let index = self.check_allocated(address)?;
-        self.bitmap.set_free(index);
+    fn free_block(&mut self, address: PhysAddr, count: usize) -> Result<(), MmError> {
+        if count == 1 {
+            return self.free_single(address);
+        }
+        let index = self.check_block(address, count)?;
+        self.used.set_range(index, count, false);
+        self.set_start(index, false);
+        let end = index + count;
+        let mut chunk = index / CHUNK_FRAMES;
+        while chunk * CHUNK_FRAMES < end {
+            let chunk_start = chunk * CHUNK_FRAMES;
+            let first = index.max(chunk_start);
+            let last = end.min(chunk_start + CHUNK_FRAMES);
+            let freed = last - first;
+            let mut info = self.chunks.get(chunk);
+            let merged = if freed.is_power_of_two() && first % freed == 0 {
+                let words = self.used.words(chunk * CHUNK_WORDS, CHUNK_WORDS);
+                merged_order(words, first - chunk_start, freed.trailing_zeros())
+            } else {
+                CHUNK_ORDER - 1
+            };
+            info.hint = if info.free == 0 {
+                merged as u8
+            } else {
+                info.hint.max(merged as u8)
+            };
+            info.free += freed as u16;
+            self.store(chunk, info, true);
+            chunk += 1;
+        }
+        self.stats.free += count as u64;
+        self.stats.used -= count as u64;
+        Ok(())
+    }
+
+    /// `free_block` for one frame, the common case, with the same checks
+    /// in fewer steps: a frame that starts a block is never reserved nor a
+    /// hole, so only the frame after it needs a second look.
+    #[inline]
+    fn free_single(&mut self, address: PhysAddr) -> Result<(), MmError> {
+        let address = address.as_u64();
+        if !address.is_multiple_of(PAGE_SIZE) {
+            return Err(MmError::Misaligned);
+        }
+        let index = address
+            .checked_sub(self.base)
+            .map(|offset| (offset / PAGE_SIZE) as usize)
+            .filter(|&index| index < self.used.frames())
+            .ok_or(MmError::OutOfRange)?;
+        if !self.used.is_used(index) {
+            return Err(MmError::FrameAlreadyFree);
+        }
+        if !self.is_start(index) {
+            return Err(self.not_a_start(address));
+        }
+        let next = index + 1;
+        if next < self.used.frames() && self.used.is_used(next) && !self.is_start(next) {
+            let outside = self.chunks.get(next / CHUNK_FRAMES).holes
+                && !self.all_allocatable(address + PAGE_SIZE, 1);
+            if !outside {
+                return Err(MmError::WrongBlockSize);
+            }
+        }
+        self.used.set_free(index);
+        self.set_start(index, false);
         self.stats.free += 1;
         self.stats.used -= 1;
+        let chunk = index / CHUNK_FRAMES;
+        let merged = if self.used.is_used(index ^ 1) {
+            0
+        } else {
+            let words = self.used.words(chunk * CHUNK_WORDS, CHUNK_WORDS);
+            merged_order(words, index % CHUNK_FRAMES, 0)
+        };
+        if self.chunks.give_one(chunk, merged, &mut self.current) {
+            return Ok(());
+        }
+        let mut info = self.chunks.get(chunk);
+        info.hint = if info.free == 0 {
+            merged as u8
+        } else {
+            info.hint.max(merged as u8)
+        };
+        info.free += 1;
+        self.store(chunk, info, true);
         Ok(())
     }
 
     /// Allocates `count` contiguous frames, the first aligned to `align`
-    /// frames (a power of two), e.g. 512 for a 2 MiB page.
+    /// frames (a power of two), e.g. 512 for a 2 MiB page. A power-of-two
+    /// count aligned to itself is a block (`alloc_order`); other shapes
+    /// take the lowest fitting run.
     pub fn alloc_contiguous(
         &mut self,
         count: usize,
@@ -201,35 +688,47 @@ impl<'a> FrameAllocator<'a> {
         if count == 0 || !align.is_power_of_two() {
             return Err(MmError::InvalidArgument);
         }
+        if count == align && count <= 1 << MAX_ORDER {
+            return self.alloc_order(count.trailing_zeros(), Mobility::Unmovable);
+        }
         if self.fail.hit() {
             return Err(MmError::OutOfFrames);
         }
         // Align the physical frame number, not the bitmap index.
         let phase = (self.base / PAGE_SIZE) as usize % align;
         let index = self
-            .bitmap
+            .used
             .find_run(0, count, align, phase)
             .ok_or(MmError::OutOfFrames)?;
-        self.bitmap.set_range(index, count, true);
+        self.used.set_range(index, count, true);
+        self.set_start(index, true);
+        let end = index + count;
+        let mut chunk = index / CHUNK_FRAMES;
+        while chunk * CHUNK_FRAMES < end {
+            let chunk_start = chunk * CHUNK_FRAMES;
+            let taken = end.min(chunk_start + CHUNK_FRAMES) - index.max(chunk_start);
+            let mut info = self.chunks.get(chunk);
+            if info.free as usize == CHUNK_FRAMES {
+                info.kind = Mobility::Unmovable;
+                info.hint = (CHUNK_ORDER - 1) as u8;
+            }
+            info.free -= taken as u16;
+            self.store(chunk, info, false);
+            chunk += 1;
+        }
         self.stats.free -= count as u64;
         self.stats.used += count as u64;
         Ok(self.frame_at(index))
     }
 
-    /// Returns `count` frames from `first`. Checks every frame first, so on
-    /// error nothing is freed.
+    /// Returns the `count` frames from `first` that one `alloc_contiguous`
+    /// (or `alloc_order`) handed out. All or nothing, with the errors of
+    /// `free_order`.
     pub fn free_contiguous(&mut self, first: PhysAddr, count: usize) -> Result<(), MmError> {
         if count == 0 {
             return Err(MmError::InvalidArgument);
         }
-        for page in 0..count as u64 {
-            self.check_allocated(first + page * PAGE_SIZE)?;
-        }
-        let index = self.index_of(first.as_u64());
-        self.bitmap.set_range(index, count, false);
-        self.stats.free += count as u64;
-        self.stats.used -= count as u64;
-        Ok(())
+        self.free_block(first, count)
     }
 
     /// The reservation covering `address`, if any.
@@ -285,13 +784,45 @@ impl<'a> FrameAllocator<'a> {
         self.stats.total
     }
 
+    /// Free 2 MiB chunks (each an order-9 block ready to hand out).
+    pub fn free_chunks(&self) -> usize {
+        self.chunks.whole_count()
+    }
+
+    /// Chunks by state: (whole, then per kind of [`Mobility::ALL`] the
+    /// chunks it owns). O(chunks).
+    pub fn chunk_counts(&self) -> ChunkCounts {
+        let mut counts = ChunkCounts::default();
+        for chunk in 0..self.chunks.len() {
+            let info = self.chunks.get(chunk);
+            if info.free as usize == CHUNK_FRAMES {
+                counts.whole += 1;
+            } else if !info.holes || self.has_allocated(chunk) {
+                counts.owned[info.kind as usize] += 1;
+            }
+        }
+        counts
+    }
+
+    /// Whether `chunk` holds allocated frames (a block starts in it, or
+    /// a block from an earlier chunk runs into it), not only reservations.
+    fn has_allocated(&self, chunk: usize) -> bool {
+        let first = chunk * CHUNK_WORDS;
+        let index = chunk * CHUNK_FRAMES;
+        self.starts[first..first + CHUNK_WORDS]
+            .iter()
+            .any(|&word| word != 0)
+            || (self.used.is_used(index)
+                && self.all_allocatable(self.base + index as u64 * PAGE_SIZE, 1))
+    }
+
     /// Every run of free frames, in address order, read from the bitmap
     /// (nothing changes). O(bitmap words) in all.
     pub fn free_runs(&self) -> impl Iterator<Item = PhysRange> + '_ {
         let mut from = 0;
         core::iter::from_fn(move || {
-            let start = self.bitmap.next_free(from)?;
-            let end = self.bitmap.next_used(start).unwrap_or(self.bitmap.frames());
+            let start = self.used.next_free(from)?;
+            let end = self.used.next_used(start).unwrap_or(self.used.frames());
             from = end;
             let address = self.base + start as u64 * PAGE_SIZE;
             Some(PhysRange::from_len(
@@ -303,8 +834,17 @@ impl<'a> FrameAllocator<'a> {
 
     /// Longest run of free frames (scans the bitmap).
     pub fn largest_free_run(&self) -> u64 {
-        self.bitmap.longest_free_run() as u64
+        self.used.longest_free_run() as u64
     }
+}
+
+/// How the 2 MiB chunks are used (see [`FrameAllocator::chunk_counts`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkCounts {
+    /// Chunks with every frame free.
+    pub whole: usize,
+    /// Chunks holding allocations, by kind ([`Mobility::ALL`] order).
+    pub owned: [usize; KINDS],
 }
 
 /// Finds room for `bytes` inside `usable` that overlaps none of
@@ -333,5 +873,7 @@ pub fn find_free_space(
     None
 }
 
+#[cfg(test)]
+mod order_tests;
 #[cfg(test)]
 mod tests;

@@ -32,7 +32,7 @@ pub const fn storage_words(frames: usize) -> usize {
 
 /// The level-0 words covering bits `[first, first + count)`, each with the
 /// mask of the bits inside the range.
-fn word_masks(first: usize, count: usize) -> impl Iterator<Item = (usize, u64)> {
+pub(super) fn word_masks(first: usize, count: usize) -> impl Iterator<Item = (usize, u64)> {
     let end = first + count;
     let words = first / BITS..end.div_ceil(BITS);
     words.map(move |word| {
@@ -82,12 +82,30 @@ impl<'a> Bitmap<'a> {
         self.frames
     }
 
+    /// The level-0 words `[first, first + count)`: one bit per frame, set
+    /// when used.
+    #[inline]
+    pub fn words(&self, first: usize, count: usize) -> &[u64] {
+        &self.level0[first..first + count]
+    }
+
+    /// Which of the eight level-0 words from `first` (a multiple of 8)
+    /// have a free frame: bit `i` for word `first + i`, read from the
+    /// summary, so no word is scanned.
+    #[inline]
+    pub fn words_with_free(&self, first: usize) -> u8 {
+        debug_assert!(first.is_multiple_of(8));
+        (self.level1[first / BITS] >> (first % BITS)) as u8
+    }
+
     /// Whether frame `index` is marked used. Out-of-range frames are used.
+    #[inline]
     pub fn is_used(&self, index: usize) -> bool {
         index >= self.frames || self.level0[index / BITS] & (1 << (index % BITS)) != 0
     }
 
     /// Re-derives the summary bits of level-0 word `word`.
+    #[inline]
     fn update_summary(&mut self, word: usize) {
         let (word1, bit1) = (word / BITS, word % BITS);
         if self.level0[word] != u64::MAX {
@@ -104,21 +122,44 @@ impl<'a> Bitmap<'a> {
         }
     }
 
-    /// Marks frame `index` used. It must be inside the bitmap.
+    /// Marks frame `index` used. It must be inside the bitmap. Only a
+    /// word that fills up changes the summaries.
+    #[inline]
     pub fn set_used(&mut self, index: usize) {
         debug_assert!(index < self.frames);
-        self.level0[index / BITS] |= 1 << (index % BITS);
-        self.update_summary(index / BITS);
+        let word = index / BITS;
+        self.level0[word] |= 1 << (index % BITS);
+        if self.level0[word] == u64::MAX {
+            let (word1, bit1) = (word / BITS, word % BITS);
+            self.level1[word1] &= !(1 << bit1);
+            if self.level1[word1] == 0 {
+                self.level2[word1 / BITS] &= !(1 << (word1 % BITS));
+            }
+        }
     }
 
-    /// Marks frame `index` free. It must be inside the bitmap.
+    /// Marks frame `index` free. It must be inside the bitmap. Only a
+    /// word that was full changes the summaries.
+    #[inline]
     pub fn set_free(&mut self, index: usize) {
         debug_assert!(index < self.frames);
-        self.level0[index / BITS] &= !(1 << (index % BITS));
-        self.update_summary(index / BITS);
+        let word = index / BITS;
+        let was_full = self.level0[word] == u64::MAX;
+        self.level0[word] &= !(1 << (index % BITS));
+        if was_full {
+            let (word1, bit1) = (word / BITS, word % BITS);
+            let was_empty = self.level1[word1] == 0;
+            self.level1[word1] |= 1 << bit1;
+            if was_empty {
+                let word2 = word1 / BITS;
+                self.level2[word2] |= 1 << (word1 % BITS);
+                self.level2_low = self.level2_low.min(word2);
+            }
+        }
     }
 
     /// Marks frames `[first, first + count)` used or free, a word at a time.
+    #[inline]
     pub fn set_range(&mut self, first: usize, count: usize, used: bool) {
         debug_assert!(first + count <= self.frames);
         for (word, mask) in word_masks(first, count) {
@@ -193,6 +234,7 @@ impl<'a> Bitmap<'a> {
 
     /// The lowest free frame: starts at the lowest non-empty level-2 word,
     /// so it costs O(1) word reads however full the bitmap is.
+    #[inline]
     pub fn first_free(&mut self) -> Option<usize> {
         while self.level2_low < self.level2.len() && self.level2[self.level2_low] == 0 {
             self.level2_low += 1;

@@ -8,11 +8,15 @@
 
 pub mod allocator;
 pub mod bitmap;
+pub mod blocks;
+pub mod chunks;
 pub mod ranges;
 pub mod reservations;
 
 pub use allocator::{
-    find_free_space, FrameAllocator, InitError, Reservation, ReservationKind, Stats, MAX_RANGES,
+    find_free_space, storage_words_within, ChunkCounts, FrameAllocator, InitError, Reservation,
+    ReservationKind, Stats, MAX_ORDER, MAX_RANGES,
 };
+pub use chunks::Mobility;
 pub use ranges::{usable_ranges, MapEntry, PhysRange, RangeSet};
 pub use reservations::{ReservationList, ReservationsFull, MAX_RESERVATIONS};
