@@ -22,7 +22,7 @@ DISPLAY_ARGS = $(if $(DISPLAY),,-display none)
 
 KERNEL_SOURCES := $(shell find src mm/src asm include tests/c -type f) mm/Cargo.toml linker.ld build.rs Cargo.toml Cargo.lock
 
-.PHONY: all help deps kernel iso run run-uefi debug gdb test test-host test-boot test-shell test-gdb fuzz soak bench clean
+.PHONY: all help deps deps-plots kernel iso run run-uefi debug gdb test test-host test-boot test-shell test-gdb fuzz soak bench plots clean
 
 all: iso
 
@@ -37,7 +37,8 @@ help:
 	@echo "make iso          build/incroos.iso (BIOS + UEFI) and build/kernel.elf (with symbols)"
 	@echo "make debug        QEMU paused with its gdb stub on :1234 (then make gdb in another terminal)"
 	@echo "make gdb          gdb attached to make debug's QEMU, with the kernel's symbols"
-	@echo "make bench        host benchmarks against peer allocators, ratios from one run"
+	@echo "make bench        host benchmarks against peers, ratios from one run; CSVs in build/bench/, then the charts"
+	@echo "make plots        SVG charts in docs/img/ from build/bench/*.csv (installs matplotlib as root)"
 	@echo "make fuzz         long property-test runs (FUZZ_SCALE=200 times the usual cases)"
 	@echo "make soak         the suite under random allocation failures (10 seeds, 1, 2, 4, 8 CPUs), then 20 times on 4 CPUs"
 	@echo "make clean        remove target/ and build/"
@@ -263,9 +264,28 @@ soak: $(KERNEL) grub/test.cfg.in scripts/make-modules.py
 	@echo "make soak: all passed"
 
 # Host benchmarks (release build): each prints ratios against a baseline
-# measured in the same run. Not part of `make test`.
+# measured in the same run, progress on stderr, and appends its figures to
+# $(BENCH_DIR)/<bench>.csv (schema: mm/benches/support/mod.rs); then the
+# charts, where matplotlib is installed. Not part of `make test`.
+BENCH_DIR := $(BUILD)/bench
+# Debian's python3-matplotlib is for /usr/bin/python3 (scripts/deps.sh).
+PLOTS_PYTHON ?= /usr/bin/python3
+export PLOTS_PYTHON
+PLOT = $(PLOTS_PYTHON) scripts/plots.py $(BENCH_DIR) docs/img
 bench: deps
-	$(CARGO) host-bench
+	INCROOS_BENCH_DIR=$(CURDIR)/$(BENCH_DIR) \
+	    INCROOS_BENCH_COMMIT=$$(git describe --always --dirty 2>/dev/null) $(CARGO) host-bench
+	@if scripts/deps.sh --check plots; then $(PLOT); \
+	    else echo "make bench: no charts drawn; \`make plots\` installs matplotlib (as root) and draws them" >&2; fi
+
+# SVG charts of the newest figures in $(BENCH_DIR) (scripts/plots.py):
+# heap ns/op per allocator per workload, heap latencies, paging, and PMM
+# cost by fill level (skipped with a note while pmm.csv has no rows).
+plots: deps-plots
+	$(PLOT)
+
+deps-plots:
+	@scripts/deps.sh plots
 
 clean:
 	$(CARGO) clean

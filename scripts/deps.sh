@@ -5,9 +5,26 @@
 #
 #   scripts/deps.sh            check (and install as root)
 #   scripts/deps.sh --check    check only, never install
+#   scripts/deps.sh plots      only what `make plots` needs: matplotlib
+#                              (also with --check)
+#
+# The plots run on $PLOTS_PYTHON, by default /usr/bin/python3: Debian's
+# python3-matplotlib installs for that interpreter, not for a pyenv or
+# venv python3 that may come first in PATH.
 set -euo pipefail
 
-# command-or-file  package
+check_only=0
+group=all
+for arg in "$@"; do
+    case "$arg" in
+        --check) check_only=1 ;;
+        plots) group=plots ;;
+        *) echo "usage: $0 [--check] [plots]" >&2; exit 2 ;;
+    esac
+done
+
+# command, /file or python:module (of $PLOTS_PYTHON), then the Debian
+# package that has it
 REQUIRED=(
     "qemu-system-x86_64 qemu-system-x86"
     "grub-mkrescue grub-common"
@@ -21,19 +38,28 @@ REQUIRED=(
     "gcc gcc"
     "strip binutils"
 )
+PLOTS_PYTHON=${PLOTS_PYTHON:-/usr/bin/python3}
+if [[ $group == plots ]]; then
+    REQUIRED=(
+        "$PLOTS_PYTHON python3"
+        "python:matplotlib python3-matplotlib"
+    )
+fi
 
 missing=()
 for entry in "${REQUIRED[@]}"; do
     read -r what package <<<"$entry"
     if [[ "$what" == /* ]]; then
         [[ -e "$what" ]] || missing+=("$package")
+    elif [[ "$what" == python:* ]]; then
+        "$PLOTS_PYTHON" -c "import ${what#python:}" >/dev/null 2>&1 || missing+=("$package")
     else
         command -v "$what" >/dev/null 2>&1 || missing+=("$package")
     fi
 done
 
 can_install=0
-if [[ "${1:-}" != "--check" && "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+if [[ $check_only == 0 && "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
     can_install=1
 fi
 
@@ -47,7 +73,8 @@ install_packages() {
 }
 
 # Everything missing is named in one message, with the commands to run.
-if ! command -v cargo >/dev/null 2>&1; then
+# (The plots need no Rust.)
+if [[ $group == all ]] && ! command -v cargo >/dev/null 2>&1; then
     if [[ ${#missing[@]} -gt 0 && $can_install == 1 ]]; then
         install_packages
     fi
@@ -64,7 +91,7 @@ fi
 
 # rustup does not add a pinned toolchain's targets and components by itself
 # when the toolchain is already installed (or auto-install is off): do it.
-if command -v rustup >/dev/null 2>&1; then
+if [[ $group == all ]] && command -v rustup >/dev/null 2>&1; then
     toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$(dirname "$0")/../rust-toolchain.toml")
     # grep without -q: under pipefail, -q can stop reading early and fail
     # the pipeline through SIGPIPE.

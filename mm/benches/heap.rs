@@ -11,18 +11,22 @@
 //! turn, each timed run on a fresh allocator after two untimed warm-up runs
 //! of the same workload (ratios: the median of the per-round ratios; the
 //! two list-based allocators run as a second group, see `main`); latencies
-//! (median, p99.9) come from a separate run that reads the TSC around
+//! (p50, p99, p99.9) come from a separate run that reads the TSC around
 //! every operation.
 //!
 //! Run with `make bench` or `cargo host-bench --bench heap`; arguments
 //! (`-- 4000 burst`) keep only workloads whose name contains one of them,
-//! `ours` keeps only this heap (for profiling).
+//! `ours` keeps only this heap (for profiling). Progress goes to stderr,
+//! tables to stdout, every figure to `build/bench/heap.csv` (`support`).
 
 use std::alloc::Layout;
 use std::arch::x86_64::_rdtsc;
 use std::hint::black_box;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
+
+mod support;
+use support::{Report, Row};
 
 use mm::heap::{DebugChecks, Heap, NoGrow};
 use mm::rng::XorShift;
@@ -194,8 +198,9 @@ impl Allocator for Buddy {
     }
 }
 
+/// The subjects, as the tables and `build/bench/heap.csv` name them.
 const NAMES: [&str; 5] = [
-    "this heap (slab+TLSF)",
+    "this-heap",
     "linked_list_allocator",
     "talc",
     "rlsf",
@@ -437,14 +442,27 @@ fn tsc_ghz() -> f64 {
 fn main() {
     let ghz = tsc_ghz();
     println!(
-        "heap benchmark: 16 MiB arena each, same request sequence, one run (TSC {ghz:.2} GHz)"
+        "heap benchmark: this heap (slab+TLSF) and its peers, 16 MiB arena each, the same request"
     );
+    println!("sequence, one run (TSC {ghz:.2} GHz)");
     let arena = Arena::new(ARENA);
     let mut bitmaps = vec![0u64; Heap::<NoGrow>::bitmap_words(ARENA)];
-    let workloads: [(&str, Workload); 3] = [
-        ("mix, ~300 live", |a, t| mix(a, 300, 1_000_000, t)),
-        ("mix, ~4000 live", |a, t| mix(a, 4000, 1_000_000, t)),
-        ("burst: 25k x 64 B, random free", many_small),
+    let workloads: [(&str, &str, Workload); 3] = [
+        (
+            "mix-300-live",
+            "1,000,000 random allocs, frees and reallocs, ~300 blocks live",
+            |a, t| mix(a, 300, 1_000_000, t),
+        ),
+        (
+            "mix-4000-live",
+            "1,000,000 random allocs, frees and reallocs, ~4,000 blocks live",
+            |a, t| mix(a, 4000, 1_000_000, t),
+        ),
+        (
+            "burst-25k-64b",
+            "25,000 x 64 B allocated, then freed in random order",
+            many_small,
+        ),
     ];
     let filters: Vec<String> = std::env::args()
         .skip(1)
@@ -460,40 +478,50 @@ fn main() {
         .iter()
         .filter(|f| !ALONE.iter().any(|(short, _)| f == short))
         .collect();
-    for (name, workload) in workloads.iter() {
-        if !wanted.is_empty() && !wanted.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        println!();
-        println!("{name}:");
-        println!(
-            "  {:<24} {:>10} {:>10} {:>10}  {:>14}",
-            "allocator", "ns/op", "median", "p99.9", "this heap is"
-        );
-        // Throughput: ROUNDS rounds, each running every allocator of a
-        // group once in turn, so that a burst of machine noise hits all of
-        // them alike; each timed run is on a fresh allocator after WARM_UPS
-        // untimed runs. The list-based allocators, whose runs are 100-1000x
-        // longer, go in a second group after the others: right after one
-        // of them, this heap's burst ran at 16-25 ns/op instead of 11 even
-        // after two warm-up runs (cause not found: not the arena's
-        // contents, not page faults, not address randomisation).
-        // Reported: the median ns/op, and the median over rounds of the
-        // ratio to this heap within the same round (second group: ratio of
-        // medians).
-        let alone_group = [alone.unwrap_or(0)];
-        let groups: &[&[usize]] = if alone.is_some() {
-            &[&alone_group]
-        } else {
-            &[&[0, 2, 3], &[1, 4]]
-        };
+    let selected =
+        |name: &str| wanted.is_empty() || wanted.iter().any(|f| name.contains(f.as_str()));
+    // Throughput: ROUNDS rounds, each running every allocator of a group
+    // once in turn, so that a burst of machine noise hits all of them
+    // alike; each timed run is on a fresh allocator after WARM_UPS untimed
+    // runs. The list-based allocators, whose runs are 100-1000x longer, go
+    // in a second group after the others: right after one of them, this
+    // heap's burst ran at 16-25 ns/op instead of 11 even after two warm-up
+    // runs (cause not found: not the arena's contents, not page faults,
+    // not address randomisation). Reported: the median ns/op, and the
+    // median over rounds of the ratio to this heap within the same round
+    // (second group: ratio of medians).
+    let alone_group = [alone.unwrap_or(0)];
+    let groups: &[&[usize]] = if alone.is_some() {
+        &[&alone_group]
+    } else {
+        &[&[0, 2, 3], &[1, 4]]
+    };
+    let chosen: Vec<_> = workloads
+        .iter()
+        .filter(|(name, ..)| selected(name))
+        .collect();
+    // Progress: per workload and group, each round and the latency run.
+    let steps = chosen.len() * groups.len() * (ROUNDS + 1) + usize::from(selected("efficiency"));
+    let mut report = Report::new("heap", steps);
+    let names = |group: &[usize]| {
+        group
+            .iter()
+            .map(|&w| NAMES[w])
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for (name, title, workload) in chosen {
         let mut runs = vec![[f64::NAN; 5]; ROUNDS];
         let mut samples: Vec<Vec<u32>> = vec![Vec::new(); NAMES.len()];
         for group in groups {
-            for round in runs.iter_mut() {
+            for (round, times) in runs.iter_mut().enumerate() {
+                report.step(
+                    name,
+                    format_args!("round {}/{ROUNDS}, {}", round + 1, names(group)),
+                );
                 for &which in group.iter() {
                     warm_up(which, &arena, &mut bitmaps, workload);
-                    round[which] = with_allocator(which, &arena, &mut bitmaps, &mut |a| {
+                    times[which] = with_allocator(which, &arena, &mut bitmaps, &mut |a| {
                         let mut timer = Timer::new(false);
                         let start = Instant::now();
                         let ops = black_box(workload(a, &mut timer));
@@ -501,6 +529,7 @@ fn main() {
                     });
                 }
             }
+            report.step(name, format_args!("latency of each op, {}", names(group)));
             for &which in group.iter() {
                 warm_up(which, &arena, &mut bitmaps, workload);
                 samples[which] = with_allocator(which, &arena, &mut bitmaps, &mut |a| {
@@ -515,45 +544,50 @@ fn main() {
             values[values.len() / 2]
         };
         let ours = median(runs.iter().map(|round| round[0]).collect());
-        for (which, samples) in samples.iter_mut().enumerate() {
+        for (which, samples) in samples.iter().enumerate() {
             if samples.is_empty() {
                 continue;
             }
             let ns = median(runs.iter().map(|round| round[which]).collect());
-            let ratio = if groups[0].contains(&which) {
-                median(runs.iter().map(|round| round[which] / round[0]).collect())
+            let row = Row::mean(name, NAMES[which], "ns/op", ns);
+            report.record(if which == 0 {
+                row.baseline()
+            } else if ours.is_nan() {
+                row
+            } else if groups[0].contains(&which) {
+                row.against(
+                    NAMES[0],
+                    median(runs.iter().map(|round| round[which] / round[0]).collect()),
+                )
             } else {
-                ns / ours
-            };
-            samples.sort_unstable();
-            let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize] as f64 / ghz;
-            let ratio = if which == 0 || ours.is_nan() {
-                String::from("-")
-            } else {
-                format!("{ratio:.2}x faster")
-            };
-            println!(
-                "  {:<24} {:>10.1} {:>10.1} {:>10.1}  {:>14}",
-                NAMES[which],
-                ns,
-                at(0.5),
-                at(0.999),
-                ratio
-            );
+                row.against(NAMES[0], ns / ours)
+            });
+            let mut nanoseconds: Vec<f64> = samples.iter().map(|&c| f64::from(c) / ghz).collect();
+            report.latencies(name, NAMES[which], &mut nanoseconds);
         }
+        report.table(name, title, "allocator");
     }
-    if !wanted.is_empty() && !wanted.iter().any(|f| "efficiency".contains(f.as_str())) {
-        return;
+    if selected("efficiency") {
+        report.step("efficiency", "every allocator until its first failure");
+        for (which, name) in NAMES.iter().enumerate() {
+            let share = with_allocator(which, &arena, &mut bitmaps, &mut |a| efficiency(a));
+            report.record(Row::new(
+                "efficiency",
+                name,
+                "efficiency",
+                "%",
+                share * 100.0,
+            ));
+        }
+        report.table(
+            "efficiency",
+            "live requested bytes / 16 MiB at the first failed allocation of a growing mix",
+            "allocator",
+        );
+        println!(
+            "  (this heap keeps 1 bit per 16 bytes of arena and a slab page table outside it: {} KiB for 16 MiB)",
+            Heap::<NoGrow>::bitmap_words(ARENA) * 8 / 1024
+        );
     }
-    println!();
-    println!("heap efficiency (live requested bytes / 16 MiB at the first failed allocation):");
-    for (which, name) in NAMES.iter().enumerate() {
-        let share = with_allocator(which, &arena, &mut bitmaps, &mut |a| efficiency(a));
-        println!("  {name:<24} {:>6.1} %", share * 100.0);
-    }
-    println!();
-    println!(
-        "note: this heap keeps 1 bit per 16 bytes of arena and a slab page table outside it ({} KiB for 16 MiB).",
-        Heap::<NoGrow>::bitmap_words(ARENA) * 8 / 1024
-    );
+    report.finish();
 }

@@ -2,10 +2,15 @@
 //! one 4 KiB page with its tables present, and mapping 64 MiB with 4 KiB
 //! versus 2 MiB pages, side by side in one run.
 //!
-//! Run with `make bench` or `cargo host-bench --bench paging`.
+//! Run with `make bench` or `cargo host-bench --bench paging`. Progress
+//! goes to stderr, tables to stdout, every figure to
+//! `build/bench/paging.csv` (`support`).
 
 use std::hint::black_box;
 use std::time::Instant;
+
+mod support;
+use support::{Report, Row};
 
 use mm::paging::{PageSize, NX, WRITABLE};
 use mm::testing::FakeRam;
@@ -19,6 +24,9 @@ fn median(mut samples: Vec<f64>) -> f64 {
 fn main() {
     println!("paging benchmark: host memory as fake RAM, one run (medians of 7)");
     let flags = WRITABLE | NX;
+    let mut report = Report::new("paging", 3);
+
+    report.step("map-unmap-4k", "7 runs of 1,000,000 pairs");
 
     // map+unmap of one 4 KiB page; a neighbour keeps the tables alive.
     let pair = median(
@@ -61,12 +69,18 @@ fn main() {
             })
             .collect(),
     );
-    println!("map+unmap one 4 KiB page (tables present): {pair:.1} ns per pair");
+    report.record(Row::mean("map-unmap-4k", "this-mapper", "ns/pair", pair));
+    report.table(
+        "map-unmap-4k",
+        "map+unmap of one 4 KiB page, its tables present (a neighbour keeps them)",
+        "mapper",
+    );
 
     // 64 MiB with each page size.
     let len = 64u64 << 20;
     let mut results = Vec::new();
-    for (name, small_only) in [("4 KiB pages", true), ("2 MiB pages", false)] {
+    for (name, small_only) in [("4k-pages", true), ("2m-pages", false)] {
+        report.step("map-64m", format_args!("{name}, 7 runs"));
         let mut tables = 0;
         let time = median(
             (0..7)
@@ -95,11 +109,30 @@ fn main() {
                 })
                 .collect(),
         );
-        println!("map 64 MiB with {name}: {time:.1} us, {tables} page-table frames");
-        results.push(time);
+        results.push((name, time, tables));
     }
-    println!(
-        "2 MiB pages map 64 MiB {:.0}x faster than 4 KiB pages",
-        results[0] / results[1]
+    // The 2 MiB pages are the baseline: the ratio reads "4 KiB pages take
+    // 280x as long".
+    let large = results[1].1;
+    for (name, time, tables) in results {
+        let row = Row::new("map-64m", name, "time", "us", time);
+        report.record(if name == "2m-pages" {
+            row.baseline()
+        } else {
+            row.against("2m-pages", time / large)
+        });
+        report.record(Row::new(
+            "map-64m",
+            name,
+            "page-table-frames",
+            "frames",
+            tables as f64,
+        ));
+    }
+    report.table(
+        "map-64m",
+        "map 64 MiB with one page size, then unmap it (the map alone timed)",
+        "page size",
     );
+    report.finish();
 }
