@@ -171,7 +171,8 @@ def heap_latency(results, out):
         axes.set_yscale("log")
         axes.set_title(workload)
     panels[0][0].set_ylabel("ns per operation, TSC resolution ~10 ns (log scale)")
-    panels[0][-1].legend(fontsize=7, loc="upper left")
+    # The first panel has room above its bars (the lists peak later).
+    panels[0][0].legend(fontsize=7, loc="upper left")
     figure.suptitle("Heap latency: single operations timed with the TSC (lower is faster)")
     finish(figure, os.path.join(out, "heap-latency.svg"), results.footnote(rows))
 
@@ -238,7 +239,7 @@ def main():
     for bench, draws in charts.items():
         path = os.path.join(results_dir, f"{bench}.csv")
         if not os.path.exists(path):
-            note(f"{path} is missing (run make bench): skipped the {bench} charts")
+            note(f"{path} is missing (no benchmark wrote it yet): skipped the {bench} charts")
             continue
         results = Results(path)
         SUBJECT_COLOURS.clear()
