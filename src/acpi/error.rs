@@ -3,6 +3,8 @@
 
 use core::fmt;
 
+use mm::pmm::PhysRange;
+
 use super::sdt::Signature;
 
 /// A table, or the way to it, is unusable.
@@ -80,6 +82,74 @@ pub enum AcpiError {
     Missing(Signature),
     /// The DSDT has no usable `\_S5` package.
     NoS5,
+    /// An SRAT memory entry whose range runs past the end of the address
+    /// space.
+    BadMemoryRange {
+        /// Offset of the entry in the SRAT.
+        offset: usize,
+        /// Its base address.
+        base: u64,
+        /// Its length.
+        length: u64,
+    },
+    /// The SLIT's locality count does not fit its table: `localities`
+    /// squared distance bytes are more than the `len`-byte table holds.
+    BadLocalityCount {
+        /// Localities the SLIT claims.
+        localities: u64,
+        /// The SLIT's length.
+        len: u32,
+    },
+    /// A SLIT distance is impossible: a locality's distance to itself is
+    /// not 10, or the distance between two is 10 or less.
+    BadDistance {
+        /// Offset of the distance byte in the SLIT.
+        offset: usize,
+        /// Row: the locality the distance is from.
+        from: usize,
+        /// Column: the locality it is to.
+        to: usize,
+        /// The value found.
+        distance: u8,
+    },
+    /// The SRAT names no enabled memory range.
+    NoNumaMemory,
+    /// The SRAT names more proximity domains than the kernel has nodes
+    /// for.
+    TooManyNodes {
+        /// Domains named (by enabled entries).
+        domains: usize,
+        /// Nodes the kernel supports.
+        max: usize,
+    },
+    /// Two SRAT memory ranges share bytes.
+    OverlappingMemory {
+        /// The domain of the range that starts first.
+        domain: u32,
+        /// That range.
+        range: PhysRange,
+        /// The domain of the range it overlaps.
+        other_domain: u32,
+        /// The range it overlaps.
+        other: PhysRange,
+    },
+    /// One APIC id is in two proximity domains.
+    ApicInTwoDomains {
+        /// The APIC id.
+        apic_id: u32,
+        /// One domain the SRAT puts it in.
+        domain: u32,
+        /// The other.
+        other_domain: u32,
+    },
+    /// The SLIT has no row for a domain of the SRAT (it has fewer
+    /// localities than the SRAT's domains need).
+    DomainNotInSlit {
+        /// The domain.
+        domain: u32,
+        /// Localities in the SLIT.
+        localities: usize,
+    },
 }
 
 impl fmt::Display for AcpiError {
@@ -130,6 +200,58 @@ impl fmt::Display for AcpiError {
             ),
             AcpiError::Missing(signature) => write!(f, "no {signature} table"),
             AcpiError::NoS5 => f.write_str("DSDT has no usable \\_S5 package"),
+            AcpiError::BadMemoryRange {
+                offset,
+                base,
+                length,
+            } => write!(
+                f,
+                "SRAT: memory entry at offset {offset} ({length:#x} bytes at {base:#x}) runs past the address space"
+            ),
+            AcpiError::BadLocalityCount { localities, len } => write!(
+                f,
+                "SLIT: {localities} localities need {localities}x{localities} distance bytes, more than its {len}-byte table holds"
+            ),
+            AcpiError::BadDistance {
+                offset,
+                from,
+                to,
+                distance,
+            } => write!(
+                f,
+                "SLIT: distance {distance} from locality {from} to {to} (offset {offset}) is impossible: {}",
+                if from == to {
+                    "a locality is 10 from itself"
+                } else {
+                    "two localities are more than 10 apart"
+                }
+            ),
+            AcpiError::NoNumaMemory => f.write_str("SRAT: no enabled memory range"),
+            AcpiError::TooManyNodes { domains, max } => write!(
+                f,
+                "SRAT: {domains} proximity domains, more than the {max} NUMA nodes supported"
+            ),
+            AcpiError::OverlappingMemory {
+                domain,
+                range,
+                other_domain,
+                other,
+            } => write!(
+                f,
+                "SRAT: memory {range} of domain {domain} overlaps {other} of domain {other_domain}"
+            ),
+            AcpiError::ApicInTwoDomains {
+                apic_id,
+                domain,
+                other_domain,
+            } => write!(
+                f,
+                "SRAT: APIC id {apic_id} is in proximity domains {domain} and {other_domain}"
+            ),
+            AcpiError::DomainNotInSlit { domain, localities } => write!(
+                f,
+                "SLIT: {localities} localities, none for SRAT proximity domain {domain}"
+            ),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! ACPI tables: the RSDP, the RSDT/XSDT, the MADT (CPUs, I/O APICs,
-//! interrupt overrides), the FADT (power-management registers) and the
-//! DSDT's `\_S5` sleep type, read from firmware memory and checked before
-//! use.
+//! interrupt overrides), the FADT (power-management registers), the
+//! DSDT's `\_S5` sleep type and the NUMA topology of the SRAT and SLIT,
+//! read from firmware memory and checked before use.
 //!
 //! Everything here is plain Rust over a [`PhysMemory`] that copies bytes
 //! out of physical memory, so the same code runs in the kernel (over its
@@ -20,8 +20,11 @@ mod aml;
 mod error;
 mod fadt;
 mod madt;
+mod numa;
 mod rsdp;
 mod sdt;
+mod slit;
+mod srat;
 
 use alloc::vec::Vec;
 
@@ -29,8 +32,11 @@ pub use aml::{find_s5, SleepType};
 pub use error::AcpiError;
 pub use fadt::{Fadt, Pm1Control};
 pub use madt::{IoApic, LocalApic, Madt, SourceOverride};
+pub use numa::{Node, Numa, MAX_NODES, REMOTE_DISTANCE};
 pub use rsdp::{scan_for_rsdp, Rsdp, BIOS_AREA, EBDA_POINTER};
 pub use sdt::{Signature, TableHeader};
+pub use slit::{Slit, LOCAL_DISTANCE, UNREACHABLE};
+pub use srat::{MemoryAffinity, ProcessorAffinity, Srat};
 
 /// Copies bytes out of physical memory.
 pub trait PhysMemory {
@@ -165,6 +171,59 @@ impl Acpi {
         self.tables
             .iter()
             .find(|table| table.header.signature == signature)
+    }
+
+    /// The NUMA topology of the SRAT and the SLIT (re-read from `memory`,
+    /// which must be the memory the tables were read from). `None`
+    /// without an SRAT: the machine is one node. An error if the SRAT or
+    /// the SLIT is malformed (or was rejected for its checksum or length)
+    /// or they disagree: the caller warns and uses one node.
+    pub fn numa(&self, memory: &impl PhysMemory) -> Option<Result<Numa, AcpiError>> {
+        let srat = self.reread(memory, Signature::SRAT)?;
+        Some(srat.and_then(|(table, address)| {
+            let srat = Srat::parse(&table, address)?;
+            let slit = (self.reread(memory, Signature::SLIT).transpose()?)
+                .map(|(table, address)| Slit::parse(&table, address))
+                .transpose()?;
+            Numa::new(&srat, slit.as_ref())
+        }))
+    }
+
+    /// The table with `signature` read again, checked again, with its
+    /// address: `None` if none was listed, the error if it was rejected.
+    fn reread(
+        &self,
+        memory: &impl PhysMemory,
+        signature: Signature,
+    ) -> Option<Result<(sdt::Table, u64), AcpiError>> {
+        let Some(info) = self.table(signature) else {
+            return self.rejection(signature).map(Err);
+        };
+        let address = info.address;
+        Some(sdt::read_table(memory, address).and_then(|table| {
+            if table.header.signature == signature {
+                Ok((table, address))
+            } else {
+                Err(AcpiError::WrongSignature {
+                    address,
+                    expected: signature,
+                    found: table.header.signature,
+                })
+            }
+        }))
+    }
+
+    /// Why a listed table with `signature` was rejected, if one was.
+    fn rejection(&self, signature: Signature) -> Option<AcpiError> {
+        self.rejected.iter().find_map(|&(_, error)| match error {
+            AcpiError::BadChecksum {
+                signature: found, ..
+            }
+            | AcpiError::BadLength {
+                signature: found, ..
+            } if found == signature => Some(error),
+            _ => None,
+        })
     }
 }
 

@@ -29,6 +29,10 @@ impl Signature {
     pub const FADT: Self = Self(*b"FACP");
     /// Differentiated System Description Table (AML).
     pub const DSDT: Self = Self(*b"DSDT");
+    /// System Resource Affinity Table (NUMA: CPUs and memory by domain).
+    pub const SRAT: Self = Self(*b"SRAT");
+    /// System Locality Distance Information Table (NUMA distances).
+    pub const SLIT: Self = Self(*b"SLIT");
 }
 
 impl fmt::Display for Signature {

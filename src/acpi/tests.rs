@@ -1,6 +1,7 @@
 //! Host tests of the ACPI parsing: synthetic tables built here, malformed
 //! ones, random bytes, and the tables QEMU gave SeaBIOS and OVMF
-//! (`tests/fixtures/acpi/`, captured by `scripts/capture-acpi.py`).
+//! (`tests/fixtures/acpi/`, captured by `scripts/capture-acpi.py`). The
+//! SRAT, SLIT and NUMA topology tests are in `tests/numa.rs`.
 
 use std::vec::Vec;
 
@@ -8,6 +9,8 @@ use proptest::prelude::*;
 
 use super::sdt::{checksum_ok, HEADER_LEN};
 use super::*;
+
+mod numa;
 
 /// Physical memory made of byte regions at given addresses.
 #[derive(Default)]
@@ -588,7 +591,14 @@ fn ovmf_pc_tables() {
 /// never a panic; a flip inside a checksummed table is always caught.
 #[test]
 fn every_bit_flip_in_the_captured_tables_is_caught() {
-    for name in ["seabios-pc-smp2-of-4", "ovmf-q35-smp4"] {
+    for name in [
+        "seabios-pc-smp2-of-4",
+        "ovmf-q35-smp4",
+        "seabios-pc-numa2",
+        "ovmf-q35-numa3",
+        "seabios-pc-numa2-above-4g",
+        "ovmf-pc-numa2-hotplug",
+    ] {
         let (clean, rsdp) = captured(name);
         for region in 0..clean.regions.len() {
             let len = clean.regions[region].1.len();
