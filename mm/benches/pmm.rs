@@ -24,6 +24,9 @@ use mm::pmm::{usable_ranges, FrameAllocator, MapEntry, Mobility, PhysRange, Rang
 use mm::rng::XorShift;
 use x86_64::PhysAddr;
 
+mod support;
+use support::{Report, Row};
+
 const FRAMES: usize = 262_144; // 1 GiB of 4 KiB frames
 const BASE: u64 = 0x20_0000;
 const PAGE: u64 = 4096;
@@ -295,43 +298,58 @@ fn selected(name: &str) -> bool {
     wanted.is_empty() || wanted.iter().any(|w| name.contains(w.as_str()))
 }
 
+/// Records `value` for `subject` against this PMM's `ours` (the ratio is
+/// theirs over ours: above 1, this PMM is faster).
+fn versus(report: &mut Report, workload: &str, subject: &str, unit: &str, value: f64, ours: f64) {
+    report.record(Row::mean(workload, subject, unit, value).against(OURS, value / ours));
+}
+
+const OURS: &str = "this-pmm";
+
 fn main() {
     let usable = usable_bytes(FRAMES as u64 * PAGE);
-    let storage_words = FrameAllocator::storage_words_for(&usable);
-    let mut storage = vec![0u64; storage_words];
-    println!("PMM benchmark: 1 GiB of frames ({FRAMES}), one run, same request sequences;");
-    println!("ns per operation = mean over the run; medians of 5 runs unless noted.");
+    let mut storage = vec![0u64; FrameAllocator::storage_words_for(&usable)];
+    let sections = ["pairs", "huge", "mix", "grouping", "init"];
+    let steps =
+        sections.iter().filter(|s| selected(s)).count() + 2 * usize::from(selected("pairs"));
+    let mut report = Report::new("pmm", steps);
+    println!("PMM benchmark: 1 GiB of frames ({FRAMES}), same request sequences for every");
+    println!("allocator; mean = a run's time / its operations, median of 5 runs.");
 
     if selected("pairs") {
-        println!();
-        println!("Single-frame pairs (free a random held frame, allocate one), ns per pair:");
-        println!(
-            "{:>5}  {:>9}  {:>9}  {:>11}  {:>11}  {:>10}  {:>11}",
-            "fill", "this PMM", "buddy", "free stack", "bit-by-bit", "vs floor", "buddy/this"
-        );
-        for fill in [0.50, 0.90, 0.99] {
+        for fill in [50, 90, 99] {
+            let workload = format!("pairs-fill-{fill}");
+            report.step(
+                &workload,
+                "this PMM, buddy, free stack x5; bit-by-bit x1 (2,000 pairs)",
+            );
+            let fill_level = f64::from(fill) / 100.0;
             let ours = median(5, || {
                 let mut pmm = FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap();
-                pairs_ns(&mut pmm, fill, 1_000_000)
+                pairs_ns(&mut pmm, fill_level, 1_000_000)
             });
-            let buddy_ns = median(5, || pairs_ns(&mut buddy(FRAMES), fill, 1_000_000));
-            let floor = median(5, || pairs_ns(&mut FreeStack::new(FRAMES), fill, 1_000_000));
-            let naive = pairs_ns(&mut NaiveBitmap::new(FRAMES), fill, 2_000);
-            println!(
-                "{:>4.0}%  {:>9.1}  {:>9.1}  {:>11.1}  {:>11.0}  {:>9.2}x  {:>10.2}x",
-                fill * 100.0,
-                ours,
-                buddy_ns,
-                floor,
-                naive,
-                ours / floor,
-                buddy_ns / ours
+            let buddy_ns = median(5, || pairs_ns(&mut buddy(FRAMES), fill_level, 1_000_000));
+            let floor = median(5, || {
+                pairs_ns(&mut FreeStack::new(FRAMES), fill_level, 1_000_000)
+            });
+            let naive = pairs_ns(&mut NaiveBitmap::new(FRAMES), fill_level, 2_000);
+            report.record(Row::mean(&workload, OURS, "ns/pair", ours).baseline());
+            versus(&mut report, &workload, "buddy", "ns/pair", buddy_ns, ours);
+            versus(&mut report, &workload, "free-stack", "ns/pair", floor, ours);
+            versus(&mut report, &workload, "bit-by-bit", "ns/pair", naive, ours);
+            report.table(
+                &workload,
+                &format!(
+                    "single-frame pairs (free a random held frame, allocate one), {fill} % full"
+                ),
+                "allocator",
             );
         }
     }
 
     if selected("huge") {
-        println!();
+        let workload = "huge-2m-fragmented";
+        report.step(workload, "this PMM, buddy x5, 200,000 pairs each");
         let ours = median(5, || {
             let mut pmm = FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap();
             huge_under_fragmentation_ns(&mut pmm, 200_000)
@@ -339,15 +357,18 @@ fn main() {
         let buddy_ns = median(5, || {
             huge_under_fragmentation_ns(&mut buddy(FRAMES), 200_000)
         });
-        println!("2 MiB block alloc+free, scattered single frames held below (ns per pair):");
-        println!(
-            "  this PMM {ours:.1}, buddy {buddy_ns:.1}: buddy/this {:.2}x",
-            buddy_ns / ours
+        report.record(Row::mean(workload, OURS, "ns/pair", ours).baseline());
+        versus(&mut report, workload, "buddy", "ns/pair", buddy_ns, ours);
+        report.table(
+            workload,
+            "2 MiB block alloc+free, scattered single frames held below it",
+            "allocator",
         );
     }
 
     if selected("mix") {
-        println!();
+        let workload = "order-mix";
+        report.step(workload, "this PMM, buddy x5, 2,000,000 operations each");
         let mut refused = (0, 0);
         let ours = median(5, || {
             let mut pmm = FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap();
@@ -360,44 +381,85 @@ fn main() {
             refused.1 = failed;
             ns
         });
-        println!("Order mix (orders 0-3 and 9, random frees, 68-72 % full), ns per operation:");
-        println!(
-        "  this PMM {ours:.1} ({} refused), buddy {buddy_ns:.1} ({} refused): buddy/this {:.2}x",
-        refused.0,
-        refused.1,
-        buddy_ns / ours
-    );
+        report.record(Row::mean(workload, OURS, "ns/op", ours).baseline());
+        versus(&mut report, workload, "buddy", "ns/op", buddy_ns, ours);
+        report.record(Row::new(
+            workload,
+            OURS,
+            "refused",
+            "allocations",
+            refused.0 as f64,
+        ));
+        report.record(Row::new(
+            workload,
+            "buddy",
+            "refused",
+            "allocations",
+            refused.1 as f64,
+        ));
+        report.table(
+            workload,
+            "order mix (orders 0-3 and 9, random frees, 68-72 % full)",
+            "allocator",
+        );
     }
 
     if selected("grouping") {
-        println!();
-        println!("Mobility grouping: 4,000,000 operations, ~10 % unmovable and ~70 % movable in steady state;");
-        println!("free 2 MiB chunks (of 512) at the end / after freeing every movable block:");
-        for grouping in [true, false] {
+        let workload = "grouping";
+        report.step(workload, "4,000,000 operations with grouping on, then off");
+        for (subject, grouping) in [("grouping-on", true), ("grouping-off", false)] {
             let mut pmm = FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap();
             pmm.set_grouping(grouping);
             let (at_end, compactable) = fragmenting(&mut pmm, 4_000_000);
-            println!(
-                "  grouping {:>3}: {at_end:>4} / {compactable:>4}",
-                if grouping { "on" } else { "off" }
-            );
+            report.record(Row::new(
+                workload,
+                subject,
+                "free-2m-now",
+                "chunks",
+                at_end as f64,
+            ));
+            report.record(Row::new(
+                workload,
+                subject,
+                "free-2m-without-movable",
+                "chunks",
+                compactable as f64,
+            ));
         }
+        report.table(
+            workload,
+            "free 2 MiB chunks (of 512) after a fragmenting workload (~10 % unmovable, ~70 % \
+             movable), as they stand and once every movable block is gone (what a compaction \
+             could free)",
+            "policy",
+        );
     }
 
     if selected("init") {
-        println!();
-        for (name, bytes) in [("4 GiB", 4u64 << 30), ("64 GiB", 64u64 << 30)] {
+        let workload = "init";
+        report.step(workload, "4 GiB and 64 GiB x5");
+        for (subject, bytes) in [("4-gib", 4u64 << 30), ("64-gib", 64u64 << 30)] {
             let usable = usable_bytes(bytes);
             let mut storage = vec![0u64; FrameAllocator::storage_words_for(&usable)];
             let elapsed = median(5, || {
                 let start = Instant::now();
                 black_box(FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap());
-                start.elapsed().as_secs_f64() * 1000.0
+                start.elapsed().as_secs_f64() * 1e6
             });
-            println!(
-                "init over {name}: {elapsed:.2} ms ({} KiB of bitmaps and chunk lists)",
-                storage.len() * 8 / 1024
-            );
+            report.record(Row::new(workload, subject, "time", "us", elapsed));
+            report.record(Row::new(
+                workload,
+                subject,
+                "storage",
+                "KiB",
+                (storage.len() * 8 / 1024) as f64,
+            ));
         }
+        report.table(
+            workload,
+            "building the allocator (bitmaps, chunk lists)",
+            "RAM",
+        );
     }
+    report.finish();
 }
