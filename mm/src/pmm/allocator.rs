@@ -13,7 +13,7 @@ use super::bitmap::{storage_words, word_masks, Bitmap};
 use super::blocks::{
     find_block, largest_free_order, merged_order, CHUNK_FRAMES, CHUNK_ORDER, CHUNK_WORDS,
 };
-use super::chunks::{chunk_storage_words, Chunk, Chunks, Mobility, KINDS};
+use super::chunks::{chunk_storage_words, Chunk, Chunks, Mobility, KINDS, MAX_NODES};
 use super::ranges::{PhysRange, RangeSet};
 pub use super::reservations::{outward_to_pages, Reservation, ReservationKind};
 use crate::fail::FailPoint;
@@ -133,7 +133,14 @@ pub struct FrameAllocator<'a> {
     stats: Stats,
     /// Per kind, the chunk small allocations come from first (off the
     /// lists while it is current, so the hot path touches no list).
-    current: [Option<usize>; KINDS],
+    current: [[Option<usize>; KINDS]; MAX_NODES],
+    /// Nodes in use (1 until `set_nodes`).
+    nodes: usize,
+    /// Per node, every node in the order its allocations fall back to
+    /// (itself first, then by distance).
+    fallback: [[u8; MAX_NODES]; MAX_NODES],
+    /// Usable frames per node.
+    node_total: [u64; MAX_NODES],
     /// Keep movable and unmovable allocations in separate chunks (on
     /// unless a benchmark turns it off to measure what it buys).
     grouping: bool,
@@ -181,7 +188,10 @@ impl<'a> FrameAllocator<'a> {
                 used: 0,
                 reserved: 0,
             },
-            current: [None; KINDS],
+            current: [[None; KINDS]; MAX_NODES],
+            nodes: 1,
+            fallback: [[0; MAX_NODES]; MAX_NODES],
+            node_total: [0; MAX_NODES],
             grouping: true,
             fail: FailPoint::off(),
         };
@@ -221,11 +231,13 @@ impl<'a> FrameAllocator<'a> {
                     kind: Mobility::Unmovable,
                     holes: holes || allocator.has_holes(chunk),
                     current: false,
+                    node: 0,
                 },
             );
         }
         allocator.stats.free = free;
         allocator.stats.reserved = allocator.stats.total - free;
+        allocator.node_total[0] = total;
         Ok(allocator)
     }
 
@@ -281,52 +293,101 @@ impl<'a> FrameAllocator<'a> {
         self.alloc_order(0, Mobility::Unmovable).ok()
     }
 
-    /// Allocates a block of 2^`order` frames aligned to its size.
+    /// Allocates a block of 2^`order` frames aligned to its size, from
+    /// node 0 first (the only node unless [`Self::set_nodes`] made more).
     #[inline]
     pub fn alloc_order(
         &mut self,
         order: u32,
         mobility: Mobility,
     ) -> Result<PhysFrame<Size4KiB>, MmError> {
-        if order > MAX_ORDER {
+        self.alloc_near(0, order, mobility)
+    }
+
+    /// Allocates a block of 2^`order` frames from `node` first, then from
+    /// the other nodes nearest first.
+    #[inline]
+    pub fn alloc_near(
+        &mut self,
+        node: usize,
+        order: u32,
+        mobility: Mobility,
+    ) -> Result<PhysFrame<Size4KiB>, MmError> {
+        let kind = self.check_request(node, order, mobility)?;
+        if order == 0 {
+            if let Some(index) = self.take_frame_from_current(node, kind) {
+                return Ok(self.frame_at(index));
+            }
+        }
+        for rank in 0..self.nodes {
+            let near = self.fallback[node][rank] as usize;
+            if let Some(index) = self.take_on(near, order, kind) {
+                return Ok(self.frame_at(index));
+            }
+        }
+        Err(MmError::OutOfFrames)
+    }
+
+    /// Allocates a block of 2^`order` frames on `node` only.
+    pub fn alloc_on(
+        &mut self,
+        node: usize,
+        order: u32,
+        mobility: Mobility,
+    ) -> Result<PhysFrame<Size4KiB>, MmError> {
+        let kind = self.check_request(node, order, mobility)?;
+        let index = self
+            .take_on(node, order, kind)
+            .ok_or(MmError::OutOfFrames)?;
+        Ok(self.frame_at(index))
+    }
+
+    /// The checks every allocation makes (order, node, injected failure);
+    /// the kind its frames are grouped with.
+    #[inline]
+    fn check_request(
+        &mut self,
+        node: usize,
+        order: u32,
+        mobility: Mobility,
+    ) -> Result<Mobility, MmError> {
+        if order > MAX_ORDER || node >= self.nodes {
             return Err(MmError::InvalidArgument);
         }
         if self.fail.hit() {
             return Err(MmError::OutOfFrames);
         }
-        let kind = if self.grouping {
+        Ok(if self.grouping {
             mobility
         } else {
             Mobility::Unmovable
-        };
-        if order == 0 {
-            if let Some(index) = self.take_frame_from_current(kind) {
-                return Ok(self.frame_at(index));
-            }
-        }
-        let index = if order < CHUNK_ORDER {
-            self.take_small(order, kind)
-        } else {
-            self.take_chunks(1 << (order - CHUNK_ORDER), kind)
-        }
-        .ok_or(MmError::OutOfFrames)?;
-        Ok(self.frame_at(index))
+        })
     }
 
-    /// A block of `order` < 9 inside one chunk: from the current chunk
-    /// of `kind`, else another chunk of `kind` or a whole chunk (which
-    /// becomes the current one), else a chunk of the other kind. Marks it
-    /// allocated; returns its first frame.
+    /// A block of `order` on `node`, marked allocated; its first frame.
     #[inline]
-    fn take_small(&mut self, order: u32, kind: Mobility) -> Option<usize> {
-        if let Some(index) = self.take_from_current(order, kind) {
+    fn take_on(&mut self, node: usize, order: u32, kind: Mobility) -> Option<usize> {
+        if order < CHUNK_ORDER {
+            self.take_small(node, order, kind)
+        } else {
+            self.take_chunks(node, 1 << (order - CHUNK_ORDER), kind)
+        }
+    }
+
+    /// A block of `order` < 9 inside one chunk of `node`: from the
+    /// current chunk of `kind`, else another chunk of `kind` or a whole
+    /// chunk (which becomes the current one), else a chunk of the other
+    /// kind. Marks it allocated; returns its first frame.
+    #[inline]
+    fn take_small(&mut self, node: usize, order: u32, kind: Mobility) -> Option<usize> {
+        if let Some(index) = self.take_from_current(node, order, kind) {
             return Some(index);
         }
-        if let Some((chunk, offset)) = self.find_in_lists(order, kind) {
+        if let Some((chunk, offset)) = self.find_in_lists(node, order, kind) {
             self.make_current(chunk, kind);
             return Some(self.take_in_chunk(chunk, offset, order));
         }
-        if let Some(chunk) = self.chunks.first_whole() {
+        if let Some(chunk) = self.chunks.first_whole(node) {
             let mut info = self.chunks.get(chunk);
             info.kind = kind;
             self.chunks.set(chunk, info);
@@ -335,18 +396,18 @@ impl<'a> FrameAllocator<'a> {
         }
         // Stolen from the other kind: its chunks stay its own.
         let other = kind.other();
-        if let Some(index) = self.take_from_current(order, other) {
+        if let Some(index) = self.take_from_current(node, order, other) {
             return Some(index);
         }
-        let (chunk, offset) = self.find_in_lists(order, other)?;
+        let (chunk, offset) = self.find_in_lists(node, order, other)?;
         Some(self.take_in_chunk(chunk, offset, order))
     }
 
-    /// The hot path: one frame from the current chunk of `kind`, which
-    /// is off every list, so only its free count changes.
+    /// The hot path: one frame from the current chunk of `kind` on
+    /// `node`, which is off every list, so only its free count changes.
     #[inline]
-    fn take_frame_from_current(&mut self, kind: Mobility) -> Option<usize> {
-        let chunk = self.current[kind as usize]?;
+    fn take_frame_from_current(&mut self, node: usize, kind: Mobility) -> Option<usize> {
+        let chunk = self.current[node][kind as usize]?;
         let first = chunk * CHUNK_WORDS;
         let with_free = self.used.words_with_free(first);
         if with_free == 0 {
@@ -357,26 +418,26 @@ impl<'a> FrameAllocator<'a> {
         self.used.set_used(index);
         self.set_start(index, true);
         if self.chunks.take_one_from_current(chunk) {
-            self.current[kind as usize] = None;
+            self.current[node][kind as usize] = None;
         }
         self.stats.free -= 1;
         self.stats.used += 1;
         Some(index)
     }
 
-    /// A block of `order` from the current chunk of `kind`, if it has one.
+    /// A block of `order` from the current chunk of `kind` on `node`.
     #[inline]
-    fn take_from_current(&mut self, order: u32, kind: Mobility) -> Option<usize> {
-        let chunk = self.current[kind as usize]?;
+    fn take_from_current(&mut self, node: usize, order: u32, kind: Mobility) -> Option<usize> {
+        let chunk = self.current[node][kind as usize]?;
         let offset = find_block(self.used.words(chunk * CHUNK_WORDS, CHUNK_WORDS), order)?;
         Some(self.take_in_chunk(chunk, offset, order))
     }
 
-    /// A chunk on the lists of `kind` with a free block of `order`, and
-    /// where the block is.
+    /// A chunk on the lists of `kind` on `node` with a free block of
+    /// `order`, and where the block is.
     #[inline]
-    fn find_in_lists(&mut self, order: u32, kind: Mobility) -> Option<(usize, usize)> {
-        while let Some(chunk) = self.chunks.partial_for(kind, order) {
+    fn find_in_lists(&mut self, node: usize, order: u32, kind: Mobility) -> Option<(usize, usize)> {
+        while let Some(chunk) = self.chunks.partial_for(node, kind, order) {
             let words = self.used.words(chunk * CHUNK_WORDS, CHUNK_WORDS);
             match find_block(words, order) {
                 Some(offset) => return Some((chunk, offset)),
@@ -393,40 +454,44 @@ impl<'a> FrameAllocator<'a> {
     }
 
     /// Makes `chunk` (of `kind`, with free frames) the current chunk of
-    /// its kind, off the lists; the previous one goes back on them.
+    /// its kind on its node, off the lists; the previous one goes back.
     fn make_current(&mut self, chunk: usize, kind: Mobility) {
-        if let Some(previous) = self.current[kind as usize].take() {
-            // Frees into a current chunk leave its hint alone: make it
-            // exact before the chunk goes back on a list.
-            let mut info = self.chunks.get(previous);
-            let words = self.used.words(previous * CHUNK_WORDS, CHUNK_WORDS);
-            info.hint = largest_free_order(words).unwrap_or(0) as u8;
-            info.current = false;
-            self.chunks.set(previous, info);
+        let node = self.chunks.node_of(chunk);
+        if let Some(previous) = self.current[node][kind as usize].take() {
+            self.release(previous);
         }
         let mut info = self.chunks.get(chunk);
         info.current = true;
         self.chunks.set(chunk, info);
-        self.current[kind as usize] = Some(chunk);
+        self.current[node][kind as usize] = Some(chunk);
+    }
+
+    /// Puts a chunk that was current back on the lists (the caller has
+    /// cleared its slot in `current`).
+    fn release(&mut self, chunk: usize) {
+        // Frees into a current chunk leave its hint alone: make it exact
+        // before the chunk goes back on a list.
+        let mut info = self.chunks.get(chunk);
+        let words = self.used.words(chunk * CHUNK_WORDS, CHUNK_WORDS);
+        info.hint = largest_free_order(words).unwrap_or(0) as u8;
+        info.current = false;
+        self.chunks.set(chunk, info);
     }
 
     /// Stores what changed in `chunk` after an allocation or a free: a
     /// current chunk that filled up or emptied completely stops being
     /// current (a whole chunk belongs on the whole list); after a free, a
-    /// chunk of a kind with no current chunk becomes its current one.
+    /// chunk of a kind with no current chunk on its node becomes it.
     #[inline]
     fn store(&mut self, chunk: usize, mut info: Chunk, freed: bool) {
         let full_or_whole = info.free == 0 || info.free as usize == CHUNK_FRAMES;
+        let slot = &mut self.current[info.node as usize][info.kind as usize];
         if info.current && full_or_whole {
             info.current = false;
-            self.current[info.kind as usize] = None;
-        } else if freed
-            && !info.current
-            && !full_or_whole
-            && self.current[info.kind as usize].is_none()
-        {
+            *slot = None;
+        } else if freed && !info.current && !full_or_whole && slot.is_none() {
             info.current = true;
-            self.current[info.kind as usize] = Some(chunk);
+            *slot = Some(chunk);
         }
         self.chunks.set(chunk, info);
     }
@@ -454,13 +519,13 @@ impl<'a> FrameAllocator<'a> {
         index
     }
 
-    /// `count` whole chunks (a power of two), aligned to `count` chunks,
-    /// for `kind`. Marks them allocated; returns the first frame.
-    fn take_chunks(&mut self, count: usize, kind: Mobility) -> Option<usize> {
+    /// `count` whole chunks (a power of two) on `node`, aligned to
+    /// `count` chunks, for `kind`. Marks them allocated; the first frame.
+    fn take_chunks(&mut self, node: usize, count: usize, kind: Mobility) -> Option<usize> {
         let first = if count == 1 {
-            self.chunks.first_whole()?
+            self.chunks.first_whole(node)?
         } else {
-            self.chunks.whole_run(count)?
+            self.chunks.whole_run(node, count)?
         };
         for chunk in first..first + count {
             let mut info = self.chunks.get(chunk);
@@ -784,9 +849,125 @@ impl<'a> FrameAllocator<'a> {
         self.stats.total
     }
 
+    /// Splits the memory into `nodes` NUMA nodes: each 2 MiB chunk goes to
+    /// the node whose memory holds its first usable frame (chunks outside
+    /// every range go to node 0 and are counted in the report);
+    /// allocations then fall back from a node to the others in order of
+    /// `distance(from, to)`. Allocated frames stay allocated; only where
+    /// future allocations come from changes.
+    pub fn set_nodes(
+        &mut self,
+        nodes: usize,
+        memory: &[NodeMemory],
+        distance: impl Fn(usize, usize) -> u8,
+    ) -> Result<NodeReport, NodeError> {
+        if nodes == 0 || nodes > MAX_NODES {
+            return Err(NodeError::TooManyNodes);
+        }
+        if memory.iter().any(|entry| entry.node as usize >= nodes) {
+            return Err(NodeError::NoSuchNode);
+        }
+        for node in 0..MAX_NODES {
+            for kind in 0..KINDS {
+                if let Some(chunk) = self.current[node][kind].take() {
+                    self.release(chunk);
+                }
+            }
+        }
+        let chunk_bytes = CHUNK_FRAMES as u64 * PAGE_SIZE;
+        let mut report = NodeReport::default();
+        let mut total = [0u64; MAX_NODES];
+        let mut last_chunk = None;
+        for index in 0..self.usable.as_slice().len() {
+            let range = self.usable.as_slice()[index];
+            let mut address = range.start;
+            while address < range.end {
+                let chunk = ((address - self.base) / chunk_bytes) as usize;
+                let chunk_end = (self.base + (chunk as u64 + 1) * chunk_bytes).min(range.end);
+                let frames = (chunk_end - address) / PAGE_SIZE;
+                if last_chunk != Some(chunk) {
+                    // The chunk's first usable frame decides its node.
+                    let node = memory
+                        .iter()
+                        .find(|entry| entry.range.contains(address))
+                        .map(|entry| entry.node);
+                    let mut info = self.chunks.get(chunk);
+                    info.node = node.unwrap_or(0);
+                    if node.is_none() {
+                        report.unassigned_chunks += 1;
+                    }
+                    self.chunks.set(chunk, info);
+                    last_chunk = Some(chunk);
+                }
+                total[self.chunks.node_of(chunk)] += frames;
+                address = chunk_end;
+            }
+        }
+        for from in 0..nodes {
+            let mut order: ArrayVec<u8, MAX_NODES> = (0..nodes as u8).collect();
+            order
+                .sort_unstable_by_key(|&to| (to as usize != from, distance(from, to as usize), to));
+            self.fallback[from][..nodes].copy_from_slice(&order);
+        }
+        self.node_total = total;
+        self.nodes = nodes;
+        Ok(report)
+    }
+
+    /// Nodes (1 unless `set_nodes` made more).
+    pub fn nodes(&self) -> usize {
+        self.nodes
+    }
+
+    /// The node a managed address belongs to.
+    pub fn node_of(&self, address: u64) -> Option<usize> {
+        if !self.usable.contains(address) {
+            return None;
+        }
+        Some(self.chunks.node_of(self.index_of(address) / CHUNK_FRAMES))
+    }
+
+    /// The nodes allocations near `node` fall back to, nearest first.
+    pub fn fallback_order(&self, node: usize) -> &[u8] {
+        &self.fallback[node][..self.nodes]
+    }
+
+    /// Counters of one node. O(chunks).
+    pub fn node_stats(&self, node: usize) -> NodeStats {
+        let mut free = 0;
+        let mut largest = None;
+        for chunk in (0..self.chunks.len()).filter(|&c| self.chunks.node_of(c) == node) {
+            let info = self.chunks.get(chunk);
+            free += u64::from(info.free);
+            if info.free > 0 && info.free as usize != CHUNK_FRAMES {
+                let words = self.used.words(chunk * CHUNK_WORDS, CHUNK_WORDS);
+                largest = largest.max(largest_free_order(words));
+            }
+        }
+        if self.chunks.whole_count(node) > 0 {
+            let mut order = CHUNK_ORDER;
+            while order < MAX_ORDER
+                && self
+                    .chunks
+                    .whole_run(node, 1 << (order + 1 - CHUNK_ORDER))
+                    .is_some()
+            {
+                order += 1;
+            }
+            largest = Some(order);
+        }
+        NodeStats {
+            total: self.node_total[node],
+            free,
+            largest_free_order: largest,
+        }
+    }
+
     /// Free 2 MiB chunks (each an order-9 block ready to hand out).
     pub fn free_chunks(&self) -> usize {
-        self.chunks.whole_count()
+        (0..self.nodes)
+            .map(|node| self.chunks.whole_count(node))
+            .sum()
     }
 
     /// Chunks by state: (whole, then per kind of [`Mobility::ALL`] the
@@ -836,6 +1017,42 @@ impl<'a> FrameAllocator<'a> {
     pub fn largest_free_run(&self) -> u64 {
         self.used.longest_free_run() as u64
     }
+}
+
+/// Memory of one NUMA node (from the SRAT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeMemory {
+    /// The node, 0-based.
+    pub node: u8,
+    /// Its physical memory.
+    pub range: PhysRange,
+}
+
+/// Why `set_nodes` refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeError {
+    /// No node, or more than [`MAX_NODES`].
+    TooManyNodes,
+    /// A memory range names a node past the count.
+    NoSuchNode,
+}
+
+/// What `set_nodes` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeReport {
+    /// Chunks of usable memory in no node's ranges (given to node 0).
+    pub unassigned_chunks: usize,
+}
+
+/// Counters of one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Usable frames (free, used or reserved).
+    pub total: u64,
+    /// Free frames.
+    pub free: u64,
+    /// Order of the largest free block (`None`: nothing free).
+    pub largest_free_order: Option<u32>,
 }
 
 /// How the 2 MiB chunks are used (see [`FrameAllocator::chunk_counts`]).

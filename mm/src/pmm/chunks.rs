@@ -65,6 +65,12 @@ const CURRENT: u32 = 26;
 pub const KINDS: usize = 2;
 /// Partial lists per kind: hints 0..=8.
 const HINTS: usize = CHUNK_ORDER as usize;
+/// Most NUMA nodes one allocator keeps apart.
+pub const MAX_NODES: usize = 8;
+/// Lists per node: whole, then per kind one per hint.
+const LISTS_PER_NODE: usize = 1 + KINDS * HINTS;
+/// The bit of a packed chunk where its node (3 bits) starts.
+const NODE: u32 = 27;
 
 /// What is known of one chunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,8 +85,10 @@ pub struct Chunk {
     /// Some frame is reserved or not RAM: frees near it check the
     /// reservations and the usable ranges.
     pub holes: bool,
-    /// The current chunk of its kind: off every list.
+    /// The current chunk of its kind on its node: off every list.
     pub current: bool,
+    /// The NUMA node its memory belongs to.
+    pub node: u8,
 }
 
 impl Chunk {
@@ -91,6 +99,7 @@ impl Chunk {
             | (self.kind.index() as u64) << 24
             | u64::from(self.holes) << 25
             | u64::from(self.current) << CURRENT
+            | u64::from(self.node) << NODE
     }
 
     #[inline]
@@ -105,75 +114,71 @@ impl Chunk {
             },
             holes: word >> 25 & 1 != 0,
             current: word >> CURRENT & 1 != 0,
+            node: (word >> NODE & 7) as u8,
         }
     }
 }
 
-/// The list a packed chunk belongs on: 0 none (full, or current), 1
-/// whole, `2 + kind * HINTS + hint` a partial list. Read straight from
-/// the packed word, so a change that moves no chunk costs a compare.
+/// The list a packed chunk belongs on: `None` (full, or current), or
+/// `node * LISTS_PER_NODE + l` where `l` is 0 for whole and `1 + kind *
+/// HINTS + hint` for a partial list. Read straight from the packed word,
+/// so a change that moves no chunk costs a compare.
 #[inline]
-fn list_of(word: u64) -> usize {
+fn list_of(word: u64) -> Option<usize> {
     let free = (word & FREE_MASK) as usize;
     if free == 0 || word >> CURRENT & 1 != 0 {
+        return None;
+    }
+    let node = (word >> NODE & 7) as usize;
+    let list = if free == CHUNK_FRAMES {
         0
-    } else if free == CHUNK_FRAMES {
-        1
     } else {
         let kind = (word >> 24 & 1) as usize;
         let hint = ((word >> 16) as u8).min(HINTS as u8 - 1) as usize;
-        2 + kind * HINTS + hint
-    }
+        1 + kind * HINTS + hint
+    };
+    Some(node * LISTS_PER_NODE + list)
 }
 
 /// Storage words the chunk table and lists need for `chunks` chunks.
 pub const fn chunk_storage_words(chunks: usize) -> usize {
-    chunks + (1 + KINDS * HINTS) * storage_words(chunks)
+    chunks + LISTS_PER_NODE * storage_words(chunks * MAX_NODES)
 }
 
 /// The chunk table and its lists.
+///
+/// A list is one bitmap over `MAX_NODES * chunks` bits, node-major: bit
+/// `node * chunks + chunk`, so the lowest member on a node is the first
+/// set bit from the node's start.
 pub struct Chunks<'a> {
     table: &'a mut [u64],
-    whole: Bitmap<'a>,
-    partial: [[Bitmap<'a>; HINTS]; KINDS],
-    /// Per kind, bit `h` set: `partial[kind][h]` is not empty.
-    nonempty: [u16; KINDS],
-    /// Members per partial list (to keep `nonempty` exact).
-    members: [[u32; HINTS]; KINDS],
-    whole_count: usize,
+    /// Index 0: whole; `1 + kind * HINTS + hint`: partial.
+    lists: [Bitmap<'a>; LISTS_PER_NODE],
+    /// Per node and kind, bit `h` set: the partial list of hint `h` is
+    /// not empty on that node.
+    nonempty: [[u16; KINDS]; MAX_NODES],
+    /// Members per node and list (to keep `nonempty` exact).
+    members: [[u32; LISTS_PER_NODE]; MAX_NODES],
 }
 
 impl<'a> Chunks<'a> {
-    /// A table of `chunks` chunks, every one with no free frame, in
-    /// `storage` of at least [`chunk_storage_words`] words.
+    /// A table of `chunks` chunks, every one with no free frame, on node
+    /// 0, in `storage` of at least [`chunk_storage_words`] words.
     pub fn new(storage: &'a mut [u64], chunks: usize) -> Option<Self> {
         let storage = storage.get_mut(..chunk_storage_words(chunks))?;
         let (table, mut rest) = storage.split_at_mut(chunks);
-        table.fill(
-            Chunk {
-                free: 0,
-                hint: 0,
-                kind: Mobility::Unmovable,
-                holes: false,
-                current: false,
-            }
-            .pack(),
-        );
-        let words = storage_words(chunks);
-        let mut next = || {
+        table.fill(0);
+        let words = storage_words(chunks * MAX_NODES);
+        let lists = core::array::from_fn(|_| {
             let (list, remaining) = core::mem::take(&mut rest).split_at_mut(words);
             rest = remaining;
-            Bitmap::new_all_used(list, chunks).expect("sized above")
-        };
-        let whole = next();
-        let partial = core::array::from_fn(|_| core::array::from_fn(|_| next()));
+            Bitmap::new_all_used(list, chunks * MAX_NODES).expect("sized above")
+        });
         Some(Self {
             table,
-            whole,
-            partial,
-            nonempty: [0; KINDS],
-            members: [[0; HINTS]; KINDS],
-            whole_count: 0,
+            lists,
+            nonempty: [[0; KINDS]; MAX_NODES],
+            members: [[0; LISTS_PER_NODE]; MAX_NODES],
         })
     }
 
@@ -193,9 +198,9 @@ impl<'a> Chunks<'a> {
         Chunk::unpack(self.table[index])
     }
 
-    /// Chunks with every frame free.
-    pub fn whole_count(&self) -> usize {
-        self.whole_count
+    /// Chunks of `node` with every frame free.
+    pub fn whole_count(&self, node: usize) -> usize {
+        self.members[node][0] as usize
     }
 
     /// Replaces what is known of chunk `index`, moving it between lists.
@@ -205,43 +210,47 @@ impl<'a> Chunks<'a> {
         self.table[index] = new;
         let (from, to) = (list_of(old), list_of(new));
         if from != to {
-            self.leave(index, from);
-            self.join(index, to);
+            if let Some(list) = from {
+                self.leave(index, list);
+            }
+            if let Some(list) = to {
+                self.join(index, list);
+            }
         }
     }
 
     fn leave(&mut self, index: usize, list: usize) {
-        match list {
-            0 => {}
-            1 => {
-                self.whole.set_used(index);
-                self.whole_count -= 1;
-            }
-            _ => {
-                let (kind, hint) = ((list - 2) / HINTS, (list - 2) % HINTS);
-                self.partial[kind][hint].set_used(index);
-                self.members[kind][hint] -= 1;
-                if self.members[kind][hint] == 0 {
-                    self.nonempty[kind] &= !(1 << hint);
-                }
-            }
+        let (node, list) = (list / LISTS_PER_NODE, list % LISTS_PER_NODE);
+        self.lists[list].set_used(node * self.table.len() + index);
+        self.members[node][list] -= 1;
+        if list > 0 && self.members[node][list] == 0 {
+            let (kind, hint) = ((list - 1) / HINTS, (list - 1) % HINTS);
+            self.nonempty[node][kind] &= !(1 << hint);
         }
     }
 
     fn join(&mut self, index: usize, list: usize) {
-        match list {
-            0 => {}
-            1 => {
-                self.whole.set_free(index);
-                self.whole_count += 1;
-            }
-            _ => {
-                let (kind, hint) = ((list - 2) / HINTS, (list - 2) % HINTS);
-                self.partial[kind][hint].set_free(index);
-                self.members[kind][hint] += 1;
-                self.nonempty[kind] |= 1 << hint;
-            }
+        let (node, list) = (list / LISTS_PER_NODE, list % LISTS_PER_NODE);
+        self.lists[list].set_free(node * self.table.len() + index);
+        self.members[node][list] += 1;
+        if list > 0 {
+            let (kind, hint) = ((list - 1) / HINTS, (list - 1) % HINTS);
+            self.nonempty[node][kind] |= 1 << hint;
         }
+    }
+
+    /// The node of chunk `index`.
+    #[inline]
+    pub fn node_of(&self, index: usize) -> usize {
+        (self.table[index] >> NODE & 7) as usize
+    }
+
+    /// The lowest member of `list` on `node`.
+    #[inline]
+    fn first_on(&self, list: usize, node: usize) -> Option<usize> {
+        let chunks = self.table.len();
+        let found = self.lists[list].next_free(node * chunks)?;
+        (found < (node + 1) * chunks).then(|| found - node * chunks)
     }
 
     /// One frame taken from current chunk `index` (which has a free
@@ -263,8 +272,8 @@ impl<'a> Chunks<'a> {
     /// One frame given back to chunk `index` the quick way, if there is
     /// one, where `merged` is the order the freed frame merged into:
     /// * the chunk is current and does not become whole by it;
-    /// * it was full and its kind has no current chunk: it becomes the
-    ///   current one (from no list to no list);
+    /// * it was full and its kind has no current chunk on its node: it
+    ///   becomes that current one (from no list to no list);
     /// * it is on a partial list and `merged` does not raise its hint, so
     ///   it stays on that list.
     ///
@@ -275,7 +284,7 @@ impl<'a> Chunks<'a> {
         &mut self,
         index: usize,
         merged: u32,
-        current: &mut [Option<usize>; KINDS],
+        current: &mut [[Option<usize>; KINDS]; MAX_NODES],
     ) -> bool {
         let word = &mut self.table[index];
         let free = *word & FREE_MASK;
@@ -288,11 +297,12 @@ impl<'a> Chunks<'a> {
         }
         if free == 0 {
             let kind = (*word >> 24 & 1) as usize;
-            if current[kind].is_some() {
+            let node = (*word >> NODE & 7) as usize;
+            if current[node][kind].is_some() {
                 return false;
             }
             *word += 1 | 1 << CURRENT;
-            current[kind] = Some(index);
+            current[node][kind] = Some(index);
             return true;
         }
         if merged <= (*word >> 16 & 0xFF) as u32 {
@@ -302,27 +312,39 @@ impl<'a> Chunks<'a> {
         false
     }
 
-    /// The lowest chunk of `kind` whose hint is at least `order`, taking
-    /// the smallest such hint first (best fit: big blocks stay whole).
+    /// The lowest chunk of `kind` on `node` whose hint is at least
+    /// `order`, taking the smallest such hint first (best fit: big blocks
+    /// stay whole).
     #[inline]
-    pub fn partial_for(&mut self, kind: Mobility, order: u32) -> Option<usize> {
-        let lists = self.nonempty[kind.index()] >> order;
+    pub fn partial_for(&self, node: usize, kind: Mobility, order: u32) -> Option<usize> {
+        let lists = self.nonempty[node][kind.index()] >> order;
         if lists == 0 {
             return None;
         }
         let hint = order as usize + lists.trailing_zeros() as usize;
-        self.partial[kind.index()][hint].first_free()
+        self.first_on(1 + kind.index() * HINTS + hint, node)
     }
 
-    /// The lowest whole chunk.
+    /// The lowest whole chunk on `node`.
     #[inline]
-    pub fn first_whole(&mut self) -> Option<usize> {
-        self.whole.first_free()
+    pub fn first_whole(&self, node: usize) -> Option<usize> {
+        if self.members[node][0] == 0 {
+            return None;
+        }
+        self.first_on(0, node)
     }
 
-    /// The lowest run of `count` whole chunks starting at a multiple of
-    /// `count` (a power of two).
-    pub fn whole_run(&self, count: usize) -> Option<usize> {
-        self.whole.find_run(0, count, count, 0)
+    /// The lowest run of `count` whole chunks on `node` starting at a
+    /// multiple of `count` (a power of two).
+    pub fn whole_run(&self, node: usize, count: usize) -> Option<usize> {
+        let chunks = self.table.len();
+        if (self.members[node][0] as usize) < count {
+            return None;
+        }
+        // Node-major bits: the node's first chunk is bit node * chunks,
+        // so align chunk numbers, not bit numbers.
+        let phase = (count - (node * chunks) % count) % count;
+        let found = self.lists[0].find_run(node * chunks, count, count, phase)?;
+        (found + count <= (node + 1) * chunks).then(|| found - node * chunks)
     }
 }

@@ -14,9 +14,9 @@ pub mod ranges;
 pub mod reservations;
 
 pub use allocator::{
-    find_free_space, storage_words_within, ChunkCounts, FrameAllocator, InitError, Reservation,
-    ReservationKind, Stats, MAX_ORDER, MAX_RANGES,
+    find_free_space, storage_words_within, ChunkCounts, FrameAllocator, InitError, NodeError,
+    NodeMemory, NodeReport, NodeStats, Reservation, ReservationKind, Stats, MAX_ORDER, MAX_RANGES,
 };
-pub use chunks::Mobility;
+pub use chunks::{Mobility, MAX_NODES};
 pub use ranges::{usable_ranges, MapEntry, PhysRange, RangeSet};
 pub use reservations::{ReservationList, ReservationsFull, MAX_RESERVATIONS};

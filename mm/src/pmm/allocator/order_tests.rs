@@ -331,3 +331,152 @@ proptest! {
         prop_assert_eq!(pmm.free_chunks(), FrameAllocator::new(model.usable.clone(), &model.reservations, &mut storage_for(&model.usable)).unwrap().free_chunks());
     }
 }
+
+fn node(node: u8, start: u64, end: u64) -> NodeMemory {
+    NodeMemory {
+        node,
+        range: PhysRange { start, end },
+    }
+}
+
+/// Distances as QEMU's `-numa dist` gives them for three nodes.
+fn three_node_distance(from: usize, to: usize) -> u8 {
+    [[10, 21, 31], [21, 10, 41], [31, 41, 10]][from][to]
+}
+
+#[test]
+fn allocations_come_from_the_asked_node_then_the_nearest() {
+    let usable = usable(&[(2 * MIB, 98 * MIB)]);
+    let mut storage = storage_for(&usable);
+    let mut pmm = FrameAllocator::new(usable, &[], &mut storage).unwrap();
+    let layout = [
+        node(0, 0, 34 * MIB),
+        node(1, 34 * MIB, 66 * MIB),
+        node(2, 66 * MIB, 98 * MIB),
+    ];
+    let report = pmm.set_nodes(3, &layout, three_node_distance).unwrap();
+    assert_eq!(report.unassigned_chunks, 0);
+    assert_eq!(pmm.fallback_order(1), &[1, 0, 2]);
+    assert_eq!(pmm.fallback_order(2), &[2, 0, 1]);
+    let frames = 32 * MIB / PAGE_SIZE;
+    for index in 0..3 {
+        let stats = pmm.node_stats(index);
+        assert_eq!((stats.total, stats.free), (frames, frames), "node {index}");
+        assert_eq!(stats.largest_free_order, Some(12));
+    }
+    let initial = pmm.stats();
+    for wanted in 0..3 {
+        for order in [0, 3, 9] {
+            let block = address(pmm.alloc_near(wanted, order, Mobility::Movable).unwrap());
+            assert_eq!(pmm.node_of(block), Some(wanted));
+            pmm.free_order(PhysAddr::new(block), order).unwrap();
+        }
+    }
+    // Exhaust node 2: its allocations go to node 0 (distance 31), not 1.
+    let mut held = Vec::new();
+    while let Ok(block) = pmm.alloc_on(2, 9, Mobility::Movable) {
+        assert_eq!(pmm.node_of(address(block)), Some(2));
+        held.push((address(block), 9));
+    }
+    assert_eq!(held.len(), 16);
+    assert_eq!(pmm.node_stats(2).free, 0);
+    assert_eq!(pmm.node_stats(2).largest_free_order, None);
+    let spill = address(pmm.alloc_near(2, 0, Mobility::Unmovable).unwrap());
+    assert_eq!(pmm.node_of(spill), Some(0));
+    held.push((spill, 0));
+    assert_eq!(
+        pmm.alloc_on(2, 0, Mobility::Movable),
+        Err(MmError::OutOfFrames)
+    );
+    assert_eq!(
+        pmm.alloc_near(3, 0, Mobility::Movable),
+        Err(MmError::InvalidArgument)
+    );
+    for (block, order) in held {
+        pmm.free_order(PhysAddr::new(block), order).unwrap();
+    }
+    assert_eq!(pmm.stats(), initial);
+    assert_eq!(pmm.node_stats(2).free, frames);
+}
+
+#[test]
+fn bad_node_layouts_are_refused_and_gaps_reported() {
+    let usable = usable(&[(2 * MIB, 10 * MIB)]);
+    let mut storage = storage_for(&usable);
+    let mut pmm = FrameAllocator::new(usable, &[], &mut storage).unwrap();
+    let distance = |from: usize, to: usize| if from == to { 10 } else { 20 };
+    assert_eq!(
+        pmm.set_nodes(0, &[], distance).err(),
+        Some(NodeError::TooManyNodes)
+    );
+    assert_eq!(
+        pmm.set_nodes(9, &[], distance).err(),
+        Some(NodeError::TooManyNodes)
+    );
+    assert_eq!(
+        pmm.set_nodes(2, &[node(2, 0, 4 * MIB)], distance).err(),
+        Some(NodeError::NoSuchNode)
+    );
+    assert_eq!(pmm.nodes(), 1);
+    // 2-6 MiB on node 1; 6-10 MiB in no range: node 0, reported.
+    let report = pmm.set_nodes(2, &[node(1, 0, 6 * MIB)], distance).unwrap();
+    assert_eq!(report.unassigned_chunks, 2);
+    assert_eq!(pmm.node_stats(1).total, 4 * MIB / PAGE_SIZE);
+    assert_eq!(pmm.node_stats(0).total, 4 * MIB / PAGE_SIZE);
+}
+
+proptest! {
+    #![proptest_config(crate::testing::cases(64))]
+
+    /// On three nodes, every allocation lands on the asked node unless
+    /// that node has no free aligned block of the order, and then on the
+    /// nearest node that has one.
+    #[test]
+    fn node_fallback_matches_a_model(
+        ops in proptest::collection::vec((0usize..3, prop_oneof![4 => 0u32..=2, 1 => 9u32..=10], any::<bool>(), any::<prop::sample::Index>()), 1..400),
+    ) {
+        let usable = usable(&[(2 * MIB, 26 * MIB)]);
+        let reservations = vec![reservation(12 * MIB, 12 * MIB + 0x3000)];
+        let mut storage = storage_for(&usable);
+        let mut pmm = FrameAllocator::new(usable.clone(), &reservations, &mut storage).unwrap();
+        let layout = [node(0, 0, 10 * MIB), node(1, 10 * MIB, 18 * MIB), node(2, 18 * MIB, 26 * MIB)];
+        pmm.set_nodes(3, &layout, three_node_distance).unwrap();
+        let initial = pmm.stats();
+        let mut model = Model { usable: usable.clone(), reservations, owned: BTreeMap::new() };
+        let node_has_block = |model: &Model, node: usize, order: u32| {
+            let range = layout[node].range;
+            let size = PAGE_SIZE << order;
+            (range.start.max(2 * MIB).next_multiple_of(size)..range.end)
+                .step_by(size as usize)
+                .filter(|start| start + size <= range.end)
+                .any(|start| (0..1u64 << order).all(|f| model.is_free(start + f * PAGE_SIZE)))
+        };
+        for (wanted, order, free, which) in ops {
+            if free && !model.owned.is_empty() {
+                let (&start, &frames) = model.owned.iter().nth(which.index(model.owned.len())).unwrap();
+                pmm.free_order(PhysAddr::new(start), frames.trailing_zeros()).unwrap();
+                model.owned.remove(&start);
+                continue;
+            }
+            let expected = pmm.fallback_order(wanted).iter().map(|&n| n as usize).find(|&n| node_has_block(&model, n, order));
+            match pmm.alloc_near(wanted, order, Mobility::Movable) {
+                Ok(block) => {
+                    let start = address(block);
+                    prop_assert_eq!(pmm.node_of(start), expected, "order {} near {}", order, wanted);
+                    model.owned.insert(start, 1 << order);
+                }
+                Err(error) => {
+                    prop_assert_eq!(error, MmError::OutOfFrames);
+                    prop_assert_eq!(expected, None);
+                }
+            }
+        }
+        let free: u64 = (0..3).map(|n| pmm.node_stats(n).free).sum();
+        prop_assert_eq!(free, pmm.stats().free);
+        let blocks: Vec<(u64, u64)> = model.owned.iter().map(|(&s, &f)| (s, f)).collect();
+        for (start, frames) in blocks {
+            pmm.free_order(PhysAddr::new(start), frames.trailing_zeros()).unwrap();
+        }
+        prop_assert_eq!(pmm.stats(), initial);
+    }
+}
