@@ -32,6 +32,7 @@ help:
 	@echo "make test         every test: host tests and lints, the boot matrix, shell, NMI and gdb checks"
 	@echo "make test-host    cargo fmt --check, clippy (kernel and host), host unit and property tests"
 	@echo "make test-boot    the boot matrix: the in-kernel suite on many machines, failure reports"
+	@echo "make test-numa    the suite on NUMA machines (2 nodes, 3 with a memory-only one, one above 4 GiB)"
 	@echo "make test-shell   the shell over serial, the UEFI screen, NMIs and every CPU from the QEMU monitor"
 	@echo "make test-gdb     the debugger workflow in batch mode"
 	@echo "make iso          build/incroos.iso (BIOS + UEFI) and build/kernel.elf (with symbols)"
@@ -123,8 +124,18 @@ FAIL_SEED ?= 20261201
 $(BUILD)/test-modules.iso: TEST_MODULES = 10
 TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report poweroff smp1 selftest panic null overflow oom ap-panic pmm32 shell modules nomatch pmm64g failures))
 BOOT_TEST := @scripts/boot-test.sh
+# NUMA machines for the boots (the same as the ACPI fixtures of
+# scripts/capture-acpi.py): two nodes with two CPUs each; three nodes, the
+# last with memory only; a node whose RAM lies above 4 GiB.
+numa-ram = -object memory-backend-ram,id=m$(1),size=$(2) -numa node,nodeid=$(1),memdev=m$(1)$(if $(3),$(comma)cpus=$(3))
+comma := ,
+NUMA_2 := $(call numa-ram,0,256M,0-1) $(call numa-ram,1,256M,2-3) -numa dist,src=0,dst=1,val=21
+NUMA_3 := $(call numa-ram,0,256M,0-1) $(call numa-ram,1,256M,2-3) $(call numa-ram,2,256M) \
+    -numa dist,src=0,dst=1,val=21 -numa dist,src=0,dst=2,val=31 -numa dist,src=1,dst=0,val=22 \
+    -numa dist,src=1,dst=2,val=41 -numa dist,src=2,dst=0,val=32 -numa dist,src=2,dst=1,val=42
+NUMA_ABOVE_4G := $(call numa-ram,0,3G,0-1) $(call numa-ram,1,2G,2-3)
 
-test: test-host test-boot test-shell test-gdb
+test: test-host test-boot test-numa test-shell test-gdb
 	@echo "make test: all passed"
 
 test-host: deps
@@ -220,6 +231,25 @@ test-boot: $(TEST_ISOS)
 # ... and the UEFI framebuffer console, checked on a QEMU screenshot
 # (kept as build/test-logs/screen-uefi.png); and real NMIs injected from
 # QEMU's monitor while the shell runs.
+# NUMA machines: the whole suite on each, and the layout the boot report
+# gives checked against what QEMU was told.
+test-numa: $(BUILD)/test-suite.iso
+	$(BOOT_TEST) numa-2-nodes $(BUILD)/test-suite.iso --mem 512M \
+	    --expect 'NUMA: +2 nodes from the SRAT, distances from the SLIT' \
+	    --expect 'node 0 \(domain 0\): 25[0-9.]+ MiB total, .*; CPUs 0 1;' \
+	    --expect 'node 1 \(domain 1\): 25[56][0-9.]* MiB total, .*; CPUs 2 3; memory 0x0*10000000-0x0*20000000$$' \
+	    --expect 'distance from node 0: +10 +21' --expect '^ktest: [0-9]+ passed, 0 failed' \
+	    -- -smp 4 $(NUMA_2)
+	$(BOOT_TEST) numa-3-nodes-memory-only-q35-uefi $(BUILD)/test-suite.iso --uefi --mem 768M \
+	    --expect 'NUMA: +3 nodes from the SRAT, distances from the SLIT' \
+	    --expect 'node 2 \(domain 2\): 25[0-9.]* MiB total, .*; CPUs none; memory 0x0*20000000-0x0*30000000$$' \
+	    --expect 'distance from node 2: +32 +42 +10' --expect '^ktest: [0-9]+ passed, 0 failed' \
+	    -- -machine q35 -smp 4 $(NUMA_3)
+	$(BOOT_TEST) numa-node-above-4g $(BUILD)/test-suite.iso --mem 5G \
+	    --expect 'NUMA: +2 nodes from the SRAT, no SLIT' \
+	    --expect 'node 1 \(domain 1\): 2 GiB total, .*; CPUs 2 3; memory 0x0*100000000-0x0*180000000$$' \
+	    --expect '^ktest: [0-9]+ passed, 0 failed' -- -smp 4 $(NUMA_ABOVE_4G)
+
 test-shell: $(BUILD)/test-shell.iso
 	@scripts/shell-test.sh $(BUILD)/test-shell.iso bios
 	@python3 scripts/screen-test.py $(BUILD)/test-shell.iso

@@ -48,6 +48,8 @@ grep -Eq "Breakpoint 2, .*incroos::arch::x86_64::init" "$log" || fail "software 
 grep -Eq "^#1 +.*incroos::kernel::kernel_entry" "$log" || fail "bt from init does not show its caller"
 grep -Eq "^rip +0x[0-9a-f]+" "$log" || fail "could not step and read RIP"
 grep -Eq "^PMM: +[0-9]+ frames total" "$log" || fail "incroos-meminfo printed no PMM counters"
+grep -Eq "^ +node 0: [0-9]+ frames, [0-9]+ free, [0-9]+ free 2 MiB chunks" "$log" \
+    || fail "incroos-meminfo printed no per-node counters"
 grep -Eq "^heap: +1048576 bytes mapped" "$log" || fail "incroos-meminfo printed no heap counters"
 grep -Eq "walk 0x0000000010000000" "$log" || fail "incroos-walk did not run"
 grep -Eq "=> physical 0x[0-9a-f]+ \(4 KiB page\)" "$log" || fail "incroos-walk found no 4 KiB page at the heap base"

@@ -2,7 +2,7 @@
 from kernel memory through gdb (QEMU's gdb stub).
 
     (gdb) source scripts/incroos-gdb.py     # scripts/gdbinit does this
-    (gdb) incroos-meminfo                   # PMM and heap counters
+    (gdb) incroos-meminfo                   # PMM (per NUMA node) and heap counters
     (gdb) incroos-walk 0x10000000           # each page-table level for an address
 
 Both need the memory manager initialised (e.g. stop in incroos::shell::session::run).
@@ -36,6 +36,28 @@ def read_u64(address):
     return int.from_bytes(bytes(memory), "little")
 
 
+def print_nodes(pmm):
+    """Per NUMA node: total and free frames and whole free 2 MiB chunks,
+    read from the allocator's chunk table (one packed word per 2 MiB
+    chunk: free count in bits 0-15, node in bits 27-29; see
+    mm/src/pmm/chunks.rs)."""
+    nodes = int(pmm["nodes"])
+    table = pmm["chunks"]["table"]
+    count = int(table["length"])
+    words = bytes(gdb.selected_inferior().read_memory(int(table["data_ptr"]), count * 8))
+    free = [0] * nodes
+    whole = [0] * nodes
+    for index in range(count):
+        word = int.from_bytes(words[index * 8:index * 8 + 8], "little")
+        node = (word >> 27) & 7
+        if node < nodes:
+            free[node] += word & 0xFFFF
+            whole[node] += (word & 0xFFFF) == 512
+    for node in range(nodes):
+        print("      node {}: {} frames, {} free, {} free 2 MiB chunks".format(
+            node, int(pmm["node_total"][node]), free[node], whole[node]))
+
+
 class MemInfo(gdb.Command):
     """Print the PMM's and the heap's counters: incroos-meminfo"""
 
@@ -50,6 +72,7 @@ class MemInfo(gdb.Command):
             stats = pmm["stats"]
             print("PMM:  {} frames total, {} free, {} used, {} reserved".format(
                 int(stats["total"]), int(stats["free"]), int(stats["used"]), int(stats["reserved"])))
+            print_nodes(pmm)
         heap = locked_value("incroos::kernel_mm::heap::HEAP")
         if heap is None:
             print("heap: not initialised")

@@ -119,6 +119,7 @@ mod kernel {
                 report::cpus(&cpus);
             }
         }
+        report::numa(kernel_mm::numa::init(&info));
         let frames = kernel_mm::pmm::stats();
         kprintln!();
         kprintln!(

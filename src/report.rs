@@ -10,7 +10,7 @@ use crate::arch::x86_64::smp::{self, CpuStart, Outcome};
 use crate::boot::{BootInfo, Firmware, FramebufferKind};
 use crate::firmware::RsdpSource;
 use crate::kernel_mm::direct_map::DirectMap;
-use crate::kernel_mm::{heap, pmm, vmm};
+use crate::kernel_mm::{heap, numa, pmm, vmm};
 use crate::kprintln;
 use crate::units::HumanSize;
 use mm::heap::HeapStats;
@@ -334,4 +334,60 @@ pub fn memory_map(info: &BootInfo<'_>) {
         );
     }
     kprintln!("  available RAM: {}", HumanSize(info.available_bytes()));
+}
+
+/// Prints the NUMA layout: where it came from, each node's memory and
+/// CPUs, and the distances.
+pub fn numa(topology: &numa::Topology) {
+    let source = match topology.source {
+        numa::Source::Srat { slit: true } => String::from("from the SRAT, distances from the SLIT"),
+        numa::Source::Srat { slit: false } => {
+            String::from("from the SRAT, no SLIT: distances 10 local, 20 remote")
+        }
+        numa::Source::NoSrat => String::from("(no SRAT)"),
+        numa::Source::Rejected(error) => format!("(SRAT/SLIT unusable: {error})"),
+        numa::Source::Refused(error) => format!("(the PMM refused the SRAT's layout: {error:?})"),
+    };
+    kprintln!(
+        "NUMA:         {} node{} {source}",
+        topology.nodes.len(),
+        if topology.nodes.len() == 1 { "" } else { "s" }
+    );
+    numa_nodes();
+    if topology.nodes.len() > 1 {
+        for (from, row) in topology.distances.iter().enumerate() {
+            let row: String = row.iter().map(|d| format!(" {d:>3}")).collect();
+            kprintln!("  distance from node {from}:{row}");
+        }
+    }
+}
+
+/// One line per NUMA node: total, free, largest free block, CPUs, memory.
+pub fn numa_nodes() {
+    let Some(topology) = numa::topology() else {
+        return;
+    };
+    for (node, info) in topology.nodes.iter().enumerate() {
+        let Some(stats) = pmm::node_stats(node) else {
+            continue;
+        };
+        let largest = stats
+            .largest_free_order
+            .map_or(String::from("none"), |order| {
+                format!("{}", HumanSize(PAGE_SIZE << order))
+            });
+        let cpus: String = info.cpus.iter().map(|cpu| format!(" {cpu}")).collect();
+        let memory: String = info
+            .memory
+            .iter()
+            .map(|range| format!(" {range}"))
+            .collect();
+        kprintln!(
+            "  node {node} (domain {}): {} total, {} free, largest free block {largest}; CPUs{}; memory{memory}",
+            info.domain,
+            HumanSize(stats.total * PAGE_SIZE),
+            HumanSize(stats.free * PAGE_SIZE),
+            if cpus.is_empty() { " none" } else { &cpus },
+        );
+    }
 }

@@ -24,6 +24,7 @@ pub mod bootstrap;
 pub mod direct_map;
 pub mod firmware;
 pub mod heap;
+pub mod numa;
 pub mod pmm;
 pub mod vmm;
 

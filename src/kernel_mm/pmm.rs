@@ -14,8 +14,8 @@ use crate::units::HumanSize;
 use mm::fail::FailPlan;
 use mm::layout::{HEAP_MAX_SIZE, PAGE_SIZE, PMM_START};
 use mm::pmm::{
-    find_free_space, usable_ranges, FrameAllocator, InitError, PhysRange, ReservationKind,
-    ReservationList, ReservationsFull, Stats, MAX_RANGES,
+    find_free_space, usable_ranges, FrameAllocator, InitError, Mobility, NodeStats, PhysRange,
+    ReservationKind, ReservationList, ReservationsFull, Stats, MAX_RANGES,
 };
 use mm::MmError;
 
@@ -144,9 +144,70 @@ pub fn with<R>(f: impl FnOnce(&mut FrameAllocator<'static>) -> R) -> Option<R> {
     PMM.lock().as_mut().map(f)
 }
 
-/// Allocates a frame (the design's `pmm_alloc_page`).
+/// The NUMA node of the calling CPU (0 before SMP and NUMA set-up).
+pub fn local_node() -> usize {
+    crate::arch::x86_64::smp::current().map_or(0, |cpu| cpu.node())
+}
+
+/// Allocates a frame (the design's `pmm_alloc_page`), unmovable, from the
+/// calling CPU's node first.
 pub fn alloc_page() -> Option<PhysFrame<Size4KiB>> {
-    with(FrameAllocator::alloc_page).flatten()
+    alloc_order(0, Mobility::Unmovable).ok()
+}
+
+/// Allocates a block of 2^`order` frames, aligned to its size, from the
+/// calling CPU's node first, then the nearest others.
+pub fn alloc_order(order: u32, mobility: Mobility) -> Result<PhysFrame<Size4KiB>, MmError> {
+    let node = local_node();
+    with(|pmm| pmm.alloc_near(node, order, mobility)).unwrap_or(Err(MmError::OutOfFrames))
+}
+
+/// Allocates a block of 2^`order` frames on `node` only.
+pub fn alloc_on(
+    node: usize,
+    order: u32,
+    mobility: Mobility,
+) -> Result<PhysFrame<Size4KiB>, MmError> {
+    with(|pmm| pmm.alloc_on(node, order, mobility)).unwrap_or(Err(MmError::OutOfFrames))
+}
+
+/// Allocates a block of 2^`order` frames from `node` first, then the
+/// nearest others.
+pub fn alloc_near(
+    node: usize,
+    order: u32,
+    mobility: Mobility,
+) -> Result<PhysFrame<Size4KiB>, MmError> {
+    with(|pmm| pmm.alloc_near(node, order, mobility)).unwrap_or(Err(MmError::OutOfFrames))
+}
+
+/// Returns a block from `alloc_order`/`alloc_on`. Misuse (wrong order,
+/// partly free, ...) is logged and returned as an error; nothing changes.
+pub fn free_order(address: PhysAddr, order: u32) -> Result<(), MmError> {
+    let result = with(|pmm| pmm.free_order(address, order)).unwrap_or(Err(MmError::OutOfRange));
+    if let Err(error) = result {
+        REFUSED_FREES.fetch_add(1, Ordering::Relaxed);
+        log::warn!(
+            "pmm: free_order({:#x}, order {order}) refused: {error}",
+            address.as_u64()
+        );
+    }
+    result
+}
+
+/// Nodes the PMM keeps apart (1 without a usable SRAT).
+pub fn nodes() -> usize {
+    with(|pmm| pmm.nodes()).unwrap_or(1)
+}
+
+/// Counters of one node.
+pub fn node_stats(node: usize) -> Option<NodeStats> {
+    with(|pmm| (node < pmm.nodes()).then(|| pmm.node_stats(node))).flatten()
+}
+
+/// The node a managed physical address belongs to.
+pub fn node_of(address: PhysAddr) -> Option<usize> {
+    with(|pmm| pmm.node_of(address.as_u64())).flatten()
 }
 
 /// Allocates a frame filled with zeros.

@@ -10,6 +10,7 @@ mod boot_tests;
 mod c_abi_tests;
 mod heap_tests;
 mod integrity_tests;
+mod numa_tests;
 mod pmm_tests;
 mod raw_vmm;
 mod reliability_tests;
@@ -280,6 +281,7 @@ fn all_tests(filter: Option<&str>) -> impl Iterator<Item = &'static Test> {
         .chain(reliability_tests::TESTS)
         .chain(integrity_tests::TESTS)
         .chain(smp_tests::TESTS)
+        .chain(numa_tests::TESTS)
         .chain(self_checks)
 }
 

@@ -10,9 +10,10 @@ use crate::arch::x86_64::{cpu, sections};
 use crate::boot::{CommandLine, MemoryKind};
 use crate::kernel_mm::{bootstrap, phys_to_virt, pmm};
 use crate::{kassert, kassert_eq, kprintln};
+use alloc::vec::Vec;
 use mm::layout::{HUGE_PAGE_SIZE, PAGE_SIZE, PMM_START};
 use mm::pmm::allocator::outward_to_pages;
-use mm::pmm::PhysRange;
+use mm::pmm::{Mobility, PhysRange};
 use mm::MmError;
 
 /// The PMM tests.
@@ -41,6 +42,21 @@ pub static TESTS: &[Test] = &[
         name: "pmm::contiguous_2mib_run_is_aligned",
         run: contiguous_2mib_run_is_aligned,
         expects: Expect::NOTHING,
+    },
+    Test {
+        name: "pmm::every_order_allocates_aligned_and_frees",
+        run: every_order_allocates_aligned_and_frees,
+        expects: Expect::NOTHING,
+    },
+    Test {
+        name: "pmm::exhaustion_by_order_hands_out_distinct_blocks_and_recovers",
+        run: exhaustion_by_order,
+        expects: Expect::NOTHING,
+    },
+    Test {
+        name: "pmm::frees_of_the_wrong_order_are_refused",
+        run: frees_of_the_wrong_order_are_refused,
+        expects: Expect::BAD_FREES,
     },
     Test {
         name: "pmm::alloc_zeroed_clears_old_data",
@@ -270,5 +286,109 @@ fn bootstrap_pool_is_accounted(_: &Context<'_>) -> TestResult {
     kassert_eq!(bootstrap::free(frame), Ok(()));
     kassert_eq!(bootstrap::free(frame), Err(MmError::FrameAlreadyFree));
     kassert_eq!(bootstrap::stats(), Some(stats));
+    Ok(())
+}
+
+/// Orders 0 to 10 of both kinds: aligned to their size, really RAM (the
+/// first and last byte written through the direct map), freed back to the
+/// same counters.
+fn every_order_allocates_aligned_and_frees(_: &Context<'_>) -> TestResult {
+    let before = pmm::stats();
+    for order in 0..=10u32 {
+        for mobility in [Mobility::Unmovable, Mobility::Movable] {
+            let block = pmm::alloc_order(order, mobility);
+            kassert!(block.is_ok(), "no block of this order");
+            let first = block.map(|f| f.start_address()).unwrap_or(PhysAddr::zero());
+            let bytes = PAGE_SIZE << order;
+            kassert_eq!(first.as_u64() % bytes, 0);
+            kassert_eq!(pmm::stats().used, before.used + (1 << order));
+            for offset in [0, bytes - 1] {
+                let byte = phys_to_virt(first + offset).as_mut_ptr::<u8>();
+                // SAFETY: inside the block we own, direct-mapped.
+                unsafe { ptr::write_volatile(byte, 0x5A) };
+            }
+            kassert_eq!(pmm::free_order(first, order), Ok(()));
+            kassert_eq!(pmm::stats(), before);
+        }
+    }
+    Ok(())
+}
+
+/// Takes every block of an order until none is left: each one aligned and
+/// apart from the others, the free count falls by exactly what was handed
+/// out, smaller orders still work, and everything comes back.
+fn exhaustion_by_order(_: &Context<'_>) -> TestResult {
+    let before = pmm::stats();
+    for order in [9u32, 6] {
+        // Room for every block up front: the heap must not grow (from the
+        // PMM) while it is exhausted.
+        let capacity = (before.free >> order) as usize + 1;
+        let mut held: Vec<PhysAddr> = Vec::new();
+        kassert!(
+            held.try_reserve_exact(capacity).is_ok(),
+            "no room for the list"
+        );
+        while let Ok(block) = pmm::alloc_order(order, Mobility::Movable) {
+            if held.len() == capacity {
+                break;
+            }
+            held.push(block.start_address());
+        }
+        kassert!(!held.is_empty(), "no block of this order at all");
+        kassert_eq!(
+            pmm::stats().free,
+            before.free - ((held.len() as u64) << order)
+        );
+        let largest = pmm::with(|p| {
+            (0..p.nodes())
+                .filter_map(|n| p.node_stats(n).largest_free_order)
+                .max()
+        })
+        .flatten();
+        kassert!(
+            largest.is_none_or(|largest| largest < order),
+            "a block of the exhausted order is left"
+        );
+        let single = pmm::alloc_page();
+        kassert_eq!(single.is_some(), pmm::stats().free > 0);
+        if let Some(frame) = single {
+            kassert_eq!(pmm::free_page(frame.start_address()), Ok(()));
+        }
+        held.sort_unstable();
+        let apart = held
+            .windows(2)
+            .all(|pair| pair[1].as_u64() - pair[0].as_u64() >= PAGE_SIZE << order);
+        kassert!(apart, "two blocks overlap");
+        let aligned = held.iter().all(|b| b.as_u64() % (PAGE_SIZE << order) == 0);
+        kassert!(aligned, "a block is misaligned");
+        kprintln!("    order {}: {} blocks", order, held.len());
+        for block in held {
+            kassert_eq!(pmm::free_order(block, order), Ok(()));
+        }
+        kassert_eq!(pmm::stats(), before);
+    }
+    Ok(())
+}
+
+/// A block freed with another order, from inside, or twice: refused with
+/// its own error, and nothing changes.
+fn frees_of_the_wrong_order_are_refused(_: &Context<'_>) -> TestResult {
+    let block = pmm::alloc_order(3, Mobility::Unmovable);
+    kassert!(block.is_ok(), "no order-3 block");
+    let first = block.map(|f| f.start_address()).unwrap_or(PhysAddr::zero());
+    let before = pmm::stats();
+    let cases = [
+        (first, 2, MmError::WrongBlockSize),
+        (first, 0, MmError::WrongBlockSize),
+        (first + PAGE_SIZE, 0, MmError::WrongBlockSize),
+        (first + 2 * PAGE_SIZE, 1, MmError::WrongBlockSize),
+        (first + PAGE_SIZE, 3, MmError::Misaligned),
+    ];
+    for (address, order, error) in cases {
+        kassert_eq!(pmm::free_order(address, order), Err(error));
+        kassert_eq!(pmm::stats(), before);
+    }
+    kassert_eq!(pmm::free_order(first, 3), Ok(()));
+    kassert_eq!(pmm::free_order(first, 3), Err(MmError::FrameAlreadyFree));
     Ok(())
 }

@@ -64,7 +64,7 @@ static RESULTS: IrqMutex<[Option<TestResult>; smp::MAX_CPUS]> =
 /// Runs `body(cpu index)` on every online CPU at once (all start together
 /// after a barrier) and returns the first failure, or names the CPU that
 /// did not finish in time.
-fn on_all_cpus(body: fn(usize) -> TestResult) -> TestResult {
+pub(super) fn on_all_cpus(body: fn(usize) -> TestResult) -> TestResult {
     BODY.store(body as usize, Ordering::SeqCst);
     ARRIVED.store(0, Ordering::SeqCst);
     *RESULTS.lock() = [None; smp::MAX_CPUS];

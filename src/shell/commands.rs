@@ -161,6 +161,7 @@ fn meminfo() {
     if let Some(run) = pmm::with(|p| p.largest_free_run()) {
         kprintln!("      largest free run {run} frames");
     }
+    crate::report::numa_nodes();
     kprintln!(
         "VMM:  PML4 at {:#x}, {} page tables",
         vmm::current_cr3().start_address().as_u64(),

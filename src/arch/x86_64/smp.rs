@@ -74,6 +74,8 @@ pub struct PerCpu {
     /// The last fault its recovery point caught: vector, error code,
     /// address, RIP.
     pub caught: [AtomicU64; 4],
+    /// Its NUMA node (0 until the SRAT says otherwise).
+    node: AtomicU8,
 }
 
 const _: () = assert!(core::mem::offset_of!(PerCpu, this) == 0);
@@ -91,7 +93,18 @@ impl PerCpu {
             ipis_received: AtomicU64::new(0),
             shootdowns_served: AtomicU64::new(0),
             caught: [const { AtomicU64::new(0) }; 4],
+            node: AtomicU8::new(0),
         }
+    }
+
+    /// Its NUMA node: where its frame allocations look first.
+    pub fn node(&self) -> usize {
+        usize::from(self.node.load(Ordering::Relaxed))
+    }
+
+    /// Records its NUMA node (from the SRAT).
+    pub fn set_node(&self, node: u8) {
+        self.node.store(node, Ordering::Relaxed);
     }
 
     /// Its APIC id.
