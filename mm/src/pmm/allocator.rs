@@ -721,15 +721,24 @@ impl<'a> FrameAllocator<'a> {
         self.stats.free += 1;
         self.stats.used -= 1;
         let chunk = index / CHUNK_FRAMES;
-        let merged = if self.used.is_used(index ^ 1) {
-            0
-        } else {
-            let words = self.used.words(chunk * CHUNK_WORDS, CHUNK_WORDS);
+        let buddy_free = !self.used.is_used(index ^ 1);
+        let used = &self.used;
+        let merged = || {
+            let words = used.words(chunk * CHUNK_WORDS, CHUNK_WORDS);
             merged_order(words, index % CHUNK_FRAMES, 0)
         };
-        if self.chunks.give_one(chunk, merged, &mut self.current) {
+        if self
+            .chunks
+            .give_one(chunk, buddy_free, merged, &mut self.current)
+        {
             return Ok(());
         }
+        let merged = if buddy_free {
+            let words = self.used.words(chunk * CHUNK_WORDS, CHUNK_WORDS);
+            merged_order(words, index % CHUNK_FRAMES, 0)
+        } else {
+            0
+        };
         let mut info = self.chunks.get(chunk);
         info.hint = if info.free == 0 {
             merged as u8

@@ -122,40 +122,38 @@ impl<'a> Bitmap<'a> {
         }
     }
 
-    /// Marks frame `index` used. It must be inside the bitmap. Only a
-    /// word that fills up changes the summaries.
+    /// Marks frame `index` used. It must be inside the bitmap.
     #[inline]
     pub fn set_used(&mut self, index: usize) {
         debug_assert!(index < self.frames);
-        let word = index / BITS;
-        self.level0[word] |= 1 << (index % BITS);
-        if self.level0[word] == u64::MAX {
-            let (word1, bit1) = (word / BITS, word % BITS);
-            self.level1[word1] &= !(1 << bit1);
-            if self.level1[word1] == 0 {
-                self.level2[word1 / BITS] &= !(1 << (word1 % BITS));
-            }
-        }
+        self.level0[index / BITS] |= 1 << (index % BITS);
+        self.resummarise(index / BITS);
     }
 
-    /// Marks frame `index` free. It must be inside the bitmap. Only a
-    /// word that was full changes the summaries.
+    /// Marks frame `index` free. It must be inside the bitmap.
     #[inline]
     pub fn set_free(&mut self, index: usize) {
         debug_assert!(index < self.frames);
-        let word = index / BITS;
-        let was_full = self.level0[word] == u64::MAX;
-        self.level0[word] &= !(1 << (index % BITS));
-        if was_full {
-            let (word1, bit1) = (word / BITS, word % BITS);
-            let was_empty = self.level1[word1] == 0;
-            self.level1[word1] |= 1 << bit1;
-            if was_empty {
-                let word2 = word1 / BITS;
-                self.level2[word2] |= 1 << (word1 % BITS);
-                self.level2_low = self.level2_low.min(word2);
-            }
-        }
+        self.level0[index / BITS] &= !(1 << (index % BITS));
+        self.resummarise(index / BITS);
+    }
+
+    /// `update_summary` without branches: whether a word has a free bit
+    /// is as random as the frames freed, so the summary bits are written
+    /// from the comparisons instead of being tested first (a mispredicted
+    /// branch costs more than the two stores).
+    #[inline]
+    fn resummarise(&mut self, word: usize) {
+        let (word1, bit1) = (word / BITS, word % BITS);
+        let has_free = u64::from(self.level0[word] != u64::MAX);
+        let level1 = (self.level1[word1] & !(1 << bit1)) | has_free << bit1;
+        self.level1[word1] = level1;
+        let (word2, bit2) = (word1 / BITS, word1 % BITS);
+        let non_empty = u64::from(level1 != 0);
+        self.level2[word2] = (self.level2[word2] & !(1 << bit2)) | non_empty << bit2;
+        // Only lower the hint when the word has something (cmov).
+        let candidate = if non_empty != 0 { word2 } else { usize::MAX };
+        self.level2_low = self.level2_low.min(candidate);
     }
 
     /// Marks frames `[first, first + count)` used or free, a word at a time.

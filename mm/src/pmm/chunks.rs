@@ -270,12 +270,13 @@ impl<'a> Chunks<'a> {
     }
 
     /// One frame given back to chunk `index` the quick way, if there is
-    /// one, where `merged` is the order the freed frame merged into:
+    /// one, where `merged` computes the order the freed frame merged into
+    /// (only called when it matters; `buddy_free` false means it is 0):
     /// * the chunk is current and does not become whole by it;
     /// * it was full and its kind has no current chunk on its node: it
     ///   becomes that current one (from no list to no list);
-    /// * it is on a partial list and `merged` does not raise its hint, so
-    ///   it stays on that list.
+    /// * it is on a partial list and the merged order does not raise its
+    ///   hint, so it stays on that list.
     ///
     /// True: done; false: nothing changed, take the general path. A
     /// current chunk's hint is left alone (see `make_current`).
@@ -283,7 +284,8 @@ impl<'a> Chunks<'a> {
     pub fn give_one(
         &mut self,
         index: usize,
-        merged: u32,
+        buddy_free: bool,
+        merged: impl FnOnce() -> u32,
         current: &mut [[Option<usize>; KINDS]; MAX_NODES],
     ) -> bool {
         let word = &mut self.table[index];
@@ -305,7 +307,8 @@ impl<'a> Chunks<'a> {
             current[node][kind] = Some(index);
             return true;
         }
-        if merged <= (*word >> 16 & 0xFF) as u32 {
+        let hint = (*word >> 16 & 0xFF) as u32;
+        if !buddy_free || hint >= HINTS as u32 - 1 || merged() <= hint {
             *word += 1;
             return true;
         }
