@@ -178,6 +178,8 @@ mod kernel {
             .unwrap_or_else(|error| fail("kernel W^X remap", &error));
         let after_vmm = cpu::rdtsc();
         let heap = kernel_mm::heap::init().unwrap_or_else(|error| fail("kernel heap", &error));
+        kernel_mm::pmm::enable_frame_caches()
+            .unwrap_or_else(|error| fail("per-CPU frame caches", &error));
         let after_heap = cpu::rdtsc();
         report::Memory {
             heap,

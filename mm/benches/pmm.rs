@@ -20,8 +20,10 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use buddy_system_allocator::FrameAllocator as Buddy;
+use mm::pmm::cache::{self, FrameCache, FrameStates, Given, Near};
 use mm::pmm::{usable_ranges, FrameAllocator, MapEntry, Mobility, PhysRange, RangeSet, MAX_RANGES};
 use mm::rng::XorShift;
+use std::sync::atomic::AtomicU8;
 use x86_64::PhysAddr;
 
 mod support;
@@ -113,6 +115,50 @@ impl Frames for FrameAllocator<'_> {
     #[inline]
     fn free(&mut self, address: u64, order: u32) {
         self.free_order(PhysAddr::new(address), order).unwrap()
+    }
+}
+
+/// This PMM behind a per-CPU frame cache, as the kernel runs it (minus
+/// the interrupt masking around the cache, which the host cannot do).
+struct Cached<'s, 'a> {
+    pmm: FrameAllocator<'a>,
+    cache: FrameCache,
+    states: FrameStates<'s>,
+}
+
+impl Frames for Cached<'_, '_> {
+    #[inline]
+    fn alloc(&mut self, order: u32, mobility: Mobility) -> Option<u64> {
+        if order != 0 {
+            return self.pmm.alloc(order, mobility);
+        }
+        if let Some(frame) = cache::take(&mut self.cache, &self.states) {
+            return Some(frame);
+        }
+        let mut source = Near {
+            allocator: &mut self.pmm,
+            node: 0,
+        };
+        cache::refill(&mut self.cache, &self.states, &mut source);
+        cache::take(&mut self.cache, &self.states)
+    }
+    #[inline]
+    fn free(&mut self, address: u64, order: u32) {
+        if order != 0 {
+            return self.pmm.free(address, order);
+        }
+        match cache::give(&mut self.cache, &self.states, address).unwrap() {
+            Given::Cached(false) => {}
+            Given::Cached(true) => {
+                let mut source = Near {
+                    allocator: &mut self.pmm,
+                    node: 0,
+                };
+                let batch = self.cache.batch();
+                cache::drain(&mut self.cache, &self.states, &mut source, batch);
+            }
+            Given::ToAllocator => self.pmm.free(address, 0),
+        }
     }
 }
 
@@ -328,14 +374,38 @@ fn main() {
                 let mut pmm = FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap();
                 pairs_ns(&mut pmm, fill_level, 1_000_000)
             });
+            let states: Vec<AtomicU8> = (0..FRAMES + 1024).map(|_| AtomicU8::new(0)).collect();
+            let cached = median(5, || {
+                let mut cached = Cached {
+                    pmm: FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap(),
+                    cache: FrameCache::new(48, 16),
+                    states: FrameStates::new(&states, 0),
+                };
+                pairs_ns(&mut cached, fill_level, 1_000_000)
+            });
             let buddy_ns = median(5, || pairs_ns(&mut buddy(FRAMES), fill_level, 1_000_000));
             let floor = median(5, || {
                 pairs_ns(&mut FreeStack::new(FRAMES), fill_level, 1_000_000)
             });
             let naive = pairs_ns(&mut NaiveBitmap::new(FRAMES), fill_level, 2_000);
             report.record(Row::mean(&workload, OURS, "ns/pair", ours).baseline());
+            versus(
+                &mut report,
+                &workload,
+                "this-pmm-cached",
+                "ns/pair",
+                cached,
+                ours,
+            );
             versus(&mut report, &workload, "buddy", "ns/pair", buddy_ns, ours);
             versus(&mut report, &workload, "free-stack", "ns/pair", floor, ours);
+            report.record(Row::new(
+                &workload,
+                "this-pmm-cached",
+                "vs-floor",
+                "x",
+                cached / floor,
+            ));
             versus(&mut report, &workload, "bit-by-bit", "ns/pair", naive, ours);
             report.table(
                 &workload,

@@ -23,6 +23,7 @@
 pub mod bootstrap;
 pub mod direct_map;
 pub mod firmware;
+pub mod frame_cache;
 pub mod heap;
 pub mod numa;
 pub mod pmm;

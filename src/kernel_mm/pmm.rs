@@ -2,11 +2,12 @@
 //! RAM at or above 0x200000, behind an interrupt-safe lock.
 
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use x86_64::structures::paging::{PhysFrame, Size4KiB};
 use x86_64::PhysAddr;
 
+use super::frame_cache::{self, Given, Near};
 use super::phys_to_virt;
 use crate::boot::BootInfo;
 use crate::sync::IrqMutex;
@@ -149,10 +150,39 @@ pub fn local_node() -> usize {
     crate::arch::x86_64::smp::current().map_or(0, |cpu| cpu.node())
 }
 
-/// Allocates a frame (the design's `pmm_alloc_page`), unmovable, from the
-/// calling CPU's node first.
+/// Allocates a frame (the design's `pmm_alloc_page`), unmovable: from
+/// this CPU's frame cache, refilled from the PMM (the CPU's node first);
+/// when the PMM is empty, after collecting every other CPU's cache.
 pub fn alloc_page() -> Option<PhysFrame<Size4KiB>> {
+    let node = local_node();
+    let cached = frame_cache::with_cache(|cache, states| {
+        frame_cache::take(cache, states).or_else(|| {
+            with(|pmm| {
+                let mut source = Near {
+                    allocator: pmm,
+                    node,
+                };
+                frame_cache::refill(cache, states, &mut source)
+            });
+            frame_cache::take(cache, states)
+        })
+    });
+    match cached {
+        Some(Some(frame)) => return Some(frame_of(frame)),
+        // Caches are on and empty everywhere near: collect the others.
+        Some(None) => {
+            frame_cache::collect_others(|frame| {
+                let returned = with(|pmm| pmm.free_page(PhysAddr::new(frame)));
+                debug_assert_eq!(returned, Some(Ok(())));
+            });
+        }
+        None => {}
+    }
     alloc_order(0, Mobility::Unmovable).ok()
+}
+
+fn frame_of(address: u64) -> PhysFrame<Size4KiB> {
+    PhysFrame::containing_address(PhysAddr::new(address))
 }
 
 /// Allocates a block of 2^`order` frames, aligned to its size, from the
@@ -225,10 +255,36 @@ pub fn alloc_zeroed() -> Option<PhysFrame<Size4KiB>> {
     Some(frame)
 }
 
-/// Returns a frame (the design's `pmm_free_page`). Misuse is logged and
-/// returned as an error; nothing changes.
+/// Returns a frame (the design's `pmm_free_page`): into this CPU's frame
+/// cache if it came from one (a batch goes back to the PMM above the
+/// high watermark), else to the PMM. Misuse is logged and returned as an
+/// error; nothing changes.
 pub fn free_page(address: PhysAddr) -> Result<(), MmError> {
-    let result = with(|pmm| pmm.free_page(address)).unwrap_or(Err(MmError::OutOfRange));
+    let node = local_node();
+    let cached = frame_cache::with_cache(|cache, states| {
+        match frame_cache::give(cache, states, address.as_u64())? {
+            Given::Cached(false) => Ok(true),
+            Given::Cached(true) => {
+                with(|pmm| {
+                    let mut source = Near {
+                        allocator: pmm,
+                        node,
+                    };
+                    let batch = cache.batch();
+                    frame_cache::drain(cache, states, &mut source, batch);
+                });
+                Ok(true)
+            }
+            Given::ToAllocator => Ok(false),
+        }
+    });
+    let result = match cached {
+        Some(Ok(true)) => return Ok(()),
+        Some(Err(error)) => Err(error),
+        Some(Ok(false)) | None => {
+            with(|pmm| pmm.free_page(address)).unwrap_or(Err(MmError::OutOfRange))
+        }
+    };
     if let Err(error) = result {
         REFUSED_FREES.fetch_add(1, Ordering::Relaxed);
         log::warn!("pmm: free_page({:#x}) refused: {error}", address.as_u64());
@@ -258,7 +314,31 @@ pub fn free_contiguous(first: PhysAddr, count: usize) -> Result<(), MmError> {
 /// the frame allocations `plan` names fail as if memory were exhausted.
 /// Page tables, heap growth and `map_fresh` all take their frames here.
 pub fn arm_failures(plan: FailPlan) {
+    // Every allocation must meet the failure point: none from a cache.
+    frame_cache::bypass(plan != FailPlan::Off);
     with(|pmm| pmm.fail_point().arm(plan));
+}
+
+/// Turns the per-CPU frame caches on: their state bytes (one per frame
+/// the PMM spans) come from the PMM itself, zeroed, and stay allocated.
+pub fn enable_frame_caches() -> Result<(), MmError> {
+    let (base, frames) = with(|pmm| {
+        let span = pmm.span();
+        (span.start, span.pages() as usize)
+    })
+    .ok_or(MmError::OutOfRange)?;
+    let pages = frames.div_ceil(PAGE_SIZE as usize);
+    let run = alloc_contiguous(pages, 1)?;
+    let pointer = phys_to_virt(run.start_address()).as_mut_ptr::<u8>();
+    // SAFETY: the run was just allocated, is mapped by the direct map and
+    // is never freed; its bytes become the state array (zeroed first:
+    // AtomicU8 has u8's layout).
+    let states = unsafe {
+        core::ptr::write_bytes(pointer, 0, pages * PAGE_SIZE as usize);
+        core::slice::from_raw_parts(pointer.cast::<AtomicU8>(), frames)
+    };
+    frame_cache::enable(states, base);
+    Ok(())
 }
 
 /// The failure-injection point's (plan, calls counted, failures injected).
@@ -276,15 +356,40 @@ pub fn failures() -> (FailPlan, u64, u64) {
 /// the lock and must not allocate frames (nor heap memory, which may grow
 /// through the PMM).
 pub fn free_runs(mut visit: impl FnMut(PhysRange)) -> Option<u64> {
+    // This CPU's cached frames are free: show them so. (Other CPUs'
+    // caches, at most 64 frames each, look allocated.)
+    frame_cache::drain_local();
     with(|pmm| {
         pmm.free_runs().for_each(&mut visit);
         pmm.stats().free
     })
 }
 
-/// Counters (zero before `init`).
-pub fn stats() -> Stats {
+/// The PMM's own counters, in which frames sitting in per-CPU caches are
+/// used (handed out to the caches); what its bitmap and node counters
+/// add up to.
+pub fn allocator_stats() -> Stats {
     with(|pmm| pmm.stats()).unwrap_or(Stats {
+        total: 0,
+        free: 0,
+        used: 0,
+        reserved: 0,
+    })
+}
+
+/// Counters (zero before `init`). Frames in the per-CPU caches are free
+/// (the PMM counts them used: it handed them out to the caches).
+pub fn stats() -> Stats {
+    let cached = frame_cache::cached_frames();
+    with(|pmm| {
+        let mut stats = pmm.stats();
+        // Racing a drain, the count may be a batch ahead: never below 0.
+        let cached = cached.min(stats.used);
+        stats.free += cached;
+        stats.used -= cached;
+        stats
+    })
+    .unwrap_or(Stats {
         total: 0,
         free: 0,
         used: 0,

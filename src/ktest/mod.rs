@@ -8,6 +8,7 @@
 
 mod boot_tests;
 mod c_abi_tests;
+mod frame_cache_tests;
 mod heap_tests;
 mod integrity_tests;
 mod numa_tests;
@@ -282,6 +283,7 @@ fn all_tests(filter: Option<&str>) -> impl Iterator<Item = &'static Test> {
         .chain(integrity_tests::TESTS)
         .chain(smp_tests::TESTS)
         .chain(numa_tests::TESTS)
+        .chain(frame_cache_tests::TESTS)
         .chain(self_checks)
 }
 

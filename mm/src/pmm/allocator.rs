@@ -923,6 +923,12 @@ impl<'a> FrameAllocator<'a> {
         Ok(report)
     }
 
+    /// The physical span the bitmaps cover (from the 1 GiB boundary below
+    /// the lowest usable frame, whole 2 MiB chunks).
+    pub fn span(&self) -> PhysRange {
+        PhysRange::from_len(self.base, self.used.frames() as u64 * PAGE_SIZE)
+    }
+
     /// Nodes (1 unless `set_nodes` made more).
     pub fn nodes(&self) -> usize {
         self.nodes

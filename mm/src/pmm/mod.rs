@@ -9,6 +9,7 @@
 pub mod allocator;
 pub mod bitmap;
 pub mod blocks;
+pub mod cache;
 pub mod chunks;
 pub mod ranges;
 pub mod reservations;

@@ -25,6 +25,7 @@ use super::lapic::Lapic;
 use super::{clock, cpu, idt};
 use crate::acpi::Madt;
 use crate::apic::{Destination, IpiKind};
+use crate::kernel_mm::frame_cache::{self, CpuFrames};
 use crate::kernel_mm::phys_to_virt;
 use crate::kernel_mm::vmm::{self, CpuTlb};
 use mm::layout::{
@@ -76,6 +77,8 @@ pub struct PerCpu {
     pub caught: [AtomicU64; 4],
     /// Its NUMA node (0 until the SRAT says otherwise).
     node: AtomicU8,
+    /// Its frame cache (kernel_mm::frame_cache).
+    pub frames: CpuFrames,
 }
 
 const _: () = assert!(core::mem::offset_of!(PerCpu, this) == 0);
@@ -94,6 +97,7 @@ impl PerCpu {
             shootdowns_served: AtomicU64::new(0),
             caught: [const { AtomicU64::new(0) }; 4],
             node: AtomicU8::new(0),
+            frames: CpuFrames::new(),
         }
     }
 
@@ -565,7 +569,9 @@ fn send_ipi(target: &PerCpu, vector: u8, sent: &AtomicU64) {
     }
 }
 
-/// Does the shootdown asked of this CPU, if one is waiting.
+/// Does the shootdown asked of this CPU, if one is waiting, and hands
+/// over its frame cache if another CPU asked for it (both requests come
+/// with the shootdown IPI and are served in every lock wait).
 pub fn serve_shootdown() {
     let Some(me) = current() else {
         return;
@@ -573,6 +579,13 @@ pub fn serve_shootdown() {
     if BOARD.serve(me.index, &mut CpuTlb) {
         me.shootdowns_served.fetch_add(1, Ordering::Relaxed);
     }
+    frame_cache::serve_donation();
+}
+
+/// Interrupts `target` so that it serves what was asked of it (its frame
+/// cache, here): the shootdown IPI, whose handler serves every request.
+pub fn poke(target: &PerCpu) {
+    send_ipi(target, SHOOTDOWN_VECTOR, &SHOOTDOWN_IPIS);
 }
 
 /// The shootdown IPI's handler.
