@@ -118,11 +118,15 @@ $(BUILD)/test-modules.iso: TEST_CMDLINE = test
 $(BUILD)/test-nomatch.iso: TEST_CMDLINE = test test.filter=no_such_test
 $(BUILD)/test-pmm64g.iso: TEST_CMDLINE = test pmm.max=64G
 $(BUILD)/test-failures.iso: TEST_CMDLINE = test fail=pmm:random=$(FAIL_ONE_IN),seed=$(FAIL_SEED)
+$(BUILD)/test-badword.iso: TEST_CMDLINE = report exit smp=none
 # The whole suite with 1 frame allocation in FAIL_ONE_IN failing at random.
 FAIL_ONE_IN ?= 40
 FAIL_SEED ?= 20261201
 $(BUILD)/test-modules.iso: TEST_MODULES = 10
-TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report poweroff smp1 selftest panic null overflow oom ap-panic pmm32 shell modules nomatch pmm64g failures))
+TEST_ISOS := $(addprefix $(BUILD)/test-,$(addsuffix .iso,suite report poweroff smp1 selftest panic null overflow oom ap-panic pmm32 shell modules nomatch pmm64g failures badword))
+# Every boot test fails on a WARN or ERROR line its rule does not declare
+# (--expect-log: must appear; --allow-log: may); the suite's own are
+# declared by its tests and written `[expected ...]`.
 BOOT_TEST := @scripts/boot-test.sh
 # NUMA machines for the boots (the same as the ACPI fixtures of
 # scripts/capture-acpi.py): two nodes with two CPUs each; three nodes, the
@@ -134,6 +138,8 @@ NUMA_3 := $(call numa-ram,0,256M,0-1) $(call numa-ram,1,256M,2-3) $(call numa-ra
     -numa dist,src=0,dst=1,val=21 -numa dist,src=0,dst=2,val=31 -numa dist,src=1,dst=0,val=22 \
     -numa dist,src=1,dst=2,val=41 -numa dist,src=2,dst=0,val=32 -numa dist,src=2,dst=1,val=42
 NUMA_ABOVE_4G := $(call numa-ram,0,3G,0-1) $(call numa-ram,1,2G,2-3)
+# What a heap logs when frame allocations fail on purpose under it.
+INJECTED_FAILURE_LOGS := --allow-log 'heap: cannot grow to 0x[0-9a-f]+: out of physical frames'
 
 test: test-host test-boot test-numa test-shell test-gdb
 	@echo "make test: all passed"
@@ -170,7 +176,8 @@ test-boot: $(TEST_ISOS)
 	    --expect 'PMM manages 8192 frames' --expect '^ktest: [0-9]+ passed, 0 failed'
 	$(BOOT_TEST) pmm-window-beyond-ram $(BUILD)/test-pmm64g.iso
 	$(BOOT_TEST) suite-random-frame-failures $(BUILD)/test-failures.iso \
-	    --expect 'under failure injection .* [0-9]+ without' --expect 'ktest: under .*, 0 without\b' 
+	    --expect 'under failure injection .* [0-9]+ without' --expect 'ktest: under .*, 0 without\b' \
+	    $(INJECTED_FAILURE_LOGS)
 	$(BOOT_TEST) not-enough-memory $(BUILD)/test-suite.iso --mem 16M --exit 35 \
 	    --expect 'IncroOS boot failed: physical memory manager: not enough memory'
 	@scripts/min-memory-test.sh min-memory-suite $(BUILD)/test-suite.iso
@@ -207,21 +214,29 @@ test-boot: $(TEST_ISOS)
 	    --expect 'no test matched the filter "no_such_test"'
 	$(BOOT_TEST) panic-report $(BUILD)/test-panic.iso --exit 35 \
 	    --expect 'KERNEL PANIC at src/ktest/selftest\.rs:[0-9]+:[0-9]+' --expect 'deliberate panic' \
-	    --expect '^backtrace'
+	    --expect '^backtrace' --expect-log 'crash=panic: crashing on purpose'
 	$(BOOT_TEST) panic-report-smp4 $(BUILD)/test-panic.iso --exit 35 \
-	    --expect 'KERNEL PANIC at src/ktest/selftest\.rs:[0-9]+:[0-9]+' --expect 'deliberate panic' -- -smp 4
+	    --expect 'KERNEL PANIC at src/ktest/selftest\.rs:[0-9]+:[0-9]+' --expect 'deliberate panic' \
+	    --expect-log 'crash=panic: crashing on purpose' -- -smp 4
 	$(BOOT_TEST) panic-on-another-cpu $(BUILD)/test-ap-panic.iso --exit 35 \
 	    --expect 'KERNEL PANIC at src/ktest/selftest\.rs:[0-9]+:[0-9]+' \
 	    --expect 'deliberate panic on CPU 3 \(crash=ap-panic\)' --expect 'on CPU 3 \(the others were halted\)' \
-	    --reject 'no CPU panicked' -- -smp 4
+	    --expect-log 'crash=ap-panic: crashing on purpose' --reject 'no CPU panicked' -- -smp 4
 	$(BOOT_TEST) null-write-report $(BUILD)/test-null.iso --exit 35 \
 	    --expect 'CPU EXCEPTION: page fault \(#PF\)' --expect 'CR2\): 0x0000000000000000' \
-	    --expect 'write, page not present, kernel mode' --expect 'null pointer'
+	    --expect 'write, page not present, kernel mode' --expect 'null pointer' \
+	    --expect-log 'crash=null: crashing on purpose'
 	$(BOOT_TEST) stack-overflow-report $(BUILD)/test-overflow.iso --exit 35 \
-	    --expect 'CPU EXCEPTION: double fault' --expect 'stack guard page: kernel stack overflow'
+	    --expect 'CPU EXCEPTION: double fault' --expect 'stack guard page: kernel stack overflow' \
+	    --expect-log 'crash=overflow: crashing on purpose'
 	$(BOOT_TEST) heap-oom-report $(BUILD)/test-oom.iso --exit 35 \
-	    --expect 'heap: out of memory: 33554432 bytes aligned to 1' --expect 'KERNEL PANIC at' \
-	    --expect 'memory allocation of 33554432 bytes failed'
+	    --expect 'KERNEL PANIC at' --expect 'memory allocation of 33554432 bytes failed' \
+	    --expect-log 'crash=oom: crashing on purpose' \
+	    --expect-log '\[ERROR kernel_mm::heap\] heap: out of memory: 33554432 bytes aligned to 1'
+	$(BOOT_TEST) bad-command-line-word $(BUILD)/test-badword.iso --exit 33 --expect 'IncroOS is up' \
+	    --expect-log 'ignoring unknown command-line word "smp=none"'
+	$(BOOT_TEST) undeclared-warning-fails $(BUILD)/test-badword.iso --exit 33 --expect 'IncroOS is up' \
+	    --fails-with '^1 undeclared WARN or ERROR log lines, the first: \[WARN  [a-z_:]+\] ignoring unknown'
 	$(BOOT_TEST) no-long-mode $(BUILD)/test-report.iso --hang --timeout 4 \
 	    --expect 'IncroOS boot failed: CPU does not support long mode' -- -cpu qemu32
 	$(BOOT_TEST) no-nx $(BUILD)/test-report.iso --hang --timeout 4 \
@@ -283,7 +298,7 @@ soak: $(KERNEL) grub/test.cfg.in scripts/make-modules.py
 	    $(MAKE) -s FAIL_ONE_IN=20 FAIL_SEED=$$seed $(BUILD)/test-failures.iso || exit 1; \
 	    for cpus in 1 2 4 8; do \
 	        scripts/boot-test.sh soak-seed$$seed-smp$$cpus $(BUILD)/test-failures.iso \
-	            --expect 'ktest: under .*, 0 without\b' -- -smp $$cpus || exit 1; \
+	            --expect 'ktest: under .*, 0 without\b' $(INJECTED_FAILURE_LOGS) -- -smp $$cpus || exit 1; \
 	    done; \
 	done
 	@rm -f $(BUILD)/test-failures.iso

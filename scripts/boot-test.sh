@@ -10,6 +10,17 @@
 #     --timeout SECS    kill QEMU after SECS seconds (default 120) = failure
 #     --hang            the kernel is expected to halt: a timeout is success
 #                       (use a short --timeout), the --expect lines still count
+#     --expect-log REGEX  the boot provokes a WARN or ERROR log line matching
+#                       REGEX on purpose: one must appear (repeatable)
+#     --allow-log REGEX WARN or ERROR log lines matching REGEX may appear
+#                       (repeatable; for failures injected at random)
+#     --fails-with REGEX  checks this script: the boot must fail its checks
+#                       for a reason matching REGEX (then it is "ok")
+#
+# Any other `[WARN  source]` or `[ERROR source]` line fails the boot: a
+# boot that logs an error nobody declared is not a pass. Lines the kernel
+# writes `[expected LEVEL source]` come from an in-kernel test that
+# provokes them and declares it (ktest::Expect); the runner checks those.
 #
 # The serial log is kept in build/test-logs/NAME.log. Prints one line,
 # "boot NAME ... ok" or "boot NAME ... FAILED (why)" with the log's tail.
@@ -18,7 +29,7 @@ set -uo pipefail
 name=$1 iso=$2
 shift 2
 uefi=0 mem=256M expected_exit=33 timeout_secs=120
-patterns=() rejected=()
+patterns=() rejected=() expected_logs=() allowed_logs=() fails_with=""
 while [[ $# -gt 0 ]]; do
     case $1 in
         --uefi) uefi=1 ;;
@@ -26,6 +37,9 @@ while [[ $# -gt 0 ]]; do
         --exit) expected_exit=$2; shift ;;
         --expect) patterns+=("$2"); shift ;;
         --reject) rejected+=("$2"); shift ;;
+        --expect-log) expected_logs+=("$2"); shift ;;
+        --allow-log) allowed_logs+=("$2"); shift ;;
+        --fails-with) fails_with=$2; shift ;;
         --timeout) timeout_secs=$2; shift ;;
         --hang) expected_exit=hang ;;
         --) shift; break ;;
@@ -79,9 +93,35 @@ if [[ -z $why ]]; then
             why="a line matches /$pattern/: $(grep -E -m1 -- "$pattern" <<<"$text")"
         fi
     done
+    # The log's warnings and errors (a record may start mid-line, after a
+    # test's name), each declared by --expect-log or --allow-log.
+    problems=$(grep -E -- '\[(WARN|ERROR) +[^] ]+\] ' <<<"$text")
+    for pattern in "${expected_logs[@]}"; do
+        if [[ -z $why ]] && ! grep -Eq -- "$pattern" <<<"$problems"; then
+            why="no WARN or ERROR line matching /$pattern/"
+        fi
+    done
+    declared=("${expected_logs[@]}" "${allowed_logs[@]}")
+    if [[ -z $why && -n $problems ]]; then
+        if [[ ${#declared[@]} -gt 0 ]]; then
+            undeclared=$(grep -Ev -f <(printf '%s\n' "${declared[@]}") <<<"$problems")
+        else
+            undeclared=$problems
+        fi
+        if [[ -n $undeclared ]]; then
+            why="$(wc -l <<<"$undeclared") undeclared WARN or ERROR log lines, the first: $(head -n 1 <<<"$undeclared")"
+        fi
+    fi
 fi
 
-if [[ -z $why ]]; then
+if [[ -n $fails_with ]]; then
+    if [[ -n $why ]] && grep -Eq -- "$fails_with" <<<"$why"; then
+        echo "boot $name ... ok (failed as it must: $why; ${elapsed}s)"
+        exit 0
+    fi
+    why=${why:+"failed for another reason: $why"}
+    why=${why:-"passed, but must fail with /$fails_with/"}
+elif [[ -z $why ]]; then
     echo "boot $name ... ok (${elapsed}s)"
     exit 0
 fi

@@ -48,12 +48,12 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "heap::double_and_foreign_frees_are_detected",
         run: double_and_foreign_frees_are_detected,
-        expects: Expect::BAD_FREES,
+        expects: Expect::BAD_FREES.logging(&["kernel_mm::heap"]),
     },
     Test {
         name: "heap::red_zone_catches_a_one_byte_overflow",
         run: red_zone_catches_a_one_byte_overflow,
-        expects: Expect::RED_ZONE,
+        expects: Expect::RED_ZONE.logging(&["kernel_mm::heap"]),
     },
     Test {
         name: "heap::small_objects_pack_into_slab_pages",

@@ -27,6 +27,7 @@ use arrayvec::ArrayString;
 
 use crate::arch::x86_64::cpu::{self, QemuExitCode};
 use crate::boot::BootInfo;
+use crate::console::logger;
 use crate::kprintln;
 use crate::sync::IrqMutex;
 use mm::fail::FailPlan;
@@ -74,33 +75,48 @@ pub struct Test {
     pub expects: Expect,
 }
 
-/// Error counters a test may move on purpose: a test that passes while a
-/// counter it does not expect moved (a red zone overwritten, a free
-/// refused somewhere) fails, since its log holds an error nobody asked for.
+/// Error counters a test may move on purpose, and the log sources whose
+/// warnings and errors it provokes: a test that passes while a counter it
+/// does not expect moved (a red zone overwritten, a free refused
+/// somewhere), or that logs a warning or error from another source, fails,
+/// since its log holds an error nobody asked for. The expected lines are
+/// written `[expected LEVEL source]`, so the boot tests can tell them apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Expect {
     /// Refused frees (heap, PMM).
     pub bad_frees: bool,
     /// Red-zone violations found by the heap's debug checks.
     pub red_zones: bool,
+    /// Log sources (targets such as `kernel_mm::pmm`) of the warnings and
+    /// errors the test provokes.
+    pub logs: &'static [&'static str],
 }
 
 impl Expect {
-    /// No error counter moves.
+    /// No error counter moves, nothing is logged above info.
     pub const NOTHING: Expect = Expect {
         bad_frees: false,
         red_zones: false,
+        logs: &[],
     };
     /// The test frees badly on purpose.
     pub const BAD_FREES: Expect = Expect {
         bad_frees: true,
-        red_zones: false,
+        ..Self::NOTHING
     };
     /// The test overruns a block on purpose.
     pub const RED_ZONE: Expect = Expect {
-        bad_frees: false,
         red_zones: true,
+        ..Self::NOTHING
     };
+
+    /// The same, with the warnings and errors of `sources` expected.
+    pub const fn logging(self, sources: &'static [&'static str]) -> Self {
+        Self {
+            logs: sources,
+            ..self
+        }
+    }
 }
 
 /// The error counters the runner watches around every test.
@@ -110,6 +126,7 @@ struct ErrorCounters {
     pmm_refused_frees: u64,
     red_zone_violations: u64,
     lost_table_frames: u64,
+    unexpected_log_lines: u64,
 }
 
 impl ErrorCounters {
@@ -120,12 +137,21 @@ impl ErrorCounters {
             pmm_refused_frees: pmm::refused_frees(),
             red_zone_violations: heap::stats().red_zone_violations,
             lost_table_frames: vmm::lost_table_frames(),
+            unexpected_log_lines: crate::console::logger::unexpected_problems(),
         }
     }
 
     /// The first counter that moved since `before` although `expects`
-    /// does not allow it: its name and by how much.
-    fn unexpected(&self, before: &Self, expects: Expect) -> Option<(&'static str, u64)> {
+    /// does not allow it: its name and by how much. With frame allocations
+    /// failed on purpose while the test ran (`injected`), warnings and
+    /// errors from any source are allowed: a heap that could not grow says
+    /// so, and the boot declares those lines (`--allow-log`).
+    fn unexpected(
+        &self,
+        before: &Self,
+        expects: Expect,
+        injected: bool,
+    ) -> Option<(&'static str, u64)> {
         let moved = [
             (
                 "heap refused frees",
@@ -146,6 +172,11 @@ impl ErrorCounters {
                 "lost page-table frames",
                 self.lost_table_frames - before.lost_table_frames,
                 false,
+            ),
+            (
+                "warnings and errors logged from sources it does not name",
+                self.unexpected_log_lines - before.unexpected_log_lines,
+                injected,
             ),
         ];
         moved
@@ -355,8 +386,10 @@ pub fn run_suite(context: &Context<'_>, filter: Option<&str>) -> Outcome {
         let start = cpu::rdtsc();
         let injected_before = injected();
         let counters = ErrorCounters::now();
-        let result = (test.run)(context).and_then(|()| {
-            match ErrorCounters::now().unexpected(&counters, test.expects) {
+        let result = logger::expecting(test.expects.logs, || (test.run)(context));
+        let injected_now = injected() != injected_before;
+        let result = result.and_then(|()| {
+            match ErrorCounters::now().unexpected(&counters, test.expects, injected_now) {
                 None => Ok(()),
                 Some((counter, by)) => {
                     set_detail(format_args!("    {counter} went up by {by}"));

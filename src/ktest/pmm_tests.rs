@@ -36,7 +36,7 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "pmm::bad_frees_report_and_change_nothing",
         run: bad_frees_report_and_change_nothing,
-        expects: Expect::BAD_FREES,
+        expects: Expect::BAD_FREES.logging(&["kernel_mm::pmm"]),
     },
     Test {
         name: "pmm::contiguous_2mib_run_is_aligned",
