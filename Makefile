@@ -4,7 +4,8 @@
 #   make test     host tests, lints, and the in-kernel suite under BIOS and UEFI
 #
 # Every target first checks the tools it needs (scripts/deps.sh): as root it
-# installs missing Debian packages, otherwise it names them.
+# installs missing Debian packages, with rustup the pinned toolchain's
+# target and components; whatever is left is named in one message.
 
 SHELL    := /bin/bash
 CARGO    ?= cargo
@@ -30,7 +31,7 @@ help:
 	@echo "make run          build the ISO and boot it in QEMU (SeaBIOS); serial here, Ctrl-A X quits"
 	@echo "make run-uefi     the same through OVMF (UEFI)"
 	@echo "make test         every test: host tests and lints, the boot matrix, shell, NMI and gdb checks"
-	@echo "make test-host    cargo fmt --check, clippy (kernel and host), host unit and property tests"
+	@echo "make test-host    deps.sh's messages, cargo fmt --check, clippy (kernel and host), host unit and property tests"
 	@echo "make test-boot    the boot matrix: the in-kernel suite on many machines, failure reports"
 	@echo "make test-numa    the suite on NUMA machines (2 nodes, 3 with a memory-only one, one above 4 GiB)"
 	@echo "make test-shell   the shell over serial, the UEFI screen, NMIs and every CPU from the QEMU monitor"
@@ -145,6 +146,7 @@ test: test-host test-boot test-numa test-shell test-gdb
 	@echo "make test: all passed"
 
 test-host: deps
+	@scripts/deps-test.sh
 	$(CARGO) fmt --check
 	$(CARGO) clippy --workspace -- -D warnings
 	$(CARGO) host-clippy -- -D warnings

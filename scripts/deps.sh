@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Checks that every tool the build and the tests need is installed.
-# As root with apt-get available it installs what is missing; otherwise it
-# names the Debian packages to install and fails.
+# Checks that every tool the build and the tests need is installed: the
+# Debian packages, Rust (cargo, through rustup), and the pinned toolchain
+# of rust-toolchain.toml with its x86_64-unknown-none target, clippy and
+# rustfmt. Everything missing is reported in one message, each piece with
+# the command that installs it.
 #
-#   scripts/deps.sh            check (and install as root)
+# It installs what it can first: as root with apt-get, the missing Debian
+# packages; with rustup, the pinned toolchain, target and components
+# (rustup does not add them by itself to a toolchain already installed).
+#
+#   scripts/deps.sh            check, install what it can, report the rest
 #   scripts/deps.sh --check    check only, never install
 #   scripts/deps.sh plots      only what `make plots` needs: matplotlib
 #                              (also with --check)
@@ -11,17 +17,7 @@
 # The plots run on $PLOTS_PYTHON, by default /usr/bin/python3: Debian's
 # python3-matplotlib installs for that interpreter, not for a pyenv or
 # venv python3 that may come first in PATH.
-set -euo pipefail
-
-check_only=0
-group=all
-for arg in "$@"; do
-    case "$arg" in
-        --check) check_only=1 ;;
-        plots) group=plots ;;
-        *) echo "usage: $0 [--check] [plots]" >&2; exit 2 ;;
-    esac
-done
+set -uo pipefail
 
 # command, /file or python:module (of $PLOTS_PYTHON), then the Debian
 # package that has it
@@ -38,6 +34,19 @@ REQUIRED=(
     "gcc gcc"
     "strip binutils"
 )
+TARGET=x86_64-unknown-none
+COMPONENTS=(clippy rustfmt)
+RUSTUP_INSTALL="curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh"
+
+install=1
+group=all
+for arg in "$@"; do
+    case "$arg" in
+        --check) install=0 ;;
+        plots) group=plots ;;
+        *) echo "usage: $0 [--check] [plots]" >&2; exit 2 ;;
+    esac
+done
 PLOTS_PYTHON=${PLOTS_PYTHON:-/usr/bin/python3}
 if [[ $group == plots ]]; then
     REQUIRED=(
@@ -46,79 +55,94 @@ if [[ $group == plots ]]; then
     )
 fi
 
+# What is still missing after the installs: one line each, "what|command".
 missing=()
+report() { missing+=("$1|$2"); }
+
+# --- Debian packages ------------------------------------------------------
+packages=()
 for entry in "${REQUIRED[@]}"; do
     read -r what package <<<"$entry"
-    if [[ "$what" == /* ]]; then
-        [[ -e "$what" ]] || missing+=("$package")
-    elif [[ "$what" == python:* ]]; then
-        "$PLOTS_PYTHON" -c "import ${what#python:}" >/dev/null 2>&1 || missing+=("$package")
+    if [[ $what == /* ]]; then
+        [[ -e $what ]] || packages+=("$package")
+    elif [[ $what == python:* ]]; then
+        "$PLOTS_PYTHON" -c "import ${what#python:}" >/dev/null 2>&1 || packages+=("$package")
     else
-        command -v "$what" >/dev/null 2>&1 || missing+=("$package")
+        command -v "$what" >/dev/null 2>&1 || packages+=("$package")
     fi
 done
-
-can_install=0
-if [[ $check_only == 0 && "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    can_install=1
+if [[ ${#packages[@]} -gt 0 && $install == 1 && $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing ${packages[*]} with apt-get (running as root)..." >&2
+    export DEBIAN_FRONTEND=noninteractive
+    if apt-get update -qq && apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null; then
+        echo "installed: ${packages[*]}" >&2
+        packages=()
+    fi
+fi
+if [[ ${#packages[@]} -gt 0 ]]; then
+    report "the Debian packages ${packages[*]}" \
+        "sudo apt-get install --no-install-recommends ${packages[*]}"
 fi
 
-install_packages() {
-    echo "installing ${missing[*]} with apt-get (running as root)..." >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    echo "installed: ${missing[*]}" >&2
-    missing=()
+# --- Rust -------------------------------------------------------------------
+toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$(dirname "$0")/../rust-toolchain.toml")
+
+# Runs "$@" to install a piece when installing is on; reports `what` with
+# the command otherwise, or when it fails.
+add_or_report() {
+    local what=$1
+    shift
+    if [[ $install == 1 ]]; then
+        echo "adding $what with rustup..." >&2
+        "$@" >&2 && return
+    fi
+    report "$what" "$*"
 }
 
-# Everything missing is named in one message, with the commands to run.
-# (The plots need no Rust.)
-if [[ $group == all ]] && ! command -v cargo >/dev/null 2>&1; then
-    if [[ ${#missing[@]} -gt 0 && $can_install == 1 ]]; then
-        install_packages
+# grep without -q below: under pipefail, -q can stop reading early and
+# fail the pipeline through SIGPIPE.
+if [[ $group == plots ]]; then
+    :   # the plots need no Rust
+elif ! command -v cargo >/dev/null 2>&1; then
+    report "Rust (cargo)" "$RUSTUP_INSTALL   # then open a new shell; rust-toolchain.toml selects the rest"
+elif ! command -v rustup >/dev/null 2>&1; then
+    # A cargo without rustup (Debian's rust packages): nothing can add the
+    # bare-metal target or the lint tools to it; name what it lacks.
+    lacks=()
+    sysroot=$(rustc --print sysroot 2>/dev/null)
+    [[ -n $sysroot && -d $sysroot/lib/rustlib/$TARGET ]] || lacks+=("the $TARGET target")
+    cargo clippy --version >/dev/null 2>&1 || lacks+=(clippy)
+    cargo fmt --version >/dev/null 2>&1 || lacks+=(rustfmt)
+    if [[ ${#lacks[@]} -gt 0 ]]; then
+        report "rustup: $(command -v cargo) is not rustup's and lacks $(IFS=,; echo "${lacks[*]}" | sed 's/,/, /g')" \
+            "$RUSTUP_INSTALL   # then open a new shell (rustup's cargo must come first in PATH)"
     fi
-    {
-        echo "error: missing: Rust (cargo)${missing[*]:+, and the Debian packages ${missing[*]}}. Run:"
-        echo "    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh   # then open a new shell"
-        if [[ ${#missing[@]} -gt 0 ]]; then
-            echo "    sudo apt-get install --no-install-recommends ${missing[*]}"
-        fi
-        echo "rust-toolchain.toml then selects the pinned toolchain, target and components."
-    } >&2
-    exit 1
-fi
-
-# rustup does not add a pinned toolchain's targets and components by itself
-# when the toolchain is already installed (or auto-install is off): do it.
-if [[ $group == all ]] && command -v rustup >/dev/null 2>&1; then
-    toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$(dirname "$0")/../rust-toolchain.toml")
-    # grep without -q: under pipefail, -q can stop reading early and fail
-    # the pipeline through SIGPIPE.
-    if ! rustup toolchain list | grep "^$toolchain" >/dev/null; then
-        echo "installing Rust toolchain $toolchain with rustup..." >&2
-        rustup toolchain install "$toolchain" --profile minimal >&2
+elif ! rustup toolchain list 2>/dev/null | grep "^$toolchain" >/dev/null; then
+    add_or_report "Rust toolchain $toolchain" rustup toolchain install "$toolchain" --profile minimal \
+        --target "$TARGET" --component "$(IFS=,; echo "${COMPONENTS[*]}")"
+else
+    if ! rustup target list --installed --toolchain "$toolchain" 2>/dev/null | grep -x "$TARGET" >/dev/null; then
+        add_or_report "the $TARGET target of $toolchain" rustup target add --toolchain "$toolchain" "$TARGET"
     fi
-    if ! rustup target list --installed --toolchain "$toolchain" | grep -x x86_64-unknown-none >/dev/null; then
-        echo "adding the x86_64-unknown-none target to $toolchain..." >&2
-        rustup target add --toolchain "$toolchain" x86_64-unknown-none >&2
-    fi
-    for component in clippy rustfmt; do
-        if ! rustup component list --installed --toolchain "$toolchain" | grep "^$component" >/dev/null; then
-            echo "adding $component to $toolchain..." >&2
-            rustup component add --toolchain "$toolchain" "$component" >&2
+    for component in "${COMPONENTS[@]}"; do
+        if ! rustup component list --installed --toolchain "$toolchain" 2>/dev/null | grep "^$component" >/dev/null; then
+            add_or_report "$component for $toolchain" rustup component add --toolchain "$toolchain" "$component"
         fi
     done
 fi
 
+# --- One message ------------------------------------------------------------
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0
 fi
-
-echo "missing Debian packages: ${missing[*]}" >&2
-if [[ $can_install == 1 ]]; then
-    install_packages
-    exit 0
-fi
-echo "error: install them with:  sudo apt-get install --no-install-recommends ${missing[*]}" >&2
+{
+    echo "error: missing ${#missing[@]} piece(s) the build needs:"
+    for entry in "${missing[@]}"; do
+        echo "  - ${entry%%|*}"
+    done
+    echo "Install them with:"
+    for entry in "${missing[@]}"; do
+        echo "    ${entry#*|}"
+    done
+} >&2
 exit 1
