@@ -234,7 +234,7 @@ test-boot: $(TEST_ISOS)
 	$(BOOT_TEST) heap-oom-report $(BUILD)/test-oom.iso --exit 35 \
 	    --expect 'KERNEL PANIC at' --expect 'memory allocation of 33554432 bytes failed' \
 	    --expect-log 'crash=oom: crashing on purpose' \
-	    --expect-log '\[ERROR kernel_mm::heap\] heap: out of memory: 33554432 bytes aligned to 1'
+	    --expect-log '\[ERROR kernel_mm::heap\] heap: out of memory: 33554432 bytes \(32 MiB\) aligned to 1'
 	$(BOOT_TEST) bad-command-line-word $(BUILD)/test-badword.iso --exit 33 --expect 'IncroOS is up' \
 	    --expect-log 'ignoring unknown command-line word "smp=none"'
 	$(BOOT_TEST) undeclared-warning-fails $(BUILD)/test-badword.iso --exit 33 --expect 'IncroOS is up' \

@@ -2,8 +2,11 @@
 # Drives the memory debug shell through the serial port, the way
 # `printf '...' | make run` does, and checks every command's answer,
 # including the error lines for bad input, line editing with a terminal's
-# keys (arrows, Home/End, Delete, history, Ctrl-U/C/W/K), and that the
-# kernel keeps answering and powers off on `shutdown`.
+# keys (arrows, Home/End, Delete, history, Ctrl-U/C/W/K), that each error
+# is printed once (by the shell; no log line repeats it, and no WARN or
+# ERROR line appears but the suite's own `[expected ...]` ones), that the
+# kernel keeps answering and powers off on `shutdown`; then, in a second
+# boot, that `reboot` ends QEMU (started with -no-reboot) as its help says.
 set -uo pipefail
 
 iso=$1 firmware=${2:-bios}
@@ -45,6 +48,7 @@ commands=(
     'maps 0x100000 0x200000'
     'alloc 4096'
     'free 0x1234'
+    'frames 1'
     'alloc 99999999999'
     'frames 100'
     'frames 0'
@@ -70,7 +74,11 @@ status=$?
 
 expect=(
     'meminfo +PMM, VMM and heap statistics'
-    '^PMM: +[0-9]+ frames total'
+    'reboot +reset the machine; QEMU started with -no-reboot \(make run, cargo run\) exits instead'
+    '^PMM: +[0-9]+ frames total \([0-9.]+ MiB\), [0-9]+ free \([0-9.]+ MiB\), [0-9]+ used \([0-9.]+ [KM]iB\), [0-9]+ reserved \([0-9.]+ KiB\)$'
+    '^      largest free run [0-9]+ frames \([0-9.]+ MiB\)$'
+    '^VMM: +PML4 at 0x[0-9a-f]+, [0-9]+ page tables \([0-9.]+ KiB\)$'
+    '^heap: 1 MiB \(1048576 B\) mapped, [0-9]+ B used, [0-9.]+ KiB \([0-9]+ B\) free, peak [0-9.]+ KiB \([0-9]+ B\); [0-9]+ live'
     'verify: ok'
     '^memory map \([0-9]+ entries'
     '=> physical 0x[0-9a-f]+'
@@ -79,7 +87,10 @@ expect=(
     'kmalloc\(4096\) = 0x10'
     'kfree\(0x1234\) failed: pointer was never allocated'
     'kmalloc\(99999999999\) failed: heap exhausted'
-    'allocated 100 frames'
+    '^allocated 100 frames \(400 KiB\) in [0-9]+ runs?:$'
+    '^  0x[0-9a-f]+-0x[0-9a-f]+ \([0-9]+ frames, [0-9]+ KiB\)$'
+    '^allocated 1 frame \(4 KiB\) in 1 run:$'
+    '^  0x[0-9a-f]+-0x[0-9a-f]+ \(1 frame, 4 KiB\)$'
     'freed them again: ([0-9]+) free before, \1 after$'
     'usage: frames <n>'
     'usage: walk <vaddr>'
@@ -111,6 +122,14 @@ for pattern in "${expect[@]}"; do
     [[ -n $why ]] && break
     grep -Eq -- "$pattern" <<<"$text" || why="no line matching /$pattern/"
 done
+# Each error once: the shell's line, no log line repeating it.
+if [[ -z $why && $(grep -c 'kfree(0x1234)' <<<"$text") -ne 1 ]]; then
+    why="kfree(0x1234)'s error was not printed exactly once"
+fi
+# No warning or error but the suite's own (written "[expected ...]").
+if [[ -z $why ]] && grep -Eq '\[(WARN|ERROR) +[^] ]+\] ' <<<"$text"; then
+    why="a WARN or ERROR line: $(grep -E -m1 '\[(WARN|ERROR) +[^] ]+\] ' <<<"$text")"
+fi
 # The over-long line must not have run in part.
 if [[ -z $why ]] && grep -Eq 'kmalloc\(1\) =' <<<"$text"; then
     why="the start of an over-long line was run"
@@ -132,6 +151,19 @@ fi
 # A prompt for each line, and one more after Ctrl-C.
 if [[ $(grep -c '^incroos> ' <<<"$text") -lt $(( ${#commands[@]} + 1 )) ]]; then
     why=${why:-"the shell stopped answering before the last command"}
+fi
+# `reboot` under QEMU with -no-reboot (qemu.sh): QEMU exits at once, with
+# status 0. A kernel that hung instead would keep run.sh waiting for 30 s
+# of quiet, past the timeout.
+if [[ -z $why ]]; then
+    reboot_log=build/test-logs/shell-$firmware-reboot.log
+    printf 'reboot\n' | timeout 25 scripts/run.sh "$iso" "$firmware" 256M >"$reboot_log" 2>&1
+    reboot_status=$?
+    if [[ $reboot_status != 0 ]]; then
+        why="reboot: run.sh exited $reboot_status (QEMU did not exit on the reset); see $reboot_log"
+    elif ! tr -d '\r' <"$reboot_log" | grep '^rebooting (a QEMU started with -no-reboot exits instead)\.\.\.$' >/dev/null; then
+        why="reboot did not say that QEMU exits; see $reboot_log"
+    fi
 fi
 if [[ -z $why ]]; then
     echo "shell ($firmware) ... ok"

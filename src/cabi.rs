@@ -176,8 +176,9 @@ mod exports {
 
     #[no_mangle]
     extern "C" fn kfree(pointer: *mut c_void) {
-        // kfree logs refusals (double free, foreign pointer).
-        let _ = heap::kfree(pointer.cast());
+        // C callers get no error: refusals (double free, foreign pointer)
+        // are logged.
+        heap::kfree_or_log(pointer.cast());
     }
 
     #[no_mangle]

@@ -15,6 +15,7 @@ use x86_64::{PhysAddr, VirtAddr};
 
 use super::{phys_to_virt, pmm, vmm};
 use crate::sync::IrqMutex;
+use crate::units::HumanSize;
 use mm::heap::{DebugChecks, Grow, Heap, HeapStats};
 use mm::layout::{HEAP_INITIAL_SIZE, HEAP_MAX_SIZE, HEAP_START, PAGE_SIZE};
 use mm::paging::{NX, WRITABLE};
@@ -99,22 +100,31 @@ pub fn refused_frees() -> u64 {
 }
 
 /// Frees what `kmalloc` returned (the design's `kfree`). Null is a no-op.
-/// A pointer the heap never returned, or already freed, is reported with
-/// its address and changes nothing.
+/// A pointer the heap never returned, or already freed, is refused: the
+/// error says why, nothing changes, and the caller reports it (the shell
+/// prints it; [`kfree_or_log`] logs it for callers that cannot). A red
+/// zone found overwritten is logged here: no caller could tell.
 pub fn kfree(pointer: *mut u8) -> Result<(), MmError> {
     if pointer.is_null() {
         return Ok(());
     }
     let (result, overflowed) = with_red_zone_watch(|heap| heap.free(pointer))
         .unwrap_or((Err(MmError::InvalidFree), false));
-    if let Err(error) = result {
+    if result.is_err() {
         REFUSED_FREES.fetch_add(1, Ordering::Relaxed);
-        log::error!("heap: kfree({pointer:p}) refused: {error}");
     }
     if overflowed {
         report_overflow(pointer);
     }
     result
+}
+
+/// [`kfree`] for callers that get no error back (the C interface, Rust's
+/// `dealloc`): a refused free is logged with its address.
+pub fn kfree_or_log(pointer: *mut u8) {
+    if let Err(error) = kfree(pointer) {
+        log::error!("heap: kfree({pointer:p}) refused: {error}");
+    }
 }
 
 /// Runs `f` on the heap (`None` before `init`) and tells whether it found
@@ -179,12 +189,14 @@ unsafe impl GlobalAlloc for KernelAllocator {
             Err(error) => {
                 let stats = stats();
                 log::error!(
-                    "heap: out of memory: {} bytes aligned to {} ({error}); used {} of {} mapped, largest free block {}",
+                    "heap: out of memory: {} bytes ({}) aligned to {} ({error}); {} used of {} mapped, cap {}, largest free block {}",
                     layout.size(),
+                    HumanSize(layout.size() as u64),
                     layout.align(),
-                    stats.used,
-                    stats.mapped,
-                    largest_free_block()
+                    HumanSize(stats.used as u64),
+                    HumanSize(stats.mapped as u64),
+                    HumanSize(HEAP_MAX_SIZE),
+                    HumanSize(largest_free_block() as u64)
                 );
                 ptr::null_mut()
             }
@@ -192,7 +204,7 @@ unsafe impl GlobalAlloc for KernelAllocator {
     }
 
     unsafe fn dealloc(&self, pointer: *mut u8, _layout: Layout) {
-        let _ = kfree(pointer);
+        kfree_or_log(pointer);
     }
 
     unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {

@@ -48,7 +48,7 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "heap::double_and_foreign_frees_are_detected",
         run: double_and_foreign_frees_are_detected,
-        expects: Expect::BAD_FREES.logging(&["kernel_mm::heap"]),
+        expects: Expect::BAD_FREES,
     },
     Test {
         name: "heap::red_zone_catches_a_one_byte_overflow",

@@ -3,11 +3,12 @@
 use arrayvec::ArrayVec;
 use x86_64::{PhysAddr, VirtAddr};
 
+use super::frame_runs::FrameRuns;
 use super::physmap::{PhysMap, PhysicalMemory};
 use crate::arch::x86_64::cpu;
 use crate::boot::BootInfo;
 use crate::kernel_mm::{heap, pmm, vmm};
-use crate::units::{parse_number, HumanSize};
+use crate::units::{parse_number, ExactSize, HumanSize};
 use crate::{kprintln, ktest, report};
 use mm::layout::PAGE_SIZE;
 use mm::pmm::{PhysRange, Reservation, MAX_RANGES, MAX_RESERVATIONS};
@@ -23,7 +24,10 @@ const HELP: &[(&str, &str)] = &[
     ("maps [start [end]]", "present mappings, merged into runs"),
     ("alloc <size>", "kmalloc(size), prints the address"),
     ("free <addr>", "kfree(addr), errors shown"),
-    ("frames <n>", "allocate n frames, show them, free them"),
+    (
+        "frames <n>",
+        "allocate n frames, list them as runs, free them",
+    ),
     (
         "physmap",
         "physical memory as a map: free, used, reserved, kernel, modules",
@@ -33,7 +37,7 @@ const HELP: &[(&str, &str)] = &[
     ("bench", "in-kernel micro-benchmarks (TSC cycles)"),
     (
         "reboot",
-        "reset the machine (QEMU started with -no-reboot, as make run does, exits instead)",
+        "reset the machine; QEMU started with -no-reboot (make run, cargo run) exits instead",
     ),
     ("shutdown", "power off (exits QEMU)"),
 ];
@@ -150,22 +154,27 @@ pub fn execute(line: &str, info: &BootInfo<'_>) {
 
 fn meminfo() {
     let frames = pmm::stats();
+    let size = |frames: u64| HumanSize(frames * PAGE_SIZE);
     kprintln!(
-        "PMM:  {} frames total ({}), {} free, {} used, {} reserved",
+        "PMM:  {} frames total ({}), {} free ({}), {} used ({}), {} reserved ({})",
         frames.total,
-        HumanSize(frames.total * PAGE_SIZE),
+        size(frames.total),
         frames.free,
+        size(frames.free),
         frames.used,
-        frames.reserved
+        size(frames.used),
+        frames.reserved,
+        size(frames.reserved)
     );
     if let Some(run) = pmm::with(|p| p.largest_free_run()) {
-        kprintln!("      largest free run {run} frames");
+        kprintln!("      largest free run {run} frames ({})", size(run));
     }
     crate::report::numa_nodes();
+    let tables = vmm::table_count() as u64;
     kprintln!(
-        "VMM:  PML4 at {:#x}, {} page tables",
+        "VMM:  PML4 at {:#x}, {tables} page tables ({})",
         vmm::current_cr3().start_address().as_u64(),
-        vmm::table_count()
+        size(tables)
     );
     let stats = heap::stats();
     let largest = heap::largest_free_block();
@@ -173,15 +182,13 @@ fn meminfo() {
     let fragmentation = (largest * 100)
         .checked_div(stats.free - stats.slab_free)
         .map_or(0, |share| 100 - share);
+    let exact = |bytes: usize| ExactSize(bytes as u64);
     kprintln!(
-        "heap: {} mapped ({} B), {} used ({} B), {} free ({} B), peak {}, {} live / {} total allocations, {} failed",
-        HumanSize(stats.mapped as u64),
-        stats.mapped,
-        HumanSize(stats.used as u64),
-        stats.used,
-        HumanSize(stats.free as u64),
-        stats.free,
-        HumanSize(stats.peak_used as u64),
+        "heap: {} mapped, {} used, {} free, peak {}; {} live / {} total allocations, {} failed",
+        exact(stats.mapped),
+        exact(stats.used),
+        exact(stats.free),
+        exact(stats.peak_used),
         stats.live_allocations,
         stats.total_allocations,
         stats.failed_allocations
@@ -203,8 +210,7 @@ fn meminfo() {
 
 fn frames(count: u64) {
     let before = pmm::stats();
-    let mut first = None;
-    let mut last = PhysAddr::zero();
+    let mut runs = FrameRuns::new();
     let mut got = 0;
     // Chain the frames through their first word so they can be freed.
     let mut head = 0u64;
@@ -214,19 +220,21 @@ fn frames(count: u64) {
             break;
         };
         let address = frame.start_address();
-        first.get_or_insert(address);
-        last = address;
+        runs.add(address.as_u64());
         // SAFETY: the frame is ours until freed below; direct-mapped.
         unsafe { *crate::kernel_mm::phys_to_virt(address).as_mut_ptr::<u64>() = head };
         head = address.as_u64();
         got += 1;
     }
-    if let Some(first) = first {
+    if got > 0 {
+        let count = runs.count();
         kprintln!(
-            "allocated {got} frames: first {:#x}, last {:#x}",
-            first.as_u64(),
-            last.as_u64()
+            "allocated {got} frame{} ({}) in {count} run{}:",
+            if got == 1 { "" } else { "s" },
+            HumanSize(got * PAGE_SIZE),
+            if count == 1 { "" } else { "s" }
         );
+        crate::kprint!("{runs}");
     }
     while head != 0 {
         let address = PhysAddr::new(head);
@@ -363,7 +371,13 @@ fn bench() {
 }
 
 fn reboot() -> ! {
-    kprintln!("rebooting...");
+    if cpu::features().hypervisor {
+        // What the scripts start: QEMU with -no-reboot turns a reset into
+        // its exit; other virtual machines restart.
+        kprintln!("rebooting (a QEMU started with -no-reboot exits instead)...");
+    } else {
+        kprintln!("rebooting...");
+    }
     let mut port = x86_64::instructions::port::Port::<u8>::new(0x64);
     // SAFETY: 0xFE on the 8042 command port pulses the CPU reset line.
     unsafe { port.write(0xFE) };

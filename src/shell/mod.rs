@@ -5,11 +5,13 @@
 //! The line editing is plain Rust, tested on the host: [`line`] and
 //! [`history`] hold the text, [`editor`] applies keys to it, [`echo`]
 //! turns its state into output for a VT100 terminal and for the kernel's
-//! screens; [`physmap`] draws physical memory as characters. The kernel
-//! alone builds the glue: the input loop (`session`) and the commands.
+//! screens; [`physmap`] draws physical memory as characters and
+//! [`frame_runs`] lists what `frames N` got. The kernel alone builds the
+//! glue: the input loop (`session`) and the commands.
 
 pub mod echo;
 pub mod editor;
+pub mod frame_runs;
 pub mod history;
 pub mod line;
 pub mod physmap;
