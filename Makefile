@@ -187,10 +187,13 @@ test-boot: $(TEST_ISOS)
 	$(BOOT_TEST) report-bios $(BUILD)/test-report.iso --exit 33 \
 	    --expect 'firmware: +BIOS' --expect 'memory map \(' --expect 'available RAM' --expect 'IncroOS is up' \
 	    --expect 'ACPI: +RSDP revision 0 from the Multiboot2 tag' --expect '^  RSDT 0x' --expect '^  APIC 0x' \
-	    --expect 'CPUs: 1 in the MADT, 1 enabled'
+	    --expect 'CPUs: 1 in the MADT, 1 enabled' \
+	    --expect '^VGA text console: 80x25 characters at 0xb8000$$' \
+	    --expect '^framebuffer: +EGA text \(characters\) 80x25' --reject '^framebuffer console'
 	$(BOOT_TEST) report-uefi $(BUILD)/test-report.iso --uefi --exit 33 \
 	    --expect 'firmware: +UEFI' --expect 'memory map \(' --expect 'IncroOS is up' \
-	    --expect 'ACPI: +RSDP revision 2 from the Multiboot2 tag' --expect '^  XSDT 0x' --expect '^  DSDT 0x'
+	    --expect 'ACPI: +RSDP revision 2 from the Multiboot2 tag' --expect '^  XSDT 0x' --expect '^  DSDT 0x' \
+	    --expect '^framebuffer console: [0-9]+x[0-9]+ pixels, [0-9]+ bpp' --reject '^VGA text console'
 	$(BOOT_TEST) acpi-poweroff-bios $(BUILD)/test-poweroff.iso --exit 0 \
 	    --expect 'power off: ACPI S5 through PM1a control 0x604' --reject 'ACPI power-off failed'
 	$(BOOT_TEST) acpi-poweroff-uefi $(BUILD)/test-poweroff.iso --uefi --exit 0 \

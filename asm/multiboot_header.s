@@ -12,8 +12,10 @@ multiboot_header_start:
     .long 0x100000000 - ({MB2_HEADER_MAGIC} + (multiboot_header_end - multiboot_header_start))
 
     # framebuffer tag (type 5): optional (flags bit 0), no preferred size or
-    # depth. Under UEFI GRUB hands over the firmware's framebuffer; under
-    # BIOS grub.cfg keeps text mode (gfxpayload=text).
+    # depth. Under UEFI GRUB hands over the firmware's framebuffer. With
+    # this tag GRUB's `multiboot2` would pick a graphics mode on BIOS too
+    # (it sets gfxpayload=auto); grub.cfg sets gfxpayload=text after it,
+    # so BIOS boots keep VGA text mode.
     .balign 8
     .short 5
     .short 1

@@ -87,6 +87,11 @@ mod kernel {
             // SAFETY: a BIOS boot in text mode has the VGA text buffer at
             // 0xB8000, which the boot page tables identity-map.
             unsafe { console::attach_vga_text() };
+            kprintln!(
+                "VGA text console: {}x{} characters at 0xb8000",
+                console::vga::COLUMNS,
+                console::vga::ROWS
+            );
         }
 
         let cmdline = CommandLine::parse(info.cmdline);
