@@ -11,8 +11,8 @@
 //! * [`ScreenEcho`]: the kernel's own VGA text and framebuffer consoles,
 //!   which only write forward and erase backwards with BS. They have no
 //!   cursor of their own, so the character under the cursor is drawn in
-//!   [`Style::Cursor`] (the cursor at the end of the line shows nothing,
-//!   as before).
+//!   [`Style::Cursor`], and a cursor at the end of the line (at an empty
+//!   prompt, say) as a blank cell in that style after the text.
 //!
 //! Neither knows the display's width: a prompt and line wider than it
 //! wrap, and edits before the wrap do not reach back across it.
@@ -94,45 +94,65 @@ pub enum Style {
     Cursor,
 }
 
-/// As many backspaces as a line can need, sliced from.
+/// As many backspaces as a line and the cursor cell after it can need,
+/// sliced from.
 const BACKSPACES: &str = {
-    const BYTES: [u8; LINE_MAX] = [0x08; LINE_MAX];
+    const BYTES: [u8; LINE_MAX + 1] = [0x08; LINE_MAX + 1];
     match core::str::from_utf8(&BYTES) {
         Ok(text) => text,
         Err(_) => panic!("BS is ASCII"),
     }
 };
 
+/// Where the screen shows the cursor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Mark {
+    /// Nowhere (a finished line, or nothing drawn yet).
+    #[default]
+    None,
+    /// On the character at this index of the line.
+    On(usize),
+    /// On a blank cell after the line.
+    After,
+}
+
 /// The line echo on the kernel's screens.
 #[derive(Clone, Debug, Default)]
 pub struct ScreenEcho {
     /// What the screen shows after the prompt.
     shown: Line,
-    /// The character drawn as the cursor, if any.
-    marked: Option<usize>,
+    /// Where it shows the cursor.
+    mark: Mark,
 }
+
+/// A blank cell for [`Mark::After`], drawn in [`Style::Cursor`].
+const BLANK: &str = " ";
 
 impl ScreenEcho {
     /// An echo for a screen that shows a prompt and nothing after it.
     pub const fn new() -> Self {
         Self {
             shown: Line::new(),
-            marked: None,
+            mark: Mark::None,
         }
     }
 
     /// Writes, through `out`, what takes the screen to `line` with the
     /// cursor at `cursor`.
     pub fn show(&mut self, line: &Line, cursor: usize, out: &mut impl FnMut(&str, Style)) {
-        let marked = (cursor < line.len()).then_some(cursor);
-        self.redraw(line, marked, out);
+        let mark = if cursor < line.len() {
+            Mark::On(cursor)
+        } else {
+            Mark::After
+        };
+        self.redraw(line, mark, out);
     }
 
     /// Leaves the line as shown without the cursor, followed by `note`
     /// (`^C`, or nothing), and moves to a new line.
     pub fn finish(&mut self, note: &str, out: &mut impl FnMut(&str, Style)) {
         let shown = self.shown.clone();
-        self.redraw(&shown, None, out);
+        self.redraw(&shown, Mark::None, out);
         if !note.is_empty() {
             out(note, Style::Plain);
         }
@@ -140,13 +160,20 @@ impl ScreenEcho {
         *self = Self::new();
     }
 
-    fn redraw(&mut self, line: &Line, marked: Option<usize>, out: &mut impl FnMut(&str, Style)) {
+    fn redraw(&mut self, line: &Line, mark: Mark, out: &mut impl FnMut(&str, Style)) {
+        if *line == self.shown && mark == self.mark {
+            return;
+        }
         let old = self.shown.as_bytes();
+        // The cells shown, the blank cursor cell after the text included.
+        let old_cells = old.len() + usize::from(self.mark == Mark::After);
         let mut same = common_prefix(old, line.as_bytes());
-        if self.marked != marked {
+        if self.mark != mark {
             // The cell that loses or gains the cursor must be drawn again.
-            for cell in [self.marked, marked].into_iter().flatten() {
-                same = same.min(cell);
+            for cell in [self.mark, mark] {
+                if let Mark::On(cell) = cell {
+                    same = same.min(cell);
+                }
             }
         }
         let mut write = |text: &str, style| {
@@ -154,18 +181,21 @@ impl ScreenEcho {
                 out(text, style);
             }
         };
-        write(&BACKSPACES[..old.len() - same], Style::Plain);
+        write(&BACKSPACES[..old_cells - same], Style::Plain);
         let text = line.as_str();
-        match marked {
-            Some(cell) if cell >= same => {
+        match mark {
+            Mark::On(cell) if cell >= same => {
                 write(&text[same..cell], Style::Plain);
                 write(&text[cell..cell + 1], Style::Cursor);
                 write(&text[cell + 1..], Style::Plain);
             }
             _ => write(&text[same..], Style::Plain),
         }
+        if mark == Mark::After {
+            write(BLANK, Style::Cursor);
+        }
         self.shown = line.clone();
-        self.marked = marked;
+        self.mark = mark;
     }
 }
 

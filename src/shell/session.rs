@@ -44,7 +44,8 @@ impl fmt::Write for SerialOut {
 }
 
 /// Draws the screen echo's pieces; the cursor cell in the console's
-/// white-on-red (the screens have no cursor of their own).
+/// white-on-red (the screens have no cursor of their own; at the end of
+/// the line it is a blank cell in those colours).
 fn draw_on_screen(text: &str, style: Style) {
     let color = match style {
         Style::Plain => Color::Normal,
@@ -90,6 +91,8 @@ pub fn run(info: &BootInfo<'_>) -> ! {
     };
     loop {
         kprint!("{PROMPT}");
+        // The cursor after the prompt on the screen (the terminal has its own).
+        echo.show(&editor);
         let line = loop {
             let Some(key) = input.poll() else {
                 nmi::report_pending(|report| {

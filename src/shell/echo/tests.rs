@@ -123,14 +123,23 @@ impl Screen {
     }
 }
 
-/// Types keys into an editor and both echoes; returns the displays.
+/// Types keys into an editor and both echoes, each prompt shown first as
+/// the shell's session does; returns the displays.
 fn drive(keys: &[Key]) -> (LineEditor, Terminal, Screen) {
     let mut editor = LineEditor::new();
     let (mut terminal_echo, mut screen_echo) = (TerminalEcho::new(), ScreenEcho::new());
     let (mut terminal, mut screen) = (Terminal::default(), Screen::default());
+    let mut prompt = true;
     for &key in keys {
         let mut output = String::new();
         let mut draw = |text: &str, style| screen.write(text, style);
+        if prompt {
+            terminal_echo
+                .show(editor.line(), editor.cursor(), &mut output)
+                .unwrap();
+            screen_echo.show(editor.line(), editor.cursor(), &mut draw);
+            prompt = false;
+        }
         match editor.handle(key) {
             Outcome::Editing => {
                 terminal_echo
@@ -141,13 +150,19 @@ fn drive(keys: &[Key]) -> (LineEditor, Terminal, Screen) {
             Outcome::Cancelled => {
                 terminal_echo.finish("^C", &mut output).unwrap();
                 screen_echo.finish("^C", &mut draw);
+                prompt = true;
             }
             Outcome::Submitted(_) | Outcome::TooLong { .. } => {
                 terminal_echo.finish("", &mut output).unwrap();
                 screen_echo.finish("", &mut draw);
+                prompt = true;
             }
         }
         terminal.feed(&output);
+    }
+    if prompt {
+        let mut draw = |text: &str, style| screen.write(text, style);
+        screen_echo.show(editor.line(), editor.cursor(), &mut draw);
     }
     (editor, terminal, screen)
 }
@@ -177,7 +192,35 @@ fn typing_at_the_end_echoes_just_the_characters() {
     assert_eq!(terminal_output(&[], &typed("meminfo")), "meminfo");
     let (_, terminal, screen) = drive(&typed("meminfo"));
     assert_eq!(terminal.row, b"meminfo");
-    assert_eq!(screen.reads(), "meminfo");
+    assert_eq!(screen.reads(), "meminfo[ ]");
+}
+
+#[test]
+fn the_screen_shows_the_cursor_at_an_empty_prompt() {
+    let mut echo = ScreenEcho::new();
+    let mut screen = Screen::default();
+    let editor = LineEditor::new();
+    echo.show(editor.line(), editor.cursor(), &mut |text, style| {
+        screen.write(text, style)
+    });
+    assert_eq!(screen.reads(), "[ ]");
+    // Showing the same again draws nothing.
+    echo.show(editor.line(), editor.cursor(), &mut |_, _| {
+        panic!("redrew an unchanged line")
+    });
+    // A typed character replaces the cursor cell and moves it on.
+    let mut writes = Vec::new();
+    echo.show(&Line::from_text("a").unwrap(), 1, &mut |text, style| {
+        writes.push((text.to_string(), style))
+    });
+    assert_eq!(
+        writes,
+        [
+            ("\u{8}".to_string(), Style::Plain),
+            ("a".to_string(), Style::Plain),
+            (" ".to_string(), Style::Cursor)
+        ]
+    );
 }
 
 #[test]
@@ -208,7 +251,7 @@ fn history_recall_rewrites_from_the_first_difference() {
     assert_eq!(editor.line().as_str(), "alloc 4096");
     assert_eq!(terminal.done, ["alloc 4096"]);
     assert_eq!(terminal.row, b"alloc 4096");
-    assert_eq!(screen.reads(), "alloc 4096");
+    assert_eq!(screen.reads(), "alloc 4096[ ]");
 }
 
 #[test]
@@ -220,7 +263,7 @@ fn the_screen_marks_the_cursor_inside_the_line() {
     keys.push(Home);
     assert_eq!(drive(&keys).2.reads(), "[f]rames 10");
     keys.push(End);
-    assert_eq!(drive(&keys).2.reads(), "frames 10");
+    assert_eq!(drive(&keys).2.reads(), "frames 10[ ]");
 }
 
 #[test]
@@ -232,7 +275,9 @@ fn cancel_and_enter_leave_the_line_on_its_own_row() {
     let (_, terminal, screen) = drive(&keys);
     assert_eq!(terminal.done, ["shutdown^C", "help"]);
     assert_eq!(screen.done, ["shutdown^C", "help"]);
-    assert!(terminal.row.is_empty() && screen.cells.is_empty());
+    // The next prompt: nothing typed yet, the cursor cell shown.
+    assert!(terminal.row.is_empty());
+    assert_eq!(screen.reads(), "[ ]");
 }
 
 /// Keys for the property test, Enter and Cancel rarer than the rest.
@@ -264,13 +309,14 @@ proptest! {
         let text = editor.line().as_str();
         prop_assert_eq!(terminal.row.as_slice(), text.as_bytes());
         prop_assert_eq!(terminal.column, editor.cursor());
-        let mut expected = String::from(text);
-        if editor.cursor() < text.len() {
-            let cursor = editor.cursor();
-            expected = format!("{}[{}]{}", &text[..cursor], &text[cursor..cursor + 1], &text[cursor + 1..]);
-        }
+        let cursor = editor.cursor();
+        let expected = if cursor < text.len() {
+            format!("{}[{}]{}", &text[..cursor], &text[cursor..cursor + 1], &text[cursor + 1..])
+        } else {
+            format!("{text}[ ]")
+        };
         prop_assert_eq!(screen.reads(), expected.trim_end());
-        prop_assert_eq!(screen.column, text.len());
+        prop_assert_eq!(screen.column, text.len() + usize::from(cursor == text.len()));
         prop_assert_eq!(&terminal.done, &screen.done);
     }
 }
