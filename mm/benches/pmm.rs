@@ -211,6 +211,68 @@ fn pairs_ns(frames: &mut impl Frames, fill: f64, pairs: usize) -> f64 {
     start.elapsed().as_nanos() as f64 / pairs as f64
 }
 
+/// `threads` threads, each with its own cache around the shared,
+/// mutex-locked PMM, each doing `pairs` (free a random held frame,
+/// allocate one) over 1/4 of memory held per thread; returns the pairs
+/// per microsecond of all threads together.
+fn scaled_pairs_per_us(
+    pmm: &std::sync::Mutex<FrameAllocator<'_>>,
+    states: &FrameStates<'_>,
+    threads: usize,
+    pairs: usize,
+) -> f64 {
+    let start = std::sync::Barrier::new(threads);
+    let elapsed: Vec<f64> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|thread| {
+                let start = &start;
+                scope.spawn(move || {
+                    let mut cache = FrameCache::new(48, 16);
+                    let alloc = |cache: &mut FrameCache| {
+                        cache::take(cache, states).or_else(|| {
+                            let mut pmm = pmm.lock().unwrap();
+                            let mut source = Near {
+                                allocator: &mut pmm,
+                                node: 0,
+                            };
+                            cache::refill(cache, states, &mut source);
+                            drop(pmm);
+                            cache::take(cache, states)
+                        })
+                    };
+                    let mut held: Vec<u64> = (0..FRAMES / 4)
+                        .map(|_| alloc(&mut cache).unwrap())
+                        .collect();
+                    let mut rng = XorShift::new(0x9E37_79B9 + thread as u64);
+                    start.wait();
+                    let began = Instant::now();
+                    for _ in 0..pairs {
+                        let slot = rng.below(held.len() as u64) as usize;
+                        match cache::give(&mut cache, states, held[slot]).unwrap() {
+                            Given::Cached(false) => {}
+                            Given::Cached(true) => {
+                                let mut pmm = pmm.lock().unwrap();
+                                let mut source = Near {
+                                    allocator: &mut pmm,
+                                    node: 0,
+                                };
+                                let batch = cache.batch();
+                                cache::drain(&mut cache, states, &mut source, batch);
+                            }
+                            Given::ToAllocator => unreachable!("a cached frame"),
+                        }
+                        held[slot] = black_box(alloc(&mut cache).unwrap());
+                    }
+                    began.elapsed().as_secs_f64()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let slowest = elapsed.iter().copied().fold(0.0, f64::max);
+    (threads * pairs) as f64 / (slowest * 1e6)
+}
+
 /// Median of `runs` measurements.
 fn median(runs: usize, mut measure: impl FnMut() -> f64) -> f64 {
     let mut values: Vec<f64> = (0..runs).map(|_| measure()).collect();
@@ -355,7 +417,7 @@ const OURS: &str = "this-pmm";
 fn main() {
     let usable = usable_bytes(FRAMES as u64 * PAGE);
     let mut storage = vec![0u64; FrameAllocator::storage_words_for(&usable)];
-    let sections = ["pairs", "huge", "mix", "grouping", "init"];
+    let sections = ["pairs", "scaling", "huge", "mix", "grouping", "init"];
     let steps =
         sections.iter().filter(|s| selected(s)).count() + 2 * usize::from(selected("pairs"));
     let mut report = Report::new("pmm", steps);
@@ -415,6 +477,47 @@ fn main() {
                 "allocator",
             );
         }
+    }
+
+    if selected("scaling") {
+        let workload = "scaling-cached-pairs";
+        report.step(
+            workload,
+            "1 and 2 threads, each with its own frame cache, x5",
+        );
+        let states: Vec<AtomicU8> = (0..FRAMES + 1024).map(|_| AtomicU8::new(0)).collect();
+        let mut throughput = [0.0; 2];
+        for threads in [1usize, 2] {
+            throughput[threads - 1] = median(5, || {
+                let pmm = std::sync::Mutex::new(
+                    FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap(),
+                );
+                let states = FrameStates::new(&states, 0);
+                scaled_pairs_per_us(&pmm, &states, threads, 2_000_000)
+            });
+        }
+        report.record(Row::new(
+            workload,
+            "1-thread",
+            "throughput",
+            "pairs/us",
+            throughput[0],
+        ));
+        report.record(
+            Row::new(
+                workload,
+                "2-threads",
+                "throughput",
+                "pairs/us",
+                throughput[1],
+            )
+            .against("1-thread", throughput[1] / throughput[0]),
+        );
+        report.table(
+            workload,
+            "single-frame pairs through per-thread caches around one locked PMM (higher is better)",
+            "threads",
+        );
     }
 
     if selected("huge") {

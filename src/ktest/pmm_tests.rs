@@ -56,7 +56,7 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "pmm::frees_of_the_wrong_order_are_refused",
         run: frees_of_the_wrong_order_are_refused,
-        expects: Expect::BAD_FREES,
+        expects: Expect::BAD_FREES.logging(&["kernel_mm::pmm"]),
     },
     Test {
         name: "pmm::alloc_zeroed_clears_old_data",

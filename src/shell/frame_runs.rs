@@ -29,11 +29,14 @@ impl FrameRuns {
     }
 
     /// Adds the frame at `address`: it extends the current run if it
-    /// starts where that run ends, else it starts a new one.
+    /// starts where that run ends or ends where it starts (a frame cache
+    /// hands out the newest frame first, so runs also come downwards),
+    /// else it starts a new one.
     pub fn add(&mut self, address: u64) {
         let frame = PhysRange::from_len(address, PAGE_SIZE);
         match &mut self.current {
             Some(run) if run.end == frame.start => run.end = frame.end,
+            Some(run) if frame.end == run.start => run.start = frame.start,
             _ => {
                 self.finish_current();
                 self.current = Some(frame);
@@ -95,19 +98,20 @@ mod tests {
     }
 
     #[test]
-    fn a_gap_or_a_step_back_starts_a_run() {
+    fn a_gap_starts_a_run_and_runs_grow_both_ways() {
         let mut runs = FrameRuns::new();
-        for address in [0x30_0000, 0x30_1000, 0x30_3000, 0x30_2000, 0x30_4000] {
+        for address in [
+            0x30_0000, 0x30_1000, 0x30_5000, 0x30_4000, 0x30_3000, 0x30_7000,
+        ] {
             runs.add(address);
         }
-        assert_eq!(runs.count(), 4);
+        assert_eq!(runs.count(), 3);
         assert_eq!(
             runs.to_string(),
             concat!(
                 "  0x300000-0x302000 (2 frames, 8 KiB)\n",
-                "  0x303000-0x304000 (1 frame, 4 KiB)\n",
-                "  0x302000-0x303000 (1 frame, 4 KiB)\n",
-                "  0x304000-0x305000 (1 frame, 4 KiB)\n",
+                "  0x303000-0x306000 (3 frames, 12 KiB)\n",
+                "  0x307000-0x308000 (1 frame, 4 KiB)\n",
             )
         );
     }

@@ -97,9 +97,11 @@ int c_mm_abi_test(void)
     if (heap_get_used() != used0)
         return 17;
     /* The three neighbours merged: one block of their total size fits where
-     * the first one was. */
+     * the first one was (when they were neighbours: if the heap grew
+     * between them, they are not). */
+    int neighbours = a < b && b < c && c - a < 2 * 1100;
     char *merged = kmalloc(2900);
-    if (merged != a)
+    if (!merged || (neighbours && merged != a))
         return 18;
     kfree(merged);
     size_t free_before = heap_get_free();
