@@ -30,7 +30,7 @@ timeout 60 gdb -q -batch -nx "$kernel" \
     -ex "info registers rip" \
     -ex "delete" \
     -ex "source scripts/incroos-gdb.py" \
-    -ex "break *incroos::shell::session::run" \
+    -ex "incroos-break incroos::shell::session::run" \
     -ex "continue" \
     -ex "incroos-meminfo" \
     -ex "incroos-walk 0x10000000" \
@@ -49,7 +49,7 @@ grep -Eq "^#1 +.*incroos::kernel::kernel_entry" "$log" || fail "bt from init doe
 grep -Eq "^rip +0x[0-9a-f]+" "$log" || fail "could not step and read RIP"
 # README: the address form names the function's own file, not a macro's.
 grep -Eq "^Breakpoint 3, incroos::shell::session::run .* at src/shell/session.rs:[0-9]+" "$log" ||
-    fail "break *incroos::shell::session::run did not stop at its entry in src/shell/session.rs"
+    fail "incroos-break incroos::shell::session::run did not stop at its entry in src/shell/session.rs"
 grep -Eq "^PMM: +[0-9]+ frames total" "$log" || fail "incroos-meminfo printed no PMM counters"
 grep -Eq "^ +node 0: [0-9]+ frames, [0-9]+ free, [0-9]+ free 2 MiB chunks" "$log" \
     || fail "incroos-meminfo printed no per-node counters"

@@ -8,6 +8,8 @@ from kernel memory through gdb (QEMU's gdb stub).
 Both need the memory manager initialised (e.g. stop in incroos::shell::session::run).
 """
 
+import re
+
 import gdb
 
 DIRECT_MAP = 0xFFFF_8000_0000_0000
@@ -86,6 +88,27 @@ class MemInfo(gdb.Command):
                 int(stats["live_allocations"]), int(stats["peak_used"])))
 
 
+class BreakAtEntry(gdb.Command):
+    """Break at a function's first instruction: incroos-break FUNCTION
+
+    `break *FUNCTION` does that but fails with "Attempt to use a type name
+    as an expression" once the compiler emits a closure type under the
+    function's path (a closure inside it); `break FUNCTION` stops after
+    the prologue and may name a macro's line. This asks gdb where the
+    function's first line starts and breaks at that address."""
+
+    def __init__(self):
+        super().__init__("incroos-break", gdb.COMMAND_BREAKPOINTS)
+
+    def invoke(self, argument, from_tty):
+        name = argument.strip()
+        where = gdb.execute("info line " + name, to_string=True)
+        found = re.search(r"starts at address (0x[0-9a-f]+)", where)
+        if not found:
+            raise gdb.GdbError("no code found for {}: {}".format(name, where.strip()))
+        gdb.execute("break *" + found.group(1))
+
+
 class Walk(gdb.Command):
     """Walk the page tables for a virtual address: incroos-walk ADDRESS"""
 
@@ -120,4 +143,5 @@ class Walk(gdb.Command):
 
 
 MemInfo()
+BreakAtEntry()
 Walk()
