@@ -108,8 +108,14 @@ pub fn kfree(pointer: *mut u8) -> Result<(), MmError> {
     if pointer.is_null() {
         return Ok(());
     }
-    let (result, overflowed) = with_red_zone_watch(|heap| heap.free(pointer))
-        .unwrap_or((Err(MmError::InvalidFree), false));
+    let (result, overflowed) = with_red_zone_watch(|heap| {
+        let result = heap.free(pointer);
+        if result.is_ok() {
+            give_back_tail(heap);
+        }
+        result
+    })
+    .unwrap_or((Err(MmError::InvalidFree), false));
     if result.is_err() {
         REFUSED_FREES.fetch_add(1, Ordering::Relaxed);
     }
@@ -117,6 +123,33 @@ pub fn kfree(pointer: *mut u8) -> Result<(), MmError> {
         report_overflow(pointer);
     }
     result
+}
+
+/// Free bytes the heap keeps at its end when it gives pages back.
+const KEEP_FREE: usize = 256 * 1024;
+/// Pages given back to the PMM since boot.
+static PAGES_RELEASED: AtomicU64 = AtomicU64::new(0);
+
+/// Pages the heap has given back to the PMM since boot.
+pub fn pages_released() -> u64 {
+    PAGES_RELEASED.load(Ordering::Relaxed)
+}
+
+/// After a free: once the heap's end has [`KEEP_FREE`] + 256 KiB free,
+/// unmaps the whole pages past the first `KEEP_FREE` (never below the
+/// initial 1 MiB) and gives their frames back to the PMM, with the TLB
+/// shootdown. Runs under the heap lock (lock order: heap, then VMM, then
+/// PMM); O(1) when there is nothing to give back.
+fn give_back_tail(heap: &mut Heap<'static, KernelGrow>) {
+    let Some((start, end)) = heap.release_tail(KEEP_FREE, HEAP_INITIAL_SIZE as usize) else {
+        return;
+    };
+    let len = (end - start) as u64;
+    // SAFETY: the heap mapped these pages with map_fresh and kept them
+    // (KernelGrow), and release_tail took them out of the heap: no block
+    // lies there, so nothing refers to them any more.
+    drop(unsafe { vmm::Mapping::reclaim_fresh(VirtAddr::new(start as u64), len) });
+    PAGES_RELEASED.fetch_add(len / PAGE_SIZE, Ordering::Relaxed);
 }
 
 /// [`kfree`] for callers that get no error back (the C interface, Rust's

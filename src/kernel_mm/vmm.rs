@@ -337,6 +337,21 @@ impl Mapping {
         core::mem::forget(self);
         start
     }
+
+    /// Takes back ownership of `len` bytes at `start` that [`map_fresh`]
+    /// mapped and [`Mapping::keep`] kept: dropping the handle unmaps them
+    /// (with the shootdown) and gives their frames back to the PMM.
+    ///
+    /// # Safety
+    /// The range must be (part of) fresh-frame mappings that were kept, and
+    /// nothing may use it any more: no reference into it, no other handle.
+    pub unsafe fn reclaim_fresh(start: VirtAddr, len: u64) -> Mapping {
+        Mapping {
+            start,
+            len,
+            backing: Backing::OwnedFrames,
+        }
+    }
 }
 
 impl Drop for Mapping {

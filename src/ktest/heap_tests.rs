@@ -36,6 +36,11 @@ pub static TESTS: &[Test] = &[
         expects: Expect::NOTHING,
     },
     Test {
+        name: "heap::a_large_free_gives_pages_back_to_the_pmm",
+        run: a_large_free_gives_pages_back,
+        expects: Expect::NOTHING,
+    },
+    Test {
         name: "heap::growth_stops_at_16_mib_and_heap_keeps_working",
         run: growth_stops_at_the_cap,
         expects: Expect::NOTHING,
@@ -116,6 +121,58 @@ fn vec_of_several_mib_grows_the_heap(_: &Context<'_>) -> TestResult {
     );
     drop(big);
     kassert_eq!(heap::stats().used, before.used);
+    kassert_eq!(heap::verify(), Ok(()));
+    Ok(())
+}
+
+/// A 4 MiB buffer grows the heap; freeing it unmaps the pages past what
+/// the heap keeps (256 KiB of slack, plus less than the 256 KiB step) and
+/// their frames are back in the PMM.
+fn a_large_free_gives_pages_back(_: &Context<'_>) -> TestResult {
+    const BIG: usize = 4 * 1024 * 1024;
+    super::need_heap(BIG + 64 * 1024)?;
+    let before = heap::stats();
+    let frames_before = pmm::stats().free;
+    let released_before = heap::pages_released();
+    let mut big: Vec<u8> = Vec::new();
+    kassert!(big.try_reserve_exact(BIG).is_ok(), "no room for 4 MiB");
+    big.resize(BIG, 0x5A);
+    let grown = heap::stats();
+    let frames_grown = pmm::stats().free;
+    drop(big);
+    let after = heap::stats();
+    let frames_after = pmm::stats().free;
+    kprintln!(
+        "    heap mapped {} KiB -> {} KiB -> {} KiB; PMM free frames {} -> {} -> {}",
+        before.mapped >> 10,
+        grown.mapped >> 10,
+        after.mapped >> 10,
+        frames_before,
+        frames_grown,
+        frames_after
+    );
+    kassert!(grown.mapped >= BIG, "the heap is smaller than the buffer");
+    if grown.mapped == before.mapped {
+        // The heap had a hole big enough (a second run of the suite in
+        // the shell): nothing grew, so there is nothing to give back.
+        kprintln!("    the heap had room: nothing grew, nothing to give back");
+        return Ok(());
+    }
+    kassert!(
+        after.mapped <= before.mapped.max(512 * 1024) + 512 * 1024,
+        "mapped did not fall"
+    );
+    kassert!(
+        heap::pages_released() > released_before,
+        "no page given back"
+    );
+    // Every frame the growth took is back (page tables included), give or
+    // take what the heap keeps mapped now beyond before.
+    let kept = (after.mapped.saturating_sub(before.mapped) / 4096) as u64;
+    kassert!(
+        frames_after + kept + 2 >= frames_before,
+        "frames were not given back"
+    );
     kassert_eq!(heap::verify(), Ok(()));
     Ok(())
 }
@@ -221,10 +278,11 @@ fn growth_stops_at_the_cap(_: &Context<'_>) -> TestResult {
     let after = heap::stats();
     kassert_eq!(after.used, before.used);
     kassert_eq!(heap::verify(), Ok(()));
-    // The heap keeps its mapped pages; their frames came from the PMM.
-    let grown_frames = (after.mapped - before.mapped) as u64 / 4096;
+    // What the heap still maps beyond before (it gives most back after
+    // the frees) came from the PMM.
+    let grown_frames = after.mapped.saturating_sub(before.mapped) as u64 / 4096;
     kassert!(
-        frames_before - pmm::stats().free >= grown_frames,
+        frames_before.saturating_sub(pmm::stats().free) >= grown_frames,
         "growth did not take PMM frames"
     );
     Ok(())

@@ -260,7 +260,13 @@ fn stress(_: &Context<'_>) -> TestResult {
         counts[4],
         at_cap / 1024
     );
-    kassert_eq!(at_cap, HEAP_MAX_SIZE as usize);
+    // The heap stops growing once the next 256 KiB block no longer fits
+    // (it gives pages back after frees, so its end is not always on a
+    // growth step): within one block of the cap.
+    kassert!(
+        HEAP_MAX_SIZE as usize - at_cap < 256 * 1024 + PAGE_SIZE as usize,
+        "the heap stopped growing short of its cap"
+    );
     kassert!(held < big.len(), "the heap never reached its cap");
     kassert_eq!(heap::verify(), Ok(()));
     let heap_after = heap::stats();
@@ -269,10 +275,11 @@ fn stress(_: &Context<'_>) -> TestResult {
         (heap_before.used, heap_before.live_allocations)
     );
     kassert_eq!(vmm::table_count(), tables_before);
-    // Heap growth keeps its pages: only those frames may be missing.
-    let grown = (heap_after.mapped - heap_before.mapped) as u64 / PAGE_SIZE;
+    // Heap growth keeps its pages (and gives some back after large
+    // frees): only the difference may be missing (or extra).
+    let grown = (heap_after.mapped as i64 - heap_before.mapped as i64) / PAGE_SIZE as i64;
     let frames_after = pmm::stats();
-    kassert_eq!(frames_after.free + grown, frames_before.free);
+    kassert_eq!(frames_after.free as i64 + grown, frames_before.free as i64);
     kassert_eq!(frames_after.total, frames_before.total);
     Ok(())
 }

@@ -170,6 +170,11 @@ fn meminfo() {
         kprintln!("      largest free run {run} frames ({})", size(run));
     }
     crate::report::numa_nodes();
+    kprintln!(
+        "      {} frames in per-CPU caches (counted free); the heap gave back {} pages since boot",
+        crate::kernel_mm::frame_cache::cached_frames(),
+        heap::pages_released()
+    );
     let tables = vmm::table_count() as u64;
     kprintln!(
         "VMM:  PML4 at {:#x}, {tables} page tables ({})",

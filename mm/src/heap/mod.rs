@@ -47,6 +47,10 @@ pub use stats::HeapStats;
 pub const MAX_ALIGN: usize = PAGE;
 /// Growth happens in steps of at least this much.
 const MIN_GROWTH: usize = 64 * 1024;
+/// The heap gives pages back only when this much more than it keeps is
+/// free at its end (so a free and an allocation of the same large block
+/// do not unmap and map the same pages each time).
+pub const RELEASE_STEP: usize = 256 * 1024;
 
 /// Maps more memory directly after the heap's current end.
 pub trait Grow {
@@ -447,6 +451,29 @@ impl<'a, G: Grow> Heap<'a, G> {
             self.free_slab_page(page, class);
         }
         self.quick.drain(&mut self.tlsf);
+    }
+
+    /// Gives back whole pages at the heap's end once at least `keep` +
+    /// `RELEASE_STEP` bytes there are free: the heap then ends `keep` bytes
+    /// past its last used block (page-rounded), never below `floor` bytes.
+    /// Returns the range `[start, end)` the caller must unmap (its pages
+    /// are no longer the heap's); `None`: nothing to give back. O(1)
+    /// unless it gives something back (then the caches are trimmed first,
+    /// so what they hold at the end can go too).
+    pub fn release_tail(&mut self, keep: usize, floor: usize) -> Option<(usize, usize)> {
+        if self.tlsf.free_at_end() < keep + RELEASE_STEP {
+            return None;
+        }
+        self.trim();
+        let end = self.tlsf.end();
+        let floor = self.tlsf.start() + floor;
+        let cut = self.tlsf.retract(keep, floor, PAGE);
+        if cut == 0 {
+            return None;
+        }
+        self.stats.mapped -= cut;
+        self.stats.free -= cut;
+        Some((end - cut, end))
     }
 
     /// Counters.

@@ -780,3 +780,100 @@ fn every_refused_growth_is_reported_and_leaves_nothing_behind() {
     }
     panic!("the sweep did not end: the workload fails without injection");
 }
+
+/// A large free at the end hands whole pages back: `mapped` falls to what
+/// the used blocks and the kept slack need, the heap stays consistent,
+/// and it grows again on demand.
+#[test]
+fn a_large_free_at_the_end_gives_pages_back() {
+    let mut arena = Arena::new(8 * MIB);
+    let mut heap = arena.heap(256 * 1024, true);
+    let small = heap.kmalloc(100).unwrap();
+    assert_eq!(
+        heap.release_tail(64 * 1024, 256 * 1024),
+        None,
+        "nothing to give"
+    );
+    let big = heap.kmalloc(4 * MIB).unwrap();
+    let grown = heap.stats().mapped;
+    assert!(grown > 4 * MIB);
+    heap.free(big.as_ptr()).unwrap();
+    let (start, end) = heap
+        .release_tail(64 * 1024, 256 * 1024)
+        .expect("a tail to give back");
+    assert_eq!((start % 4096, end % 4096), (0, 0));
+    assert_eq!(end - start, grown - heap.stats().mapped);
+    assert_eq!(heap.range().1, start);
+    assert!(
+        heap.stats().mapped <= 256 * 1024 + 64 * 1024 + 4096,
+        "{}",
+        heap.stats().mapped
+    );
+    assert!(heap.stats().mapped >= 256 * 1024);
+    heap.verify().unwrap();
+    assert_eq!(
+        heap.release_tail(64 * 1024, 256 * 1024),
+        None,
+        "nothing more"
+    );
+    // It grows again over the pages it gave back, and they work.
+    let again = heap.kmalloc(2 * MIB).unwrap();
+    // SAFETY: a fresh block of 2 MiB.
+    unsafe { again.as_ptr().write_bytes(0x5A, 2 * MIB) };
+    heap.verify().unwrap();
+    heap.free(again.as_ptr()).unwrap();
+    heap.free(small.as_ptr()).unwrap();
+    assert!(heap.release_tail(0, 256 * 1024).is_some());
+    assert_eq!(heap.stats().mapped, 256 * 1024, "down to the floor");
+    assert_eq!(heap.stats().used, 0);
+    heap.verify().unwrap();
+}
+
+proptest! {
+    #![proptest_config(testing::cases(64))]
+
+    /// Random sizes allocated, freed and the tail released in between:
+    /// every block stays intact, verify() holds, the counters add up.
+    #[test]
+    fn releasing_the_tail_keeps_every_block(
+        ops in proptest::collection::vec((0usize..4, 1usize..200_000, any::<prop::sample::Index>()), 1..150),
+    ) {
+        let mut arena = Arena::new(8 * MIB);
+        let mut heap = arena.heap(128 * 1024, true);
+        let mut live: Vec<(*mut u8, usize, u8)> = Vec::new();
+        for (step, (action, size, which)) in ops.into_iter().enumerate() {
+            match action {
+                0 | 1 => {
+                    if let Ok(pointer) = heap.kmalloc(size) {
+                        let tag = step as u8;
+                        // SAFETY: a fresh block of `size` bytes.
+                        unsafe { pointer.as_ptr().write_bytes(tag, size) };
+                        live.push((pointer.as_ptr(), size, tag));
+                    }
+                }
+                2 if !live.is_empty() => {
+                    let (pointer, _, _) = live.swap_remove(which.index(live.len()));
+                    heap.free(pointer).unwrap();
+                }
+                _ => {
+                    let before = heap.stats().mapped;
+                    if let Some((start, end)) = heap.release_tail(32 * 1024, 128 * 1024) {
+                        prop_assert_eq!(before - heap.stats().mapped, end - start);
+                        for &(pointer, size, _) in &live {
+                            prop_assert!(pointer.addr() + size <= start, "a live block past the cut");
+                        }
+                    }
+                }
+            }
+            heap.verify().unwrap();
+            let stats = heap.stats();
+            prop_assert_eq!(stats.used + stats.free + stats.overhead, stats.mapped);
+        }
+        for (pointer, size, tag) in live {
+            // SAFETY: a live block of `size` bytes.
+            let bytes = unsafe { core::slice::from_raw_parts(pointer, size) };
+            prop_assert!(bytes.iter().all(|&b| b == tag));
+            heap.free(pointer).unwrap();
+        }
+    }
+}

@@ -304,6 +304,46 @@ impl Tlsf {
         self.size_of(self.read(sentinel - WORD))
     }
 
+    /// Gives back the end of the range: if the last block is free, the
+    /// range ends at the lowest multiple of `page` that keeps at least
+    /// `keep` bytes of that block (and leaves either none of it or a
+    /// whole block) and stays at or above `floor`. Returns the bytes cut
+    /// off (0: nothing); the caller unmaps `[end(), end() + bytes)`.
+    /// `page` is a power of two, `end()` a multiple of it.
+    pub fn retract(&mut self, keep: usize, floor: usize, page: usize) -> usize {
+        let sentinel = self.sentinel();
+        if self.prev_free_flag(sentinel) == 0 {
+            return 0;
+        }
+        let block = self.read(sentinel - WORD);
+        let size = self.size_of(block);
+        let prev_flag = self.prev_free_flag(block);
+        // The new sentinel goes at new_end - HEADER; what is left of the
+        // block is [block, new_end - HEADER).
+        let mut new_end = (block + HEADER + keep).next_multiple_of(page).max(floor);
+        let left = new_end.saturating_sub(HEADER + block);
+        if left > 0 && left < MIN_BLOCK {
+            new_end += page;
+        }
+        if new_end >= self.end {
+            return 0;
+        }
+        let cut = self.end - new_end;
+        self.remove(block, size);
+        self.end = new_end;
+        let left = new_end - HEADER - block;
+        if left == 0 {
+            // The block is gone: its header becomes the sentinel.
+            self.set_header(block, prev_flag);
+        } else {
+            self.set_header(block, left | FREE | prev_flag);
+            self.set_footer(block, left);
+            self.insert(block, left);
+            self.set_header(self.sentinel(), PREV_FREE);
+        }
+        cut
+    }
+
     /// Appends `[end, end + bytes)` to the range as free memory, merged
     /// with a free block at the old end.
     ///
