@@ -227,7 +227,7 @@ fn scaled_pairs_per_us(
             .map(|thread| {
                 let start = &start;
                 scope.spawn(move || {
-                    let mut cache = FrameCache::new(48, 16);
+                    let mut cache = FrameCache::new(96, 64);
                     let alloc = |cache: &mut FrameCache| {
                         cache::take(cache, states).or_else(|| {
                             let mut pmm = pmm.lock().unwrap();
@@ -440,7 +440,7 @@ fn main() {
             let cached = median(5, || {
                 let mut cached = Cached {
                     pmm: FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap(),
-                    cache: FrameCache::new(48, 16),
+                    cache: FrameCache::new(96, 64),
                     states: FrameStates::new(&states, 0),
                 };
                 pairs_ns(&mut cached, fill_level, 1_000_000)

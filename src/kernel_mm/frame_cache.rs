@@ -23,9 +23,10 @@ use crate::arch::x86_64::{clock, smp};
 use mm::pmm::cache::{self, Donation, FrameCache, FrameStates};
 
 /// Drain above this many cached frames...
-const HIGH: usize = 48;
-/// ...this many at a time; refills bring as many.
-const BATCH: usize = 16;
+const HIGH: usize = 96;
+/// ...this many at a time; refills bring as many (one aligned run of 64
+/// when the PMM has one: see `mm::pmm::cache::REFILL_RUN_ORDER`).
+const BATCH: usize = 64;
 /// How long a collector waits for a CPU to hand over its cache.
 const COLLECT_TIMEOUT_US: u64 = 100_000;
 
@@ -148,6 +149,14 @@ pub fn drain_local() {
             drain(cache, states, &mut source, mm::pmm::cache::CACHE_CAPACITY);
         })
     });
+}
+
+/// A frame going to the PMM directly (caches bypassed, or one no cache
+/// handed out): it has no cache state any more.
+pub fn forget(frame: u64) {
+    if let Some(states) = STATES.get() {
+        states.returned(frame);
+    }
 }
 
 /// Frames in every CPU's cache (exact when nothing runs on the others).

@@ -282,7 +282,13 @@ pub fn free_page(address: PhysAddr) -> Result<(), MmError> {
         Some(Ok(true)) => return Ok(()),
         Some(Err(error)) => Err(error),
         Some(Ok(false)) | None => {
-            with(|pmm| pmm.free_page(address)).unwrap_or(Err(MmError::OutOfRange))
+            let freed = with(|pmm| pmm.free_page(address)).unwrap_or(Err(MmError::OutOfRange));
+            if freed.is_ok() {
+                // Freed around the caches (bypassed while failures are
+                // injected): no stale "handed out alone" state stays.
+                frame_cache::forget(address.as_u64());
+            }
+            freed
         }
     };
     if let Err(error) = result {

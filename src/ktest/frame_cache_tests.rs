@@ -4,14 +4,14 @@
 //! of the machine is handed out exactly once.
 
 use core::ptr;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use arrayvec::ArrayVec;
 use x86_64::PhysAddr;
 
 use super::smp_tests::on_all_cpus;
 use super::{Context, Expect, Test, TestResult};
-use crate::arch::x86_64::smp;
+use crate::arch::x86_64::{clock, smp};
 use crate::kernel_mm::{frame_cache, phys_to_virt, pmm};
 use crate::sync::IrqMutex;
 use crate::{kassert, kassert_eq, kprintln};
@@ -32,67 +32,105 @@ pub static TESTS: &[Test] = &[
 
 /// Frames each CPU passes on per round.
 const PER_CPU: usize = 40;
-/// Frames in flight between CPUs, with the CPU that allocated each.
-static EXCHANGE: IrqMutex<ArrayVec<(u64, usize), { 4 * PER_CPU * 8 }>> =
-    IrqMutex::new(ArrayVec::new_const());
+/// Rounds of the exchange.
+const ROUNDS: usize = 8;
+/// Each CPU's frames of the current round, freed by the next CPU.
+static SLOTS: [IrqMutex<ArrayVec<u64, PER_CPU>>; smp::MAX_CPUS] =
+    [const { IrqMutex::new(ArrayVec::new_const()) }; smp::MAX_CPUS];
+/// CPUs through each half of a round (allocated; freed), counting up.
+static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+static FREED: AtomicUsize = AtomicUsize::new(0);
+/// Set by a CPU whose part failed: the others stop waiting for it.
+static ABORT: AtomicBool = AtomicBool::new(false);
 /// Frames freed by a CPU other than their allocator.
 static CROSS_FREES: AtomicUsize = AtomicUsize::new(0);
 
-/// Every CPU allocates frames, stamps them with its number and puts them
-/// into a shared exchange, then frees frames from the exchange, mostly
-/// other CPUs' (checking each stamp: a frame handed out twice would
-/// carry the wrong one). At the end the counters are as before.
+/// Every CPU allocates frames and stamps them with its number; after all
+/// have, each frees the frames of the next CPU (checking the stamps: a
+/// frame handed out twice would carry the wrong one); then the next
+/// round. So every frame is freed by a CPU that did not allocate it (with
+/// more than one CPU), into that CPU's cache. At the end the counters are
+/// as before.
 fn cpus_free_each_others_frames(_: &Context<'_>) -> TestResult {
     let before = pmm::stats();
-    EXCHANGE.lock().clear();
-    CROSS_FREES.store(0, Ordering::SeqCst);
-    on_all_cpus(|index| {
-        for round in 0..8u64 {
-            for _ in 0..PER_CPU {
-                let frame = pmm::alloc_page();
-                kassert!(frame.is_some(), "no frame");
-                let address = frame.map_or(0, |f| f.start_address().as_u64());
-                let word = phys_to_virt(PhysAddr::new(address)).as_mut_ptr::<u64>();
-                // SAFETY: the frame is ours until freed, direct-mapped.
-                unsafe { ptr::write_volatile(word, stamp(index, address, round)) };
-                let pushed = EXCHANGE.lock().try_push((address, index)).is_ok();
-                if !pushed {
-                    kassert_eq!(pmm::free_page(PhysAddr::new(address)), Ok(()));
-                }
-            }
-            for _ in 0..PER_CPU {
-                let Some((address, owner)) = EXCHANGE.lock().pop() else {
-                    break;
-                };
-                let word = phys_to_virt(PhysAddr::new(address)).as_ptr::<u64>();
-                // SAFETY: the exchange held the frame: nobody else has it.
-                let seen = unsafe { ptr::read_volatile(word) };
-                kassert!(
-                    seen >> 48 == owner as u64,
-                    "a frame carries another CPU's stamp"
-                );
-                if owner != index {
-                    CROSS_FREES.fetch_add(1, Ordering::Relaxed);
-                }
-                kassert_eq!(pmm::free_page(PhysAddr::new(address)), Ok(()));
-            }
-        }
-        Ok(())
-    })?;
-    while let Some((address, _)) = EXCHANGE.lock().pop() {
-        kassert_eq!(pmm::free_page(PhysAddr::new(address)), Ok(()));
+    for slot in &SLOTS {
+        slot.lock().clear();
     }
+    ALLOCATED.store(0, Ordering::SeqCst);
+    FREED.store(0, Ordering::SeqCst);
+    ABORT.store(false, Ordering::SeqCst);
+    CROSS_FREES.store(0, Ordering::SeqCst);
+    let result = on_all_cpus(|index| {
+        let result = exchange_rounds(index);
+        if result.is_err() {
+            ABORT.store(true, Ordering::SeqCst);
+        }
+        result
+    });
+    for slot in &SLOTS {
+        while let Some(address) = slot.lock().pop() {
+            let _ = pmm::free_page(PhysAddr::new(address));
+        }
+    }
+    result?;
     kprintln!(
         "    {} CPUs, {} frames freed by another CPU, {} frames in caches now",
         smp::online(),
         CROSS_FREES.load(Ordering::Relaxed),
         frame_cache::cached_frames()
     );
-    kassert!(
-        smp::online() == 1 || CROSS_FREES.load(Ordering::Relaxed) > 0,
-        "no frame crossed CPUs"
-    );
+    let expected = if smp::online() > 1 {
+        ROUNDS * PER_CPU * smp::online()
+    } else {
+        0
+    };
+    kassert_eq!(CROSS_FREES.load(Ordering::Relaxed), expected);
     kassert_eq!(pmm::stats(), before);
+    Ok(())
+}
+
+/// Waits until `counter` reaches `target` (or a CPU gave up).
+fn all_reached(counter: &AtomicUsize, target: usize) -> bool {
+    clock::wait_us(10_000_000, || {
+        counter.load(Ordering::SeqCst) >= target || ABORT.load(Ordering::SeqCst)
+    }) && !ABORT.load(Ordering::SeqCst)
+}
+
+fn exchange_rounds(index: usize) -> TestResult {
+    let online = smp::online();
+    let next = (index + 1) % online;
+    for round in 0..ROUNDS {
+        for _ in 0..PER_CPU {
+            let frame = pmm::alloc_page();
+            kassert!(frame.is_some(), "no frame");
+            let address = frame.map_or(0, |f| f.start_address().as_u64());
+            let word = phys_to_virt(PhysAddr::new(address)).as_mut_ptr::<u64>();
+            // SAFETY: the frame is ours until freed, direct-mapped.
+            unsafe { ptr::write_volatile(word, stamp(index, address, round as u64)) };
+            let pushed = SLOTS[index].lock().try_push(address).is_ok();
+            kassert!(pushed, "slot full");
+        }
+        ALLOCATED.fetch_add(1, Ordering::SeqCst);
+        kassert!(
+            all_reached(&ALLOCATED, (round + 1) * online),
+            "a CPU did not allocate in time"
+        );
+        while let Some(address) = SLOTS[next].lock().pop() {
+            let word = phys_to_virt(PhysAddr::new(address)).as_ptr::<u64>();
+            // SAFETY: the slot held the frame: nobody else has it.
+            let seen = unsafe { ptr::read_volatile(word) };
+            kassert_eq!(seen, stamp(next, address, round as u64));
+            if next != index {
+                CROSS_FREES.fetch_add(1, Ordering::Relaxed);
+            }
+            kassert_eq!(pmm::free_page(PhysAddr::new(address)), Ok(()));
+        }
+        FREED.fetch_add(1, Ordering::SeqCst);
+        kassert!(
+            all_reached(&FREED, (round + 1) * online),
+            "a CPU did not free in time"
+        );
+    }
     Ok(())
 }
 

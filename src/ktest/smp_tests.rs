@@ -437,8 +437,10 @@ const STALE: u64 = 0x57A1_E57A_1E57_A1E5;
 const NEW: u64 = 0x0E30_0E30_0E30_0E30;
 static READERS_READY: AtomicUsize = AtomicUsize::new(0);
 static READERS_FAULTED: AtomicUsize = AtomicUsize::new(0);
-/// 0: mapped to the first frame; 1: unmapped; 2: mapped to the second.
+/// 0: mapped to the first frame; 1: unmapped; 2: mapped to the second;
+/// [`ABORTED`]: the boot CPU's side failed (readers stop waiting).
 static PHASE: AtomicUsize = AtomicUsize::new(0);
+const ABORTED: usize = usize::MAX;
 
 fn read_shootdown_page() -> u64 {
     // SAFETY: the page is mapped while readers read it (the boot CPU
@@ -458,12 +460,22 @@ fn read_shootdown_page() -> u64 {
 /// frame's value.
 fn shootdown_reader(index: usize) -> TestResult {
     if index == 0 {
-        return shootdown_writer();
+        let result = shootdown_writer();
+        if result.is_err() {
+            // An injected allocation failure, say: let the readers go
+            // instead of leaving them to time out.
+            PHASE.store(ABORTED, Ordering::SeqCst);
+        }
+        return result;
     }
     kassert_eq!(read_shootdown_page(), OLD);
     READERS_READY.fetch_add(1, Ordering::SeqCst);
     let unmapped = clock::wait_us(JOIN_TIMEOUT_US / 2, || PHASE.load(Ordering::SeqCst) >= 1);
     kassert!(unmapped, "the boot CPU never unmapped the page");
+    kassert!(
+        PHASE.load(Ordering::SeqCst) != ABORTED,
+        "the boot CPU gave up"
+    );
     let mut seen = 0;
     let fault = catch_fault(|| seen = read_shootdown_page());
     kassert!(seen != STALE, "a CPU read through a stale translation");
@@ -475,6 +487,10 @@ fn shootdown_reader(index: usize) -> TestResult {
     READERS_FAULTED.fetch_add(1, Ordering::SeqCst);
     let remapped = clock::wait_us(JOIN_TIMEOUT_US / 2, || PHASE.load(Ordering::SeqCst) >= 2);
     kassert!(remapped, "the boot CPU never remapped the page");
+    kassert!(
+        PHASE.load(Ordering::SeqCst) != ABORTED,
+        "the boot CPU gave up"
+    );
     let seen = read_shootdown_page();
     kassert!(seen != STALE, "a CPU read through a stale translation");
     kassert_eq!(seen, NEW);

@@ -328,6 +328,28 @@ impl<'a> FrameAllocator<'a> {
         Err(MmError::OutOfFrames)
     }
 
+    /// Allocates 2^`order` contiguous frames, aligned to their size, from
+    /// `node` first, as that many single frames: each one is freed on its
+    /// own with `free_page` (a frame cache's refill: one search, and the
+    /// frames' state bytes share cache lines with no other CPU's).
+    pub fn alloc_split(
+        &mut self,
+        node: usize,
+        order: u32,
+        mobility: Mobility,
+    ) -> Result<PhysFrame<Size4KiB>, MmError> {
+        if order > 6 {
+            return Err(MmError::InvalidArgument);
+        }
+        let block = self.alloc_near(node, order, mobility)?;
+        let index = self.index_of(block.start_address().as_u64());
+        // Every frame starts a block of one (inside one word: order <= 6).
+        for (word, mask) in word_masks(index, 1 << order) {
+            self.starts[word] |= mask;
+        }
+        Ok(block)
+    }
+
     /// Allocates a block of 2^`order` frames on `node` only.
     pub fn alloc_on(
         &mut self,

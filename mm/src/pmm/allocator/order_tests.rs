@@ -480,3 +480,28 @@ proptest! {
         prop_assert_eq!(pmm.stats(), initial);
     }
 }
+
+#[test]
+fn a_split_run_is_single_frames() {
+    let usable = usable(&[(2 * MIB, 10 * MIB)]);
+    let mut storage = storage_for(&usable);
+    let mut pmm = FrameAllocator::new(usable, &[], &mut storage).unwrap();
+    let initial = pmm.stats();
+    let first = address(pmm.alloc_split(0, 6, Mobility::Unmovable).unwrap());
+    assert_eq!(first % (64 * PAGE_SIZE), 0);
+    assert_eq!(pmm.stats().used, 64);
+    // Not one block any more: each frame is its own.
+    assert_eq!(
+        pmm.free_order(PhysAddr::new(first), 6),
+        Err(MmError::WrongBlockSize)
+    );
+    for frame in (0..64).rev() {
+        pmm.free_page(PhysAddr::new(first + frame * PAGE_SIZE))
+            .unwrap();
+    }
+    assert_eq!(pmm.stats(), initial);
+    assert_eq!(
+        pmm.alloc_split(0, 7, Mobility::Unmovable),
+        Err(MmError::InvalidArgument)
+    );
+}

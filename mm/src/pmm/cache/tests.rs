@@ -191,7 +191,11 @@ proptest! {
         let initial = pmm.stats();
         let raw = states_for(bytes + 4 * MIB);
         let states = FrameStates::new(&raw, 0);
-        let mut cpus: Vec<Cpu> = (0..4).map(|_| Cpu { cache: FrameCache::new(12, 6), donation: Donation::new() }).collect();
+        // Two CPUs refill single frames, two take aligned runs of 64.
+        let mut cpus: Vec<Cpu> = [(12, 6), (12, 6), (96, 64), (96, 64)]
+            .into_iter()
+            .map(|(high, batch)| Cpu { cache: FrameCache::new(high, batch), donation: Donation::new() })
+            .collect();
         let mut owned: BTreeSet<u64> = BTreeSet::new();
         let mut freed: Vec<u64> = Vec::new();
         for (me, action, which) in ops {
@@ -272,7 +276,11 @@ fn threads_hammering_their_caches_never_share_a_frame() {
             let handoff = Arc::clone(&handoff);
             let caches = Arc::clone(&caches);
             std::thread::spawn(move || {
-                let mut cache = FrameCache::new(24, 12);
+                let mut cache = if me % 2 == 0 {
+                    FrameCache::new(24, 12)
+                } else {
+                    FrameCache::new(96, 64)
+                };
                 let mut rng = crate::rng::XorShift::new(0x1234_5678 + me as u64);
                 let mut mine: Vec<u64> = Vec::new();
                 for _ in 0..20_000 {
