@@ -3,7 +3,8 @@
 
 use core::fmt;
 
-/// Everything that can go wrong in the PMM, the VMM or the heap.
+/// Everything that can go wrong in the PMM, the VMM, the heap or the
+/// object caches.
 ///
 /// Each variant names one misuse or one exhausted resource, so a caller (or
 /// the C shim) can report exactly what happened.
@@ -43,6 +44,19 @@ pub enum MmError {
     InvalidFree,
     /// An argument is out of its documented domain (zero count, bad alignment).
     InvalidArgument,
+    /// The pointer lies in no slab of the object cache it was freed into.
+    NotInCache,
+    /// The pointer lies in a slab of the cache but not at an object's start.
+    NotAtObject,
+    /// The object belongs to another object cache than the one it was
+    /// freed into.
+    WrongCache,
+    /// The object cache still has objects in use (it cannot be destroyed).
+    CacheInUse,
+    /// No such object cache: never created, or destroyed since.
+    NoSuchCache,
+    /// Every slot of the object-cache registry is taken.
+    TooManyCaches,
 }
 
 impl MmError {
@@ -65,6 +79,12 @@ impl MmError {
             MmError::DoubleFree => "pointer already freed (double free)",
             MmError::InvalidFree => "pointer was never allocated by this heap",
             MmError::InvalidArgument => "invalid argument",
+            MmError::NotInCache => "pointer is in no slab of this cache",
+            MmError::NotAtObject => "pointer is inside a slab but not at an object's start",
+            MmError::WrongCache => "object belongs to another cache",
+            MmError::CacheInUse => "cache still has objects in use",
+            MmError::NoSuchCache => "no such cache (never created or destroyed)",
+            MmError::TooManyCaches => "object-cache registry is full",
         }
     }
 }

@@ -1,5 +1,6 @@
-//! IncroOS's memory manager core: physical frames, page tables and the
-//! kernel heap, as plain Rust over memory they are handed.
+//! IncroOS's memory manager core: physical frames, page tables, the
+//! kernel heap and object caches, as plain Rust over memory they are
+//! handed.
 //!
 //! Nothing here touches the machine (no `asm!`, no port I/O, no statics):
 //! the kernel crate wires these types to CR3, `invlpg` and its locks, and
@@ -14,6 +15,7 @@ pub mod layout;
 pub mod paging;
 pub mod pmm;
 pub mod rng;
+pub mod slab;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

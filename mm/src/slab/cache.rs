@@ -1,0 +1,528 @@
+//! [`SlabCache`]: a named cache of equal objects on slabs from a page
+//! source (the algorithm; see the module docs and docs/slab.md).
+
+use core::ffi::c_void;
+use core::ptr::{self, NonNull};
+
+use arrayvec::ArrayString;
+
+use super::geometry::Geometry;
+use super::header::{self, ListKind, SlabHeader};
+use super::index::SlabIndex;
+use super::pages::SlabPages;
+use super::stats::CacheStats;
+use crate::MmError;
+
+/// Bytes of a cache's name (longer names are cut at a character boundary).
+pub const NAME_BYTES: usize = 32;
+
+/// Empty slabs a cache keeps by default instead of giving them back, so a
+/// cache that hovers around a slab boundary does not trade slabs with the
+/// page source on every call.
+pub const DEFAULT_RESERVE: usize = 1;
+
+/// A constructor, run once on every object when its slab is made
+/// (Bonwick's constructed-object caching; Linux's `kmem_cache` ctor). The
+/// C ABI so that a C caller's `void (*ctor)(void *)` is one as it is.
+pub type Constructor = unsafe extern "C" fn(object: *mut c_void);
+
+/// One of a cache's three slab lists.
+#[derive(Clone, Copy)]
+struct SlabList {
+    head: *mut SlabHeader,
+    len: usize,
+}
+
+impl SlabList {
+    const EMPTY: SlabList = SlabList {
+        head: ptr::null_mut(),
+        len: 0,
+    };
+}
+
+/// Counters that only go up.
+#[derive(Clone, Copy, Default)]
+struct Counters {
+    allocations: u64,
+    frees: u64,
+    failed: u64,
+    refused_frees: u64,
+    slabs_created: u64,
+    slabs_released: u64,
+}
+
+/// A named cache of objects of one size and alignment.
+///
+/// Its slabs (blocks of 2^order pages from `P`, laid out as
+/// [`Geometry`] says) are each in one of three lists: partial, full,
+/// empty. Allocation takes the lowest free object of the first partial
+/// slab (else of an empty one, else of a new slab); free marks the object
+/// free in its slab's bitmap and moves the slab between lists. Empty slabs
+/// beyond the reserve go back to `P` at once. Every freed pointer is found
+/// in the cache's own index of slabs before any slab memory is read, so a
+/// foreign, interior or already free pointer is refused with its own error
+/// and changes nothing.
+pub struct SlabCache<P: SlabPages> {
+    name: ArrayString<NAME_BYTES>,
+    geometry: Geometry,
+    constructor: Option<Constructor>,
+    /// Empty slabs kept.
+    reserve: usize,
+    pages: P,
+    index: SlabIndex,
+    /// Indexed by `ListKind as usize`.
+    lists: [SlabList; 3],
+    in_use: usize,
+    counters: Counters,
+}
+
+// SAFETY: the cache owns its slabs and index block exclusively (the page
+// source's contract); the raw pointers point only into them. Moving the
+// cache to another CPU moves that ownership, and `P` along with it.
+unsafe impl<P: SlabPages + Send> Send for SlabCache<P> {}
+
+impl<P: SlabPages> SlabCache<P> {
+    /// A cache of objects of `size` bytes aligned to `align` (0: 8) named
+    /// `name`, with slabs from `pages`; `InvalidArgument` for a size of 0
+    /// or above 8 KiB, or an alignment that is not a power of two up to
+    /// 4096.
+    pub fn new(name: &str, size: usize, align: usize, pages: P) -> Result<Self, MmError> {
+        Ok(Self {
+            name: truncated(name),
+            geometry: Geometry::new(size, align)?,
+            constructor: None,
+            reserve: DEFAULT_RESERVE,
+            pages,
+            index: SlabIndex::new(),
+            lists: [SlabList::EMPTY; 3],
+            in_use: 0,
+            counters: Counters::default(),
+        })
+    }
+
+    /// As [`new`](Self::new), with `constructor` run on every object of
+    /// each new slab.
+    ///
+    /// # Safety
+    /// `constructor` must be sound to call with a pointer to `size` bytes
+    /// of writable memory aligned to `align` (which nothing else uses), at
+    /// any time this cache allocates, with this cache's lock held (it must
+    /// not use this cache).
+    pub unsafe fn with_constructor(
+        name: &str,
+        size: usize,
+        align: usize,
+        constructor: Constructor,
+        pages: P,
+    ) -> Result<Self, MmError> {
+        let mut cache = Self::new(name, size, align, pages)?;
+        cache.constructor = Some(constructor);
+        Ok(cache)
+    }
+
+    /// The cache's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The layout of its slabs.
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    /// Whether a constructor runs on new slabs.
+    pub fn has_constructor(&self) -> bool {
+        self.constructor.is_some()
+    }
+
+    /// The page source.
+    pub fn pages(&self) -> &P {
+        &self.pages
+    }
+
+    /// Keeps up to `slabs` empty slabs from now on, giving back any beyond.
+    pub fn set_reserve(&mut self, slabs: usize) {
+        self.reserve = slabs;
+        while self.lists[ListKind::Empty as usize].len > self.reserve {
+            let header = self.lists[ListKind::Empty as usize].head;
+            // SAFETY: the head of the empty list is an empty slab of ours.
+            unsafe { self.release(header) };
+        }
+    }
+
+    /// Counters and layout.
+    pub fn stats(&self) -> CacheStats {
+        let g = self.geometry;
+        let list = |kind: ListKind| self.lists[kind as usize].len;
+        CacheStats {
+            object_size: g.size,
+            align: g.align,
+            stride: g.stride,
+            objects_per_slab: g.objects,
+            slab_order: g.order,
+            in_use: self.in_use,
+            total: self.index.len() * g.objects,
+            slabs: self.index.len(),
+            partial_slabs: list(ListKind::Partial),
+            full_slabs: list(ListKind::Full),
+            empty_slabs: list(ListKind::Empty),
+            index_pages: self.index.pages(),
+            allocations: self.counters.allocations,
+            frees: self.counters.frees,
+            failed: self.counters.failed,
+            refused_frees: self.counters.refused_frees,
+            slabs_created: self.counters.slabs_created,
+            slabs_released: self.counters.slabs_released,
+        }
+    }
+
+    /// An object: `geometry().size` bytes aligned to `geometry().align`,
+    /// in its constructed state if the cache has a constructor (as its
+    /// last user freed it, or fresh from the constructor). `OutOfFrames`
+    /// if a new slab was needed and the page source had none (then nothing
+    /// changed but the failure count).
+    pub fn alloc(&mut self) -> Result<NonNull<u8>, MmError> {
+        let partial = self.lists[ListKind::Partial as usize].head;
+        let empty = self.lists[ListKind::Empty as usize].head;
+        let header = if !partial.is_null() {
+            partial
+        } else if !empty.is_null() {
+            empty
+        } else {
+            match self.grow() {
+                Ok(header) => header,
+                Err(error) => {
+                    self.counters.failed += 1;
+                    return Err(error);
+                }
+            }
+        };
+        let g = self.geometry;
+        // SAFETY: `header` heads the partial or empty list (or is a new
+        // slab, in the empty list): a live slab of ours with a free object;
+        // no other reference to its header or bitmap exists.
+        let taken = unsafe {
+            header::take_lowest(header::bitmap(header, g.bitmap_words)).map(|object| {
+                (*header).in_use += 1;
+                (object, (*header).in_use as usize)
+            })
+        };
+        let Some((object, in_use)) = taken else {
+            debug_assert!(
+                false,
+                "a slab in the partial or empty list had no free object"
+            );
+            return Err(MmError::OutOfFrames);
+        };
+        // SAFETY: as above.
+        unsafe { self.relist(header, ListKind::for_count(in_use, g.objects)) };
+        self.in_use += 1;
+        self.counters.allocations += 1;
+        let base = self.base_of(header);
+        // SAFETY: object < objects, so the offset stays inside the slab,
+        // which starts at a non-null address.
+        Ok(unsafe { NonNull::new_unchecked(base.add(object * g.stride)) })
+    }
+
+    /// Returns `object` to the cache. Refused, with nothing changed but
+    /// the refusal count: `NotInCache` if it lies in no slab of this cache
+    /// (null included), `NotAtObject` if it lies in one but not at an
+    /// object's first byte, `DoubleFree` if that object is free already.
+    /// An object of a cache with a constructor must be in its constructed
+    /// state.
+    ///
+    /// # Safety
+    /// If `object` is an object of this cache in use, the caller owns it
+    /// (it came from [`alloc`](Self::alloc) and was not freed since) and
+    /// does not use it afterwards.
+    pub unsafe fn free(&mut self, object: *mut u8) -> Result<(), MmError> {
+        let (header, index) = match self.locate(object.addr()) {
+            Ok(found) => found,
+            Err(error) => {
+                self.counters.refused_frees += 1;
+                return Err(error);
+            }
+        };
+        let g = self.geometry;
+        // SAFETY: `locate` found the slab in our index: a live slab of
+        // ours; no other reference to its header or bitmap exists.
+        let in_use = unsafe {
+            let bitmap = header::bitmap(header, g.bitmap_words);
+            let bit = 1u64 << (index % 64);
+            if bitmap[index / 64] & bit != 0 {
+                self.counters.refused_frees += 1;
+                return Err(MmError::DoubleFree);
+            }
+            bitmap[index / 64] |= bit;
+            (*header).in_use -= 1;
+            (*header).in_use as usize
+        };
+        let kind = ListKind::for_count(in_use, g.objects);
+        // SAFETY: a live slab of ours (above).
+        unsafe { self.relist(header, kind) };
+        self.in_use -= 1;
+        self.counters.frees += 1;
+        if kind == ListKind::Empty && self.lists[kind as usize].len > self.reserve {
+            // SAFETY: the slab just became empty: no object of it in use.
+            unsafe { self.release(header) };
+        }
+        Ok(())
+    }
+
+    /// Whether `pointer` lies inside one of this cache's slabs (objects,
+    /// slack or header alike). Reads no slab memory.
+    pub fn owns(&self, pointer: *const u8) -> bool {
+        let base = pointer.addr() & !(self.geometry.slab_bytes() - 1);
+        self.index.find(base).is_some()
+    }
+
+    /// Gives every empty slab back to the page source, the reserve
+    /// included (memory pressure); returns the pages given back.
+    pub fn shrink(&mut self) -> usize {
+        let before = self.stats().pages();
+        loop {
+            let header = self.lists[ListKind::Empty as usize].head;
+            if header.is_null() {
+                break;
+            }
+            // SAFETY: the head of the empty list is an empty slab of ours.
+            unsafe { self.release(header) };
+        }
+        before - self.stats().pages()
+    }
+
+    /// Gives every slab back (the cache is being destroyed); refused with
+    /// `CacheInUse`, nothing changed, while objects are in use. Returns
+    /// the pages given back.
+    pub fn release_all(&mut self) -> Result<usize, MmError> {
+        if self.in_use > 0 {
+            return Err(MmError::CacheInUse);
+        }
+        Ok(self.shrink())
+    }
+
+    /// Checks every slab: in the index once, in the list its count says,
+    /// list links consistent, its bitmap agreeing with its count; and the
+    /// sums agreeing with the cache's counters.
+    pub fn verify(&self) -> Result<(), &'static str> {
+        let g = self.geometry;
+        let bases = self.index.bases();
+        if bases
+            .windows(2)
+            .any(|pair| pair[0].addr() >= pair[1].addr())
+        {
+            return Err("slab index not sorted");
+        }
+        if bases
+            .iter()
+            .any(|base| !base.addr().is_multiple_of(g.slab_bytes()))
+        {
+            return Err("slab not aligned to its size");
+        }
+        let (mut listed, mut in_use) = (0, 0);
+        for kind in ListKind::ALL {
+            let list = self.lists[kind as usize];
+            let (mut header, mut prev, mut count) = (list.head, ptr::null_mut(), 0);
+            while !header.is_null() {
+                count += 1;
+                if count > bases.len() {
+                    return Err("slab list longer than the index: a cycle or a foreign slab");
+                }
+                let base = self.base_of(header);
+                if self.index.find(base.addr()) != Some(base) {
+                    return Err("a listed slab is not in the index");
+                }
+                // SAFETY: the slab is in our index: live and ours; the
+                // shared borrow of `self` keeps every writer away.
+                let (slab, bitmap) = unsafe { (&*header, header::bits(header, g.bitmap_words)) };
+                if ListKind::from_byte(slab.list) != Some(kind) || slab.prev != prev {
+                    return Err("slab list links or tags broken");
+                }
+                let used = slab.in_use as usize;
+                if ListKind::for_count(used, g.objects) != kind {
+                    return Err("slab in the wrong list for its count");
+                }
+                let free: usize = bitmap.iter().map(|w| w.count_ones() as usize).sum();
+                if free + used != g.objects {
+                    return Err("slab bitmap disagrees with its count");
+                }
+                let last_bits = g.objects % 64;
+                if last_bits != 0 && bitmap[g.bitmap_words - 1] >> last_bits != 0 {
+                    return Err("slab bitmap marks objects past the last");
+                }
+                in_use += used;
+                prev = header;
+                header = slab.next;
+            }
+            if count != list.len {
+                return Err("slab list length wrong");
+            }
+            listed += count;
+        }
+        if listed != bases.len() {
+            return Err("a slab of the index is in no list");
+        }
+        if in_use != self.in_use {
+            return Err("objects in use disagree with the slabs");
+        }
+        if self.lists[ListKind::Empty as usize].len > self.reserve {
+            return Err("more empty slabs than the reserve");
+        }
+        if self.counters.allocations - self.counters.frees != self.in_use as u64 {
+            return Err("allocations minus frees is not the objects in use");
+        }
+        Ok(())
+    }
+
+    /// The slab and object index of `address`, checked against the index
+    /// before anything is read.
+    fn locate(&self, address: usize) -> Result<(*mut SlabHeader, usize), MmError> {
+        let g = self.geometry;
+        let base = self
+            .index
+            .find(address & !(g.slab_bytes() - 1))
+            .ok_or(MmError::NotInCache)?;
+        let offset = address - base.addr();
+        if !offset.is_multiple_of(g.stride) || offset / g.stride >= g.objects {
+            return Err(MmError::NotAtObject);
+        }
+        Ok((self.header_of(base), offset / g.stride))
+    }
+
+    fn header_of(&self, base: *mut u8) -> *mut SlabHeader {
+        base.wrapping_add(self.geometry.header_offset).cast()
+    }
+
+    fn base_of(&self, header: *mut SlabHeader) -> *mut u8 {
+        header
+            .cast::<u8>()
+            .wrapping_sub(self.geometry.header_offset)
+    }
+
+    /// A new slab, in the empty list, every object constructed.
+    fn grow(&mut self) -> Result<*mut SlabHeader, MmError> {
+        let g = self.geometry;
+        if !self.index.reserve_one(&mut self.pages) {
+            return Err(MmError::OutOfFrames);
+        }
+        let block = self.pages.alloc_slab(g.order).ok_or(MmError::OutOfFrames)?;
+        if !block.addr().get().is_multiple_of(g.slab_bytes()) {
+            // SAFETY: just allocated from this source with this order.
+            unsafe { self.pages.free_slab(block, g.order) };
+            return Err(MmError::Misaligned);
+        }
+        let base = block.as_ptr();
+        let header = self.header_of(base);
+        // SAFETY: the block is ours, slab_bytes long (the source's
+        // contract); the header and bitmap lie at its end, 8-aligned.
+        unsafe {
+            header.write(SlabHeader::new(ListKind::Empty));
+            header::fill(header::bitmap(header, g.bitmap_words), g.objects);
+        }
+        if let Some(constructor) = self.constructor {
+            for object in 0..g.objects {
+                // SAFETY: each object is `stride` >= `size` bytes of the
+                // new slab, aligned, used by nothing else: the contract
+                // `with_constructor` was given.
+                unsafe { constructor(base.add(object * g.stride).cast()) };
+            }
+        }
+        self.index.insert(base);
+        // SAFETY: the header was just written and is linked nowhere.
+        unsafe { self.push(ListKind::Empty, header) };
+        self.counters.slabs_created += 1;
+        Ok(header)
+    }
+
+    /// Gives an empty slab back to the page source.
+    ///
+    /// # Safety
+    /// `header` is a live slab of this cache with no object in use.
+    unsafe fn release(&mut self, header: *mut SlabHeader) {
+        let base = self.base_of(header);
+        // SAFETY: the caller's contract.
+        unsafe { self.unlink(header) };
+        self.index.remove(base.addr(), &mut self.pages);
+        self.counters.slabs_released += 1;
+        // SAFETY: the slab came from this source with this order, is in no
+        // list or index any more, and none of its objects is in use.
+        unsafe {
+            self.pages
+                .free_slab(NonNull::new_unchecked(base), self.geometry.order)
+        };
+    }
+
+    /// Moves a slab into list `kind` if it is not there already.
+    ///
+    /// # Safety
+    /// `header` is a live slab of this cache, linked in its list.
+    unsafe fn relist(&mut self, header: *mut SlabHeader, kind: ListKind) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            if (*header).list != kind as u8 {
+                self.unlink(header);
+                self.push(kind, header);
+            }
+        }
+    }
+
+    /// Links a slab at the head of list `kind`.
+    ///
+    /// # Safety
+    /// `header` is a live slab of this cache, linked in no list.
+    unsafe fn push(&mut self, kind: ListKind, header: *mut SlabHeader) {
+        let list = &mut self.lists[kind as usize];
+        // SAFETY: `header` and the list's head are live slabs of ours.
+        unsafe {
+            (*header).list = kind as u8;
+            (*header).prev = ptr::null_mut();
+            (*header).next = list.head;
+            if !list.head.is_null() {
+                (*list.head).prev = header;
+            }
+        }
+        list.head = header;
+        list.len += 1;
+    }
+
+    /// Unlinks a slab from its list.
+    ///
+    /// # Safety
+    /// `header` is a live slab of this cache, linked in the list its tag
+    /// names.
+    unsafe fn unlink(&mut self, header: *mut SlabHeader) {
+        // SAFETY: `header` and its neighbours are live slabs of ours.
+        unsafe {
+            let (next, prev) = ((*header).next, (*header).prev);
+            let list = &mut self.lists[(*header).list as usize];
+            if !next.is_null() {
+                (*next).prev = prev;
+            }
+            if prev.is_null() {
+                list.head = next;
+            } else {
+                (*prev).next = next;
+            }
+            list.len -= 1;
+        }
+    }
+}
+
+impl<P: SlabPages> Drop for SlabCache<P> {
+    /// Gives every slab back if no object is in use; otherwise leaves them
+    /// to their users (leaked, never unsound).
+    fn drop(&mut self) {
+        let _ = self.release_all();
+    }
+}
+
+/// `name`, cut to [`NAME_BYTES`] at a character boundary.
+fn truncated(name: &str) -> ArrayString<NAME_BYTES> {
+    let mut end = name.len().min(NAME_BYTES);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut text = ArrayString::new();
+    text.push_str(&name[..end]);
+    text
+}

@@ -1,0 +1,115 @@
+//! The header at the end of every slab: its links in the cache's partial,
+//! full or empty list, its objects in use, and after it the free bitmap
+//! (one bit per object, 1 = free). Objects are never written by the cache,
+//! so a freed object keeps the state its constructor gave it.
+
+use core::mem::{align_of, size_of};
+use core::ptr;
+
+use super::geometry::HEADER_FIXED;
+
+/// Which list a slab is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListKind {
+    /// Some objects free, some in use.
+    Partial = 0,
+    /// No object free.
+    Full = 1,
+    /// No object in use.
+    Empty = 2,
+}
+
+impl ListKind {
+    /// The three kinds, in index order.
+    pub const ALL: [ListKind; 3] = [ListKind::Partial, ListKind::Full, ListKind::Empty];
+
+    /// The kind stored as `byte`, if it is one.
+    pub fn from_byte(byte: u8) -> Option<ListKind> {
+        Self::ALL.get(byte as usize).copied()
+    }
+
+    /// The list a slab of `in_use` of `objects` objects belongs in.
+    pub fn for_count(in_use: usize, objects: usize) -> ListKind {
+        match in_use {
+            0 => ListKind::Empty,
+            n if n == objects => ListKind::Full,
+            _ => ListKind::Partial,
+        }
+    }
+}
+
+/// The fixed part of a slab header; `bitmap_words` words of free bitmap
+/// follow it.
+#[repr(C)]
+pub struct SlabHeader {
+    /// The next slab in the same list (null: last).
+    pub next: *mut SlabHeader,
+    /// The previous slab in the same list (null: first).
+    pub prev: *mut SlabHeader,
+    /// Objects handed out and not freed.
+    pub in_use: u32,
+    /// The list the slab is in (a [`ListKind`] as a byte: read back by the
+    /// consistency check, which must not trust it).
+    pub list: u8,
+    _reserved: [u8; 11],
+}
+
+const _: () = assert!(size_of::<SlabHeader>() == HEADER_FIXED && align_of::<SlabHeader>() == 8);
+
+impl SlabHeader {
+    /// A header in `list`, linked nowhere, nothing in use.
+    pub const fn new(list: ListKind) -> Self {
+        Self {
+            next: ptr::null_mut(),
+            prev: ptr::null_mut(),
+            in_use: 0,
+            list: list as u8,
+            _reserved: [0; 11],
+        }
+    }
+}
+
+/// The free bitmap after `header`.
+///
+/// # Safety
+/// `header` is the header of a live slab whose bitmap has `words` words,
+/// and no other reference to that bitmap exists while the slice lives.
+pub unsafe fn bitmap<'a>(header: *mut SlabHeader, words: usize) -> &'a mut [u64] {
+    // SAFETY: the bitmap follows the 32-byte, 8-aligned header inside the
+    // slab (the caller's contract), so it is 8-aligned and `words` long.
+    unsafe { core::slice::from_raw_parts_mut(header.add(1).cast::<u64>(), words) }
+}
+
+/// The free bitmap after `header`, to read.
+///
+/// # Safety
+/// As for [`bitmap`], with no mutable reference to it while this lives.
+pub unsafe fn bits<'a>(header: *const SlabHeader, words: usize) -> &'a [u64] {
+    // SAFETY: as in `bitmap`.
+    unsafe { core::slice::from_raw_parts(header.add(1).cast::<u64>(), words) }
+}
+
+/// Marks objects `0..objects` free in `bitmap`, and the bits past them
+/// (which name no object) not free.
+pub fn fill(bitmap: &mut [u64], objects: usize) {
+    for (word, bits) in bitmap.iter_mut().enumerate() {
+        let first = word * 64;
+        *bits = match objects.saturating_sub(first) {
+            0 => 0,
+            n if n >= 64 => u64::MAX,
+            n => (1 << n) - 1,
+        };
+    }
+}
+
+/// Takes the lowest free object of `bitmap`: its index, or `None` if
+/// every object is in use.
+pub fn take_lowest(bitmap: &mut [u64]) -> Option<usize> {
+    let (word, bits) = bitmap
+        .iter_mut()
+        .enumerate()
+        .find(|(_, bits)| **bits != 0)?;
+    let bit = bits.trailing_zeros() as usize;
+    *bits &= *bits - 1;
+    Some(word * 64 + bit)
+}
