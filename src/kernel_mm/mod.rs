@@ -12,13 +12,18 @@
 //! 4. [`vmm`]: the page-table tree in CR3, tables from the PMM; then W^X on
 //!    the kernel image;
 //! 5. [`heap`]: `kmalloc`/`kfree` and Rust's `alloc`, growing through the
-//!    VMM and the PMM.
+//!    VMM and the PMM;
+//! 6. [`slab`]: object caches with slabs from the PMM (nothing to
+//!    initialise: a cache takes its first slab on its first allocation).
 //!
-//! Lock order, outermost first: heap, VMM, PMM, bootstrap pool. A holder
+//! Lock order, outermost first: an object cache, heap, VMM, PMM,
+//! bootstrap pool. A holder
 //! may take a lock further down the list, never one further up: the VMM
 //! calls the PMM (and the pool) for table frames while holding its lock;
-//! the heap calls the VMM to grow; neither the PMM nor the VMM ever
-//! allocates from the heap. Each lock disables interrupts while held.
+//! the heap calls the VMM to grow; an object cache calls the PMM for
+//! slabs (and its constructor may use the heap); neither the PMM nor the
+//! VMM ever allocates from the heap or a cache. Each lock disables
+//! interrupts while held.
 
 pub mod bootstrap;
 pub mod direct_map;
@@ -27,6 +32,7 @@ pub mod frame_cache;
 pub mod heap;
 pub mod numa;
 pub mod pmm;
+pub mod slab;
 pub mod vmm;
 
 use x86_64::{PhysAddr, VirtAddr};

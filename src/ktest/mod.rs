@@ -16,6 +16,7 @@ mod pmm_tests;
 mod raw_vmm;
 mod reliability_tests;
 mod selftest;
+mod slab_tests;
 mod smp_tests;
 mod vmm_tests;
 
@@ -83,7 +84,7 @@ pub struct Test {
 /// written `[expected LEVEL source]`, so the boot tests can tell them apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Expect {
-    /// Refused frees (heap, PMM).
+    /// Refused frees (heap, PMM, object caches).
     pub bad_frees: bool,
     /// Red-zone violations found by the heap's debug checks.
     pub red_zones: bool,
@@ -124,6 +125,7 @@ impl Expect {
 struct ErrorCounters {
     heap_refused_frees: u64,
     pmm_refused_frees: u64,
+    slab_refused_frees: u64,
     red_zone_violations: u64,
     lost_table_frames: u64,
     unexpected_log_lines: u64,
@@ -131,10 +133,11 @@ struct ErrorCounters {
 
 impl ErrorCounters {
     fn now() -> Self {
-        use crate::kernel_mm::{heap, pmm, vmm};
+        use crate::kernel_mm::{heap, pmm, slab, vmm};
         Self {
             heap_refused_frees: heap::refused_frees(),
             pmm_refused_frees: pmm::refused_frees(),
+            slab_refused_frees: slab::refused_frees(),
             red_zone_violations: heap::stats().red_zone_violations,
             lost_table_frames: vmm::lost_table_frames(),
             unexpected_log_lines: crate::console::logger::unexpected_problems(),
@@ -161,6 +164,11 @@ impl ErrorCounters {
             (
                 "PMM refused frees",
                 self.pmm_refused_frees - before.pmm_refused_frees,
+                expects.bad_frees,
+            ),
+            (
+                "object-cache refused frees",
+                self.slab_refused_frees - before.slab_refused_frees,
                 expects.bad_frees,
             ),
             (
@@ -309,6 +317,7 @@ fn all_tests(filter: Option<&str>) -> impl Iterator<Item = &'static Test> {
         .chain(pmm_tests::TESTS)
         .chain(vmm_tests::TESTS)
         .chain(heap_tests::TESTS)
+        .chain(slab_tests::TESTS)
         .chain(c_abi_tests::TESTS)
         .chain(reliability_tests::TESTS)
         .chain(integrity_tests::TESTS)

@@ -1,0 +1,397 @@
+//! In-kernel tests of the object caches: typed boxes keep their values and
+//! drop once, many objects span slabs whose frames all go back to the PMM,
+//! misuse is refused with its own error, the registry is bounded, and all
+//! CPUs share a cache, freeing each other's objects.
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use arrayvec::ArrayVec;
+
+use super::smp_tests::on_all_cpus;
+use super::{Context, Expect, Test, TestResult};
+use crate::arch::x86_64::smp;
+use crate::kernel_mm::slab::{self, CacheBox, DestroyRefused, ObjectCache, MAX_CACHES};
+use crate::kernel_mm::{heap, pmm};
+use crate::sync::IrqMutex;
+use crate::{kassert, kassert_eq, kprintln};
+use mm::layout::DIRECT_MAP_OFFSET;
+use mm::MmError;
+
+/// The object-cache tests.
+pub static TESTS: &[Test] = &[
+    Test {
+        name: "slab::object_cache_keeps_values_and_drops_each_once",
+        run: keeps_values_and_drops_once,
+        expects: Expect::NOTHING,
+    },
+    Test {
+        name: "slab::objects_span_slabs_and_every_frame_goes_back",
+        run: objects_span_slabs_and_frames_go_back,
+        expects: Expect::NOTHING,
+    },
+    Test {
+        name: "slab::misuse_is_refused_with_its_own_error",
+        run: misuse_is_refused,
+        expects: Expect::BAD_FREES,
+    },
+    Test {
+        name: "slab::the_registry_is_bounded_and_slots_are_reused",
+        run: registry_is_bounded,
+        expects: Expect::NOTHING,
+    },
+    Test {
+        name: "slab::cpus_share_a_cache_and_free_each_others_objects",
+        run: cpus_share_a_cache,
+        expects: Expect::NOTHING,
+    },
+];
+
+/// A kernel object with a destructor that counts its runs.
+struct Record {
+    id: u64,
+    label: [u8; 24],
+    checksum: u64,
+}
+
+static RECORD_DROPS: AtomicUsize = AtomicUsize::new(0);
+
+impl Record {
+    fn new(id: u64) -> Self {
+        let mut label = [0u8; 24];
+        for (index, byte) in label.iter_mut().enumerate() {
+            *byte = (id as u8).wrapping_add(index as u8);
+        }
+        Self {
+            id,
+            label,
+            checksum: id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        }
+    }
+
+    fn intact(&self, id: u64) -> bool {
+        let fresh = Record::new(id);
+        let same = self.id == id && self.label == fresh.label && self.checksum == fresh.checksum;
+        core::mem::forget(fresh); // not a drop of a cached object
+        same
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        RECORD_DROPS.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A static cache, registered on its first allocation and kept (it shows
+/// in `slabinfo` after the suite ran).
+static RECORDS: ObjectCache<Record> = ObjectCache::new("ktest-record");
+
+fn keeps_values_and_drops_once(_: &Context<'_>) -> TestResult {
+    let drops = RECORD_DROPS.load(Ordering::SeqCst);
+    let mut boxes: ArrayVec<CacheBox<'static, Record>, 100> = ArrayVec::new();
+    for id in 0..100 {
+        let record = RECORDS.alloc(Record::new(id));
+        kassert!(record.is_ok(), "allocation failed");
+        if let Ok(record) = record {
+            boxes.push(record);
+        }
+    }
+    let stats = RECORDS.stats().unwrap_or_default();
+    kassert_eq!(stats.in_use, 100);
+    kassert!(stats.slabs >= 100usize.div_ceil(stats.objects_per_slab));
+    kassert!(boxes.iter().enumerate().all(|(id, r)| r.intact(id as u64)));
+    for record in &mut boxes {
+        record.id += 1000; // DerefMut writes into the cache's object
+    }
+    kassert!(boxes
+        .iter()
+        .enumerate()
+        .all(|(id, r)| r.id == id as u64 + 1000));
+    for record in &mut boxes {
+        record.id -= 1000;
+    }
+    // Drop every other box: each Drop runs once, the rest stay intact.
+    let mut kept: ArrayVec<CacheBox<'static, Record>, 100> = ArrayVec::new();
+    for (id, record) in boxes.drain(..).enumerate() {
+        if id % 2 == 0 {
+            drop(record);
+        } else {
+            kept.push(record);
+        }
+    }
+    kassert_eq!(RECORD_DROPS.load(Ordering::SeqCst) - drops, 50);
+    kassert!(kept
+        .iter()
+        .zip((1..100).step_by(2))
+        .all(|(r, id)| r.intact(id)));
+    kassert_eq!(RECORDS.stats().map(|s| s.in_use), Some(50));
+    // into_inner moves the value out: no drop until the value's own.
+    let first = kept.remove(0);
+    let value = CacheBox::into_inner(first);
+    kassert_eq!(RECORD_DROPS.load(Ordering::SeqCst) - drops, 50);
+    kassert!(value.intact(1));
+    drop(value);
+    drop(kept);
+    kassert_eq!(RECORD_DROPS.load(Ordering::SeqCst) - drops, 100);
+    let stats = RECORDS.stats().unwrap_or_default();
+    kassert_eq!((stats.in_use, stats.allocations - stats.frees), (0, 0));
+    kassert!(
+        stats.empty_slabs <= 1,
+        "empty slabs beyond the reserve kept"
+    );
+    RECORDS.shrink();
+    kassert_eq!(RECORDS.stats().map(|s| s.slabs), Some(0));
+    Ok(())
+}
+
+fn objects_span_slabs_and_frames_go_back(_: &Context<'_>) -> TestResult {
+    const COUNT: usize = 600;
+    super::need_heap(COUNT * 64)?;
+    // A run-time cache (its boxes borrow it, so it outlives them). The
+    // vector before the count: heap growth must not blur the frames.
+    let cache = ObjectCache::<[u64; 40]>::new("ktest-span");
+    let mut boxes = Vec::with_capacity(COUNT);
+    let frames = pmm::stats();
+    for index in 0..COUNT as u64 {
+        match cache.alloc([index; 40]) {
+            Ok(object) => boxes.push(object),
+            Err(_) => return Err(super::Failure::here("allocation failed")),
+        }
+    }
+    let stats = cache.stats().unwrap_or_default();
+    kprintln!(
+        "    {COUNT} objects of 320 B: {} per slab, {} slabs, {} pages",
+        stats.objects_per_slab,
+        stats.slabs,
+        stats.pages()
+    );
+    kassert_eq!(stats.slabs, COUNT.div_ceil(stats.objects_per_slab));
+    kassert_eq!(pmm::stats().free, frames.free - stats.pages() as u64);
+    let mut addresses: Vec<usize> = boxes.iter().map(|b| CacheBox::as_ptr(b).addr()).collect();
+    kassert!(addresses
+        .iter()
+        .all(|a| a.is_multiple_of(8) && *a as u64 >= DIRECT_MAP_OFFSET));
+    addresses.sort_unstable();
+    kassert!(
+        addresses.windows(2).all(|pair| pair[1] - pair[0] >= 320),
+        "objects overlap"
+    );
+    kassert!(boxes
+        .iter()
+        .enumerate()
+        .all(|(i, b)| b.iter().all(|&w| w == i as u64)));
+    kassert_eq!(cache.info().map(|info| slab::verify(info.id)), Some(Ok(())));
+    drop(addresses);
+    drop(boxes);
+    kassert_eq!(cache.stats().map(|s| (s.in_use, s.slabs)), Some((0, 1)));
+    kassert_eq!(cache.destroy(), Ok(()));
+    kassert!(slab::find("ktest-span").is_none());
+    kassert_eq!(pmm::stats(), frames);
+    kassert_eq!(heap::verify(), Ok(()));
+    Ok(())
+}
+
+/// Destroys a cache when the test ends, early or not (a second destroy
+/// is refused as stale and ignored).
+struct DestroyOnDrop(slab::CacheId);
+
+impl Drop for DestroyOnDrop {
+    fn drop(&mut self) {
+        let _ = slab::destroy(self.0);
+    }
+}
+
+fn misuse_is_refused(_: &Context<'_>) -> TestResult {
+    let frames = pmm::stats();
+    let cache = slab::create("ktest-misuse", 64, 64);
+    let other = slab::create("ktest-other", 64, 64);
+    let _cleanup = [&cache, &other].map(|id| id.ok().map(DestroyOnDrop));
+    let (Ok(cache), Ok(other)) = (cache, other) else {
+        return Err(super::Failure::here("cannot create the caches"));
+    };
+    let (kept, freed, foreign) = (slab::alloc(cache), slab::alloc(cache), slab::alloc(other));
+    let (Ok(kept), Ok(freed), Ok(foreign)) = (kept, freed, foreign) else {
+        return Err(super::Failure::here("allocation failed"));
+    };
+    // SAFETY: `freed` is ours, freed once here and never used again.
+    let first_free = unsafe { slab::free(cache, freed.as_ptr()) };
+    kassert_eq!(first_free, Ok(()));
+    let stack = 0u64;
+    let cases: [(*mut u8, MmError); 5] = [
+        (freed.as_ptr(), MmError::DoubleFree),
+        (kept.as_ptr().wrapping_add(8), MmError::NotAtObject),
+        ((&raw const stack).cast_mut().cast(), MmError::NotInCache),
+        (foreign.as_ptr(), MmError::WrongCache),
+        (core::ptr::null_mut(), MmError::NotInCache),
+    ];
+    for (pointer, error) in cases {
+        let before = slab::info(cache).map(|info| info.stats);
+        let refused = slab::refused_frees();
+        // SAFETY: no pointer of the list is an object in use: each is
+        // refused, touching no one's memory.
+        let result = unsafe { slab::free(cache, pointer) };
+        kassert_eq!(result, Err(error));
+        kassert_eq!(slab::refused_frees(), refused + 1);
+        let after = slab::info(cache).map(|info| info.stats);
+        let unchanged = before.map(|stats| mm::slab::CacheStats {
+            refused_frees: stats.refused_frees + 1,
+            ..stats
+        });
+        kassert_eq!(after, unchanged);
+        kassert_eq!(slab::verify(cache), Ok(()));
+    }
+    kassert_eq!(
+        slab::destroy(cache),
+        Err(DestroyRefused {
+            error: MmError::CacheInUse,
+            in_use: 1
+        })
+    );
+    let again = slab::alloc(cache);
+    kassert!(again.is_ok(), "a refused destroy kept the cache");
+    for (id, object) in [
+        (cache, again.ok()),
+        (cache, Some(kept)),
+        (other, Some(foreign)),
+    ] {
+        if let Some(object) = object {
+            // SAFETY: each object is ours, in use, freed once, unused after.
+            let result = unsafe { slab::free(id, object.as_ptr()) };
+            kassert_eq!(result, Ok(()));
+        }
+    }
+    kassert_eq!(slab::destroy(cache), Ok(()));
+    kassert_eq!(slab::destroy(other), Ok(()));
+    // A handle outlives its cache only as a refusal, even with the slot
+    // taken again.
+    kassert_eq!(slab::alloc(cache), Err(MmError::NoSuchCache));
+    let reused = slab::create("ktest-reused", 64, 64);
+    kassert!(reused.is_ok());
+    kassert_eq!(slab::alloc(cache), Err(MmError::NoSuchCache));
+    kassert!(slab::destroy(cache).is_err());
+    if let Ok(reused) = reused {
+        kassert_eq!(slab::destroy(reused), Ok(()));
+    }
+    kassert_eq!(slab::create("bad", 0, 8), Err(MmError::InvalidArgument));
+    kassert_eq!(slab::create("bad", 64, 3), Err(MmError::InvalidArgument));
+    kassert_eq!(slab::create("bad", 9000, 8), Err(MmError::InvalidArgument));
+    kassert_eq!(pmm::stats(), frames);
+    Ok(())
+}
+
+fn registry_is_bounded(_: &Context<'_>) -> TestResult {
+    let mut made = ArrayVec::<_, MAX_CACHES>::new();
+    let full = loop {
+        match slab::create("ktest-filler", 8, 0) {
+            Ok(id) => made.push(id),
+            Err(error) => break error,
+        }
+    };
+    kassert_eq!(full, MmError::TooManyCaches);
+    kassert_eq!(slab::totals().caches, MAX_CACHES);
+    let registered = made.len();
+    for id in made.drain(..) {
+        kassert_eq!(slab::destroy(id), Ok(()));
+    }
+    let again = slab::create("ktest-filler", 8, 0);
+    kassert!(again.is_ok_and(|id| slab::destroy(id).is_ok()));
+    kassert!(registered > 0);
+    Ok(())
+}
+
+/// What each CPU stamps into its objects.
+struct Stamp {
+    cpu: usize,
+    serial: u64,
+    pattern: [u64; 6],
+}
+
+impl Stamp {
+    fn new(cpu: usize, serial: u64) -> Self {
+        Self {
+            cpu,
+            serial,
+            pattern: [serial ^ cpu as u64; 6],
+        }
+    }
+
+    fn intact(&self) -> bool {
+        self.pattern
+            .iter()
+            .all(|&w| w == self.serial ^ self.cpu as u64)
+    }
+}
+
+static STAMPS: ObjectCache<Stamp> = ObjectCache::new("ktest-stamp");
+/// Objects each CPU hands to the next one.
+const PER_CPU: usize = 48;
+/// Objects in flight, one list per receiving CPU (leaf locks: objects are
+/// dropped after they are released).
+static PASSED: [IrqMutex<ArrayVec<CacheBox<'static, Stamp>, PER_CPU>>; smp::MAX_CPUS] =
+    [const { IrqMutex::new(ArrayVec::new_const()) }; smp::MAX_CPUS];
+static CROSS_FREES: AtomicUsize = AtomicUsize::new(0);
+
+/// Every CPU at once allocates from one cache (keeping some objects a
+/// while, stamped, and handing the rest to the next CPU); then every CPU
+/// at once drops what it was handed, checking the stamps: with several
+/// CPUs, every handed object is freed by another CPU than its allocator.
+/// At the end the cache is empty and consistent.
+fn cpus_share_a_cache(_: &Context<'_>) -> TestResult {
+    CROSS_FREES.store(0, Ordering::SeqCst);
+    // What an earlier run left when it failed (an allocation failed on
+    // purpose, say) goes back first.
+    for list in &PASSED {
+        let left = core::mem::take(&mut *list.lock());
+        drop(left);
+    }
+    kassert_eq!(STAMPS.stats().map_or(0, |stats| stats.in_use), 0);
+    on_all_cpus(|cpu| {
+        let next = (cpu + 1) % smp::online();
+        let mut kept: ArrayVec<CacheBox<'static, Stamp>, 16> = ArrayVec::new();
+        for serial in 0..4 * PER_CPU as u64 {
+            let Ok(stamp) = STAMPS.alloc(Stamp::new(cpu, serial)) else {
+                return Err(super::Failure::here("allocation failed"));
+            };
+            if serial % 4 == 3 {
+                // (A refused object is dropped after the lock is let go.)
+                let refused = PASSED[next].lock().try_push(stamp).err();
+                kassert!(refused.is_none(), "the next CPU's list is full");
+            } else if let Err(full) = kept.try_push(stamp) {
+                drop(full);
+                kassert!(kept.iter().all(|stamp| stamp.intact()), "an object changed");
+                kept.clear();
+            }
+        }
+        Ok(())
+    })?;
+    on_all_cpus(|cpu| {
+        let previous = (cpu + smp::online() - 1) % smp::online();
+        let handed = core::mem::take(&mut *PASSED[cpu].lock());
+        kassert_eq!(handed.len(), PER_CPU);
+        for stamp in handed {
+            kassert!(stamp.intact(), "an object's contents changed");
+            kassert_eq!(stamp.cpu, previous);
+            if stamp.cpu != cpu {
+                CROSS_FREES.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    })?;
+    let stats = STAMPS.stats().unwrap_or_default();
+    let cross = CROSS_FREES.load(Ordering::SeqCst);
+    kprintln!(
+        "    {} CPUs, {} allocations, {cross} freed by another CPU, {} slabs made",
+        smp::online(),
+        stats.allocations,
+        stats.slabs_created
+    );
+    kassert!(smp::online() == 1 || cross == smp::online() * PER_CPU);
+    kassert_eq!(stats.in_use, 0);
+    kassert_eq!(
+        STAMPS.info().map(|info| slab::verify(info.id)),
+        Some(Ok(()))
+    );
+    STAMPS.shrink();
+    Ok(())
+}
