@@ -41,6 +41,7 @@ edits=(
 commands=(
     help
     meminfo
+    slabinfo
     mmap
     'walk 0x10000000'
     'walk 0x0000800000000000'
@@ -57,8 +58,10 @@ commands=(
     "alloc 1$(printf '%128s' '')999"
     test
     test
+    slabinfo
     bench
     meminfo
+    slabinfo
     'alloc 15M'
     'test heap::'
     bench
@@ -73,13 +76,23 @@ printf '%s\n' "${commands[@]}" | timeout 300 scripts/run.sh "$iso" "$firmware" 2
 status=$?
 
 expect=(
-    'meminfo +PMM, VMM and heap statistics'
+    'meminfo +PMM, VMM, heap and object-cache statistics'
+    'slabinfo +every object cache: object size, objects in use/total, slabs, pages'
     'reboot +reset the machine; QEMU started with -no-reboot \(make run, cargo run\) exits instead'
     '^PMM: +[0-9]+ frames total \([0-9.]+ MiB\), [0-9]+ free \([0-9.]+ MiB\), [0-9]+ used \([0-9.]+ [KM]iB\), [0-9]+ reserved \([0-9.]+ KiB\)$'
     '^      largest free run [0-9]+ frames \([0-9.]+ MiB\)$'
     '^VMM: +PML4 at 0x[0-9a-f]+, [0-9]+ page tables \([0-9.]+ KiB\)$'
     '^heap: 1 MiB \(1048576 B\) mapped, [0-9]+ B used, [0-9.]+ KiB \([0-9]+ B\) free, peak [0-9.]+ KiB \([0-9]+ B\); [0-9]+ live'
     'verify: ok'
+    '^slab: 0 caches, 0 of 0 objects in use \(0 B\), 0 slabs in 0 pages \(0 B\)$'
+    '^cache +size +align +in use/total +slabs +slab +pages +allocs +frees +fail +bad$'
+    '^0 caches \(of 32\): 0 of 0 objects in use, 0 slabs, 0 pages \(0 B\)$'
+    '^ktest-record +40 +8 +0/0 +0 +4K +0 +[1-9][0-9]* +[1-9][0-9]* +0 +0$'
+    '^ktest-stamp +64 +8 +0/0 +0 +4K +0 +[1-9][0-9]* +[1-9][0-9]* +0 +0$'
+    '^bench-64 +64 +8 +0/63 +1 +4K +1 +5000 +5000 +0 +0$'
+    '^slab: 3 caches, 0 of 63 objects in use \(0 B\), 1 slab in 1 page \(4 KiB\)$'
+    '^2 caches \(of 32\): 0 of 0 objects in use, 0 slabs, 0 pages \(0 B\)$'
+    '^3 caches \(of 32\): 0 of 63 objects in use, 1 slab, 1 page \(4 KiB\)$'
     '^memory map \([0-9]+ entries'
     '=> physical 0x[0-9a-f]+'
     'not canonical'
@@ -99,6 +112,7 @@ expect=(
     '^ktest: [0-9]+ passed, 0 failed'
     'PMM alloc\+free frame +[0-9]+'
     'kmalloc\+kfree 64 B +[0-9]+'
+    'cache alloc\+free 64 B +[0-9]+'
     'kmalloc\(15728640\) = 0x10'
     'out of memory: not enough heap for this test'
     '^0x00000000 \|RK[^|]{62}\|$'

@@ -7,7 +7,7 @@ use super::frame_runs::FrameRuns;
 use super::physmap::{PhysMap, PhysicalMemory};
 use crate::arch::x86_64::cpu;
 use crate::boot::BootInfo;
-use crate::kernel_mm::{heap, pmm, vmm};
+use crate::kernel_mm::{heap, pmm, slab, vmm};
 use crate::units::{parse_number, ExactSize, HumanSize};
 use crate::{kprintln, ktest, report};
 use mm::layout::PAGE_SIZE;
@@ -15,7 +15,11 @@ use mm::pmm::{PhysRange, Reservation, MAX_RANGES, MAX_RESERVATIONS};
 
 const HELP: &[(&str, &str)] = &[
     ("help", "this list"),
-    ("meminfo", "PMM, VMM and heap statistics"),
+    ("meminfo", "PMM, VMM, heap and object-cache statistics"),
+    (
+        "slabinfo",
+        "every object cache: object size, objects in use/total, slabs, pages",
+    ),
     ("mmap", "the firmware memory map"),
     (
         "walk <vaddr>",
@@ -67,6 +71,7 @@ pub fn execute(line: &str, info: &BootInfo<'_>) {
             }
         }
         ("meminfo", [None, ..]) => meminfo(),
+        ("slabinfo", [None, ..]) => slabinfo(),
         ("mmap", [None, ..]) => report::memory_map(info),
         ("walk", [Some(_), None, _]) => match number(0).flatten() {
             Some(address) => match mm::checked_virt(address) {
@@ -211,6 +216,76 @@ fn meminfo() {
             Err(problem) => problem,
         }
     );
+    let caches = slab::totals();
+    kprintln!(
+        "slab: {}, {} of {} objects in use ({}), {} in {} ({})",
+        Counted(caches.caches, "cache"),
+        caches.in_use,
+        caches.total,
+        HumanSize(caches.bytes_in_use as u64),
+        Counted(caches.slabs, "slab"),
+        Counted(caches.pages, "page"),
+        HumanSize(caches.pages as u64 * PAGE_SIZE)
+    );
+}
+
+/// A count and its noun, plural unless it is 1: "1 slab", "3 slabs".
+struct Counted(usize, &'static str);
+
+impl core::fmt::Display for Counted {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let plural = if self.0 == 1 { "" } else { "s" };
+        write!(f, "{} {}{plural}", self.0, self.1)
+    }
+}
+
+/// One line per object cache, then the totals.
+fn slabinfo() {
+    kprintln!(
+        "{:<16} {:>5} {:>5} {:>13} {:>5} {:>4} {:>5} {:>8} {:>8} {:>4} {:>4}",
+        "cache",
+        "size",
+        "align",
+        "in use/total",
+        "slabs",
+        "slab",
+        "pages",
+        "allocs",
+        "frees",
+        "fail",
+        "bad"
+    );
+    slab::for_each(|info| {
+        let stats = &info.stats;
+        let ratio = format_args!("{}/{}", stats.in_use, stats.total);
+        let mut column = arrayvec::ArrayString::<24>::new();
+        let _ = core::fmt::write(&mut column, ratio);
+        kprintln!(
+            "{:<16} {:>5} {:>5} {:>13} {:>5} {:>3}K {:>5} {:>8} {:>8} {:>4} {:>4}",
+            info.name.as_str(),
+            stats.object_size,
+            stats.align,
+            column.as_str(),
+            stats.slabs,
+            (PAGE_SIZE >> 10) << stats.slab_order,
+            stats.pages(),
+            stats.allocations,
+            stats.frees,
+            stats.failed,
+            stats.refused_frees
+        );
+    });
+    let totals = slab::totals();
+    kprintln!(
+        "{} (of {}): {} of {} objects in use, {}, {} ({})",
+        Counted(totals.caches, "cache"),
+        slab::MAX_CACHES,
+        totals.in_use,
+        totals.total,
+        Counted(totals.slabs, "slab"),
+        Counted(totals.pages, "page"),
+        HumanSize(totals.pages as u64 * PAGE_SIZE)
+    );
 }
 
 fn frames(count: u64) {
@@ -353,6 +428,21 @@ fn bench() {
         let _ = heap::kfree(pointer);
     });
     kprintln!("  kmalloc+kfree 64 B      {heap_pair:>8}");
+    // An object cache's pair (its first call takes a slab from the PMM,
+    // kept afterwards as the cache's reserve).
+    static BENCH_OBJECTS: slab::ObjectCache<[u64; 8]> = slab::ObjectCache::new("bench-64");
+    let mut refused = 0u32;
+    let cache_pair = cycles_per_op(
+        || match BENCH_OBJECTS.alloc(core::hint::black_box([0; 8])) {
+            Ok(object) => drop(core::hint::black_box(object)),
+            Err(_) => refused += 1,
+        },
+    );
+    if refused > 0 {
+        kprintln!("  cache alloc+free 64 B    out of memory ({refused} of 5000 refused)");
+    } else {
+        kprintln!("  cache alloc+free 64 B   {cache_pair:>8}");
+    }
     // Rust's allocator interface (what Box::new calls), through its
     // fallible entry point: Box::new itself would take the kernel down on
     // a full heap.
