@@ -31,9 +31,9 @@ pub static TESTS: &[Test] = &[
 ];
 
 /// Frames each CPU passes on per round.
-const PER_CPU: usize = 40;
+const PER_CPU: usize = 16;
 /// Rounds of the exchange.
-const ROUNDS: usize = 8;
+const ROUNDS: usize = 20;
 /// Each CPU's frames of the current round, freed by the next CPU.
 static SLOTS: [IrqMutex<ArrayVec<u64, PER_CPU>>; smp::MAX_CPUS] =
     [const { IrqMutex::new(ArrayVec::new_const()) }; smp::MAX_CPUS];

@@ -325,7 +325,7 @@ impl Stamp {
 
 static STAMPS: ObjectCache<Stamp> = ObjectCache::new("ktest-stamp");
 /// Objects each CPU hands to the next one.
-const PER_CPU: usize = 48;
+const PER_CPU: usize = 16;
 /// Objects in flight, one list per receiving CPU (leaf locks: objects are
 /// dropped after they are released).
 static PASSED: [IrqMutex<ArrayVec<CacheBox<'static, Stamp>, PER_CPU>>; smp::MAX_CPUS] =
