@@ -5,7 +5,7 @@
 
 use alloc::vec::Vec;
 
-use super::sdt::{u16_at, u32_at, u64_at, u8_at, Signature, Table, HEADER_LEN};
+use super::sdt::{sub_entries, u16_at, u32_at, u64_at, Signature, SubEntry, Table, HEADER_LEN};
 use super::AcpiError;
 
 /// Bytes of the MADT's fixed fields after the header.
@@ -102,20 +102,14 @@ impl Madt {
             pc_at_compatible: flags & 1 != 0,
             ..Madt::default()
         };
-        let mut offset = FIXED;
-        while offset < body.len() {
-            let kind = body[offset];
-            let len = u8_at(body, offset + 1).unwrap_or(0);
-            let bad = AcpiError::BadEntry {
-                signature: Signature::MADT,
-                offset: HEADER_LEN + offset,
+        for entry in sub_entries(body, FIXED, Signature::MADT) {
+            let SubEntry {
                 kind,
                 len,
-            };
-            let entry = body.get(offset..offset + usize::from(len)).ok_or(bad)?;
-            if len < 2 {
-                return Err(bad);
-            }
+                bytes: entry,
+                bad,
+                ..
+            } = entry?;
             let needs = |(_, least): (u8, u8)| if len < least { Err(bad) } else { Ok(()) };
             match kind {
                 k if k == entry::LOCAL_APIC.0 => {
@@ -166,7 +160,6 @@ impl Madt {
                 }
                 _ => madt.other_entries += 1,
             }
-            offset += usize::from(len);
         }
         Ok(madt)
     }

@@ -157,6 +157,63 @@ pub fn entries(body: &[u8], entry_size: usize) -> impl Iterator<Item = u64> + '_
 }
 
 /// Little-endian fields of a table body, `None` past its end.
+/// One variable-length entry of a table body (MADT, SRAT): type, length,
+/// the bytes (type and length included), where it is, and the error that
+/// names it if its content is bad.
+#[derive(Clone, Copy, Debug)]
+pub struct SubEntry<'a> {
+    /// Its type byte.
+    pub kind: u8,
+    /// Its length byte.
+    pub len: u8,
+    /// Its bytes, `len` of them.
+    pub bytes: &'a [u8],
+    /// Its offset in the body.
+    pub offset: usize,
+    /// `BadEntry` naming this entry.
+    pub bad: AcpiError,
+}
+
+/// The entries of `body` from `fixed` on, each checked to be at least 2
+/// bytes and inside the body; a bad one ends the walk with its error.
+pub fn sub_entries(
+    body: &[u8],
+    fixed: usize,
+    signature: Signature,
+) -> impl Iterator<Item = Result<SubEntry<'_>, AcpiError>> + '_ {
+    let mut offset = fixed;
+    let mut failed = false;
+    core::iter::from_fn(move || {
+        if failed || offset >= body.len() {
+            return None;
+        }
+        let kind = body[offset];
+        let len = u8_at(body, offset + 1).unwrap_or(0);
+        let bad = AcpiError::BadEntry {
+            signature,
+            offset: HEADER_LEN + offset,
+            kind,
+            len,
+        };
+        let bytes = body.get(offset..offset + usize::from(len));
+        let entry = match bytes {
+            Some(bytes) if len >= 2 => Ok(SubEntry {
+                kind,
+                len,
+                bytes,
+                offset,
+                bad,
+            }),
+            _ => {
+                failed = true;
+                Err(bad)
+            }
+        };
+        offset += usize::from(len);
+        Some(entry)
+    })
+}
+
 pub fn u8_at(bytes: &[u8], offset: usize) -> Option<u8> {
     bytes.get(offset).copied()
 }

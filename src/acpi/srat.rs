@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use mm::pmm::PhysRange;
 
-use super::sdt::{u32_at, u64_at, u8_at, Signature, Table, HEADER_LEN};
+use super::sdt::{sub_entries, u32_at, u64_at, Signature, SubEntry, Table, HEADER_LEN};
 use super::AcpiError;
 
 /// Bytes of the SRAT's fixed fields after the header (a reserved word
@@ -94,20 +94,14 @@ impl Srat {
             revision,
             ..Srat::default()
         };
-        let mut offset = FIXED;
-        while offset < body.len() {
-            let kind = body[offset];
-            let len = u8_at(body, offset + 1).unwrap_or(0);
-            let bad = AcpiError::BadEntry {
-                signature: Signature::SRAT,
-                offset: HEADER_LEN + offset,
+        for entry in sub_entries(body, FIXED, Signature::SRAT) {
+            let SubEntry {
                 kind,
                 len,
-            };
-            let entry = body.get(offset..offset + usize::from(len)).ok_or(bad)?;
-            if len < 2 {
-                return Err(bad);
-            }
+                bytes: entry,
+                offset,
+                bad,
+            } = entry?;
             let needs = |(_, least): (u8, u8)| if len < least { Err(bad) } else { Ok(()) };
             match kind {
                 k if k == entry::LOCAL_APIC.0 => {
@@ -152,7 +146,6 @@ impl Srat {
                 }
                 _ => srat.other_entries += 1,
             }
-            offset += usize::from(len);
         }
         Ok(srat)
     }

@@ -245,18 +245,7 @@ impl<'a> FrameAllocator<'a> {
     /// frees near it take the slow check).
     fn has_holes(&self, chunk: usize) -> bool {
         let start = self.base + (chunk * CHUNK_FRAMES) as u64 * PAGE_SIZE;
-        let range = PhysRange::from_len(start, CHUNK_FRAMES as u64 * PAGE_SIZE);
-        let usable: u64 = self
-            .usable
-            .as_slice()
-            .iter()
-            .map(|usable| usable.intersect(&range).pages())
-            .sum();
-        usable != CHUNK_FRAMES as u64
-            || self
-                .reservations
-                .iter()
-                .any(|reservation| outward_to_pages(reservation.range).overlaps(&range))
+        !self.all_allocatable(start, CHUNK_FRAMES)
     }
 
     fn index_of(&self, address: u64) -> usize {
@@ -591,14 +580,7 @@ impl<'a> FrameAllocator<'a> {
     #[inline]
     fn check_block(&self, address: PhysAddr, count: usize) -> Result<usize, MmError> {
         let address = address.as_u64();
-        if !address.is_multiple_of(PAGE_SIZE) {
-            return Err(MmError::Misaligned);
-        }
-        let index = address
-            .checked_sub(self.base)
-            .map(|offset| (offset / PAGE_SIZE) as usize)
-            .filter(|&index| index < self.used.frames())
-            .ok_or(MmError::OutOfRange)?;
+        let index = self.frame_index(address)?;
         if count > self.used.frames() - index {
             return Err(MmError::OutOfRange);
         }
@@ -635,15 +617,38 @@ impl<'a> FrameAllocator<'a> {
         // The frame after the block: free, or the start of another block,
         // or not allocatable; anything else is the rest of *this* block,
         // so the request is too small.
-        if end < self.used.frames() && self.used.is_used(end) && !self.is_start(end) {
-            let next = self.base + end as u64 * PAGE_SIZE;
-            let outside =
-                self.chunks.get(end / CHUNK_FRAMES).holes && !self.all_allocatable(next, 1);
-            if !outside {
-                return Err(MmError::WrongBlockSize);
-            }
+        if !self.block_ends_before(end) {
+            return Err(MmError::WrongBlockSize);
         }
         Ok(index)
+    }
+
+    /// The index of the frame at `address` (page-aligned, inside the
+    /// bitmaps).
+    #[inline]
+    fn frame_index(&self, address: u64) -> Result<usize, MmError> {
+        if !address.is_multiple_of(PAGE_SIZE) {
+            return Err(MmError::Misaligned);
+        }
+        address
+            .checked_sub(self.base)
+            .map(|offset| (offset / PAGE_SIZE) as usize)
+            .filter(|&index| index < self.used.frames())
+            .ok_or(MmError::OutOfRange)
+    }
+
+    /// Whether a block can end before frame `end`: that frame is past the
+    /// bitmaps, free, the start of another block, or not allocatable (a
+    /// hole or a reservation, looked up only in chunks that have them).
+    /// Anything else is the rest of the block being freed, so the free
+    /// names too few frames.
+    #[inline]
+    fn block_ends_before(&self, end: usize) -> bool {
+        if end >= self.used.frames() || !self.used.is_used(end) || self.is_start(end) {
+            return true;
+        }
+        let next = self.base + end as u64 * PAGE_SIZE;
+        self.chunks.get(end / CHUNK_FRAMES).holes && !self.all_allocatable(next, 1)
     }
 
     /// Why a used frame that starts no block cannot be freed.
@@ -696,11 +701,7 @@ impl<'a> FrameAllocator<'a> {
             } else {
                 CHUNK_ORDER - 1
             };
-            info.hint = if info.free == 0 {
-                merged as u8
-            } else {
-                info.hint.max(merged as u8)
-            };
+            info.raise_hint(merged);
             info.free += freed as u16;
             self.store(chunk, info, true);
             chunk += 1;
@@ -716,27 +717,15 @@ impl<'a> FrameAllocator<'a> {
     #[inline]
     fn free_single(&mut self, address: PhysAddr) -> Result<(), MmError> {
         let address = address.as_u64();
-        if !address.is_multiple_of(PAGE_SIZE) {
-            return Err(MmError::Misaligned);
-        }
-        let index = address
-            .checked_sub(self.base)
-            .map(|offset| (offset / PAGE_SIZE) as usize)
-            .filter(|&index| index < self.used.frames())
-            .ok_or(MmError::OutOfRange)?;
+        let index = self.frame_index(address)?;
         if !self.used.is_used(index) {
             return Err(MmError::FrameAlreadyFree);
         }
         if !self.is_start(index) {
             return Err(self.not_a_start(address));
         }
-        let next = index + 1;
-        if next < self.used.frames() && self.used.is_used(next) && !self.is_start(next) {
-            let outside = self.chunks.get(next / CHUNK_FRAMES).holes
-                && !self.all_allocatable(address + PAGE_SIZE, 1);
-            if !outside {
-                return Err(MmError::WrongBlockSize);
-            }
+        if !self.block_ends_before(index + 1) {
+            return Err(MmError::WrongBlockSize);
         }
         self.used.set_free(index);
         self.set_start(index, false);
@@ -762,11 +751,7 @@ impl<'a> FrameAllocator<'a> {
             0
         };
         let mut info = self.chunks.get(chunk);
-        info.hint = if info.free == 0 {
-            merged as u8
-        } else {
-            info.hint.max(merged as u8)
-        };
+        info.raise_hint(merged);
         info.free += 1;
         self.store(chunk, info, true);
         Ok(())

@@ -92,6 +92,19 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// Before a free of a block that merged into order `merged`: the hint
+    /// becomes that order if the chunk had no free frame, else the larger
+    /// of the two (it stays an upper bound).
+    #[inline]
+    pub fn raise_hint(&mut self, merged: u32) {
+        let merged = merged as u8;
+        self.hint = if self.free == 0 {
+            merged
+        } else {
+            self.hint.max(merged)
+        };
+    }
+
     #[inline]
     fn pack(self) -> u64 {
         u64::from(self.free)

@@ -3,26 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use super::tests::usable;
 use super::*;
-use crate::pmm::ranges::{usable_ranges, MapEntry};
 use proptest::prelude::*;
 
 const MIB: u64 = 1 << 20;
-
-fn usable(ranges: &[(u64, u64)]) -> RangeSet<MAX_RANGES> {
-    let entries = ranges.iter().map(|&(start, end)| MapEntry {
-        range: PhysRange { start, end },
-        usable: true,
-    });
-    usable_ranges(
-        entries,
-        PhysRange {
-            start: 0,
-            end: u64::MAX,
-        },
-    )
-    .unwrap()
-}
 
 fn reservation(start: u64, end: u64) -> Reservation {
     Reservation {

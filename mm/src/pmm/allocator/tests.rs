@@ -8,7 +8,8 @@ use proptest::prelude::*;
 
 const MIB: u64 = 1 << 20;
 
-fn usable(ranges: &[(u64, u64)]) -> RangeSet<MAX_RANGES> {
+/// Usable ranges from `(start, end)` pairs (shared with `order_tests`).
+pub(super) fn usable(ranges: &[(u64, u64)]) -> RangeSet<MAX_RANGES> {
     let entries = ranges.iter().map(|&(start, end)| MapEntry {
         range: PhysRange { start, end },
         usable: true,
