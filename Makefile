@@ -329,8 +329,9 @@ bench: deps
 	    else echo "make bench: no charts drawn; \`make plots\` installs matplotlib (as root) and draws them" >&2; fi
 
 # SVG charts of the newest figures in $(BENCH_DIR) (scripts/plots.py):
-# heap ns/op per allocator per workload, heap latencies, paging, and PMM
-# cost by fill level (skipped with a note while pmm.csv has no rows).
+# heap ns/op per allocator per workload, heap latencies, the workloads the
+# heap was not tuned for, paging, and PMM cost by fill level (skipped
+# with a note while pmm.csv has no rows).
 plots: deps-plots
 	$(PLOT)
 

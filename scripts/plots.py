@@ -9,8 +9,12 @@ newest row of every (workload, subject, metric), so a run narrowed to some
 workloads (`cargo host-bench --bench heap -- burst`) updates those only; its
 footnote names the runs and commits drawn. Charts:
 
-    heap-mean.svg     mean ns/op (throughput) per allocator per workload
-    heap-latency.svg  p50 / p99 / p99.9 ns of single operations
+    heap-mean.svg     mean ns/op (throughput) per allocator per workload,
+                      the heap's own workloads (TUNED_HEAP_WORKLOADS)
+    heap-latency.svg  p50 / p99 / p99.9 ns of single operations, the same
+    heap-untuned.svg  the workloads the heap was not tuned for (all other
+                      heap workloads): mean ns/op per allocator, and the
+                      efficiency and in-place realloc rate of each
     paging.svg        each paging workload's figure per subject
     pmm-fill.svg      PMM mean ns per alloc+free pair by fill level, from
                       the pmm workloads named pairs-fill-<percent>
@@ -50,6 +54,13 @@ def colour(subject):
     if subject not in SUBJECT_COLOURS:
         SUBJECT_COLOURS[subject] = PALETTE[len(SUBJECT_COLOURS) % len(PALETTE)]
     return SUBJECT_COLOURS[subject]
+
+
+# The heap benchmark's own workloads, the ones the heap was tuned on
+# (mm/benches/heap.rs); every other heap workload is one it was not tuned
+# for (mm/benches/heap/untuned.rs, threads.rs) and goes to heap-untuned.svg.
+TUNED_HEAP_WORKLOADS = ["mix-300-live", "mix-4000-live", "burst-25k-64b"]
+TUNED = "|".join(map(re.escape, TUNED_HEAP_WORKLOADS))
 
 
 def note(message):
@@ -135,7 +146,7 @@ def grouped_bars(axes, rows, groups, subjects, value_label=True):
 
 
 def heap_mean(results, out):
-    rows = results.select("mean")
+    rows = results.select("mean", TUNED)
     if not rows:
         return note(f"{results.path} has no mean rows: skipped heap-mean.svg")
     workloads = ordered(r["workload"] for r in rows)
@@ -156,11 +167,11 @@ def heap_mean(results, out):
 
 def heap_latency(results, out):
     percentiles = ["p50", "p99", "p99.9"]
-    rows = [r for p in percentiles for r in results.select(p)]
+    rows = [r for p in percentiles for r in results.select(p, TUNED)]
     if not rows:
         return note(f"{results.path} has no latency rows: skipped heap-latency.svg")
-    workloads = ordered(r["workload"] for r in results.select("p50"))
-    subjects = ordered(r["subject"] for r in results.select("p50"))
+    workloads = ordered(r["workload"] for r in results.select("p50", TUNED))
+    subjects = ordered(r["subject"] for r in results.select("p50", TUNED))
     figure, panels = plt.subplots(
         1, len(workloads), figsize=(3.2 * len(workloads), 3.8), layout="constrained",
         sharey=True, squeeze=False,
@@ -175,6 +186,61 @@ def heap_latency(results, out):
     panels[0][0].legend(fontsize=7, loc="upper left")
     figure.suptitle("Heap latency: single operations timed with the TSC (lower is faster)")
     finish(figure, os.path.join(out, "heap-latency.svg"), results.footnote(rows))
+
+
+def heap_untuned(results, out):
+    rows = [r for r in results.select("mean") if r["workload"] not in TUNED_HEAP_WORKLOADS]
+    if not rows:
+        return note(f"{results.path} has no untuned-workload rows: skipped heap-untuned.svg")
+    workloads = ordered(r["workload"] for r in rows)
+    # The baseline first, whichever run drew it last.
+    baselines = {r["baseline"] for r in rows if r["baseline"] == r["subject"]}
+    subjects = sorted(ordered(r["subject"] for r in rows), key=lambda s: s not in baselines)
+    units = ordered(r["unit"] for r in rows)
+    efficiency = results.select("efficiency", r"mixed-lifetimes-efficiency")
+    in_place = results.select("grown-in-place")
+    figure = plt.figure(figsize=(10, 7), layout="constrained")
+    top, bottom = figure.subfigures(2, 1, height_ratios=[1.6, 1])
+    axes = top.subplots()
+    grouped_bars(axes, rows, workloads, subjects, value_label=False)
+    log = log_scale_if_wide(axes, [r["value"] for r in rows])
+    axes.set_ylabel(f"mean {'/'.join(units)}{' (log scale)' if log else ''}")
+    axes.set_title(
+        "Heap throughput on workloads it was not tuned for: a run's time / its "
+        "operations (lower is faster;\nabove each bar its ratio to "
+        f"{', '.join(sorted(baselines)) or 'the baseline'} in the same run)"
+    )
+    axes.tick_params(axis="x", labelsize=7)
+    axes.legend(fontsize=7, ncols=min(len(subjects), 4), loc="upper left")
+    axes.margins(y=0.2)
+    # Each bar's ratio to this heap above it, where the run measured one.
+    width = 0.8 / len(subjects)
+    for r in rows:
+        if r["ratio"] and r["subject"] != r["baseline"]:
+            x = workloads.index(r["workload"]) + (
+                subjects.index(r["subject"]) - (len(subjects) - 1) / 2
+            ) * width
+            axes.annotate(f"{float(r['ratio']):.2f}x", (x, r["value"]), textcoords="offset points",
+                          xytext=(0, 2), ha="center", fontsize=5, rotation=90)
+    left, right = bottom.subplots(1, 2)
+    for panel, panel_rows, title, ylabel in [
+        (left, efficiency, "Efficiency: mixed lifetimes to the first failure (higher is better)",
+         "live requested bytes / arena, %"),
+        (right, in_place, "realloc growth: grows that kept the address (higher is better)",
+         "grown in place, %"),
+    ]:
+        rank = {subject: i for i, subject in enumerate(subjects)}
+        panel_rows = sorted(panel_rows, key=lambda r: rank.get(r["subject"], len(rank)))
+        names = [r["subject"] for r in panel_rows]
+        values = [r["value"] for r in panel_rows]
+        bars = panel.bar(range(len(names)), values, 0.6, color=[colour(n) for n in names])
+        panel.bar_label(bars, [label(v) for v in values], fontsize=7, padding=1)
+        panel.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
+        panel.set_title(title, fontsize=8)
+        panel.set_ylabel(ylabel)
+        panel.margins(y=0.15)
+    footnote = results.footnote(rows + efficiency + in_place)
+    finish(figure, os.path.join(out, "heap-untuned.svg"), footnote)
 
 
 def paging(results, out):
@@ -232,7 +298,7 @@ def main():
     out = sys.argv[2] if len(sys.argv) > 2 else "docs/img"
     os.makedirs(out, exist_ok=True)
     charts = {
-        "heap": [heap_mean, heap_latency],
+        "heap": [heap_mean, heap_latency, heap_untuned],
         "paging": [paging],
         "pmm": [pmm_fill],
     }

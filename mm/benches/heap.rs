@@ -1,281 +1,201 @@
 //! Heap benchmark: this kernel's heap (slabs + TLSF) against the
 //! best-known no_std allocators, side by side in one run, the same request
-//! sequence for all, a 16 MiB arena each.
+//! sequence for all, a fresh 16 MiB arena each per run (`peers.rs`: talc 5
+//! and 4, rlsf, dlmalloc, linked_list_allocator, buddy_system_allocator).
 //!
-//! Workloads: random alloc/free/realloc mixes with ~300 and ~4,000 live
-//! blocks (sizes skewed small: mostly 8 B-4 KiB, some up to 30 KiB);
-//! 25,000 64-byte blocks freed in random order; and heap efficiency (live
-//! requested bytes / arena at the first failed allocation of a growing
-//! random mix). Throughput is the whole workload's time per operation with
-//! nothing else timed, over 7 rounds that each run every allocator once in
-//! turn, each timed run on a fresh allocator after two untimed warm-up runs
-//! of the same workload (ratios: the median of the per-round ratios; the
-//! two list-based allocators run as a second group, see `main`); latencies
-//! (p50, p99, p99.9) come from a separate run that reads the TSC around
-//! every operation.
+//! Our own workloads, the ones the heap was tuned on: random
+//! alloc/free/realloc mixes with ~300 and ~4,000 live blocks (sizes skewed
+//! small: mostly 8 B-4 KiB, some up to 30 KiB); 25,000 64-byte blocks
+//! freed in random order; and heap efficiency (live requested bytes /
+//! arena at the first failed allocation of a growing random mix). Then
+//! workloads written from a description, not tuned for (`untuned.rs`: a
+//! kernel-object trace, a FIFO queue, realloc growth, page-sized aligned
+//! buffers, mixed lifetimes with their efficiency), and the kernel-object
+//! trace on 1 and 2 threads sharing one allocator behind a mutex
+//! (`threads.rs`).
+//!
+//! Throughput is the whole workload's time per operation with nothing else
+//! timed, over 7 rounds (5 for the untuned workloads) that each run every
+//! allocator once in turn, each timed run on a fresh allocator after two
+//! untimed warm-up runs of the same workload (one for the long threaded
+//! runs). Ratios: the median of the per-round ratios; the two list-based
+//! allocators run as a second group, see `main`. Latencies (p50, p99,
+//! p99.9) come from a separate run that reads the TSC around every
+//! operation.
 //!
 //! Run with `make bench` or `cargo host-bench --bench heap`; arguments
 //! (`-- 4000 burst`) keep only workloads whose name contains one of them,
-//! `ours` keeps only this heap (for profiling). Progress goes to stderr,
-//! tables to stdout, every figure to `build/bench/heap.csv` (`support`).
+//! `ours` (or `talc`, `talc4`, `rlsf`, `dlmalloc`) keeps only that
+//! allocator (for profiling). Progress goes to stderr, tables to stdout,
+//! every figure to `build/bench/heap.csv` (`support`).
 
 use std::alloc::Layout;
 use std::arch::x86_64::_rdtsc;
 use std::hint::black_box;
-use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 mod support;
 use support::{Report, Row};
 
-use mm::heap::{DebugChecks, Heap, NoGrow};
+#[path = "heap/peers.rs"]
+mod peers;
+#[path = "heap/threads.rs"]
+mod threads;
+#[path = "heap/untuned.rs"]
+mod untuned;
+use peers::{with_allocator, Allocator, ARENA, FAST, NAMES, SLOW};
+
+use mm::heap::{Heap, NoGrow};
 use mm::rng::XorShift;
 use mm::testing::Arena;
 
-const ARENA: usize = 16 << 20;
-/// Throughput rounds per workload (each runs every allocator once).
+/// Throughput rounds of our own workloads (each runs every allocator once).
 const ROUNDS: usize = 7;
 /// Untimed runs before each timed run.
 const WARM_UPS: usize = 2;
 
-/// What the benchmark needs of an allocator.
-trait Allocator {
-    fn alloc(&mut self, layout: Layout) -> Option<*mut u8>;
-    /// # Safety
-    /// `pointer` came from `alloc` with `layout` and is live.
-    unsafe fn free(&mut self, pointer: *mut u8, layout: Layout);
-    /// # Safety
-    /// As `free`.
-    unsafe fn realloc(
-        &mut self,
-        pointer: *mut u8,
-        layout: Layout,
-        new_size: usize,
-    ) -> Option<*mut u8>;
+/// A workload: runs its request sequence on `a`, returns operations done.
+type Trace = fn(&mut dyn Allocator, &mut Timer) -> usize;
+
+/// A workload as the tables and the CSV name it.
+struct Workload {
+    /// kebab-case, the CSV's `workload`.
+    name: &'static str,
+    /// One line for the table's head.
+    title: &'static str,
+    trace: Trace,
+    /// Timed rounds.
+    rounds: usize,
 }
 
-/// Realloc by alloc + copy + free, for allocators without one.
-unsafe fn move_realloc<A: Allocator>(
-    a: &mut A,
-    pointer: *mut u8,
-    layout: Layout,
-    new_size: usize,
-) -> Option<*mut u8> {
-    let new_layout = Layout::from_size_align(new_size, layout.align()).ok()?;
-    let moved = a.alloc(new_layout)?;
-    // SAFETY: both blocks are live and at least min(old, new) bytes long.
-    unsafe {
-        std::ptr::copy_nonoverlapping(pointer, moved, layout.size().min(new_size));
-        a.free(pointer, layout);
-    }
-    Some(moved)
+/// What every part of a run shares.
+struct Bench {
+    arena: Arena,
+    /// This heap's side tables, reused by each fresh instance.
+    bitmaps: Vec<u64>,
+    /// TSC ticks per ns.
+    ghz: f64,
+    report: Report,
+    /// Subjects measured together (see `main`), indices of `NAMES`.
+    groups: Vec<Vec<usize>>,
 }
 
-struct Ours(Heap<'static, NoGrow>);
+impl Bench {
+    /// Runs `f` with a fresh allocator number `which`.
+    fn with<R>(&mut self, which: usize, f: &mut dyn FnMut(&mut dyn Allocator) -> R) -> R {
+        with_allocator(which, &self.arena, &mut self.bitmaps, f)
+    }
 
-impl Allocator for Ours {
-    fn alloc(&mut self, layout: Layout) -> Option<*mut u8> {
-        self.0.alloc(layout).ok().map(NonNull::as_ptr)
+    /// Runs `trace` WARM_UPS times untimed, each on a fresh allocator.
+    fn warm_up(&mut self, which: usize, trace: Trace) {
+        for _ in 0..WARM_UPS {
+            self.with(which, &mut |a| black_box(trace(a, &mut Timer::new(false))));
+        }
     }
-    unsafe fn free(&mut self, pointer: *mut u8, _: Layout) {
-        self.0.free(pointer).unwrap();
-    }
-    unsafe fn realloc(
-        &mut self,
-        pointer: *mut u8,
-        layout: Layout,
-        new_size: usize,
-    ) -> Option<*mut u8> {
-        self.0
-            .realloc(pointer, layout, new_size)
-            .ok()
-            .map(NonNull::as_ptr)
-    }
-}
 
-struct LinkedList(linked_list_allocator::Heap);
+    /// The names of a group's subjects, for progress lines.
+    fn names(group: &[usize]) -> String {
+        group
+            .iter()
+            .map(|&w| NAMES[w])
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 
-impl Allocator for LinkedList {
-    fn alloc(&mut self, layout: Layout) -> Option<*mut u8> {
-        self.0.allocate_first_fit(layout).ok().map(NonNull::as_ptr)
-    }
-    unsafe fn free(&mut self, pointer: *mut u8, layout: Layout) {
-        // SAFETY: forwarded contract.
-        unsafe { self.0.deallocate(NonNull::new_unchecked(pointer), layout) }
-    }
-    unsafe fn realloc(
-        &mut self,
-        pointer: *mut u8,
-        layout: Layout,
-        new_size: usize,
-    ) -> Option<*mut u8> {
-        // SAFETY: forwarded contract.
-        unsafe { move_realloc(self, pointer, layout, new_size) }
-    }
-}
-
-struct Talc(talc::Talc<talc::ErrOnOom>);
-
-impl Allocator for Talc {
-    fn alloc(&mut self, layout: Layout) -> Option<*mut u8> {
-        // SAFETY: talc's malloc has no preconditions beyond a claimed heap.
-        unsafe { self.0.malloc(layout) }.ok().map(NonNull::as_ptr)
-    }
-    unsafe fn free(&mut self, pointer: *mut u8, layout: Layout) {
-        // SAFETY: forwarded contract.
-        unsafe { self.0.free(NonNull::new_unchecked(pointer), layout) }
-    }
-    unsafe fn realloc(
-        &mut self,
-        pointer: *mut u8,
-        layout: Layout,
-        new_size: usize,
-    ) -> Option<*mut u8> {
-        // SAFETY: forwarded contract.
-        unsafe {
-            let pointer = NonNull::new_unchecked(pointer);
-            if new_size <= layout.size() {
-                self.0.shrink(pointer, layout, new_size.max(1));
-                Some(pointer.as_ptr())
-            } else {
-                self.0
-                    .grow(pointer, layout, new_size)
-                    .ok()
-                    .map(NonNull::as_ptr)
+    /// Records the rows of metric `mean` in `unit` of `workload`, from
+    /// `runs[round][subject]` (NaN: not run): the median over rounds,
+    /// and against this heap the median of the per-round ratios within
+    /// the first group, the ratio of the medians for the others (which
+    /// ran at other times).
+    fn record_means(&mut self, workload: &str, unit: &str, runs: &[Vec<f64>]) {
+        let ours = median(runs.iter().map(|round| round[0]).collect());
+        for (which, name) in NAMES.iter().enumerate() {
+            if runs.iter().any(|round| round[which].is_nan()) {
+                continue;
             }
-        }
-    }
-}
-
-struct Rlsf(rlsf::Tlsf<'static, u32, u32, 20, 16>);
-
-impl Allocator for Rlsf {
-    fn alloc(&mut self, layout: Layout) -> Option<*mut u8> {
-        self.0.allocate(layout).map(NonNull::as_ptr)
-    }
-    unsafe fn free(&mut self, pointer: *mut u8, layout: Layout) {
-        // SAFETY: forwarded contract.
-        unsafe {
-            self.0
-                .deallocate(NonNull::new_unchecked(pointer), layout.align())
-        }
-    }
-    unsafe fn realloc(
-        &mut self,
-        pointer: *mut u8,
-        layout: Layout,
-        new_size: usize,
-    ) -> Option<*mut u8> {
-        let new_layout = Layout::from_size_align(new_size, layout.align()).ok()?;
-        // SAFETY: forwarded contract.
-        unsafe {
-            self.0
-                .reallocate(NonNull::new_unchecked(pointer), new_layout)
-        }
-        .map(NonNull::as_ptr)
-    }
-}
-
-struct Buddy(buddy_system_allocator::Heap<32>);
-
-impl Allocator for Buddy {
-    fn alloc(&mut self, layout: Layout) -> Option<*mut u8> {
-        self.0.alloc(layout).ok().map(NonNull::as_ptr)
-    }
-    unsafe fn free(&mut self, pointer: *mut u8, layout: Layout) {
-        // SAFETY: forwarded contract.
-        self.0
-            .dealloc(unsafe { NonNull::new_unchecked(pointer) }, layout)
-    }
-    unsafe fn realloc(
-        &mut self,
-        pointer: *mut u8,
-        layout: Layout,
-        new_size: usize,
-    ) -> Option<*mut u8> {
-        // SAFETY: forwarded contract.
-        unsafe { move_realloc(self, pointer, layout, new_size) }
-    }
-}
-
-/// The subjects, as the tables and `build/bench/heap.csv` name them.
-const NAMES: [&str; 5] = [
-    "this-heap",
-    "linked_list_allocator",
-    "talc",
-    "rlsf",
-    "buddy_system_allocator",
-];
-
-/// Runs `f` with a fresh allocator number `which` over `arena`.
-fn with_allocator<R>(
-    which: usize,
-    arena: &Arena,
-    bitmaps: &mut Vec<u64>,
-    f: &mut dyn FnMut(&mut dyn Allocator) -> R,
-) -> R {
-    let base = arena.base().as_ptr();
-    match which {
-        0 => {
-            bitmaps.iter_mut().for_each(|w| *w = 0);
-            // SAFETY: the arena is ours for the heap's lifetime; the bitmap
-            // Vec outlives it (the 'static is confined to this call).
-            let bitmaps: &'static mut [u64] =
-                unsafe { &mut *(bitmaps.as_mut_slice() as *mut [u64]) };
-            // SAFETY: as above.
-            let heap = unsafe {
-                Heap::new(
-                    NonNull::new(base).unwrap(),
-                    ARENA,
-                    ARENA,
-                    NoGrow,
-                    bitmaps,
-                    DebugChecks::Off,
+            let ns = median(runs.iter().map(|round| round[which]).collect());
+            let row = Row::mean(workload, name, unit, ns);
+            self.report.record(if which == 0 {
+                row.baseline()
+            } else if ours.is_nan() {
+                row
+            } else if self.groups[0].contains(&which) {
+                row.against(
+                    NAMES[0],
+                    median(runs.iter().map(|round| round[which] / round[0]).collect()),
                 )
+            } else {
+                row.against(NAMES[0], ns / ours)
+            });
+        }
+    }
+
+    /// Throughput and latency of `workload` for every subject.
+    fn measure(&mut self, workload: &Workload) {
+        let Workload {
+            name,
+            title,
+            trace,
+            rounds,
+        } = *workload;
+        let mut runs = vec![vec![f64::NAN; NAMES.len()]; rounds];
+        let mut timers: Vec<Option<Timer>> = (0..NAMES.len()).map(|_| None).collect();
+        for group in self.groups.clone() {
+            for (round, times) in runs.iter_mut().enumerate() {
+                self.report.step(
+                    name,
+                    format_args!("round {}/{rounds}, {}", round + 1, Self::names(&group)),
+                );
+                for &which in &group {
+                    self.warm_up(which, trace);
+                    times[which] = self.with(which, &mut |a| {
+                        let mut timer = Timer::new(false);
+                        let start = Instant::now();
+                        let ops = black_box(trace(a, &mut timer));
+                        start.elapsed().as_nanos() as f64 / ops as f64
+                    });
+                }
             }
-            .unwrap();
-            f(&mut Ours(heap))
+            self.report.step(
+                name,
+                format_args!("latency of each op, {}", Self::names(&group)),
+            );
+            for &which in &group {
+                self.warm_up(which, trace);
+                timers[which] = Some(self.with(which, &mut |a| {
+                    let mut timer = Timer::new(true);
+                    trace(a, &mut timer);
+                    timer
+                }));
+            }
         }
-        1 => {
-            let mut heap = linked_list_allocator::Heap::empty();
-            // SAFETY: the arena is ours while the heap lives.
-            unsafe { heap.init(base, ARENA) };
-            f(&mut LinkedList(heap))
+        self.record_means(name, "ns/op", &runs);
+        for (which, timer) in timers.iter().enumerate() {
+            let Some(timer) = timer else { continue };
+            let mut nanoseconds: Vec<f64> = timer
+                .samples
+                .iter()
+                .map(|&c| f64::from(c) / self.ghz)
+                .collect();
+            self.report.latencies(name, NAMES[which], &mut nanoseconds);
+            if timer.grown > 0 {
+                self.report.record(Row::new(
+                    name,
+                    NAMES[which],
+                    "grown-in-place",
+                    "%",
+                    timer.grown_in_place as f64 * 100.0 / timer.grown as f64,
+                ));
+            }
         }
-        2 => {
-            let mut talc = talc::Talc::new(talc::ErrOnOom);
-            // SAFETY: as above.
-            unsafe { talc.claim(talc::Span::from_base_size(base, ARENA)) }.unwrap();
-            f(&mut Talc(talc))
-        }
-        3 => {
-            let mut tlsf = rlsf::Tlsf::new();
-            // SAFETY: as above.
-            unsafe {
-                tlsf.insert_free_block_ptr(NonNull::new_unchecked(
-                    std::ptr::slice_from_raw_parts_mut(base, ARENA),
-                ))
-            };
-            f(&mut Rlsf(tlsf))
-        }
-        _ => {
-            let mut heap = buddy_system_allocator::Heap::<32>::new();
-            // SAFETY: as above.
-            unsafe { heap.init(base as usize, ARENA) };
-            f(&mut Buddy(heap))
-        }
+        self.report.table(name, title, "allocator");
     }
 }
 
-type Workload = fn(&mut dyn Allocator, &mut Timer) -> usize;
-
-/// Runs `workload` WARM_UPS times untimed, each on a fresh allocator.
-fn warm_up(which: usize, arena: &Arena, bitmaps: &mut Vec<u64>, workload: &Workload) {
-    for _ in 0..WARM_UPS {
-        with_allocator(which, arena, bitmaps, &mut |a| {
-            black_box(workload(a, &mut Timer::new(false)))
-        });
-    }
+/// The middle value (the upper one of an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// xorshift64*: the same request sequence for every allocator.
@@ -303,6 +223,13 @@ impl Rng {
     }
 }
 
+/// Blocks a workload may keep live in `Timer::objects`.
+const OBJECTS_CAPACITY: usize = 25_000;
+/// Blocks a workload may keep live in `Timer::pool`.
+const POOL_CAPACITY: usize = 1_000;
+/// Operations a workload may time one by one in `Timer::samples`.
+const SAMPLES_CAPACITY: usize = 1_100_000;
+
 /// Timer: either nothing (throughput) or the TSC around every operation.
 struct Timer {
     per_op: bool,
@@ -312,15 +239,35 @@ struct Timer {
     /// otherwise land in some allocators' timed runs and not others'.
     live: Vec<(*mut u8, Layout)>,
     blocks: Vec<*mut u8>,
+    /// The untuned workloads' blocks, their pages touched before the run.
+    objects: Vec<(*mut u8, Layout)>,
+    pool: Vec<(*mut u8, Layout)>,
+    /// Reallocs that grew a block, and those of them that returned the
+    /// same address (counted by the workloads that want them).
+    grown: usize,
+    grown_in_place: usize,
+}
+
+/// An empty vector with room for `capacity` blocks, every page of it
+/// already written (so that no page fault lands in a timed run).
+fn touched(capacity: usize) -> Vec<(*mut u8, Layout)> {
+    let mut blocks = Vec::with_capacity(capacity);
+    blocks.resize(capacity, (std::ptr::null_mut(), Layout::new::<u8>()));
+    blocks.clear();
+    blocks
 }
 
 impl Timer {
     fn new(per_op: bool) -> Self {
         Self {
             per_op,
-            samples: Vec::with_capacity(if per_op { 1_100_000 } else { 0 }),
+            samples: Vec::with_capacity(if per_op { SAMPLES_CAPACITY } else { 0 }),
             live: Vec::with_capacity(8_000),
             blocks: Vec::with_capacity(25_000),
+            objects: touched(OBJECTS_CAPACITY),
+            pool: touched(POOL_CAPACITY),
+            grown: 0,
+            grown_in_place: 0,
         }
     }
 
@@ -439,37 +386,70 @@ fn tsc_ghz() -> f64 {
     cycles as f64 / start.elapsed().as_nanos() as f64
 }
 
+/// This heap's own efficiency measure: the growing random mix.
+fn tuned_efficiency(bench: &mut Bench) {
+    bench
+        .report
+        .step("efficiency", "every allocator until its first failure");
+    for (which, name) in NAMES.iter().enumerate() {
+        let share = bench.with(which, &mut |a| efficiency(a));
+        bench.report.record(Row::new(
+            "efficiency",
+            name,
+            "efficiency",
+            "%",
+            share * 100.0,
+        ));
+    }
+    bench.report.table(
+        "efficiency",
+        "live requested bytes / 16 MiB at the first failed allocation of a growing mix",
+        "allocator",
+    );
+    println!(
+        "  (this heap keeps 1 bit per 16 bytes of arena and a slab page table outside it: {} KiB for 16 MiB)",
+        Heap::<NoGrow>::bitmap_words(ARENA) * 8 / 1024
+    );
+}
+
 fn main() {
     let ghz = tsc_ghz();
     println!(
         "heap benchmark: this heap (slab+TLSF) and its peers, 16 MiB arena each, the same request"
     );
     println!("sequence, one run (TSC {ghz:.2} GHz)");
-    let arena = Arena::new(ARENA);
-    let mut bitmaps = vec![0u64; Heap::<NoGrow>::bitmap_words(ARENA)];
-    let workloads: [(&str, &str, Workload); 3] = [
-        (
-            "mix-300-live",
-            "1,000,000 random allocs, frees and reallocs, ~300 blocks live",
-            |a, t| mix(a, 300, 1_000_000, t),
-        ),
-        (
-            "mix-4000-live",
-            "1,000,000 random allocs, frees and reallocs, ~4,000 blocks live",
-            |a, t| mix(a, 4000, 1_000_000, t),
-        ),
-        (
-            "burst-25k-64b",
-            "25,000 x 64 B allocated, then freed in random order",
-            many_small,
-        ),
+    let tuned = [
+        Workload {
+            name: "mix-300-live",
+            title: "1,000,000 random allocs, frees and reallocs, ~300 blocks live",
+            trace: |a, t| mix(a, 300, 1_000_000, t),
+            rounds: ROUNDS,
+        },
+        Workload {
+            name: "mix-4000-live",
+            title: "1,000,000 random allocs, frees and reallocs, ~4,000 blocks live",
+            trace: |a, t| mix(a, 4000, 1_000_000, t),
+            rounds: ROUNDS,
+        },
+        Workload {
+            name: "burst-25k-64b",
+            title: "25,000 x 64 B allocated, then freed in random order",
+            trace: many_small,
+            rounds: ROUNDS,
+        },
     ];
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    // "ours", "talc", "rlsf": time that allocator alone (for profilers).
-    const ALONE: [(&str, usize); 3] = [("ours", 0), ("talc", 2), ("rlsf", 3)];
+    // "ours", "talc", ...: time that allocator alone (for profilers).
+    const ALONE: [(&str, usize); 5] = [
+        ("ours", 0),
+        ("talc", 1),
+        ("talc4", 2),
+        ("rlsf", 3),
+        ("dlmalloc", 4),
+    ];
     let alone = ALONE
         .iter()
         .find(|(short, _)| filters.iter().any(|f| f == short))
@@ -480,114 +460,56 @@ fn main() {
         .collect();
     let selected =
         |name: &str| wanted.is_empty() || wanted.iter().any(|f| name.contains(f.as_str()));
-    // Throughput: ROUNDS rounds, each running every allocator of a group
-    // once in turn, so that a burst of machine noise hits all of them
-    // alike; each timed run is on a fresh allocator after WARM_UPS untimed
-    // runs. The list-based allocators, whose runs are 100-1000x longer, go
-    // in a second group after the others: right after one of them, this
-    // heap's burst ran at 16-25 ns/op instead of 11 even after two warm-up
-    // runs (cause not found: not the arena's contents, not page faults,
-    // not address randomisation). Reported: the median ns/op, and the
-    // median over rounds of the ratio to this heap within the same round
-    // (second group: ratio of medians).
-    let alone_group = [alone.unwrap_or(0)];
-    let groups: &[&[usize]] = if alone.is_some() {
-        &[&alone_group]
-    } else {
-        &[&[0, 2, 3], &[1, 4]]
+    // Throughput: rounds, each running every allocator of a group once in
+    // turn, so that a burst of machine noise hits all of them alike; each
+    // timed run is on a fresh allocator after WARM_UPS untimed runs. The
+    // list-based allocators, whose runs are 100-1000x longer, go in a
+    // second group after the others: right after one of them, this heap's
+    // burst ran at 16-25 ns/op instead of 11 even after two warm-up runs
+    // (cause not found: not the arena's contents, not page faults, not
+    // address randomisation). Reported: the median ns/op, and the median
+    // over rounds of the ratio to this heap within the same round (second
+    // group: ratio of medians).
+    let groups: Vec<Vec<usize>> = match alone {
+        Some(which) => vec![vec![which]],
+        None => vec![FAST.to_vec(), SLOW.to_vec()],
     };
-    let chosen: Vec<_> = workloads
+    let chosen: Vec<&Workload> = tuned
         .iter()
-        .filter(|(name, ..)| selected(name))
+        .chain(untuned::WORKLOADS.iter())
+        .filter(|workload| selected(workload.name))
         .collect();
+    let threaded = threads::WORKLOADS.iter().any(|name| selected(name));
     // Progress: per workload and group, each round and the latency run.
-    let steps = chosen.len() * groups.len() * (ROUNDS + 1) + usize::from(selected("efficiency"));
-    let mut report = Report::new("heap", steps);
-    let names = |group: &[usize]| {
-        group
-            .iter()
-            .map(|&w| NAMES[w])
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    for (name, title, workload) in chosen {
-        let mut runs = vec![[f64::NAN; 5]; ROUNDS];
-        let mut samples: Vec<Vec<u32>> = vec![Vec::new(); NAMES.len()];
-        for group in groups {
-            for (round, times) in runs.iter_mut().enumerate() {
-                report.step(
-                    name,
-                    format_args!("round {}/{ROUNDS}, {}", round + 1, names(group)),
-                );
-                for &which in group.iter() {
-                    warm_up(which, &arena, &mut bitmaps, workload);
-                    times[which] = with_allocator(which, &arena, &mut bitmaps, &mut |a| {
-                        let mut timer = Timer::new(false);
-                        let start = Instant::now();
-                        let ops = black_box(workload(a, &mut timer));
-                        start.elapsed().as_nanos() as f64 / ops as f64
-                    });
-                }
-            }
-            report.step(name, format_args!("latency of each op, {}", names(group)));
-            for &which in group.iter() {
-                warm_up(which, &arena, &mut bitmaps, workload);
-                samples[which] = with_allocator(which, &arena, &mut bitmaps, &mut |a| {
-                    let mut timer = Timer::new(true);
-                    workload(a, &mut timer);
-                    timer.samples
-                });
-            }
-        }
-        let median = |mut values: Vec<f64>| {
-            values.sort_by(f64::total_cmp);
-            values[values.len() / 2]
+    let steps = chosen
+        .iter()
+        .map(|workload| groups.len() * (workload.rounds + 1))
+        .sum::<usize>()
+        + usize::from(selected("efficiency"))
+        + usize::from(selected(untuned::EFFICIENCY))
+        + if threaded {
+            groups.len() * threads::ROUNDS
+        } else {
+            0
         };
-        let ours = median(runs.iter().map(|round| round[0]).collect());
-        for (which, samples) in samples.iter().enumerate() {
-            if samples.is_empty() {
-                continue;
-            }
-            let ns = median(runs.iter().map(|round| round[which]).collect());
-            let row = Row::mean(name, NAMES[which], "ns/op", ns);
-            report.record(if which == 0 {
-                row.baseline()
-            } else if ours.is_nan() {
-                row
-            } else if groups[0].contains(&which) {
-                row.against(
-                    NAMES[0],
-                    median(runs.iter().map(|round| round[which] / round[0]).collect()),
-                )
-            } else {
-                row.against(NAMES[0], ns / ours)
-            });
-            let mut nanoseconds: Vec<f64> = samples.iter().map(|&c| f64::from(c) / ghz).collect();
-            report.latencies(name, NAMES[which], &mut nanoseconds);
-        }
-        report.table(name, title, "allocator");
+    let mut bench = Bench {
+        arena: Arena::new(ARENA),
+        bitmaps: vec![0u64; Heap::<NoGrow>::bitmap_words(ARENA)],
+        ghz,
+        report: Report::new("heap", steps),
+        groups,
+    };
+    for workload in chosen {
+        bench.measure(workload);
     }
     if selected("efficiency") {
-        report.step("efficiency", "every allocator until its first failure");
-        for (which, name) in NAMES.iter().enumerate() {
-            let share = with_allocator(which, &arena, &mut bitmaps, &mut |a| efficiency(a));
-            report.record(Row::new(
-                "efficiency",
-                name,
-                "efficiency",
-                "%",
-                share * 100.0,
-            ));
-        }
-        report.table(
-            "efficiency",
-            "live requested bytes / 16 MiB at the first failed allocation of a growing mix",
-            "allocator",
-        );
-        println!(
-            "  (this heap keeps 1 bit per 16 bytes of arena and a slab page table outside it: {} KiB for 16 MiB)",
-            Heap::<NoGrow>::bitmap_words(ARENA) * 8 / 1024
-        );
+        tuned_efficiency(&mut bench);
     }
-    report.finish();
+    if selected(untuned::EFFICIENCY) {
+        untuned::efficiency(&mut bench);
+    }
+    if threaded {
+        threads::measure(&mut bench);
+    }
+    bench.report.finish();
 }
