@@ -220,7 +220,7 @@ def heap_untuned(results, out):
             x = workloads.index(r["workload"]) + (
                 subjects.index(r["subject"]) - (len(subjects) - 1) / 2
             ) * width
-            axes.annotate(f"{float(r['ratio']):.2f}x", (x, r["value"]), textcoords="offset points",
+            axes.annotate(f"{label(float(r['ratio']))}x", (x, r["value"]), textcoords="offset points",
                           xytext=(0, 2), ha="center", fontsize=5, rotation=90)
     left, right = bottom.subplots(1, 2)
     for panel, panel_rows, title, ylabel in [

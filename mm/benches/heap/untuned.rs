@@ -350,8 +350,8 @@ fn mixed_lifetimes(
     }
 }
 
-/// The timed mixed-lifetimes run: 200,000 steps (about 6 MiB long-lived
-/// at the end), then everything freed.
+/// The timed mixed-lifetimes run: 200,000 steps (at the end 4,689
+/// long-lived blocks, 5.7 MiB), then everything freed.
 fn mixed_lifetimes_trace(a: &mut dyn Allocator, timer: &mut Timer) -> usize {
     let mut long = take(&mut timer.objects);
     let mut short = take(&mut timer.pool);
