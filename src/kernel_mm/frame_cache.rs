@@ -101,39 +101,41 @@ fn states() -> Option<&'static FrameStates<'static>> {
 pub fn with_cache<R>(f: impl FnOnce(&mut FrameCache, &FrameStates<'static>) -> R) -> Option<R> {
     let states = states()?;
     interrupts::without_interrupts(|| {
-        let frames = &smp::current()?.frames;
-        if frames.busy.swap(true, Ordering::Acquire) {
-            // Re-entered on this CPU (cannot happen with interrupts off;
-            // be safe): go around the cache.
-            return None;
-        }
-        // SAFETY: interrupts are off and `busy` was clear, so this is the
-        // only reference to this CPU's cache (see `CpuFrames`).
-        let cache = unsafe { &mut *frames.cache.get() };
-        let result = f(cache, states);
-        frames.donation.serve(cache);
-        frames.cached.store(cache.len(), Ordering::Relaxed);
-        frames.busy.store(false, Ordering::Release);
-        Some(result)
+        // Re-entered on this CPU (cannot happen with interrupts off; be
+        // safe): `None`, so the caller goes around the cache.
+        enter(&smp::current()?.frames, |cache| f(cache, states))
     })
 }
 
 /// Serves a donation request aimed at this CPU, if one is waiting and the
-/// cache is not in use (the IPI handler and every lock wait call this).
+/// cache is not in use (the IPI handler and every lock wait call this,
+/// with interrupts off).
 pub fn serve_donation() {
-    let Some(cpu) = smp::current() else {
-        return;
-    };
-    let frames = &cpu.frames;
-    if !frames.donation.requested() || frames.busy.swap(true, Ordering::Acquire) {
-        return;
+    if let Some(cpu) = smp::current() {
+        if cpu.frames.donation.requested() {
+            // `enter` serves the request on its way out.
+            enter(&cpu.frames, |_| ());
+        }
     }
-    // SAFETY: `busy` was clear and is now ours; the handler or lock wait
-    // runs on the owning CPU with interrupts off.
+}
+
+/// Runs `f` on the cache of `frames`, this CPU's, which the caller
+/// reaches with interrupts off; then serves a pending donation request
+/// and publishes the cache's count. `None` if the cache is in use
+/// already (then nothing runs).
+fn enter<R>(frames: &CpuFrames, f: impl FnOnce(&mut FrameCache) -> R) -> Option<R> {
+    if frames.busy.swap(true, Ordering::Acquire) {
+        return None;
+    }
+    // SAFETY: the record is this CPU's, interrupts are off and `busy` was
+    // clear and is now ours, so this is the only reference to the cache
+    // (see `CpuFrames`).
     let cache = unsafe { &mut *frames.cache.get() };
+    let result = f(cache);
     frames.donation.serve(cache);
     frames.cached.store(cache.len(), Ordering::Relaxed);
     frames.busy.store(false, Ordering::Release);
+    Some(result)
 }
 
 /// Gives every frame of this CPU's cache back to the PMM (for views of

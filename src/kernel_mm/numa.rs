@@ -14,7 +14,7 @@ use crate::arch::x86_64::smp;
 use crate::boot::BootInfo;
 use crate::kernel_mm::firmware::FirmwareMemory;
 use crate::kernel_mm::pmm;
-use mm::pmm::{NodeError, NodeMemory, PhysRange, MAX_NODES};
+use mm::pmm::{NodeError, NodeMemory, PhysRange};
 
 /// Where the node layout came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,9 +120,6 @@ fn apply(numa: &Numa) -> Result<Topology, NodeError> {
             })
         })
         .collect();
-    if count > MAX_NODES {
-        return Err(NodeError::TooManyNodes);
-    }
     let report = pmm::with(|pmm| pmm.set_nodes(count, &memory, distance))
         .unwrap_or(Err(NodeError::TooManyNodes))?;
     if report.unassigned_chunks > 0 {

@@ -375,12 +375,7 @@ pub fn free_runs(mut visit: impl FnMut(PhysRange)) -> Option<u64> {
 /// used (handed out to the caches); what its bitmap and node counters
 /// add up to.
 pub fn allocator_stats() -> Stats {
-    with(|pmm| pmm.stats()).unwrap_or(Stats {
-        total: 0,
-        free: 0,
-        used: 0,
-        reserved: 0,
-    })
+    with(|pmm| pmm.stats()).unwrap_or_default()
 }
 
 /// Counters (zero before `init`). Frames in the per-CPU caches are free
@@ -395,10 +390,5 @@ pub fn stats() -> Stats {
         stats.used -= cached;
         stats
     })
-    .unwrap_or(Stats {
-        total: 0,
-        free: 0,
-        used: 0,
-        reserved: 0,
-    })
+    .unwrap_or_default()
 }

@@ -26,7 +26,7 @@ pub const MAX_RANGES: usize = 64;
 pub const MAX_RESERVATIONS: usize = super::reservations::MAX_RESERVATIONS;
 
 /// Counters of the allocator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Frames in usable memory.
     pub total: u64,
@@ -221,7 +221,9 @@ impl<'a> FrameAllocator<'a> {
             let words = allocator.used.words(chunk * CHUNK_WORDS, CHUNK_WORDS);
             let count: u32 = words.iter().map(|word| word.count_zeros()).sum();
             free += u64::from(count);
-            let holes = count as usize != CHUNK_FRAMES && words.iter().any(|&w| w != u64::MAX);
+            // Nothing is allocated yet: a frame in use now is a hole or
+            // a reservation.
+            let holes = count as usize != CHUNK_FRAMES;
             let hint = largest_free_order(words).unwrap_or(0) as u8;
             allocator.chunks.set(
                 chunk,
@@ -229,7 +231,7 @@ impl<'a> FrameAllocator<'a> {
                     free: count as u16,
                     hint,
                     kind: Mobility::Unmovable,
-                    holes: holes || allocator.has_holes(chunk),
+                    holes,
                     current: false,
                     node: 0,
                 },
@@ -239,13 +241,6 @@ impl<'a> FrameAllocator<'a> {
         allocator.stats.reserved = allocator.stats.total - free;
         allocator.node_total[0] = total;
         Ok(allocator)
-    }
-
-    /// Whether any frame of `chunk` is not usable or is reserved (then
-    /// frees near it take the slow check).
-    fn has_holes(&self, chunk: usize) -> bool {
-        let start = self.base + (chunk * CHUNK_FRAMES) as u64 * PAGE_SIZE;
-        !self.all_allocatable(start, CHUNK_FRAMES)
     }
 
     fn index_of(&self, address: u64) -> usize {
@@ -734,19 +729,16 @@ impl<'a> FrameAllocator<'a> {
         let chunk = index / CHUNK_FRAMES;
         let buddy_free = !self.used.is_used(index ^ 1);
         let used = &self.used;
-        let merged = || {
-            let words = used.words(chunk * CHUNK_WORDS, CHUNK_WORDS);
-            merged_order(words, index % CHUNK_FRAMES, 0)
-        };
-        if self
-            .chunks
-            .give_one(chunk, buddy_free, merged, &mut self.current)
-        {
+        if self.chunks.give_one(
+            chunk,
+            buddy_free,
+            || merged_single(used, index),
+            &mut self.current,
+        ) {
             return Ok(());
         }
         let merged = if buddy_free {
-            let words = self.used.words(chunk * CHUNK_WORDS, CHUNK_WORDS);
-            merged_order(words, index % CHUNK_FRAMES, 0)
+            merged_single(&self.used, index)
         } else {
             0
         };
@@ -1039,6 +1031,17 @@ impl<'a> FrameAllocator<'a> {
     pub fn largest_free_run(&self) -> u64 {
         self.used.longest_free_run() as u64
     }
+}
+
+/// The order the free frame at `index` merges into within its chunk.
+#[inline]
+fn merged_single(used: &Bitmap<'_>, index: usize) -> u32 {
+    let chunk = index / CHUNK_FRAMES;
+    merged_order(
+        used.words(chunk * CHUNK_WORDS, CHUNK_WORDS),
+        index % CHUNK_FRAMES,
+        0,
+    )
 }
 
 /// Memory of one NUMA node (from the SRAT).
