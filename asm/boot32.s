@@ -6,7 +6,7 @@
 #   3. long mode supported         4. NX (no-execute) supported
 #   5. boot information fits our copy buffer
 # then: copy the boot information into the kernel image (GRUB may put it
-# anywhere below 4 GiB, and we only identity-map the low 2 MiB), build the
+# anywhere below 4 GiB, and we only identity-map the low 4 MiB), build the
 # first page tables at the design's fixed addresses, enable PAE, EFER.LME,
 # EFER.NXE, paging and CR0.WP, load a 64-bit GDT and jump to long mode.
 
@@ -102,26 +102,29 @@ copy_boot_info:
 # --- page tables -------------------------------------------------------------
 
 build_page_tables:
-    # Zero PML4, PDPT, PD and PT (four pages from BOOT_PML4).
+    # Zero PML4, PDPT, PD and the two PTs (five pages from BOOT_PML4).
     mov edi, {BOOT_PML4}
     xor eax, eax
-    mov ecx, 4 * 4096 / 4
+    mov ecx, 5 * 4096 / 4
     rep stosd
 
-    # PML4[0] -> PDPT, PDPT[0] -> PD, PD[0] -> PT (present + writable).
+    # PML4[0] -> PDPT, PDPT[0] -> PD, PD[0] -> PT, PD[1] -> PT2 (present +
+    # writable).
     mov dword ptr [{BOOT_PML4}], {BOOT_PDPT} | 3
     mov dword ptr [{BOOT_PDPT}], {BOOT_PD} | 3
     mov dword ptr [{BOOT_PD}], {BOOT_PT} | 3
+    mov dword ptr [{BOOT_PD} + 8], {BOOT_PT2} | 3
 
-    # PT[i] = i * 4 KiB | present | writable, for i = 1..511.
-    # PT[0] stays zero: page 0 is unmapped so a null dereference faults.
+    # PT2 follows PT, so together they are one array of 1024 entries:
+    # entry i = i * 4 KiB | present | writable, for i = 1..1023.
+    # Entry 0 stays zero: page 0 is unmapped so a null dereference faults.
     mov ecx, 1
 1:  mov eax, ecx
     shl eax, 12
     or eax, 3
     mov [{BOOT_PT} + ecx * 8], eax
     inc ecx
-    cmp ecx, 512
+    cmp ecx, 1024
     jb 1b
 
     # Unmap the guard pages below the three kernel stacks.

@@ -38,6 +38,7 @@ mod kernel {
         BOOT_PDPT = const layout::BOOT_PDPT,
         BOOT_PD = const layout::BOOT_PD,
         BOOT_PT = const layout::BOOT_PT,
+        BOOT_PT2 = const layout::BOOT_PT2,
         BOOT_STACK_SIZE = const layout::BOOT_STACK_SIZE,
         DOUBLE_FAULT_STACK_SIZE = const layout::DOUBLE_FAULT_STACK_SIZE,
         NMI_STACK_SIZE = const layout::NMI_STACK_SIZE,
@@ -78,7 +79,7 @@ mod kernel {
             Err(error) => {
                 // Without boot information we cannot tell BIOS from UEFI; the
                 // text screen is the better guess for a person watching.
-                // SAFETY: the low 2 MiB, VGA memory included, is identity-mapped.
+                // SAFETY: the low 4 MiB, VGA memory included, are identity-mapped.
                 unsafe { console::attach_vga_text() };
                 console::fatal(|out| out.print(format_args!("IncroOS boot failed: {error}\n")));
             }

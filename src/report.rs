@@ -116,7 +116,7 @@ pub fn memory(memory: &Memory) {
             access.1
         );
     }
-    kprintln!("  low 2 MiB (identity) and direct map, as runs:");
+    kprintln!("  low 4 MiB (identity) and direct map, as runs:");
     let (low_start, low_last) = (VirtAddr::zero(), VirtAddr::new(PMM_START - 1));
     vmm::mappings(low_start, low_last, |run| kprintln!("    {run}"));
     let direct_map = VirtAddr::new(DIRECT_MAP_OFFSET);

@@ -6,10 +6,11 @@
 //! 0x0000_1000  PML4  \
 //! 0x0000_2000  PDPT   | boot page tables,   identity-mapped
 //! 0x0000_3000  PD     | built by asm/boot32.s
-//! 0x0000_4000  PT    /
+//! 0x0000_4000  PT     | (low 2 MiB)
+//! 0x0000_5000  PT2   /  (2-4 MiB)
 //! 0x0001_0000  bootstrap frame pool (up to 0x10_0000), identity-mapped
-//! 0x0010_0000  kernel image (linker.ld), ends below 0x20_0000
-//! 0x0020_0000  PMM-managed memory starts here
+//! 0x0010_0000  kernel image (linker.ld), ends below 0x40_0000
+//! 0x0040_0000  PMM-managed memory starts here
 //! 0x1000_0000  kernel heap (virtual), 1 MiB at start, up to 16 MiB
 //! ```
 #![forbid(unsafe_code)]
@@ -31,8 +32,13 @@ pub const BOOT_PDPT: u64 = 0x2000;
 pub const BOOT_PD: u64 = 0x3000;
 /// Physical address of the boot page table (maps the low 2 MiB in 4 KiB pages).
 pub const BOOT_PT: u64 = 0x4000;
+/// Physical address of the second boot page table (2-4 MiB, so the kernel
+/// image may grow past 2 MiB); it follows [`BOOT_PT`] directly.
+pub const BOOT_PT2: u64 = 0x5000;
 /// End (exclusive) of the boot page tables.
-pub const BOOT_TABLES_END: u64 = 0x5000;
+pub const BOOT_TABLES_END: u64 = 0x6000;
+/// End (exclusive) of what the boot page tables identity-map.
+pub const BOOT_IDENTITY_END: u64 = 0x40_0000;
 
 /// Physical page the application processors start in (real mode, from
 /// INIT-SIPI-SIPI with vector `AP_TRAMPOLINE >> 12`): the trampoline's code
@@ -60,7 +66,7 @@ pub const BOOTSTRAP_POOL_END: u64 = 0x10_0000;
 /// Physical load address of the kernel image.
 pub const KERNEL_LOAD: u64 = 0x10_0000;
 /// First physical address the PMM manages.
-pub const PMM_START: u64 = 0x20_0000;
+pub const PMM_START: u64 = BOOT_IDENTITY_END;
 
 /// Virtual base of the kernel heap.
 pub const HEAP_START: u64 = 0x1000_0000;
@@ -70,6 +76,7 @@ pub const HEAP_INITIAL_SIZE: u64 = 1024 * 1024;
 pub const HEAP_MAX_SIZE: u64 = 16 * 1024 * 1024;
 
 const _: () = assert!(BOOT_TABLES_END <= BOOTSTRAP_POOL_START);
+const _: () = assert!(BOOT_PT2 == BOOT_PT + 4096 && BOOT_TABLES_END == BOOT_PT2 + 4096);
 const _: () =
     assert!(BOOT_TABLES_END <= AP_TRAMPOLINE && AP_TRAMPOLINE + 4096 <= BOOTSTRAP_POOL_START);
 const _: () = assert!(AP_TRAMPOLINE.is_multiple_of(4096) && AP_TRAMPOLINE < 0x10_0000);
@@ -80,6 +87,15 @@ const _: () = assert!(BOOTSTRAP_POOL_END <= KERNEL_LOAD);
 const _: () = assert!(KERNEL_LOAD < PMM_START);
 const _: () = assert!(HEAP_START.is_multiple_of(HUGE_PAGE_SIZE));
 const _: () = assert!(HEAP_INITIAL_SIZE <= HEAP_MAX_SIZE);
+
+/// First address of a user address space: PML4 entry 1 (512 GiB). Entry 0
+/// holds the kernel (its image is identity-mapped at 1 MiB, its heap at
+/// [`HEAP_START`]), shared by every address space and never user-accessible;
+/// moving the kernel to the higher half would free the low 512 GiB.
+pub const USER_START: u64 = 0x0000_0080_0000_0000;
+/// End (exclusive) of a user address space: the top of the lower canonical
+/// half (PML4 entries 1..=255).
+pub const USER_END: u64 = 0x0000_8000_0000_0000;
 
 /// Virtual base of the direct map of all physical RAM (higher half).
 pub const DIRECT_MAP_OFFSET: u64 = 0xFFFF_8000_0000_0000;

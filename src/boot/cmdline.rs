@@ -20,7 +20,7 @@ pub struct CommandLine<'a> {
     /// Report or test mode.
     pub mode: BootMode,
     /// `pmm.max=SIZE`: manage at most SIZE bytes of RAM, the lowest usable
-    /// memory from 0x200000 on (`pmm.max=32M` is the design's 8192 frames).
+    /// memory from 0x400000 on (`pmm.max=32M` is the design's 8192 frames).
     pub pmm_max: Option<u64>,
     /// `log=LEVEL`: error, warn, info, debug or trace.
     pub log_level: Option<log::LevelFilter>,

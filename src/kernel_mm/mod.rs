@@ -7,7 +7,7 @@
 //!    outside every reservation;
 //! 2. [`direct_map`]: all RAM mapped at `DIRECT_MAP_OFFSET`, its page
 //!    tables taken from the bootstrap pool;
-//! 3. [`pmm`]: the frame allocator over all usable RAM from 0x200000, its
+//! 3. [`pmm`]: the frame allocator over all usable RAM from 0x400000, its
 //!    bitmap reached through the direct map;
 //! 4. [`vmm`]: the page-table tree in CR3, tables from the PMM; then W^X on
 //!    the kernel image;

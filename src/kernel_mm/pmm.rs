@@ -1,5 +1,5 @@
 //! The global physical memory manager: a [`FrameAllocator`] over all usable
-//! RAM at or above 0x200000, behind an interrupt-safe lock.
+//! RAM at or above 0x400000, behind an interrupt-safe lock.
 
 use core::fmt;
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -44,7 +44,7 @@ pub fn refused_frees() -> u64 {
 pub enum PmmInitError {
     /// Fewer than [`MIN_FREE_BYTES`] free once reservations are out.
     NotEnoughMemory {
-        /// Usable bytes found at or above 0x200000 (in the `pmm.max` window).
+        /// Usable bytes found at or above 0x400000 (in the `pmm.max` window).
         usable: u64,
         /// Of those, the bytes free after reservations (`None`: too few
         /// usable bytes to look further).
@@ -66,7 +66,7 @@ impl fmt::Display for PmmInitError {
             PmmInitError::NotEnoughMemory { usable, free } => {
                 write!(
                     f,
-                    "not enough memory: {} usable at or above 0x200000",
+                    "not enough memory: {} usable at or above 0x400000",
                     HumanSize(*usable)
                 )?;
                 if let Some(free) = free {

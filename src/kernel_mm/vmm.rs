@@ -507,7 +507,7 @@ pub const VGA_TEXT_WINDOW: PhysRange = PhysRange {
 
 /// Applies W^X to the kernel image and trims the boot identity map: text
 /// read+execute, rodata read-only, data and bss read+write, both
-/// no-execute. Everything else of the low 2 MiB is unmapped: the boot page
+/// no-execute. Everything else of the low 4 MiB is unmapped: the boot page
 /// tables, the bootstrap pool and firmware areas are reached through the
 /// direct map only (so a stray write near NULL cannot edit the live PML4),
 /// except the VGA text buffer when `keep_vga_text`, writable, no-execute
@@ -543,7 +543,7 @@ pub fn protect_kernel(keep_vga_text: bool) -> Result<(), MmError> {
         // SAFETY: nothing in Rust refers to low memory through its identity
         // addresses any more (the pool is reached through the direct map,
         // `bootstrap::use_direct_map`), nor to the identity pages between
-        // the kernel's end and 0x200000, which hold nothing.
+        // the kernel's end and PMM_START (0x400000), which hold nothing.
         unsafe { unmap_range(VirtAddr::new(start), end - start) }
     };
     if keep_vga_text {

@@ -75,7 +75,7 @@ fn total_matches_the_memory_map(context: &Context<'_>) -> TestResult {
     let stats = pmm::stats();
     kprintln!("    PMM manages {} frames", stats.total);
     // Without overlapping map entries (true of QEMU's firmware), the PMM
-    // total is each available region's whole pages at or above 0x200000;
+    // total is each available region's whole pages at or above 0x400000;
     // pmm.max=SIZE manages exactly SIZE bytes of that when RAM allows, and
     // all of it when SIZE is larger.
     let all: u64 = context
@@ -107,7 +107,7 @@ fn exhaust_every_frame_twice(_: &Context<'_>) -> TestResult {
         let mut count = 0u64;
         while let Some(frame) = pmm::alloc_page() {
             let address = frame.start_address();
-            kassert!(address.as_u64() >= PMM_START, "frame below 0x200000");
+            kassert!(address.as_u64() >= PMM_START, "frame below 0x400000");
             let reserved = pmm::with(|p| p.reservation_at(address.as_u64()).is_some());
             kassert!(reserved == Some(false), "a reserved frame was handed out");
             let words = phys_to_virt(address).as_mut_ptr::<u64>();

@@ -16,8 +16,8 @@ use crate::kernel_mm::{direct_map, heap, phys_to_virt, pmm, vmm};
 use crate::{kassert, kassert_eq, kprintln};
 use mm::fail::FailPlan;
 use mm::layout::{
-    BOOTSTRAP_POOL_START, BOOT_PD, BOOT_PDPT, BOOT_PML4, BOOT_PT, GIANT_PAGE_SIZE, HEAP_MAX_SIZE,
-    HUGE_PAGE_SIZE, PAGE_SIZE,
+    BOOTSTRAP_POOL_START, BOOT_PD, BOOT_PDPT, BOOT_PML4, BOOT_PT, BOOT_PT2, GIANT_PAGE_SIZE,
+    HEAP_MAX_SIZE, HUGE_PAGE_SIZE, PAGE_SIZE, PMM_START,
 };
 use mm::paging::{PageSize, NOCACHE, NX, PRESENT, USER, WRITABLE};
 use mm::MmError;
@@ -378,8 +378,8 @@ fn identity_map_is_trimmed(_: &Context<'_>) -> TestResult {
         "memory after the kernel is still identity-mapped"
     );
     kassert!(
-        raw_vmm::translate(0x1F_F000).is_none(),
-        "the top of the low 2 MiB is still mapped"
+        raw_vmm::translate(PMM_START - PAGE_SIZE).is_none(),
+        "the top of the boot identity map is still mapped"
     );
     kassert!(
         raw_vmm::translate(sections::boot_stack_guard().start).is_none(),
@@ -398,7 +398,14 @@ fn identity_map_is_trimmed(_: &Context<'_>) -> TestResult {
 
 fn boot_page_tables_not_writable_through_low_memory(_: &Context<'_>) -> TestResult {
     let pml4 = vmm::current_cr3().start_address();
-    for address in [BOOT_PML4, BOOT_PDPT, BOOT_PD, BOOT_PT, BOOTSTRAP_POOL_START] {
+    for address in [
+        BOOT_PML4,
+        BOOT_PDPT,
+        BOOT_PD,
+        BOOT_PT,
+        BOOT_PT2,
+        BOOTSTRAP_POOL_START,
+    ] {
         kassert!(
             raw_vmm::translate(address).is_none(),
             "a boot page table or the bootstrap pool is identity-mapped"

@@ -39,7 +39,7 @@ pub enum Class {
     Free,
     /// Frames the PMM handed out.
     Used,
-    /// Firmware-reserved memory, RAM the PMM does not manage (below 2 MiB,
+    /// Firmware-reserved memory, RAM the PMM does not manage (below 4 MiB,
     /// past `pmm.max`), and the PMM's reservations other than the two below.
     Reserved,
     /// The kernel image.
