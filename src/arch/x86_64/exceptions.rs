@@ -255,6 +255,23 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
         return;
     }
 
+    // A kernel-mode #PF or #GP, perhaps in copy_from_user/copy_to_user on
+    // a user address.
+    if frame.cs & 3 == 0
+        && matches!(
+            frame.vector,
+            vector::PAGE_FAULT | vector::GENERAL_PROTECTION
+        )
+    {
+        // Demand paging of user pages goes here, before the fixup: a user
+        // page that is only not populated yet is mapped and the copy
+        // instruction restarted. Only a fault it cannot resolve is fixed up
+        // (the copy then returns an error).
+        if super::usercopy::fixup(frame, address) {
+            return;
+        }
+    }
+
     // The recovery point is this CPU's (its PerCpu record, written only by
     // fault_catch_call on this CPU).
     let this_cpu = super::smp::current();
@@ -312,6 +329,15 @@ fn report(console: &console::Emergency, frame: &TrapFrame, address: u64) {
     if address < mm::layout::PAGE_SIZE && frame.vector == vector::PAGE_FAULT {
         out(format_args!(
             "    the address is in page 0: null pointer dereference\n"
+        ));
+    }
+    let kernel_mode = frame.error_code & (1 << 2) == 0;
+    if frame.vector == vector::PAGE_FAULT
+        && kernel_mode
+        && (mm::layout::USER_START..mm::layout::USER_END).contains(&address)
+    {
+        out(format_args!(
+            "    kernel touched a user address outside copy_from_user/copy_to_user\n"
         ));
     }
     out(format_args!(

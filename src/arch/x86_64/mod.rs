@@ -11,6 +11,7 @@ pub mod nmi;
 pub mod sections;
 pub mod smp;
 pub mod timer;
+pub mod usercopy;
 
 /// Loads the kernel's GDT (with a TSS for the double-fault stack) and IDT.
 /// Call once, early, before anything can fault.
