@@ -18,6 +18,7 @@ mod reliability_tests;
 mod selftest;
 mod slab_tests;
 mod smp_tests;
+mod usercopy_tests;
 mod vmm_tests;
 
 pub use selftest::crash;
@@ -316,6 +317,7 @@ fn all_tests(filter: Option<&str>) -> impl Iterator<Item = &'static Test> {
         .iter()
         .chain(pmm_tests::TESTS)
         .chain(vmm_tests::TESTS)
+        .chain(usercopy_tests::TESTS)
         .chain(heap_tests::TESTS)
         .chain(slab_tests::TESTS)
         .chain(c_abi_tests::TESTS)
