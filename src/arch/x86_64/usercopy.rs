@@ -11,7 +11,8 @@
 //! not permitted), the exception dispatcher calls [`fixup`], which finds the
 //! instruction in the fixup table and resumes at its fixup label: the copy
 //! returns [`UserCopyError::Fault`] with the first address it could not
-//! copy. Every byte before that address was copied, none at or after it.
+//! copy (from the count `rep movsb` left, which the CPU keeps exact).
+//! Every byte before that address was copied, none at or after it.
 //!
 //! Any other kernel-mode fault on a user address stays fatal.
 //!
@@ -169,9 +170,10 @@ pub fn copy_from_user(dst: &mut [u8], src: UserPtr) -> Result<(), UserCopyError>
     // bytes. 2. The source is `user.len` bytes of the user half (checked
     // above), which no Rust reference points into and which maps only
     // frames of the user address space (see the module documentation). 3.
-    // A fault on it returns through the fixup table with the registers the
-    // routine saved; `smap` is set only where CR4.SMAP (hence `stac`) is.
-    let stopped = unsafe {
+    // A fault on it resumes through the fixup table just after the copy
+    // instruction, registers as at the fault, so the routine returns
+    // normally; `smap` is set only where CR4.SMAP (hence `stac`) is.
+    let left = unsafe {
         usercopy_copy(
             dst.as_mut_ptr(),
             user.start as *const u8,
@@ -179,7 +181,7 @@ pub fn copy_from_user(dst: &mut [u8], src: UserPtr) -> Result<(), UserCopyError>
             smap_on(),
         )
     };
-    finished(stopped)
+    finished(user, left)
 }
 
 /// Copies `src` into user memory at `dst`.
@@ -197,16 +199,18 @@ pub fn copy_to_user(dst: UserPtr, src: &[u8]) -> Result<(), UserCopyError> {
     // the user address space, so no kernel data is overwritten. 3. As in
     // `copy_from_user`: faults return through the fixup table, and `stac`
     // runs only with SMAP on.
-    let stopped =
-        unsafe { usercopy_copy(user.start as *mut u8, src.as_ptr(), user.len, smap_on()) };
-    finished(stopped)
+    let left = unsafe { usercopy_copy(user.start as *mut u8, src.as_ptr(), user.len, smap_on()) };
+    finished(user, left)
 }
 
-/// The copy routine's result: 0, or the user address it stopped at.
-fn finished(stopped: u64) -> Result<(), UserCopyError> {
-    match stopped {
+/// The copy routine's result: how many bytes of `user` it did not copy
+/// (0, or after a fault the faulting byte and those after it).
+fn finished(user: UserSlice, left: usize) -> Result<(), UserCopyError> {
+    match left {
         0 => Ok(()),
-        address => Err(UserCopyError::Fault { address }),
+        left => Err(UserCopyError::Fault {
+            address: user.start + (user.len - left) as u64,
+        }),
     }
 }
 
@@ -226,7 +230,7 @@ struct FixupEntry {
 }
 
 extern "C" {
-    fn usercopy_copy(dst: *mut u8, src: *const u8, len: usize, smap: u64) -> u64;
+    fn usercopy_copy(dst: *mut u8, src: *const u8, len: usize, smap: u64) -> usize;
     static usercopy_fixup_table: FixupEntry;
     static usercopy_fixup_table_end: FixupEntry;
 }
@@ -249,9 +253,10 @@ fn is_user(address: u64) -> bool {
 /// Called by the exception dispatcher for a kernel-mode #PF or #GP (with
 /// CR2 for a #PF): if the fault is a copy instruction of this module
 /// faulting on a user address, makes the frame resume at that copy's fixup
-/// label, which returns [`UserCopyError::Fault`], and returns `true`. Any
-/// other fault (another instruction, a kernel address, user mode) is left
-/// alone: `false`.
+/// label (registers as at the fault), from which the copy returns
+/// [`UserCopyError::Fault`], and returns `true`. Any other fault (another
+/// instruction, the kernel side of the copy, user mode) is left alone:
+/// `false`.
 ///
 /// For a #PF this is the last step: a handler that can populate user pages
 /// on demand runs first and calls this only for a fault it did not resolve.
@@ -265,27 +270,25 @@ pub fn fixup(frame: &mut TrapFrame, address: u64) -> bool {
     else {
         return false;
     };
-    // The address the copy stopped at: CR2 for a page fault; a #GP has no
-    // address, but `rep movsb` has left the user pointer (RSI when reading
-    // user memory, RDI when writing it) at the byte that faulted.
-    let stopped = match frame.vector {
-        vector::PAGE_FAULT => address,
-        vector::GENERAL_PROTECTION if is_user(frame.rsi) => frame.rsi,
-        vector::GENERAL_PROTECTION => frame.rdi,
-        _ => return false,
+    let on_user_memory = match frame.vector {
+        // A fault on the kernel side of the copy is a kernel bug, not a
+        // bad user pointer.
+        vector::PAGE_FAULT => is_user(address),
+        // A #GP has no address; `rep movsb` has left RSI (reading user
+        // memory) or RDI (writing it) at the byte that faulted.
+        vector::GENERAL_PROTECTION => is_user(frame.rsi) || is_user(frame.rdi),
+        _ => false,
     };
-    if !is_user(stopped) {
-        // The kernel side of the copy faulted: a kernel bug, not a bad
-        // user pointer.
-        return false;
+    if on_user_memory {
+        frame.rip = entry.fixup;
     }
-    frame.rax = stopped;
-    frame.rip = entry.fixup;
-    true
+    on_user_memory
 }
 
-/// Where the copy instruction is, for tests that check [`fixup`] on a
-/// made-up frame.
-pub fn copy_instruction_address() -> u64 {
-    fixup_table().first().map_or(0, |entry| entry.instruction)
+/// The copy instruction and its fixup label (the first entry of the fixup
+/// table), for tests that check [`fixup`] on a made-up frame.
+pub fn copy_instruction_and_fixup() -> Option<(u64, u64)> {
+    fixup_table()
+        .first()
+        .map(|entry| (entry.instruction, entry.fixup))
 }
