@@ -57,6 +57,26 @@ pub enum MmError {
     NoSuchCache,
     /// Every slot of the object-cache registry is taken.
     TooManyCaches,
+    /// A frame's reference or map count would drop below zero (a frame
+    /// released more often than it was taken).
+    CountUnderflow,
+    /// A frame's reference or map count would pass its maximum.
+    CountOverflow,
+    /// The frame's metadata says it is in use, but it was about to be
+    /// claimed as a fresh frame.
+    FrameNotFree,
+    /// The range is empty (zero length).
+    EmptyRange,
+    /// The range lies (partly) outside the user half of an address space.
+    OutsideUserRange,
+    /// The range overlaps a region of the address space.
+    RegionOverlap,
+    /// Part of the range is covered by no region.
+    NoRegion,
+    /// The address space's region table is full.
+    TooManyRegions,
+    /// Writable and executable at once (W^X forbids it).
+    WriteAndExecute,
 }
 
 impl MmError {
@@ -85,6 +105,15 @@ impl MmError {
             MmError::CacheInUse => "cache still has objects in use",
             MmError::NoSuchCache => "no such cache (never created or destroyed)",
             MmError::TooManyCaches => "object-cache registry is full",
+            MmError::CountUnderflow => "frame reference or map count would go below zero",
+            MmError::CountOverflow => "frame reference or map count would overflow",
+            MmError::FrameNotFree => "frame metadata says the frame is in use",
+            MmError::EmptyRange => "range is empty",
+            MmError::OutsideUserRange => "range is outside the user address range",
+            MmError::RegionOverlap => "range overlaps an existing region",
+            MmError::NoRegion => "part of the range is in no region",
+            MmError::TooManyRegions => "region table is full",
+            MmError::WriteAndExecute => "writable and executable at once (W^X)",
         }
     }
 }

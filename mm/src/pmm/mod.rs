@@ -11,6 +11,7 @@ pub mod bitmap;
 pub mod blocks;
 pub mod cache;
 pub mod chunks;
+pub mod meta;
 pub mod ranges;
 pub mod reservations;
 
@@ -19,5 +20,6 @@ pub use allocator::{
     NodeMemory, NodeReport, NodeStats, Reservation, ReservationKind, Stats, MAX_ORDER, MAX_RANGES,
 };
 pub use chunks::{Mobility, MAX_NODES};
+pub use meta::{CowAction, FrameFlags, FrameMeta, FrameTable, Owner, Release};
 pub use ranges::{usable_ranges, MapEntry, PhysRange, RangeSet};
 pub use reservations::{ReservationList, ReservationsFull, MAX_RESERVATIONS};
