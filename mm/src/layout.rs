@@ -13,6 +13,11 @@
 //! 0x0040_0000  PMM-managed memory starts here
 //! 0x1000_0000  kernel heap (virtual), 1 MiB at start, up to 16 MiB
 //! ```
+//!
+//! Virtually, every address space shares the kernel's PML4 entry 0 (the
+//! identity-mapped image and the heap above) and entries 256..511 (the
+//! higher half); user memory is PML4 entries 1..=255,
+//! [`USER_START`]..[`USER_END`].
 #![forbid(unsafe_code)]
 
 use x86_64::structures::paging::{PageSize as _, Size1GiB, Size2MiB, Size4KiB};
@@ -88,14 +93,23 @@ const _: () = assert!(KERNEL_LOAD < PMM_START);
 const _: () = assert!(HEAP_START.is_multiple_of(HUGE_PAGE_SIZE));
 const _: () = assert!(HEAP_INITIAL_SIZE <= HEAP_MAX_SIZE);
 
-/// First address of a user address space: PML4 entry 1 (512 GiB). Entry 0
-/// holds the kernel (its image is identity-mapped at 1 MiB, its heap at
-/// [`HEAP_START`]), shared by every address space and never user-accessible;
-/// moving the kernel to the higher half would free the low 512 GiB.
-pub const USER_START: u64 = 0x0000_0080_0000_0000;
-/// End (exclusive) of a user address space: the top of the lower canonical
-/// half (PML4 entries 1..=255).
-pub const USER_END: u64 = 0x0000_8000_0000_0000;
+/// First user virtual address: PML4 entry 1 (512 GiB). Entry 0 stays the
+/// kernel's, because the kernel image is linked and identity-mapped at
+/// 1 MiB and its heap sits at [`HEAP_START`]; moving the image to the
+/// higher half would give user space entry 0 too (future work).
+pub const USER_START: u64 = 1 << 39;
+/// End (exclusive) of user virtual memory: the end of the lower canonical
+/// half, after PML4 entry 255.
+pub const USER_END: u64 = 1 << 47;
+/// End (exclusive) of the user memory a region may cover: the last page
+/// below [`USER_END`] stays unmapped. An instruction ending there would
+/// leave a non-canonical return address, which `sysret` on Intel CPUs
+/// faults on in ring 0 (Linux keeps the same guard page); and every
+/// region end stays a canonical `VirtAddr`.
+pub const USER_TOP: u64 = USER_END - PAGE_SIZE;
+
+const _: () = assert!(HEAP_START + HEAP_MAX_SIZE <= USER_START);
+const _: () = assert!(USER_START.is_multiple_of(GIANT_PAGE_SIZE * 512));
 
 /// Virtual base of the direct map of all physical RAM (higher half).
 pub const DIRECT_MAP_OFFSET: u64 = 0xFFFF_8000_0000_0000;

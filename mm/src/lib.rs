@@ -8,6 +8,7 @@
 //! (`cargo test -p incroos-mm --target x86_64-unknown-linux-gnu`).
 #![cfg_attr(not(any(test, feature = "testing")), no_std)]
 
+pub mod aspace;
 pub mod error;
 pub mod fail;
 pub mod heap;
