@@ -3,7 +3,8 @@
 //!
 //! Guarantees: a failed call leaves the tree exactly as it was (tables it
 //! allocated are freed again); unmapping frees every table it empties
-//! (never the PML4); huge pages never silently overlap tables.
+//! (never the PML4, and with [`Mapper::keep_top_tables`] never a table a
+//! PML4 entry points to); huge pages never silently overlap tables.
 //!
 //! Addresses are the `x86_64` crate's types: a [`VirtAddr`] is canonical
 //! and a [`PhysAddr`] fits 52 bits by construction, so the checks left here
@@ -175,6 +176,7 @@ pub struct Mapper<M: PhysMem> {
     pml4: PhysFrame,
     mem: M,
     gigabyte_pages: bool,
+    keep_top_tables: bool,
 }
 
 impl<M: PhysMem> Mapper<M> {
@@ -187,7 +189,22 @@ impl<M: PhysMem> Mapper<M> {
             pml4,
             mem,
             gigabyte_pages,
+            keep_top_tables: false,
         }
+    }
+
+    /// Whether unmapping keeps the tables PML4 entries point to (the
+    /// PDPTs) even when they become empty. Off by default. The kernel's
+    /// mapper turns it on: every user address space copies the kernel's
+    /// PML4 entries, so a PDPT freed under one of them would be freed
+    /// under every space too.
+    pub fn keep_top_tables(&mut self, keep: bool) {
+        self.keep_top_tables = keep;
+    }
+
+    /// Whether [`Mapper::keep_top_tables`] is on.
+    pub fn keeps_top_tables(&self) -> bool {
+        self.keep_top_tables
     }
 
     /// The root table's frame (what CR3 should hold).
@@ -376,6 +393,9 @@ impl<M: PhysMem> Mapper<M> {
         frames: &mut D,
     ) {
         while let Some(parent_level) = level.next_higher_level() {
+            if self.keep_top_tables && parent_level == PageTableLevel::Four {
+                return;
+            }
             let (child, reached) = self.descend(virt, level);
             if reached != level || self.table(child).iter().any(|entry| !entry.is_unused()) {
                 return;
@@ -405,6 +425,36 @@ impl<M: PhysMem> Mapper<M> {
             size,
             flags: entry.flags(),
         })
+    }
+
+    /// Points the 4 KiB page at `virt`, which must be mapped, at the
+    /// frame `phys` with `flags`, in place: no table is freed or
+    /// allocated, so it cannot run out of frames. Returns the frame that
+    /// was mapped. Refused (nothing changes) with `Misaligned`,
+    /// `NotMapped`, or `HugePageConflict` for a huge page.
+    ///
+    /// # Safety
+    /// As for [`Mapper::map`]: the caller owns `phys` for this use.
+    pub unsafe fn replace(
+        &mut self,
+        virt: VirtAddr,
+        phys: PhysAddr,
+        flags: PageTableFlags,
+    ) -> Result<(PhysAddr, Flush), MmError> {
+        if !aligned(virt.as_u64(), PAGE_SIZE) || !aligned(phys.as_u64(), PAGE_SIZE) {
+            return Err(MmError::Misaligned);
+        }
+        let (table, level) = self.descend(virt, PageTableLevel::One);
+        let entry = &mut self.table_mut(table)[index(virt, level)];
+        if !entry.flags().contains(PRESENT) {
+            return Err(MmError::NotMapped);
+        }
+        if level != PageTableLevel::One {
+            return Err(MmError::HugePageConflict);
+        }
+        let old = entry.addr();
+        entry.set_addr(phys, leaf_flags(level, flags));
+        Ok((old, Flush::new(virt)))
     }
 
     /// Replaces the flags of the page starting at `virt` (its size and

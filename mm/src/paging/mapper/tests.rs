@@ -452,6 +452,129 @@ fn ten_thousand_cycles_leak_no_table() {
 }
 
 #[test]
+fn user_leaves_get_user_parents_even_under_kernel_tables() {
+    use crate::paging::flags::USER;
+    let mut ram = fake_ram();
+    let mut mapper = mapper_over(&mut ram, false);
+    // A kernel page first: its parents are not USER.
+    map_at(
+        &mut mapper,
+        0x80_0000_0000,
+        0x1000,
+        PageSize::Size4KiB,
+        RW,
+        &mut ram,
+    )
+    .unwrap()
+    .no_tlb();
+    let kernel_steps: Vec<_> = mapper.walk(v(0x80_0000_0000)).steps().copied().collect();
+    assert!(kernel_steps.iter().all(|step| !step.flags.contains(USER)));
+    // A user page under the same tables, and one under new tables.
+    for virt in [0x80_0000_1000u64, 0x1234_5678_9000] {
+        map_at(
+            &mut mapper,
+            virt,
+            0x2000,
+            PageSize::Size4KiB,
+            RW | USER,
+            &mut ram,
+        )
+        .unwrap()
+        .no_tlb();
+        let walk = mapper.walk(v(virt));
+        assert_eq!(walk.steps().count(), 4);
+        for step in walk.steps() {
+            assert!(step.flags.contains(USER | PRESENT), "{walk}");
+        }
+    }
+    // The kernel leaf itself stays supervisor-only.
+    let kernel = mapper.translate(v(0x80_0000_0000)).unwrap();
+    assert!(!kernel.flags.contains(USER));
+}
+
+#[test]
+fn keeping_top_tables_leaves_pdpts_linked_and_nothing_else() {
+    let mut ram = fake_ram();
+    let mut mapper = mapper_over(&mut ram, false);
+    assert!(!mapper.keeps_top_tables());
+    let virt = 0xFFFF_9000_0000_0000u64;
+    let cycle = |mapper: &mut Mapper<OffsetMem>, ram: &mut TrackedRam| {
+        map_at(mapper, virt, 0x5000, PageSize::Size4KiB, RW, ram)
+            .unwrap()
+            .no_tlb();
+        mapper.unmap(v(virt), ram).unwrap().2.no_tlb();
+    };
+    // Off (default): every table goes, the PML4 entry is cleared.
+    cycle(&mut mapper, &mut ram);
+    assert!(ram.outstanding.is_empty());
+    mapper.keep_top_tables(true);
+    assert!(mapper.keeps_top_tables());
+    cycle(&mut mapper, &mut ram);
+    // On: only the PDPT stays, still linked from the PML4.
+    let walk = mapper.walk(v(virt));
+    let steps: Vec<_> = walk.steps().collect();
+    assert_eq!(steps.len(), 2, "{walk}");
+    assert!(steps[0].flags.contains(PRESENT) && !steps[1].flags.contains(PRESENT));
+    assert_eq!(ram.outstanding.len(), 1);
+    let mut tables = Vec::new();
+    mapper.for_each_table(|level, _| tables.push(level));
+    assert_eq!(tables, [PageTableLevel::Three]);
+    // Cycles under it reuse the PDPT and leak nothing more.
+    for _ in 0..100 {
+        cycle(&mut mapper, &mut ram);
+    }
+    assert_eq!(ram.outstanding.len(), 1);
+}
+
+#[test]
+fn replace_swaps_the_frame_in_place_and_refuses_the_rest() {
+    let mut ram = fake_ram();
+    let mut mapper = mapper_over(&mut ram, false);
+    map_at(
+        &mut mapper,
+        0x40_1000,
+        0x7000,
+        PageSize::Size4KiB,
+        NX,
+        &mut ram,
+    )
+    .unwrap()
+    .no_tlb();
+    map_at(
+        &mut mapper,
+        0x80_0000,
+        0x20_0000,
+        PageSize::Size2MiB,
+        RW,
+        &mut ram,
+    )
+    .unwrap()
+    .no_tlb();
+    let tables = ram.outstanding.clone();
+    let before = snapshot(&ram);
+    let refused = [
+        (0x40_1800u64, 0x9000u64, MmError::Misaligned),
+        (0x40_1000, 0x9008, MmError::Misaligned),
+        (0x40_2000, 0x9000, MmError::NotMapped),
+        (0x80_0000, 0x9000, MmError::HugePageConflict),
+    ];
+    for (virt, phys, error) in refused {
+        // SAFETY: fake RAM, never loaded; nothing reads through it.
+        let result = unsafe { mapper.replace(v(virt), p(phys), RW) };
+        assert_eq!(result.map(|(old, f)| (old, f.no_tlb())), Err(error));
+        assert_eq!(snapshot(&ram), before);
+    }
+    // SAFETY: as above.
+    let (old, flush) = unsafe { mapper.replace(v(0x40_1000), p(0x9000), RW) }.unwrap();
+    assert_eq!((old.as_u64(), flush.address()), (0x7000, v(0x40_1000)));
+    flush.no_tlb();
+    let t = mapper.translate(v(0x40_1abc)).unwrap();
+    assert_eq!(t.phys.as_u64(), 0x9abc);
+    assert!(t.flags.contains(WRITABLE | NX | PRESENT));
+    assert_eq!(ram.outstanding, tables, "no table allocated or freed");
+}
+
+#[test]
 fn update_flags_keeps_the_frame_and_size() {
     let mut ram = fake_ram();
     let mut mapper = mapper_over(&mut ram, false);
