@@ -10,9 +10,15 @@
 //! half). Once the kernel image moves to the higher half, user space can
 //! have entry 0 too. See docs/address-spaces.md.
 
+mod clone;
+mod fault;
+mod reclaim;
 pub mod regions;
+mod space;
 
+pub use fault::{Access, FaultError, FaultFixed};
 pub use regions::{check_user_range, Perms, Region, RegionKind, Regions};
+pub use space::{AddressSpace, Teardown, MAX_REGIONS};
 
 use crate::layout;
 
@@ -34,3 +40,6 @@ pub const FIRST_KERNEL_HIGH_ENTRY: usize = 256;
 
 const _: () = assert!(layout::USER_START == (FIRST_USER_ENTRY as u64) << 39);
 const _: () = assert!(layout::USER_END == ((LAST_USER_ENTRY as u64) + 1) << 39);
+
+#[cfg(test)]
+mod tests;

@@ -207,6 +207,12 @@ impl<M: PhysMem> Mapper<M> {
         self.keep_top_tables
     }
 
+    /// How the mapper reaches physical memory (for the address spaces,
+    /// which also zero and copy data frames through it).
+    pub(crate) fn mem(&self) -> &M {
+        &self.mem
+    }
+
     /// The root table's frame (what CR3 should hold).
     pub fn pml4(&self) -> PhysFrame {
         self.pml4

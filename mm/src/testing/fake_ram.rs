@@ -64,6 +64,48 @@ impl FakeRam {
         unsafe { Mapper::new(pml4, OffsetMem::new(offset), gigabyte_pages) }
     }
 
+    /// The physical memory view the mappers of this RAM use: frames at
+    /// their fake addresses, reached inside the buffer.
+    ///
+    /// # Safety
+    /// As for [`FakeRam::mapper`]: this `FakeRam` must outlive every use
+    /// of the view.
+    pub unsafe fn mem(&mut self) -> OffsetMem {
+        let offset = (self.pages.as_mut_ptr() as u64).wrapping_sub(FAKE_BASE);
+        // SAFETY: every frame of the buffer is at FAKE_BASE + i * 4096, so
+        // frame + offset points into the Vec, which is never resized and
+        // outlives the view (this function's contract).
+        unsafe { OffsetMem::new(offset) }
+    }
+
+    /// The frame of the buffer's first page.
+    pub fn first_frame() -> PhysFrame {
+        PhysFrame::containing_address(Self::address_of(0))
+    }
+
+    /// Number of pages of fake RAM.
+    pub fn pages(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// The bytes of `frame` (a frame of this RAM), to read what a mapping
+    /// holds.
+    pub fn bytes(&self, frame: PhysFrame) -> &[u8; 4096] {
+        let table = &self.pages[Self::index_of(frame)];
+        // SAFETY: a `PageTable` is 512 plain `u64` entries, 4096 bytes
+        // aligned to 4096, so any of its bytes may be read as `u8`s; the
+        // borrow of `self` keeps it alive and unchanged.
+        unsafe { &*(table as *const PageTable).cast::<[u8; 4096]>() }
+    }
+
+    /// The bytes of `frame`, to write as user code would.
+    pub fn bytes_mut(&mut self, frame: PhysFrame) -> &mut [u8; 4096] {
+        let table = &mut self.pages[Self::index_of(frame)];
+        // SAFETY: as in `bytes`; any bit pattern is a valid entry, so any
+        // byte written keeps the `PageTable` valid.
+        unsafe { &mut *(table as *mut PageTable).cast::<[u8; 4096]>() }
+    }
+
     /// Every entry of every page, in order: a snapshot to compare before
     /// and after an operation that must change nothing.
     pub fn snapshot(&self) -> Vec<u64> {
@@ -137,6 +179,30 @@ impl TrackedRam {
     /// As [`FakeRam::snapshot`].
     pub fn snapshot(&self) -> Vec<u64> {
         self.ram.snapshot()
+    }
+
+    /// As [`FakeRam::mem`].
+    ///
+    /// # Safety
+    /// As for [`FakeRam::mem`].
+    pub unsafe fn mem(&mut self) -> OffsetMem {
+        // SAFETY: the caller's contract.
+        unsafe { self.ram.mem() }
+    }
+
+    /// As [`FakeRam::pages`].
+    pub fn pages(&self) -> usize {
+        self.ram.pages()
+    }
+
+    /// As [`FakeRam::bytes`].
+    pub fn bytes(&self, frame: PhysFrame) -> &[u8; 4096] {
+        self.ram.bytes(frame)
+    }
+
+    /// As [`FakeRam::bytes_mut`].
+    pub fn bytes_mut(&mut self, frame: PhysFrame) -> &mut [u8; 4096] {
+        self.ram.bytes_mut(frame)
     }
 }
 
