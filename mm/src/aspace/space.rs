@@ -7,6 +7,9 @@
 //! one mapping in the [`FrameTable`] per space mapping it; a present
 //! Anonymous page in a writable region is writable in the page table only
 //! if its frame is not shared (read-only there means "copy on write").
+//!
+//! Locking: every method takes `&mut self`, so the kernel keeps each space
+//! behind its own lock; the [`FrameTable`] is shared and lock-free.
 
 use core::ptr;
 
