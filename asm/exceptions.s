@@ -58,9 +58,16 @@ STUB_NO_ERROR 255   # local APIC spurious interrupt
 
 # Save all general-purpose registers, call exception_dispatch(&mut TrapFrame),
 # restore them (the dispatcher may have changed RIP/RSP to resume elsewhere)
-# and return from the interrupt.
+# and return from the interrupt. An entry from user mode (RPL 3 in the saved
+# CS) swaps GS first and last (asm/user.s).
 exception_common:
-    push rax
+    test qword ptr [rsp + 24], 3            # the interrupted CS: from user mode?
+    jz 2f
+    swapgs                                  # GS base = this CPU's PerCpu record
+    cmp byte ptr [rip + user_entry_clac], 0
+    je 2f
+    clac                                    # a user's RFLAGS.AC must not lift SMAP here
+2:  push rax
     push rbx
     push rcx
     push rdx
@@ -94,7 +101,10 @@ exception_common:
     pop rbx
     pop rax
     add rsp, 16                             # vector and error code
-    iretq
+    test qword ptr [rsp + 8], 3             # back to user mode?
+    jz 3f
+    swapgs                                  # GS base = the user's again
+3:  iretq
 
 .section .rodata.exceptions, "a"
 .balign 8

@@ -81,7 +81,7 @@ expect=(
     'reboot +reset the machine; QEMU started with -no-reboot \(make run, cargo run\) exits instead'
     '^PMM: +[0-9]+ frames total \([0-9.]+ MiB\), [0-9]+ free \([0-9.]+ MiB\), [0-9]+ used \([0-9.]+ [KM]iB\), [0-9]+ reserved \([0-9.]+ KiB\)$'
     '^      largest free run [0-9]+ frames \([0-9.]+ MiB\)$'
-    '^VMM: +PML4 at 0x[0-9a-f]+, [0-9]+ page tables \([0-9.]+ KiB\)$'
+    '^VMM: +PML4 at 0x[0-9a-f]+, [0-9]+ page tables \([0-9.]+ [KM]iB\)$'
     '^heap: 1 MiB \(1048576 B\) mapped, [0-9]+ B used, [0-9.]+ KiB \([0-9]+ B\) free, peak [0-9.]+ KiB \([0-9]+ B\); [0-9]+ live'
     'verify: ok'
     '^slab: 0 caches, 0 of 0 objects in use \(0 B\), 0 slabs in 0 pages \(0 B\)$'

@@ -18,6 +18,7 @@ pub mod display;
 pub mod input;
 pub mod shell;
 pub mod units;
+pub mod user;
 
 #[cfg(target_os = "none")]
 pub mod arch;

@@ -58,6 +58,7 @@ mod kernel {
         arch::init();
         kprintln!("IncroOS: long mode reached, exceptions armed");
         let protections = cpu::harden(&cpu::features());
+        incroos::user::entry::init_cpu();
         let state = |on: bool| if on { "on" } else { "off (CPU lacks it)" };
         kprintln!(
             "CPU protections: PGE {}, SMEP {}, SMAP {}, UMIP {}",
@@ -109,6 +110,7 @@ mod kernel {
         attach_framebuffer(&info);
         report::boot(&info);
         report::memory(&memory);
+        report::frame_meta();
         let acpi = incroos::firmware::init(&info);
         report::acpi(&acpi);
         if let Ok((acpi, _)) = acpi {
@@ -186,6 +188,9 @@ mod kernel {
         let heap = kernel_mm::heap::init().unwrap_or_else(|error| fail("kernel heap", &error));
         kernel_mm::pmm::enable_frame_caches()
             .unwrap_or_else(|error| fail("per-CPU frame caches", &error));
+        kernel_mm::frame_meta::init().unwrap_or_else(|error| fail("frame metadata", &error));
+        kernel_mm::vmm::share_kernel_half()
+            .unwrap_or_else(|error| fail("kernel half for address spaces", &error));
         let after_heap = cpu::rdtsc();
         report::Memory {
             heap,

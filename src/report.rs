@@ -391,3 +391,16 @@ pub fn numa_nodes() {
         );
     }
 }
+
+/// The per-frame metadata table's size.
+pub fn frame_meta() {
+    if let Some(meta) = crate::kernel_mm::frame_meta::stats() {
+        kprintln!(
+            "frame metadata: {} frames x {} bytes = {} ({} per MiB of RAM)",
+            meta.frames,
+            meta.entry_bytes,
+            HumanSize(meta.bytes),
+            HumanSize(meta.entry_bytes * 256)
+        );
+    }
+}

@@ -29,6 +29,7 @@ pub mod bootstrap;
 pub mod direct_map;
 pub mod firmware;
 pub mod frame_cache;
+pub mod frame_meta;
 pub mod heap;
 pub mod numa;
 pub mod pmm;

@@ -144,6 +144,36 @@ pub fn init(gigabyte_pages: bool) {
     *VMM.lock() = Some(mapper);
 }
 
+/// Gives every PML4 entry of the kernel's (entry 0 and the higher half,
+/// 256..=511) a PDPT now, and tells the mapper never to free one: every
+/// user address space copies these entries once, so the kernel's half
+/// can never diverge between spaces. Costs one frame per entry that had
+/// none (255 on a fresh boot: 1020 KiB). Returns how many were made.
+pub fn share_kernel_half() -> Result<usize, MmError> {
+    use mm::aspace::{FIRST_KERNEL_HIGH_ENTRY, KERNEL_LOW_ENTRY};
+    let mut guard = VMM.lock();
+    let mapper = guard.as_mut().ok_or(MmError::NotMapped)?;
+    mapper.keep_top_tables(core::iter::once(KERNEL_LOW_ENTRY).chain(FIRST_KERNEL_HIGH_ENTRY..512));
+    let pml4 = super::phys_to_virt(mapper.pml4().start_address()).as_mut_ptr::<u64>();
+    let mut made = 0;
+    for entry in core::iter::once(KERNEL_LOW_ENTRY).chain(FIRST_KERNEL_HIGH_ENTRY..512) {
+        // SAFETY: the live PML4 is RAM reached through the direct map; the
+        // VMM's lock is held, so the mapper (the tree's only other writer)
+        // is not using it. A present entry is left alone; an empty one gets
+        // a zeroed PDPT that nothing else knows of yet.
+        unsafe {
+            let slot = pml4.add(entry);
+            if slot.read_volatile() & PRESENT.bits() != 0 {
+                continue;
+            }
+            let table = pmm::alloc_zeroed().ok_or(MmError::OutOfFrames)?;
+            slot.write_volatile(table.start_address().as_u64() | (PRESENT | WRITABLE).bits());
+        }
+        made += 1;
+    }
+    Ok(made)
+}
+
 fn with<R>(f: impl FnOnce(&mut Mapper<OffsetMem>) -> Result<R, MmError>) -> Result<R, MmError> {
     match VMM.lock().as_mut() {
         Some(mapper) => f(mapper),

@@ -18,6 +18,7 @@ mod reliability_tests;
 mod selftest;
 mod slab_tests;
 mod smp_tests;
+mod user_tests;
 mod usercopy_tests;
 mod vmm_tests;
 
@@ -129,6 +130,7 @@ struct ErrorCounters {
     slab_refused_frees: u64,
     red_zone_violations: u64,
     lost_table_frames: u64,
+    lost_user_frames: u64,
     unexpected_log_lines: u64,
 }
 
@@ -141,6 +143,7 @@ impl ErrorCounters {
             slab_refused_frees: slab::refused_frees(),
             red_zone_violations: heap::stats().red_zone_violations,
             lost_table_frames: vmm::lost_table_frames(),
+            lost_user_frames: crate::user::space::stats().lost_frames,
             unexpected_log_lines: crate::console::logger::unexpected_problems(),
         }
     }
@@ -180,6 +183,11 @@ impl ErrorCounters {
             (
                 "lost page-table frames",
                 self.lost_table_frames - before.lost_table_frames,
+                false,
+            ),
+            (
+                "lost user frames",
+                self.lost_user_frames - before.lost_user_frames,
                 false,
             ),
             (
@@ -326,6 +334,7 @@ fn all_tests(filter: Option<&str>) -> impl Iterator<Item = &'static Test> {
         .chain(smp_tests::TESTS)
         .chain(numa_tests::TESTS)
         .chain(frame_cache_tests::TESTS)
+        .chain(user_tests::TESTS)
         .chain(self_checks)
 }
 

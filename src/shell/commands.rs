@@ -37,6 +37,10 @@ const HELP: &[(&str, &str)] = &[
         "physical memory as a map: free, used, reserved, kernel, modules",
     ),
     ("cpus", "every CPU: APIC id, work IPIs, shootdowns served"),
+    (
+        "run <program> [arg]",
+        "a user program: hello, touch <size>, read <addr>, exec-data, write-code, spin <n>",
+    ),
     ("test [filter]", "run the in-kernel test suite"),
     ("bench", "in-kernel micro-benchmarks (TSC cycles)"),
     (
@@ -139,6 +143,10 @@ pub fn execute(line: &str, info: &BootInfo<'_>) {
         },
         ("physmap", [None, ..]) => physmap(info),
         ("cpus", [None, ..]) => cpus(),
+        ("run", [Some(program), _, None]) => match number(1) {
+            Some(None) => usage(command),
+            arg => run_program(program, arg.flatten()),
+        },
         ("test", [_, None, _]) => {
             let context = ktest::Context { boot_info: info };
             ktest::run_suite(&context, args[0]);
@@ -216,6 +224,18 @@ fn meminfo() {
             Err(problem) => problem,
         }
     );
+    let spaces = crate::user::space::stats();
+    kprintln!(
+        "user: {} alive ({} since boot), {} resident ({}); faults: {} demand-zero, {} copied, {} taken over; {} ended by the kernel",
+        Counted(spaces.live as usize, "address space"),
+        spaces.created,
+        Counted(spaces.resident as usize, "page"),
+        HumanSize(spaces.resident * PAGE_SIZE),
+        spaces.demand_zero,
+        spaces.cow_copied,
+        spaces.cow_taken,
+        Counted(crate::user::fault::killed() as usize, "program")
+    );
     let caches = slab::totals();
     kprintln!(
         "slab: {}, {} of {} objects in use ({}), {} in {} ({})",
@@ -226,6 +246,37 @@ fn meminfo() {
         Counted(caches.slabs, "slab"),
         Counted(caches.pages, "page"),
         HumanSize(caches.pages as u64 * PAGE_SIZE)
+    );
+}
+
+/// Loads the probe program and runs one of its behaviours.
+fn run_program(name: &str, arg: Option<u64>) {
+    use crate::user::programs::{self, probe};
+    use mm::layout::USER_START;
+    let program = match programs::load(programs::probe_image()) {
+        Ok(program) => program,
+        Err(error) => {
+            kprintln!("run: cannot load the program: {error}");
+            return;
+        }
+    };
+    let scratch = USER_START + 0x1_0000_0000;
+    let args = match (name, arg) {
+        ("hello", None) => [probe::HELLO, 0, 0],
+        ("touch", Some(size)) => [probe::TOUCH, scratch, size.next_multiple_of(PAGE_SIZE)],
+        ("read", Some(address)) => [probe::READ, address, 0],
+        ("exec-data", None) => [probe::CALL, program.data().as_u64(), 0],
+        ("write-code", None) => [probe::WRITE_CODE, 0, 0],
+        ("spin", Some(count)) => [probe::SPIN, count, 0],
+        _ => return usage("run"),
+    };
+    let before = crate::user::space::stats();
+    let exit = program.run(args);
+    let after = crate::user::space::stats();
+    kprintln!(
+        "program {exit}; {} pages resident, {} filled on demand",
+        program.space.resident_pages(),
+        after.demand_zero - before.demand_zero
     );
 }
 

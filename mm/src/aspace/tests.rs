@@ -58,7 +58,9 @@ impl World {
         let mut ram = TrackedRam::new(RAM_PAGES);
         // SAFETY: the world owns the RAM and drops the views with it.
         let (mut kernel, mem) = unsafe { (ram.mapper(false), ram.mem()) };
-        kernel.keep_top_tables(true);
+        kernel.keep_top_tables(
+            core::iter::once(KERNEL_LOW_ENTRY).chain(FIRST_KERNEL_HIGH_ENTRY..512),
+        );
         for virt in KERNEL_PAGES {
             let frame = ram.allocate_frame().unwrap();
             // SAFETY: fake RAM, never loaded.

@@ -3,8 +3,9 @@
 //!
 //! Guarantees: a failed call leaves the tree exactly as it was (tables it
 //! allocated are freed again); unmapping frees every table it empties
-//! (never the PML4, and with [`Mapper::keep_top_tables`] never a table a
-//! PML4 entry points to); huge pages never silently overlap tables.
+//! (never the PML4, and with [`Mapper::keep_top_tables`] never a table
+//! the chosen PML4 entries point to); huge pages never silently overlap
+//! tables.
 //!
 //! Addresses are the `x86_64` crate's types: a [`VirtAddr`] is canonical
 //! and a [`PhysAddr`] fits 52 bits by construction, so the checks left here
@@ -176,7 +177,8 @@ pub struct Mapper<M: PhysMem> {
     pml4: PhysFrame,
     mem: M,
     gigabyte_pages: bool,
-    keep_top_tables: bool,
+    /// PML4 entries whose tables are kept (bit i = entry i).
+    keep_top_tables: [u64; 8],
 }
 
 impl<M: PhysMem> Mapper<M> {
@@ -189,22 +191,26 @@ impl<M: PhysMem> Mapper<M> {
             pml4,
             mem,
             gigabyte_pages,
-            keep_top_tables: false,
+            keep_top_tables: [0; 8],
         }
     }
 
-    /// Whether unmapping keeps the tables PML4 entries point to (the
-    /// PDPTs) even when they become empty. Off by default. The kernel's
-    /// mapper turns it on: every user address space copies the kernel's
-    /// PML4 entries, so a PDPT freed under one of them would be freed
-    /// under every space too.
-    pub fn keep_top_tables(&mut self, keep: bool) {
-        self.keep_top_tables = keep;
+    /// From now on, unmapping keeps the tables the PML4 `entries` point
+    /// to (their PDPTs) even when they become empty; entries past 511 are
+    /// ignored. None by default. The kernel's mapper keeps its own entries
+    /// (0 and 256..=511): every user address space copies them, so a PDPT
+    /// freed under one of them would be freed under every space too. The
+    /// other entries' tables are freed as usual.
+    pub fn keep_top_tables(&mut self, entries: impl IntoIterator<Item = usize>) {
+        for entry in entries.into_iter().filter(|&entry| entry < 512) {
+            self.keep_top_tables[entry / 64] |= 1 << (entry % 64);
+        }
     }
 
-    /// Whether [`Mapper::keep_top_tables`] is on.
-    pub fn keeps_top_tables(&self) -> bool {
-        self.keep_top_tables
+    /// Whether the table PML4 entry `entry` points to is kept
+    /// ([`Mapper::keep_top_tables`]).
+    pub fn keeps_top_table(&self, entry: usize) -> bool {
+        entry < 512 && self.keep_top_tables[entry / 64] & (1 << (entry % 64)) != 0
     }
 
     /// How the mapper reaches physical memory (for the address spaces,
@@ -399,7 +405,9 @@ impl<M: PhysMem> Mapper<M> {
         frames: &mut D,
     ) {
         while let Some(parent_level) = level.next_higher_level() {
-            if self.keep_top_tables && parent_level == PageTableLevel::Four {
+            if parent_level == PageTableLevel::Four
+                && self.keeps_top_table(index(virt, PageTableLevel::Four))
+            {
                 return;
             }
             let (child, reached) = self.descend(virt, level);

@@ -255,18 +255,28 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
         return;
     }
 
+    if frame.cs & 3 == 3 {
+        // A user program faulted: resolved (demand paging, copy-on-write)
+        // or ended; the kernel goes on either way.
+        crate::user::fault::from_user(frame, address);
+        return;
+    }
+
     // A kernel-mode #PF or #GP, perhaps in copy_from_user/copy_to_user on
     // a user address.
-    if frame.cs & 3 == 0
-        && matches!(
-            frame.vector,
-            vector::PAGE_FAULT | vector::GENERAL_PROTECTION
-        )
+    if matches!(
+        frame.vector,
+        vector::PAGE_FAULT | vector::GENERAL_PROTECTION
+    ) && super::usercopy::in_copy(frame.rip)
     {
-        // Demand paging of user pages goes here, before the fixup: a user
-        // page that is only not populated yet is mapped and the copy
-        // instruction restarted. Only a fault it cannot resolve is fixed up
-        // (the copy then returns an error).
+        // A user page that is only not populated yet (or copy-on-write) is
+        // filled and the copy instruction restarted; only a fault that
+        // cannot be resolved is fixed up (the copy then returns an error).
+        if frame.vector == vector::PAGE_FAULT
+            && crate::user::fault::resolve(address, frame.error_code).is_ok()
+        {
+            return;
+        }
         if super::usercopy::fixup(frame, address) {
             return;
         }

@@ -52,8 +52,9 @@ static LAPIC: Once<Lapic> = Once::new();
 static IPIS_SENT: AtomicU64 = AtomicU64::new(0);
 
 /// One CPU's own data, reached through its GS base. `repr(C)`: the
-/// assembly reads `this` at gs:[0] and the fault-catch stack pointer at
-/// gs:[8].
+/// assembly reads `this` at gs:[0], the fault-catch stack pointer at
+/// gs:[8], and the user-mode entry fields at gs:[16]-gs:[32]
+/// (asm/user.s).
 #[repr(C)]
 pub struct PerCpu {
     /// This record's own address (read through `gs:[0]`).
@@ -61,6 +62,20 @@ pub struct PerCpu {
     /// The stack pointer of this CPU's armed fault-recovery point (0: none;
     /// asm/exceptions.s).
     fault_catch_rsp: AtomicU64,
+    /// While a user program runs on this CPU: the kernel stack pointer
+    /// `user_enter` saved, where its exit resumes (0: none running).
+    user_return_rsp: AtomicU64,
+    /// The user stack pointer, saved by the `syscall` entry.
+    user_rsp: AtomicU64,
+    /// The kernel stack the `syscall` entry switches to (also TSS.RSP0).
+    kernel_stack_top: AtomicU64,
+    /// This CPU's GDT (for its TSS's RSP0).
+    gdt: AtomicPtr<Gdt>,
+    /// The user address space loaded on this CPU (null: the kernel's own).
+    pub user_space: AtomicPtr<()>,
+    /// Where the fault handler or the exit call leaves how the running
+    /// user program ended (src/user/entry.rs).
+    pub user_exit: AtomicPtr<crate::user::Exit>,
     /// The kernel's number for the CPU (0 = the boot CPU).
     pub index: usize,
     /// Its APIC id.
@@ -83,12 +98,21 @@ pub struct PerCpu {
 
 const _: () = assert!(core::mem::offset_of!(PerCpu, this) == 0);
 const _: () = assert!(core::mem::offset_of!(PerCpu, fault_catch_rsp) == 8);
+const _: () = assert!(core::mem::offset_of!(PerCpu, user_return_rsp) == 16);
+const _: () = assert!(core::mem::offset_of!(PerCpu, user_rsp) == 24);
+const _: () = assert!(core::mem::offset_of!(PerCpu, kernel_stack_top) == 32);
 
 impl PerCpu {
     const fn new(index: usize, apic_id: u32) -> Self {
         Self {
             this: AtomicU64::new(0),
             fault_catch_rsp: AtomicU64::new(0),
+            user_return_rsp: AtomicU64::new(0),
+            user_rsp: AtomicU64::new(0),
+            kernel_stack_top: AtomicU64::new(0),
+            gdt: AtomicPtr::new(ptr::null_mut()),
+            user_space: AtomicPtr::new(ptr::null_mut()),
+            user_exit: AtomicPtr::new(ptr::null_mut()),
             index,
             apic: AtomicU32::new(apic_id),
             work: AtomicUsize::new(0),
@@ -114,6 +138,29 @@ impl PerCpu {
     /// Its APIC id.
     pub fn apic_id(&self) -> u32 {
         self.apic.load(Ordering::Relaxed)
+    }
+
+    /// This CPU's GDT.
+    pub fn gdt(&self) -> &'static Gdt {
+        let gdt = self.gdt.load(Ordering::Acquire);
+        if gdt.is_null() {
+            return gdt::boot();
+        }
+        // SAFETY: only `ap_entry` stores a non-null value, a leaked
+        // ('static) GDT.
+        unsafe { &*gdt }
+    }
+
+    /// Sets where entries from user mode (interrupts, exceptions and
+    /// `syscall`) start their kernel stack on this CPU. Call on this CPU.
+    pub fn set_kernel_stack(&self, top: VirtAddr) {
+        self.kernel_stack_top.store(top.as_u64(), Ordering::Relaxed);
+        self.gdt().set_kernel_stack(top);
+    }
+
+    /// Whether a user program runs on this CPU (an exit point is saved).
+    pub fn in_user_program(&self) -> bool {
+        self.user_return_rsp.load(Ordering::SeqCst) != 0
     }
 
     /// Whether a fault-recovery point is armed on this CPU.
@@ -465,9 +512,14 @@ fn stacks_and_tables(index: usize) -> Option<(VirtAddr, &'static Gdt)> {
 /// local APIC, checks in, and waits for work.
 extern "C" fn ap_entry(start: &'static ApStart) -> ! {
     gdt::load_for_ap(start.gdt);
+    start
+        .record
+        .gdt
+        .store(ptr::from_ref(start.gdt).cast_mut(), Ordering::Release);
     idt::init();
     cpu::harden(&cpu::features());
     install_per_cpu(start.record);
+    crate::user::entry::init_cpu();
     if let Some(lapic) = LAPIC.get() {
         lapic.enable();
     }
@@ -529,6 +581,13 @@ pub fn shootdown_counts() -> (u64, u64) {
 /// Call with no `IrqMutex` held that a target may need to make progress
 /// (the VMM calls it after releasing its lock).
 pub fn shootdown(batch: &TlbBatch) {
+    shootdown_to(batch, u64::MAX);
+}
+
+/// [`shootdown`] for the CPUs in `cpus` (bit i = CPU index i) only: the
+/// CPUs that have a user address space loaded. This CPU flushes whether
+/// or not it is in the set; no IPI is sent when no other CPU is.
+pub fn shootdown_to(batch: &TlbBatch, cpus: u64) {
     if batch.is_empty() {
         return;
     }
@@ -537,9 +596,15 @@ pub fn shootdown(batch: &TlbBatch) {
         return;
     }
     let me = current().map_or(0, |cpu| cpu.index);
+    let others = cpus & !(1 << me);
+    if others == 0 {
+        return;
+    }
     spin_serving(|| BOARD.try_begin());
     let generation = BOARD.publish(batch);
-    let targets = (0..MAX_CPUS).filter(|&index| index != me).filter_map(cpu);
+    let targets = (0..MAX_CPUS)
+        .filter(|&index| others & (1 << index) != 0)
+        .filter_map(cpu);
     for target in targets.clone() {
         BOARD.request(target.index, generation);
         send_ipi(target, SHOOTDOWN_VECTOR, &SHOOTDOWN_IPIS);

@@ -250,6 +250,12 @@ fn is_user(address: u64) -> bool {
     (USER_START..USER_END).contains(&address)
 }
 
+/// Whether `rip` is one of the copy instructions (a fault there may be on
+/// a user page that only needs filling).
+pub fn in_copy(rip: u64) -> bool {
+    fixup_table().iter().any(|entry| entry.instruction == rip)
+}
+
 /// Called by the exception dispatcher for a kernel-mode #PF or #GP (with
 /// CR2 for a #PF): if the fault is a copy instruction of this module
 /// faulting on a user address, makes the frame resume at that copy's fixup

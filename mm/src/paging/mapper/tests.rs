@@ -496,8 +496,9 @@ fn user_leaves_get_user_parents_even_under_kernel_tables() {
 fn keeping_top_tables_leaves_pdpts_linked_and_nothing_else() {
     let mut ram = fake_ram();
     let mut mapper = mapper_over(&mut ram, false);
-    assert!(!mapper.keeps_top_tables());
     let virt = 0xFFFF_9000_0000_0000u64;
+    let entry = index(v(virt), PageTableLevel::Four);
+    assert!(!mapper.keeps_top_table(entry));
     let cycle = |mapper: &mut Mapper<OffsetMem>, ram: &mut TrackedRam| {
         map_at(mapper, virt, 0x5000, PageSize::Size4KiB, RW, ram)
             .unwrap()
@@ -507,8 +508,12 @@ fn keeping_top_tables_leaves_pdpts_linked_and_nothing_else() {
     // Off (default): every table goes, the PML4 entry is cleared.
     cycle(&mut mapper, &mut ram);
     assert!(ram.outstanding.is_empty());
-    mapper.keep_top_tables(true);
-    assert!(mapper.keeps_top_tables());
+    // Keeping another entry's table changes nothing here.
+    mapper.keep_top_tables([entry + 1]);
+    cycle(&mut mapper, &mut ram);
+    assert!(ram.outstanding.is_empty());
+    mapper.keep_top_tables([entry]);
+    assert!(mapper.keeps_top_table(entry));
     cycle(&mut mapper, &mut ram);
     // On: only the PDPT stays, still linked from the PML4.
     let walk = mapper.walk(v(virt));
