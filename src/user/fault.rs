@@ -19,17 +19,6 @@ pub fn killed() -> u64 {
     KILLED.load(core::sync::atomic::Ordering::Relaxed)
 }
 
-/// The access a page-fault error code describes.
-pub fn access(error_code: u64) -> Access {
-    if error_code & (1 << 4) != 0 {
-        Access::Execute
-    } else if error_code & (1 << 1) != 0 {
-        Access::Write
-    } else {
-        Access::Read
-    }
-}
-
 /// Tries to resolve a page fault at `address` in the space loaded on this
 /// CPU (demand paging, copy-on-write).
 pub fn resolve(address: u64, error_code: u64) -> Result<(), KillReason> {
@@ -38,7 +27,7 @@ pub fn resolve(address: u64, error_code: u64) -> Result<(), KillReason> {
     }
     let space = space::current().ok_or(KillReason::NoRegion)?;
     let address = VirtAddr::try_new(address).map_err(|_| KillReason::KernelAddress)?;
-    match space.handle_fault(address, access(error_code)) {
+    match space.handle_fault(address, Access::from_error_code(error_code)) {
         Ok(_) => Ok(()),
         Err(FaultError::NoRegion { .. }) => Err(KillReason::NoRegion),
         Err(FaultError::NotPermitted { perms, .. }) => Err(KillReason::NotPermitted(perms)),
