@@ -25,9 +25,11 @@ pub fn resolve(address: u64, error_code: u64) -> Result<(), KillReason> {
     if !(USER_START..USER_END).contains(&address) {
         return Err(KillReason::KernelAddress);
     }
-    let space = space::current().ok_or(KillReason::NoRegion)?;
     let address = VirtAddr::try_new(address).map_err(|_| KillReason::KernelAddress)?;
-    match space.handle_fault(address, Access::from_error_code(error_code)) {
+    let access = Access::from_error_code(error_code);
+    let result = space::with_current(|space| space.handle_fault(address, access))
+        .ok_or(KillReason::NoRegion)?;
+    match result {
         Ok(_) => Ok(()),
         Err(FaultError::NoRegion { .. }) => Err(KillReason::NoRegion),
         Err(FaultError::NotPermitted { perms, .. }) => Err(KillReason::NotPermitted(perms)),

@@ -341,16 +341,20 @@ impl Drop for UserSpace {
     }
 }
 
-/// The space loaded on this CPU, for the system calls and the fault
-/// handler, which run only while a program of that space runs (inside
-/// the `Active` guard that keeps the space alive).
-pub(super) fn current() -> Option<&'static UserSpace> {
-    let pointer = smp::current()?.user_space.load(Ordering::SeqCst);
-    // SAFETY: `activate` stores a pointer to a live space and its guard's
-    // drop clears it before the space can be dropped (the guard borrows
-    // it); the callers use the reference only during the user entry that
-    // the guard encloses.
-    (!pointer.is_null()).then(|| unsafe { &*pointer.cast::<UserSpace>() })
+/// Runs `f` on the space loaded on this CPU (`None` if there is none),
+/// for the system calls and the fault handler.
+pub(super) fn with_current<R>(f: impl FnOnce(&UserSpace) -> R) -> Option<R> {
+    let cpu = smp::current()?;
+    let pointer = cpu.user_space.load(Ordering::SeqCst);
+    if pointer.is_null() {
+        return None;
+    }
+    // SAFETY: only `activate` stores a non-null pointer here, to the space
+    // its `Active` guard borrows; the guard's drop clears it, on this CPU,
+    // before the borrow ends. Code running on this CPU now (a system call,
+    // an exception) interrupted the guard's owner, which cannot drop the
+    // guard before `f` returns, so the space outlives the call.
+    Some(f(unsafe { &*pointer.cast::<UserSpace>() }))
 }
 
 /// Counters for `meminfo` and the tests.

@@ -158,10 +158,7 @@ fn protect(address: u64, length: u64, rights: u64) -> i64 {
 /// Runs `f` on the address space loaded on this CPU; a non-canonical
 /// address (`f` gives `None`) is `EFAULT`.
 fn on_space(f: impl FnOnce(&space::UserSpace) -> Option<i64>) -> i64 {
-    match space::current() {
-        Some(space) => f(space).unwrap_or(EFAULT),
-        None => ENOSYS,
-    }
+    space::with_current(|space| f(space).unwrap_or(EFAULT)).unwrap_or(ENOSYS)
 }
 
 /// 0 or the error's number.
