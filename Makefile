@@ -282,9 +282,10 @@ test-shell: $(BUILD)/test-shell.iso
 	    if grep -q 'shutting down' <<<"$$out"; then echo "cargo run ... ok"; \
 	    else echo "cargo run ... FAILED"; tail -n 15 <<<"$$out"; exit 1; fi
 
-# The gdb workflow of `make debug` + `make gdb`, checked in batch mode.
-test-gdb: $(ISO)
-	@scripts/gdb-test.sh $(ISO)
+# The gdb workflow of `make debug` + `make gdb`, checked in batch mode; the
+# suite ISO runs user programs, for a walk of a user address space.
+test-gdb: $(ISO) $(BUILD)/test-suite.iso
+	@scripts/gdb-test.sh $(ISO) $(BUILD)/test-suite.iso
 
 # Long property-test runs against the models (heap, PMM, bitmap, memory-map
 # normalisation, page tables, Multiboot2 parsing): FUZZ_SCALE times the

@@ -4,8 +4,10 @@ from kernel memory through gdb (QEMU's gdb stub).
     (gdb) source scripts/incroos-gdb.py     # scripts/gdbinit does this
     (gdb) incroos-meminfo                   # PMM (per NUMA node) and heap counters
     (gdb) incroos-walk 0x10000000           # each page-table level for an address
+    (gdb) incroos-spaces                    # the address space each CPU has loaded
+    (gdb) incroos-walk 0x8000400000 $incroos_pml4(0)   # ... in CPU 0's space
 
-Both need the memory manager initialised (e.g. stop in incroos::shell::session::run).
+All need the memory manager initialised (e.g. stop in incroos::shell::session::run).
 """
 
 import re
@@ -19,11 +21,17 @@ FLAG_NAMES = [(0, "P"), (1, "W"), (2, "U"), (3, "WT"), (4, "NC"), (5, "A"), (6, 
 
 
 def locked_value(path):
-    """The value inside an IrqMutex<Option<T>> static, or None.
+    """The value inside an IrqMutex<Option<T>> static, or None."""
+    return locked_option(gdb.parse_and_eval(path))
+
+
+def locked_option(mutex):
+    """The value inside an IrqMutex<Option<T>>, or None.
 
     IrqMutex is a ticket lock (fields next_ticket, now_serving,
-    data: UnsafeCell<T>)."""
-    option = gdb.parse_and_eval(path)["data"]["value"]
+    data: UnsafeCell<T>). The lock is not taken: a debugger stopped the
+    machine, and whoever holds it may be halfway through a change."""
+    option = mutex["data"]["value"]
     names = [field.name for field in option.type.fields()]
     if "Some" not in names:
         return None
@@ -109,21 +117,123 @@ class BreakAtEntry(gdb.Command):
         gdb.execute("break *" + found.group(1))
 
 
+def kernel_pml4():
+    """The physical address of the kernel's PML4 (the VMM's)."""
+    vmm = locked_value("incroos::kernel_mm::vmm::VMM")
+    if vmm is None:
+        raise gdb.GdbError("the VMM is not initialised yet")
+    return int(vmm["pml4"]["start_address"]["__0"])
+
+
+def online_cpus():
+    """(index, PerCpu value) for every online CPU, from smp::CPUS."""
+    records = gdb.parse_and_eval("incroos::arch::x86_64::smp::CPUS")
+    low, high = records.type.range()
+    cpus = []
+    for index in range(low, high + 1):
+        pointer = records[index]["p"]["value"]
+        if int(pointer):
+            cpus.append((index, pointer.dereference()))
+    return cpus
+
+
+def loaded_space(record):
+    """The user space a PerCpu record has loaded, as (its address, its
+    PML4's physical address or None if it is being torn down), or None
+    when the CPU runs on the kernel's own tables.
+
+    `PerCpu.user_space` is a type-erased pointer to a
+    `user::space::UserSpace`, whose `inner` is an IrqMutex<Option<
+    AddressSpace>>, whose mapper holds the root frame."""
+    try:
+        address = int(record["user_space"]["p"]["value"])
+    except gdb.error:
+        raise gdb.GdbError("this kernel's PerCpu has no user_space field")
+    if not address:
+        return None
+    try:
+        space_type = gdb.lookup_type("incroos::user::space::UserSpace")
+    except gdb.error:
+        raise gdb.GdbError("no type incroos::user::space::UserSpace in the symbols")
+    space = gdb.Value(address).cast(space_type.pointer()).dereference()
+    core = locked_option(space["inner"])
+    if core is None:
+        return address, None
+    return address, int(core["mapper"]["pml4"]["start_address"]["__0"])
+
+
+def cpu_pml4(index):
+    """The PML4 CPU `index` runs on: its user space's, else the kernel's."""
+    for number, record in online_cpus():
+        if number == index:
+            space = loaded_space(record)
+            if space is not None and space[1] is not None:
+                return space[1]
+            return kernel_pml4()
+    raise gdb.GdbError("CPU {} is not online".format(index))
+
+
+class Spaces(gdb.Command):
+    """List the address space each online CPU has loaded: incroos-spaces
+
+    Prints the kernel's PML4, then per CPU its user space (the UserSpace
+    record's address and its PML4) or "the kernel's own". The selected
+    CPU's CR3 shows which one it runs on now. Walk one with
+    `incroos-walk ADDRESS PML4` or `incroos-walk ADDRESS $incroos_pml4(CPU)`."""
+
+    def __init__(self):
+        super().__init__("incroos-spaces", gdb.COMMAND_USER)
+
+    def invoke(self, argument, from_tty):
+        print("kernel: PML4 at {:#x}".format(kernel_pml4()))
+        for index, record in online_cpus():
+            space = loaded_space(record)
+            if space is None:
+                print("CPU {}: the kernel's own tables".format(index))
+            elif space[1] is None:
+                print("CPU {}: user space at {:#x}, being torn down".format(index, space[0]))
+            else:
+                print("CPU {}: user space at {:#x}, PML4 at {:#x}".format(index, space[0], space[1]))
+        try:
+            cr3 = int(gdb.parse_and_eval("$cr3"))
+        except gdb.error:
+            return  # a gdb stub without control registers
+        print("CR3 of the selected CPU: {:#x}".format(cr3 & 0x000F_FFFF_FFFF_F000))
+
+
+class Pml4(gdb.Function):
+    """$incroos_pml4(CPU): the physical address of the PML4 that CPU runs
+    on (its user space's, or the kernel's when it has none loaded)."""
+
+    def __init__(self):
+        super().__init__("incroos_pml4")
+
+    def invoke(self, cpu):
+        return cpu_pml4(int(cpu))
+
+
 class Walk(gdb.Command):
-    """Walk the page tables for a virtual address: incroos-walk ADDRESS"""
+    """Walk the page tables for a virtual address: incroos-walk ADDRESS [PML4]
+
+    PML4 is the physical address of the root table to start from (any gdb
+    expression: $cr3, $incroos_pml4(0), a number from incroos-spaces; its
+    low 12 bits, CR3's flags, are ignored); without it the kernel's."""
 
     def __init__(self):
         super().__init__("incroos-walk", gdb.COMMAND_USER)
 
     def invoke(self, argument, from_tty):
-        if not argument.strip():
-            raise gdb.GdbError("usage: incroos-walk ADDRESS")
-        virt = int(gdb.parse_and_eval(argument)) & 0xFFFF_FFFF_FFFF_FFFF
-        vmm = locked_value("incroos::kernel_mm::vmm::VMM")
-        if vmm is None:
-            raise gdb.GdbError("the VMM is not initialised yet")
-        table = int(vmm["pml4"]["start_address"]["__0"])
-        print("walk {:#018x} (PML4 at {:#x}, read through the direct map):".format(virt, table))
+        words = gdb.string_to_argv(argument)
+        if len(words) not in (1, 2):
+            raise gdb.GdbError("usage: incroos-walk ADDRESS [PML4]")
+        virt = int(gdb.parse_and_eval(words[0])) & 0xFFFF_FFFF_FFFF_FFFF
+        if len(words) == 2:
+            table = int(gdb.parse_and_eval(words[1])) & 0x000F_FFFF_FFFF_F000
+            whose = "given"
+        else:
+            table = kernel_pml4()
+            whose = "the kernel's"
+        print("walk {:#018x} (PML4 at {:#x}, {}, read through the direct map):".format(virt, table, whose))
         for depth, name in enumerate(LEVELS):
             shift = 39 - 9 * depth
             index = (virt >> shift) & 511
@@ -144,4 +254,6 @@ class Walk(gdb.Command):
 
 MemInfo()
 BreakAtEntry()
+Spaces()
+Pml4()
 Walk()
