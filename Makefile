@@ -278,6 +278,7 @@ test-shell: $(BUILD)/test-shell.iso
 	@python3 scripts/nmi-test.py $(BUILD)/test-shell.iso
 	@python3 scripts/smp-check.py $(BUILD)/test-shell.iso bios 4
 	@python3 scripts/smp-check.py $(BUILD)/test-shell.iso uefi 4 -machine q35
+	@python3 scripts/user-monitor-check.py $(BUILD)/test-shell.iso
 	@out=$$(printf 'shutdown\n' | $(CARGO) run -q 2>&1); \
 	    if grep -q 'shutting down' <<<"$$out"; then echo "cargo run ... ok"; \
 	    else echo "cargo run ... FAILED"; tail -n 15 <<<"$$out"; exit 1; fi
