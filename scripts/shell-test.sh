@@ -5,8 +5,10 @@
 # keys (arrows, Home/End, Delete, history, Ctrl-U/C/W/K), that each error
 # is printed once (by the shell; no log line repeats it, and no WARN or
 # ERROR line appears but the suite's own `[expected ...]` ones), that the
-# kernel keeps answering and powers off on `shutdown`; then, in a second
-# boot, that `reboot` ends QEMU (started with -no-reboot) as its help says.
+# kernel keeps answering and powers off on `shutdown`; user programs
+# (`run`) exit with their codes, a bad access ends one and the shell goes
+# on, and none leaves an address space behind; then, in a second boot,
+# that `reboot` ends QEMU (started with -no-reboot) as its help says.
 set -uo pipefail
 
 iso=$1 firmware=${2:-bios}
@@ -56,6 +58,12 @@ commands=(
     'walk zz'
     bogus
     "alloc 1$(printf '%128s' '')999"
+    # User programs on a fresh boot, before the suite has run any.
+    'run hello'
+    'run read 0x100000'
+    'run touch 1M'
+    'run bogus'
+    meminfo
     test
     test
     slabinfo
@@ -120,6 +128,11 @@ expect=(
     "^\\.=free #=used R=reserved/firmware K=kernel M=modules ' '=no RAM; cell=1 MiB, row=64 MiB$"
     '^1 CPUs online; [0-9]+ work IPIs sent, 0 shootdowns reached other CPUs'
     '^  CPU 0: APIC id 0, 0 work IPIs received, 0 shootdowns served$'
+    '^hello from user mode$'
+    '^program exited with code 21; '
+    '^program ended by the kernel: page fault \(#PF\) at RIP 0x[0-9a-f]+: read, protection violation, user mode at 0x100000 \(outside the user half\);'
+    '^program exited with code 256; [0-9]+ pages resident, 256 filled on demand$'
+    '^user: 0 address spaces alive \([0-9]+ since boot\), 0 pages resident \(0 B\); faults: 256 demand-zero, 0 copied, 0 taken over; 1 program ended by the kernel$'
     'kfree\(0x9abc\) failed'
     'kfree\(0xdef\) failed'
     'free 0xbad\^C$'
@@ -128,10 +141,12 @@ expect=(
     'shutting down'
 )
 why=""
-[[ $status == 0 ]] || why="run.sh exited $status"
 # Read once: `tr | grep -q` under pipefail fails at random (SIGPIPE to tr
 # when grep exits at its match).
 text=$(tr -d '\r' <"$log")
+crash=$(grep -m1 '^!!! CPU EXCEPTION' <<<"$text")
+[[ -z $crash ]] || why="after '$(grep '^incroos> ' <<<"${text%%"$crash"*}" | tail -n 1)': ${crash#'!!! '}"
+[[ -n $why || $status == 0 ]] || why="run.sh exited $status"
 for pattern in "${expect[@]}"; do
     [[ -n $why ]] && break
     grep -Eq -- "$pattern" <<<"$text" || why="no line matching /$pattern/"
@@ -143,6 +158,16 @@ fi
 # No warning or error but the suite's own (written "[expected ...]").
 if [[ -z $why ]] && grep -Eq '\[(WARN|ERROR) +[^] ]+\] ' <<<"$text"; then
     why="a WARN or ERROR line: $(grep -E -m1 '\[(WARN|ERROR) +[^] ]+\] ' <<<"$text")"
+fi
+# User programs: `run` with an unknown program prints its usage once, and
+# after the three runs (and, in the last meminfo, the suite's) no address
+# space is left.
+if [[ -z $why && $(grep -c '^usage: run <program> \[arg\]' <<<"$text") -ne 1 ]]; then
+    why="run bogus did not print run's usage exactly once"
+fi
+if [[ -z $why ]] && ! grep '^user: ' <<<"$text" | tail -n 1 |
+        grep -Eq '^user: 0 address spaces alive \([1-9][0-9]* since boot\), 0 pages resident'; then
+    why="the last meminfo's user line does not say 0 address spaces alive: $(grep '^user: ' <<<"$text" | tail -n 1)"
 fi
 # The over-long line must not have run in part.
 if [[ -z $why ]] && grep -Eq 'kmalloc\(1\) =' <<<"$text"; then
