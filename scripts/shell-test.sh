@@ -131,7 +131,7 @@ expect=(
     '^hello from user mode$'
     '^program exited with code 21; '
     '^program ended by the kernel: page fault \(#PF\) at RIP 0x[0-9a-f]+: read, protection violation, user mode at 0x100000 \(outside the user half\);'
-    '^program exited with code 256; [0-9]+ pages resident, 256 filled on demand$'
+    '^program exited with code 256; [0-9]+ pages? resident, 256 filled on demand$'
     '^user: 0 address spaces alive \([0-9]+ since boot\), 0 pages resident \(0 B\); faults: 256 demand-zero, 0 copied, 0 taken over; 1 program ended by the kernel$'
     'kfree\(0x9abc\) failed'
     'kfree\(0xdef\) failed'

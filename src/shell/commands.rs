@@ -253,6 +253,17 @@ fn meminfo() {
 fn run_program(name: &str, arg: Option<u64>) {
     use crate::user::programs::{self, probe};
     use mm::layout::USER_START;
+    let scratch = USER_START + 0x1_0000_0000;
+    // The data address is the image's; 0 stands for it until it is loaded.
+    let args = match (name, arg) {
+        ("hello", None) => [probe::HELLO, 0, 0],
+        ("touch", Some(size)) => [probe::TOUCH, scratch, size.next_multiple_of(PAGE_SIZE)],
+        ("read", Some(address)) => [probe::READ, address, 0],
+        ("exec-data", None) => [probe::CALL, 0, 0],
+        ("write-code", None) => [probe::WRITE_CODE, 0, 0],
+        ("spin", Some(count)) => [probe::SPIN, count, 0],
+        _ => return usage("run"),
+    };
     let program = match programs::load(programs::probe_image()) {
         Ok(program) => program,
         Err(error) => {
@@ -260,22 +271,16 @@ fn run_program(name: &str, arg: Option<u64>) {
             return;
         }
     };
-    let scratch = USER_START + 0x1_0000_0000;
-    let args = match (name, arg) {
-        ("hello", None) => [probe::HELLO, 0, 0],
-        ("touch", Some(size)) => [probe::TOUCH, scratch, size.next_multiple_of(PAGE_SIZE)],
-        ("read", Some(address)) => [probe::READ, address, 0],
-        ("exec-data", None) => [probe::CALL, program.data().as_u64(), 0],
-        ("write-code", None) => [probe::WRITE_CODE, 0, 0],
-        ("spin", Some(count)) => [probe::SPIN, count, 0],
-        _ => return usage("run"),
-    };
+    let mut args = args;
+    if name == "exec-data" {
+        args[1] = program.data().as_u64();
+    }
     let before = crate::user::space::stats();
     let exit = program.run(args);
     let after = crate::user::space::stats();
     kprintln!(
-        "program {exit}; {} pages resident, {} filled on demand",
-        program.space.resident_pages(),
+        "program {exit}; {} resident, {} filled on demand",
+        Counted(program.space.resident_pages() as usize, "page"),
         after.demand_zero - before.demand_zero
     );
 }

@@ -13,10 +13,12 @@ pub mod smp;
 pub mod timer;
 pub mod usercopy;
 
-/// Loads the kernel's GDT (with a TSS for the double-fault stack) and IDT.
-/// Call once, early, before anything can fault.
+/// Loads the kernel's GDT (with a TSS for the double-fault stack) and IDT,
+/// and moves the legacy PICs' vectors off the exceptions, masked. Call
+/// once, early, before anything can fault.
 pub fn init() {
     gdt::init();
     idt::init();
+    timer::remap_and_mask_pics();
     smp::init_boot_cpu();
 }

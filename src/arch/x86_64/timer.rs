@@ -20,11 +20,12 @@ fn out(port: u16, value: u8) {
     unsafe { port.write(value) };
 }
 
-/// Remaps the PICs to vectors 32-47, unmasks only IRQ 0 and starts the PIT
-/// at `hz` interrupts per second. Interrupts stay disabled until the caller
-/// enables them.
-pub fn start(hz: u32, hook: Option<fn()>) {
-    HOOK.store(hook.map_or(0, |hook| hook as usize), Ordering::SeqCst);
+/// Remaps the PICs to vectors 32-47 (away from the CPU exceptions, where
+/// the firmware leaves IRQ 0-7 at vectors 8-15) with every line masked.
+/// Runs at boot, before anything enables interrupts: user mode runs with
+/// interrupts on, and a timer tick left on vector 8 would arrive there as
+/// a double fault.
+pub fn remap_and_mask_pics() {
     // ICW1: initialise, expect ICW4; ICW2: vector offsets; ICW3: cascade on
     // IRQ 2; ICW4: 8086 mode.
     out(0x20, 0x11);
@@ -35,6 +36,16 @@ pub fn start(hz: u32, hook: Option<fn()>) {
     out(0xA1, 2);
     out(0x21, 0x01);
     out(0xA1, 0x01);
+    out(0x21, 0xFF);
+    out(0xA1, 0xFF);
+}
+
+/// Remaps the PICs to vectors 32-47, unmasks only IRQ 0 and starts the PIT
+/// at `hz` interrupts per second. Interrupts stay disabled until the caller
+/// enables them.
+pub fn start(hz: u32, hook: Option<fn()>) {
+    HOOK.store(hook.map_or(0, |hook| hook as usize), Ordering::SeqCst);
+    remap_and_mask_pics();
     // Masks: only IRQ 0 on the master, nothing on the slave.
     out(0x21, 0xFE);
     out(0xA1, 0xFF);
