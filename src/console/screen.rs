@@ -12,11 +12,16 @@ use mm::layout::PAGE_SIZE;
 use mm::MmError;
 
 /// The device that shows a screen's grid.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the one screen is built once and lives in the console's static; \
+              the framebuffer's 4 KiB of blended colours make each glyph pixel a lookup"
+)]
 enum Output {
     /// VGA text mode (BIOS boots in text mode).
     VgaText(VgaText),
-    /// A linear framebuffer with a bitmap font (UEFI boots, or GRUB's
-    /// graphics mode).
+    /// A linear framebuffer with a font sized for it (UEFI boots, or
+    /// GRUB's graphics mode).
     Framebuffer(TextFramebuffer<'static>),
 }
 

@@ -1,5 +1,6 @@
 //! Pure display logic: the text grid both screen consoles show, and how
-//! its cells are drawn into a linear framebuffer or encoded for VGA text mode.
+//! its cells are drawn into a linear framebuffer (in a font chosen for the
+//! screen's size) or encoded for VGA text mode.
 
 pub mod font;
 pub mod text_framebuffer;
