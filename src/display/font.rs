@@ -71,72 +71,68 @@ impl Face {
             ' '..='~' => character,
             _ => '?',
         };
-        match self.noto_height() {
-            None => Glyph::Bits(BASIC_LEGACY[character as usize]),
-            Some(height) => match get_raster(character, FontWeight::Regular, height) {
-                Some(raster) => Glyph::Coverage {
-                    pixels: raster.pixels(),
-                    width: raster.width(),
-                },
-                // Cannot happen: the crate is built with all of printable ASCII.
-                None => Glyph::Bits([0; 8]),
+        let raster = self
+            .noto_height()
+            .and_then(|height| get_raster(character, FontWeight::Regular, height));
+        match raster {
+            Some(raster) => Glyph {
+                pixels: raster.pixels(),
+                width: raster.width(),
+            },
+            // font8x8 (the crate's Noto is built with all of printable ASCII).
+            None => Glyph {
+                pixels: &FONT8X8_COVERAGE[character as usize - usize::from(b' ')],
+                width: 8,
             },
         }
     }
 }
 
-/// One glyph's raster.
+/// font8x8's printable ASCII as coverage bytes (0 or 255), 8 rows of 8,
+/// so that both faces are drawn by one loop (6 KiB).
+static FONT8X8_COVERAGE: [[u8; 64]; 95] = {
+    let mut glyphs = [[0u8; 64]; 95];
+    let mut index = 0;
+    while index < glyphs.len() {
+        let rows = BASIC_LEGACY[index + b' ' as usize];
+        let mut pixel = 0;
+        while pixel < 64 {
+            // Bit 0 of a row is its leftmost pixel.
+            if rows[pixel / 8] & (1 << (pixel % 8)) != 0 {
+                glyphs[index][pixel] = 255;
+            }
+            pixel += 1;
+        }
+        index += 1;
+    }
+    glyphs
+};
+
+/// One glyph's raster: a coverage byte per pixel, row by row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Glyph {
-    /// 8 rows of 8 bits, bit 0 the leftmost pixel (`font8x8`).
-    Bits([u8; 8]),
-    /// One coverage byte per pixel, row by row, `width` to a row (Noto).
-    Coverage {
-        /// The bytes.
-        pixels: &'static [u8],
-        /// Pixels per row.
-        width: usize,
-    },
+pub struct Glyph {
+    /// The bytes, `width` to a row.
+    pub pixels: &'static [u8],
+    /// Pixels per row.
+    pub width: usize,
 }
 
 impl Glyph {
     /// Coverage of the raster pixel at (x, y), 0 (background) to 255
     /// (foreground); 0 outside the raster.
     pub fn coverage(&self, x: usize, y: usize) -> u8 {
-        match *self {
-            Glyph::Bits(rows) => match rows.get(y) {
-                Some(bits) if x < 8 && bits & (1 << x) != 0 => 255,
-                _ => 0,
-            },
-            Glyph::Coverage { pixels, width } if x < width => {
-                pixels.get(y * width + x).copied().unwrap_or(0)
-            }
-            Glyph::Coverage { .. } => 0,
+        if x < self.width {
+            self.pixels.get(y * self.width + x).copied().unwrap_or(0)
+        } else {
+            0
         }
     }
 
-    /// Writes the coverage of raster row `y` into `out`, one value per
-    /// pixel from the left; pixels outside the raster are background.
-    pub fn row(&self, y: usize, out: &mut [u8]) {
-        match *self {
-            Glyph::Bits(rows) => {
-                let bits = rows.get(y).copied().unwrap_or(0);
-                for (x, coverage) in out.iter_mut().enumerate() {
-                    *coverage = if x < 8 && bits & (1 << x) != 0 {
-                        255
-                    } else {
-                        0
-                    };
-                }
-            }
-            Glyph::Coverage { pixels, width } => {
-                let start = (y * width).min(pixels.len());
-                let row = &pixels[start..(start + width).min(pixels.len())];
-                let shown = row.len().min(out.len());
-                out[..shown].copy_from_slice(&row[..shown]);
-                out[shown..].fill(0);
-            }
-        }
+    /// The coverage of raster row `y`, one value per pixel from the left
+    /// (empty below the raster).
+    pub fn row(&self, y: usize) -> &'static [u8] {
+        let start = (y * self.width).min(self.pixels.len());
+        &self.pixels[start..(start + self.width).min(self.pixels.len())]
     }
 }
 
@@ -308,10 +304,15 @@ mod tests {
 
     #[test]
     fn glyphs_come_from_the_fonts() {
-        assert_eq!(
-            Face::Font8x8.glyph('A'),
-            Glyph::Bits(BASIC_LEGACY[usize::from(b'A')])
-        );
+        for character in ' '..='~' {
+            let glyph = Face::Font8x8.glyph(character);
+            for (y, bits) in BASIC_LEGACY[character as usize].iter().enumerate() {
+                for x in 0..8 {
+                    let lit = bits & (1 << x) != 0;
+                    assert_eq!(glyph.coverage(x, y), if lit { 255 } else { 0 });
+                }
+            }
+        }
         for face in [Face::Noto20, Face::Noto24, Face::Noto32] {
             let (width, height) = face.raster_size();
             let raster = get_raster('A', FontWeight::Regular, face.noto_height().unwrap()).unwrap();
@@ -321,35 +322,26 @@ mod tests {
                     assert_eq!(glyph.coverage(x, y), raster.pixel(x, y).unwrap());
                 }
             }
+            assert_eq!(glyph.row(3), &raster.pixels()[3 * width..4 * width]);
             // Anti-aliased: partial coverage at the edges.
-            assert!((0..width * height)
-                .any(|at| (1..255).contains(&glyph.coverage(at % width, at / width))));
-            let mut row = [0xAAu8; 16];
-            glyph.row(3, &mut row);
-            assert_eq!(row[..width], raster.pixels()[3 * width..4 * width]);
-            assert_eq!(row[width..], [0; 16][width..]);
-            // Outside the raster: background.
-            glyph.row(height, &mut row);
-            assert_eq!(row, [0; 16]);
+            assert!(raster
+                .pixels()
+                .iter()
+                .any(|coverage| (1..255).contains(coverage)));
+        }
+        for face in [Face::Font8x8, Face::Noto20, Face::Noto24, Face::Noto32] {
+            let (width, height) = face.raster_size();
+            let glyph = face.glyph('#');
+            assert_eq!(glyph.width, width);
+            assert_eq!(glyph.pixels.len(), width * height);
+            // Outside the raster: background, no row.
             assert_eq!(glyph.coverage(width, 0), 0);
             assert_eq!(glyph.coverage(0, height), 0);
-            // What the font lacks is a question mark.
+            assert_eq!(glyph.row(height), &[] as &[u8]);
+            // What the face lacks is a question mark.
             assert_eq!(face.glyph('\u{e9}'), face.glyph('?'));
+            assert_eq!(face.glyph('\u{2588}'), face.glyph('?'));
         }
-        let bits = Face::Font8x8.glyph('\u{2588}');
-        assert_eq!(bits, Face::Font8x8.glyph('?'));
-        assert_eq!(bits.coverage(8, 0), 0);
-        assert_eq!(bits.coverage(0, 8), 0);
-        let mut row = [0xAAu8; 10];
-        Face::Font8x8.glyph('-').row(3, &mut row);
-        let expected: [u8; 10] = core::array::from_fn(|x| {
-            if x < 8 && BASIC_LEGACY[usize::from(b'-')][3] & (1 << x) != 0 {
-                255
-            } else {
-                0
-            }
-        });
-        assert_eq!(row, expected);
     }
 
     #[test]
