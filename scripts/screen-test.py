@@ -1,20 +1,31 @@
 #!/usr/bin/env python3
 """Boots the shell ISO under OVMF (UEFI), waits for the shell prompt on
 serial, takes a QEMU `screendump` of the framebuffer over QMP, and reads
-the screen back as text: every 8x16 cell is matched against the kernel's
-font (font8x8's glyphs, each row doubled, from the build's source)
-in whatever colours it was drawn. The text must be the end of what the
-kernel wrote to serial since the console reached the screen, word for
-word (the screen breaks long lines at words, serial does not), ending in
-the prompt "incroos> " with the cursor cell (white on red) after it.
-Keeps the screenshot as build/test-logs/screen-uefi.png for people to
-look at."""
+the screen back as text: every cell must be, pixel for pixel, a glyph the
+kernel draws, blended into one of its colour pairs exactly as
+display::text_framebuffer does. It does so twice: at the mode GRUB picks
+by itself (800x600 under OVMF: font8x8 with doubled rows in 8x16 cells)
+and at 1280x800, 32 bpp (Noto Sans Mono 20 px in 9x20 cells), on a copy
+of the ISO whose grub.cfg asks for that mode. The font for each size is
+chosen by the kernel's rule (display::font, repeated below) and must
+give the grid the kernel reported on serial. The glyphs come from the
+files the kernel was built with: font8x8's table and the Noto rasters
+the build embedded (the build's dependency files name both; no network,
+no cargo call).
+
+The text must be the end of what the kernel wrote to serial since the
+console reached the screen, word for word (the screen breaks long lines
+at words, serial does not), ending in the prompt "incroos> " with the
+cursor cell (white on red) after it; the margins no cell covers must be
+black. Keeps the screenshots as build/test-logs/screen-uefi.png and
+screen-uefi-1280x800.png for people to look at."""
 
 import glob
 import json
 import os
 import re
 import select
+import shutil
 import socket
 import struct
 import subprocess
@@ -24,23 +35,41 @@ import zlib
 
 ISO = sys.argv[1]
 LOGS = "build/test-logs"
-PPM = os.path.join(LOGS, "screen-uefi.ppm")
-PNG = os.path.join(LOGS, "screen-uefi.png")
 SOCKET = os.path.join(LOGS, "qmp.sock")
-CELL_W, CELL_H = 8, 16
-# The cursor cell's background (display::text_framebuffer, Color::Error).
-CURSOR_BACKGROUND = (0xAA, 0, 0)
+# (the mode grub.cfg asks for, None for GRUB's own choice; screenshot name)
+RUNS = [(None, "screen-uefi"), ("1280x800x32", "screen-uefi-1280x800")]
+BUILD_DEPS = "target/x86_64-unknown-none/*/deps"
+
+# display::font: each face at a whole-number scale, narrowest cell first;
+# the largest cell leaving MIN_COLUMNS columns and MIN_ROWS rows wins.
+FONTS = [("font8x8", 8, (1, 2)), ("noto", 20, (1, 1)), ("noto", 24, (1, 1)),
+         ("noto", 32, (1, 1)), ("noto", 20, (2, 2)), ("noto", 24, (2, 2)),
+         ("noto", 32, (2, 2))]
+MIN_COLUMNS, MIN_ROWS = 125, 25
+# display::text_framebuffer::colors: (foreground, background) of each Color.
+COLOURS = {
+    "Normal": ((0xC0, 0xC0, 0xC0), (0, 0, 0)),
+    "Warning": ((0xFF, 0xFF, 0x55), (0, 0, 0)),
+    "Error": ((0xFF, 0xFF, 0xFF), (0xAA, 0, 0)),
+    "Good": ((0x55, 0xFF, 0x55), (0, 0, 0)),
+}
+PRINTABLE = [chr(code) for code in range(ord(" "), ord("~") + 1)]
 
 
-def font_glyphs():
-    """The kernel's glyphs, {8 rows of 8 bits (bit 0 leftmost): char}, read
-    from the font8x8 source the kernel was built with (the build's
-    dependency files name it; no network, no cargo call)."""
-    sources = set()
-    for name in glob.glob("target/x86_64-unknown-none/*/deps/font8x8-*.d"):
-        sources.update(re.findall(r"\S+/src/legacy\.rs", open(name).read()))
+def dependency_files(crate, pattern):
+    """Paths matching `pattern` in the dependency files of `crate`'s build."""
+    found = set()
+    for name in glob.glob(f"{BUILD_DEPS}/{crate}-*.d"):
+        found.update(re.findall(pattern, open(name).read()))
+    return found
+
+
+def font8x8_rasters():
+    """{char: 8 rows of 8 coverage values}, from the font8x8 source the
+    kernel was built with (bit 0 of a row is its leftmost pixel)."""
+    sources = dependency_files("font8x8", r"\S+/src/legacy\.rs")
     if not sources:
-        fail("font8x8's src/legacy.rs not found in target/x86_64-unknown-none/*/deps (build first)")
+        fail(f"font8x8's src/legacy.rs not found in {BUILD_DEPS} (build first)")
     source = open(sorted(sources)[-1]).read()
     table = source[source.index("pub const BASIC_LEGACY"):]
     table = table[table.index("= [") + 3:]
@@ -51,10 +80,75 @@ def font_glyphs():
             rows.append((0,) * 8)
         else:
             rows.append(tuple(int(value, 16) for value in re.findall(r"0x[0-9A-Fa-f]+", entry)))
-    glyphs = {}
-    for code in range(ord(" "), ord("~") + 1):
-        glyphs.setdefault(rows[code], chr(code))
-    return glyphs
+    return {c: [[255 if rows[ord(c)][y] >> x & 1 else 0 for x in range(8)] for y in range(8)]
+            for c in PRINTABLE}
+
+
+def noto_rasters(height):
+    """{char: rows of coverage values} of the Noto Sans Mono regular cut
+    `height` px high, from the blob the kernel embedded: the glyphs of
+    U+0020..U+007E back to back, each `height` rows of the raster width."""
+    blobs = dependency_files("noto_sans_mono_bitmap",
+                             rf"\S+/regular_size_{height}_unicode-basic-latin\.bin")
+    if not blobs:
+        fail(f"the {height} px Noto raster is not in the kernel's build ({BUILD_DEPS})")
+    path = sorted(blobs)[-1]
+    blob = open(path, "rb").read()
+    width = len(blob) // (len(PRINTABLE) * height)
+    size = width * height
+    if width == 0 or size * len(PRINTABLE) != len(blob):
+        fail(f"{path}: {len(blob)} bytes are no whole number of {height} px glyphs")
+    return {c: [list(blob[n * size + y * width:n * size + (y + 1) * width]) for y in range(height)]
+            for n, c in enumerate(PRINTABLE)}
+
+
+def font_for(width, height):
+    """The font the kernel draws a `width` x `height` screen in: its name,
+    its cell size and {char: the cell's rows of coverage values}."""
+    rasters = {}
+
+    def load(face, size):
+        if (face, size) not in rasters:
+            rasters[face, size] = font8x8_rasters() if face == "font8x8" else noto_rasters(size)
+        return rasters[face, size]
+
+    def cell(face, size, scale):
+        glyph = load(face, size)[" "]
+        return len(glyph[0]) * scale[0], len(glyph) * scale[1]
+
+    chosen = FONTS[0]
+    for face, size, scale in reversed(FONTS):
+        cell_width, cell_height = cell(face, size, scale)
+        if width // cell_width >= MIN_COLUMNS and height // cell_height >= MIN_ROWS:
+            chosen = (face, size, scale)
+            break
+    face, size, scale = chosen
+    glyphs = {c: [[coverage for coverage in row for _ in range(scale[0])]
+                  for row in raster for _ in range(scale[1])]
+              for c, raster in load(face, size).items()}
+    name = "font8x8, rows doubled" if face == "font8x8" else f"Noto Sans Mono {size} px"
+    if scale[0] > 1:
+        name += f" x{scale[0]}"
+    return name, cell(face, size, scale), glyphs
+
+
+def blend(foreground, background, coverage):
+    """display::text_framebuffer::blend: each channel rounded to nearest."""
+    return bytes((f * coverage + b * (255 - coverage) + 127) // 255
+                 for f, b in zip(foreground, background))
+
+
+def cell_images(glyphs):
+    """{a cell's RGB bytes, row by row: (char, colour name)} for every
+    glyph in every colour pair: each cell the kernel may have drawn."""
+    images = {}
+    for colour, (foreground, background) in COLOURS.items():
+        shades = [blend(foreground, background, coverage) for coverage in range(256)]
+        for c, rows in glyphs.items():
+            image = b"".join(shades[coverage] for row in rows for coverage in row)
+            # A blank cell on black looks the same in three pairs: Normal.
+            images.setdefault(image, (c, colour))
+    return images
 
 
 def fail(why):
@@ -123,20 +217,63 @@ def write_png(path, width, height, rgb):
         f.write(chunk(b"IEND", b""))
 
 
+def grub_mode_iso(mode):
+    """A copy of ISO whose grub.cfg asks for the framebuffer `mode` under
+    UEFI: the same kernel, modules and menu, rebuilt by grub-mkrescue as
+    the Makefile builds the ISO."""
+    target = os.path.join(LOGS, f"screen-{mode}.iso")
+    tree = target + ".dir"
+    shutil.rmtree(tree, ignore_errors=True)
+    subprocess.run(["xorriso", "-osirrox", "on", "-indev", ISO, "-extract", "/boot", tree + "/boot"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["chmod", "-R", "u+w", tree], check=True)
+    grub = os.path.join(tree, "boot", "grub")
+    config = open(os.path.join(grub, "grub.cfg")).read()
+    # Keep only the configuration: grub-mkrescue adds GRUB itself again.
+    shutil.rmtree(grub)
+    os.makedirs(grub)
+    # GRUB reads gfxpayload at `boot`: set it just before each entry boots.
+    patched, entries = re.subn(
+        r"^(\s*)boot$",
+        rf'\1if [ "$grub_platform" = "efi" ]; then set gfxpayload={mode}; fi\n\1boot',
+        config, flags=re.M)
+    if not entries:
+        fail(f"no 'boot' line in {ISO}'s grub.cfg to set gfxpayload before")
+    with open(os.path.join(grub, "grub.cfg"), "w") as f:
+        f.write(patched)
+    made = subprocess.run(["grub-mkrescue", "-o", target, tree], capture_output=True, text=True)
+    shutil.rmtree(tree)
+    if made.returncode != 0:
+        fail(f"grub-mkrescue for {mode}: {made.stderr.strip()[-300:]}")
+    return target
+
+
 def main():
     os.makedirs(LOGS, exist_ok=True)
-    for stale in (SOCKET, PPM):
+    for mode, name in RUNS:
+        iso = ISO if mode is None else grub_mode_iso(mode)
+        try:
+            boot_and_check(iso, mode or "GRUB's mode", name)
+        finally:
+            if iso != ISO:
+                os.remove(iso)
+
+
+def boot_and_check(iso, mode, name):
+    """Boots `iso` under OVMF and checks its screen (see the module's doc)."""
+    ppm, png = os.path.join(LOGS, name + ".ppm"), os.path.join(LOGS, name + ".png")
+    for stale in (SOCKET, ppm):
         if os.path.exists(stale):
             os.remove(stale)
     qemu = subprocess.Popen(
-        ["scripts/qemu.sh", ISO, "uefi", "256M", "-display", "none", "-monitor", "none",
+        ["scripts/qemu.sh", iso, "uefi", "256M", "-display", "none", "-monitor", "none",
          "-serial", "stdio", "-qmp", f"unix:{SOCKET},server=on,wait=off"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    glyphs = font_glyphs()
+    why = None
     try:
         serial = wait_for_prompt(qemu, time.time() + 120)
         if serial is None:
-            fail("no shell prompt on serial within 120 s")
+            fail(f"{mode}: no shell prompt on serial within 120 s")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(SOCKET)
         sock.recv(65536)  # greeting
@@ -145,7 +282,7 @@ def main():
         # the screen: the prompt on serial may still be on its way to the
         # framebuffer, so look again a few times before judging.
         for attempt in range(10):
-            why = screenshot(sock, glyphs, serial)
+            why = screenshot(sock, serial, ppm, png)
             if why is None or attempt == 9:
                 break
             time.sleep(0.5)
@@ -156,54 +293,55 @@ def main():
         except subprocess.TimeoutExpired:
             qemu.kill()
     if why:
-        fail(why)
+        fail(f"{mode}: {why}")
 
 
-def screenshot(sock, glyphs, serial):
-    """Takes a screendump into PNG; returns why it does not show the end of
-    `serial` with the prompt and cursor on its last text row, or None."""
-    if os.path.exists(PPM):
-        os.remove(PPM)
-    reply = qmp(sock, "screendump", filename=os.path.abspath(PPM))
+def screenshot(sock, serial, ppm, png):
+    """Takes a screendump into `png`; returns why it does not show the end
+    of `serial` with the prompt and cursor on its last text row, or None."""
+    if os.path.exists(ppm):
+        os.remove(ppm)
+    reply = qmp(sock, "screendump", filename=os.path.abspath(ppm))
     if "error" in reply:
         fail(f"screendump: {reply['error']}")
     for _ in range(50):
-        if os.path.exists(PPM) and os.path.getsize(PPM) > 0:
+        if os.path.exists(ppm) and os.path.getsize(ppm) > 0:
             break
         time.sleep(0.1)
-    return check(PPM, glyphs, serial)
+    return check(ppm, png, serial)
 
 
-def read_cells(width, height, rgb, glyphs):
-    """The screen as text rows; a cell matching no glyph reads as NUL. Also
-    the background colour of each cell, row by row."""
-    def pixel(x, y):
-        at = (y * width + x) * 3
-        return tuple(rgb[at:at + 3])
-
-    rows, backgrounds = [], []
-    for row in range(height // CELL_H):
-        text, colours = "", []
-        for column in range(width // CELL_W):
-            pixels = [[pixel(column * CELL_W + x, row * CELL_H + y) for x in range(CELL_W)]
-                      for y in range(CELL_H)]
-            # Two colours at most: each in turn as the background, the
-            # other as the glyph (some glyphs, such as 0, are mostly lit).
-            colours_here = sorted({colour for line in pixels for colour in line})
-            character, background = "\0", colours_here[0]
-            if len(colours_here) == 1:
-                character = " "
-            for candidate in colours_here if len(colours_here) == 2 else []:
-                bits = [sum(1 << x for x in range(CELL_W) if line[x] != candidate) for line in pixels]
-                doubled = all(bits[2 * n] == bits[2 * n + 1] for n in range(CELL_H // 2))
-                if doubled and tuple(bits[0::2]) in glyphs:
-                    character, background = glyphs[tuple(bits[0::2])], candidate
-                    break
+def read_cells(width, rgb, grid, cell, images):
+    """The screen's `grid` (columns, rows) of cells as text rows, a cell
+    that is no glyph the kernel draws read as NUL; and each cell's colour
+    pair's name (None for NUL)."""
+    (columns, rows), (cell_width, cell_height) = grid, cell
+    line, stride = cell_width * 3, width * 3
+    texts, colours = [], []
+    for row in range(rows):
+        text, names = "", []
+        for column in range(columns):
+            first = (row * cell_height * width + column * cell_width) * 3
+            image = b"".join(rgb[first + y * stride:first + y * stride + line]
+                             for y in range(cell_height))
+            character, colour = images.get(image, ("\0", None))
             text += character
-            colours.append(background)
-        rows.append(text)
-        backgrounds.append(colours)
-    return rows, backgrounds
+            names.append(colour)
+        texts.append(text)
+        colours.append(names)
+    return texts, colours
+
+
+def margin_pixels(width, height, rgb, covered):
+    """How many pixels right of or below the `covered` (width, height)
+    area at the top left are not black."""
+    covered_width, covered_height = covered
+    lit = 0
+    for y in range(height):
+        start = (y * width + (covered_width if y < covered_height else 0)) * 3
+        strip = rgb[start:(y + 1) * width * 3]
+        lit += sum(1 for at in range(0, len(strip), 3) if strip[at:at + 3] != b"\0\0\0")
+    return lit
 
 
 def words(text):
@@ -214,38 +352,55 @@ def words(text):
     return text.split()
 
 
-def check(ppm, glyphs, serial):
+def check(ppm, png, serial):
     width, height, rgb = read_ppm(ppm)
-    write_png(PNG, width, height, rgb)
+    write_png(png, width, height, rgb)
     os.remove(ppm)
-    rows, backgrounds = read_cells(width, height, rgb, glyphs)
-    shown = [n for n, text in enumerate(rows) if text.strip()]
+    reported = re.findall(
+        r"framebuffer console: (\d+)x(\d+) pixels, (\d+) bpp, (\d+)x(\d+) characters", serial)
+    if not reported:
+        return "serial never said 'framebuffer console: ...'"
+    screen_width, screen_height, bpp, columns, rows = map(int, reported[-1])
+    if (screen_width, screen_height) != (width, height):
+        return f"the kernel reported {screen_width}x{screen_height}, the screenshot is {width}x{height}"
+    if bpp not in (24, 32):
+        return f"{bpp} bpp: only 24 and 32 bpp keep the 8-bit channels this test compares"
+    name, cell, glyphs = font_for(width, height)
+    grid = (width // cell[0], height // cell[1])
+    if (columns, rows) != grid:
+        return (f"the kernel drew {columns}x{rows} characters; {name} in {cell[0]}x{cell[1]} "
+                f"cells, its font for {width}x{height}, gives {grid[0]}x{grid[1]}")
+    lit = margin_pixels(width, height, rgb, (grid[0] * cell[0], grid[1] * cell[1]))
+    if lit:
+        return f"{lit} pixels right of or below the text grid are not black (see {png})"
+    texts, colours = read_cells(width, rgb, grid, cell, cell_images(glyphs))
+    shown = [n for n, text in enumerate(texts) if text.strip()]
     if not shown:
-        return f"no text on screen (see {PNG})"
+        return f"no text on screen (see {png})"
     for n in shown:
-        if "\0" in rows[n]:
-            cells = "".join("#" if c == "\0" else c for c in rows[n]).rstrip()
-            return f"text row {n} holds cells that are no glyph of the font (#): {cells!r} (see {PNG})"
+        if "\0" in texts[n]:
+            cells = "".join("#" if c == "\0" else c for c in texts[n]).rstrip()
+            return (f"text row {n} holds cells (#) that are no glyph of {name} in the "
+                    f"console's colours: {cells!r} (see {png})")
     last = shown[-1]
     # The prompt, then the cursor: a blank cell in the cursor's colours.
-    if not rows[last].startswith("incroos> ") or rows[last][9:].strip() \
-            or backgrounds[last][9] != CURSOR_BACKGROUND:
-        return f"last text row is not the prompt and cursor: {rows[last].rstrip()!r} (see {PNG})"
+    if not texts[last].startswith("incroos> ") or texts[last][9:].strip() \
+            or colours[last][9] != "Error":
+        return f"last text row is not the prompt and cursor: {texts[last].rstrip()!r} (see {png})"
     # Word for word the end of what serial got since the console reached
     # the screen (the top row may begin inside a word that wrapped).
     attached = serial.rfind("framebuffer console:")
-    if attached < 0:
-        return "serial never said 'framebuffer console:'"
     expected = words(serial[attached:])
-    on_screen = words("\n".join(rows[n] for n in range(shown[0], last + 1)))
+    on_screen = words("\n".join(texts[n] for n in range(shown[0], last + 1)))
     tail = expected[len(expected) - len(on_screen):]
     if len(on_screen) > len(expected) or tail[1:] != on_screen[1:] \
             or not tail[0].endswith(on_screen[0]):
         mismatch = next((n for n, (a, b) in enumerate(zip(tail, on_screen)) if a != b), 0)
         return (f"screen text differs from serial at word {mismatch} of {len(on_screen)}: "
-                f"screen {on_screen[mismatch:mismatch + 6]}, serial {tail[mismatch:mismatch + 6]} (see {PNG})")
-    print(f"screen (uefi) ... ok ({width}x{height}; {len(shown)} text rows, {len(on_screen)} words "
-          f"read back as serial has them, prompt and cursor on row {last}; {PNG})")
+                f"screen {on_screen[mismatch:mismatch + 6]}, serial {tail[mismatch:mismatch + 6]} (see {png})")
+    print(f"screen (uefi) ... ok ({width}x{height}, {bpp} bpp: {name} in {cell[0]}x{cell[1]} cells, "
+          f"{grid[0]}x{grid[1]}; {len(shown)} text rows, {len(on_screen)} words read back as serial "
+          f"has them, prompt and cursor on row {last}; {png})")
     return None
 
 
