@@ -1,6 +1,6 @@
 //! Resizing (`realloc`, `usable_size`): a slot stays while it is big
-//! enough; a block shrinks in place, grows into a free successor, or
-//! moves.
+//! enough; a block shrinks in place, grows into a free successor, slides
+//! down into a free predecessor, or moves.
 
 use core::ptr;
 
@@ -51,8 +51,12 @@ impl<G: Grow> Heap<'_, G> {
         let live = self.check_live(pointer)?;
         let capacity = self.capacity(live.payload, live.class);
         let intact = self.red_zone_intact(live.payload, capacity);
+        let counted = self.stats.red_zone_violations;
         let moved = self.resize_live(live, capacity, layout, new_size)?;
-        if moved.as_ptr() == pointer && !intact {
+        // A move through a new allocation frees the old one, which checks
+        // the red zone; staying in place or sliding down into a free
+        // predecessor does not.
+        if !intact && self.stats.red_zone_violations == counted {
             self.stats.red_zone_violations += 1;
         }
         self.arm_red_zone(moved.as_ptr().addr(), new_size);
@@ -95,7 +99,9 @@ impl<G: Grow> Heap<'_, G> {
     }
 
     /// Resizes the live TLSF block `live`: in place when it shrinks or its
-    /// free successor makes room, otherwise by moving. A block shrunk to
+    /// free successor makes room; else down into its free predecessor
+    /// (with the successor) when that makes room and keeps the alignment,
+    /// which needs no new block; otherwise by moving. A block shrunk to
     /// what a slab slot holds moves into a free slot of its class if one is
     /// at hand (copying at most 256 bytes) instead of leaving a tiny block
     /// among the large ones, where it would keep free neighbours apart and
@@ -129,6 +135,16 @@ impl<G: Grow> Heap<'_, G> {
             self.stats.peak_used = self.stats.peak_used.max(self.stats.used);
             // SAFETY: a live payload is never null.
             return Ok(unsafe { NonNull::new_unchecked(self.tlsf.at(live.payload)) });
+        }
+        let align = layout.align().max(GRANULE);
+        if let Some((moved, taken)) = self.tlsf.grow_into_previous(block, needed, align) {
+            self.stats.free -= taken;
+            self.stats.used += taken;
+            self.stats.peak_used = self.stats.peak_used.max(self.stats.used);
+            self.live.clear(live.at);
+            self.live.set(self.live_bit(moved + HEADER));
+            // SAFETY: a payload inside the heap is never null.
+            return Ok(unsafe { NonNull::new_unchecked(self.tlsf.at(moved + HEADER)) });
         }
         self.move_to_new(live, size - HEADER, layout, new_size)
     }

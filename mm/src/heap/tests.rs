@@ -304,6 +304,62 @@ fn realloc_grows_in_place_and_moves_when_needed() {
     assert_eq!(heap.stats().used, 0);
 }
 
+/// A block whose successor is used but whose predecessor is free grows
+/// down into it: the contents slide to the predecessor's payload, no new
+/// block is taken, the rest of the span stays free; an aligned block
+/// does so only if the predecessor keeps its alignment.
+#[test]
+fn realloc_grows_into_a_free_predecessor() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, false);
+    let below = heap.kmalloc(3000).unwrap().as_ptr();
+    let grower = heap.kmalloc(1000).unwrap().as_ptr();
+    let blocker = heap.kmalloc(1000).unwrap().as_ptr();
+    // SAFETY: a live 1000-byte block.
+    unsafe { grower.write_bytes(0x3C, 1000) };
+    heap.free(below).unwrap();
+    let allocations = heap.stats().total_allocations;
+    let grown = heap
+        .realloc(grower, layout(1000, 16), 2500)
+        .unwrap()
+        .as_ptr();
+    assert_eq!(grown, below, "slid down into the free predecessor");
+    assert_eq!(heap.stats().total_allocations, allocations, "no new block");
+    // SAFETY: a live block of at least 2500 bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(grown, 1000) };
+    assert!(bytes.iter().all(|&b| b == 0x3C), "contents moved with it");
+    assert!(
+        heap.free(grower).is_err(),
+        "the old address is no allocation"
+    );
+    heap.verify().unwrap();
+    // Grows into the predecessor and the successor together.
+    heap.free(blocker).unwrap();
+    let after = heap.kmalloc(1000).unwrap().as_ptr();
+    heap.verify().unwrap();
+    heap.free(grown).unwrap();
+    heap.free(after).unwrap();
+    heap.verify().unwrap();
+    assert_eq!(heap.stats().used, 0);
+    // An aligned block does not slide to a misaligned predecessor.
+    let pad = heap.kmalloc(600).unwrap().as_ptr();
+    let aligned = heap.alloc(layout(4096, 4096)).unwrap().as_ptr();
+    let fence = heap.kmalloc(600).unwrap().as_ptr();
+    heap.free(pad).unwrap();
+    heap.verify().unwrap();
+    let moved = heap
+        .realloc(aligned, layout(4096, 4096), 6000)
+        .unwrap()
+        .as_ptr();
+    assert_eq!(moved as usize % 4096, 0);
+    heap.verify().unwrap();
+    for pointer in [moved, fence] {
+        heap.free(pointer).unwrap();
+    }
+    heap.verify().unwrap();
+    assert_eq!(heap.stats().used, 0);
+}
+
 /// A block shrunk to slab size moves into a free slot of its class only
 /// if one is at hand: it never takes a new slab page for that, so a shrink
 /// neither grows the heap nor counts a failed allocation.

@@ -294,6 +294,58 @@ impl Tlsf {
         Some(next_size - self.shrink(block, needed))
     }
 
+    /// Grows the used block at `block` to `needed` bytes downwards: when
+    /// its predecessor is free, starts `align`-aligned (payload) and the
+    /// two (with a free successor, the three) hold `needed` bytes, moves
+    /// the payload down to the predecessor's (a memmove of the whole old
+    /// payload), makes the span one used block cut to `needed` (the rest
+    /// stays free) and returns the new block and the bytes taken from the
+    /// free neighbours. `None`: nothing changed.
+    pub fn grow_into_previous(
+        &mut self,
+        block: usize,
+        needed: usize,
+        align: usize,
+    ) -> Option<(usize, usize)> {
+        if self.prev_free_flag(block) == 0 {
+            return None;
+        }
+        let prev = self.read(block - WORD);
+        let (prev_size, size) = (self.size_of(prev), self.size_of(block));
+        let next = block + size;
+        let next_size = if self.is_free(next) {
+            self.size_of(next)
+        } else {
+            0
+        };
+        let span = prev_size + size + next_size;
+        if span < needed || !(prev + HEADER).is_multiple_of(align) {
+            return None;
+        }
+        self.remove(prev, prev_size);
+        if next_size != 0 {
+            self.remove(next, next_size);
+        }
+        // SAFETY: both ranges lie inside the used block and its free
+        // predecessor, memory of the store; `ptr::copy` allows the
+        // overlap. The predecessor's header (at `prev`) is not in the
+        // destination.
+        unsafe {
+            ptr::copy(
+                self.at(block + HEADER),
+                self.at(prev + HEADER),
+                size - HEADER,
+            )
+        };
+        // The predecessor was free, so the block before it is used.
+        self.set_header(prev, span);
+        let after = prev + span;
+        let after_header = self.header(after);
+        self.set_header(after, after_header & !PREV_FREE);
+        let freed = self.shrink(prev, needed);
+        Some((prev, prev_size + next_size - freed))
+    }
+
     /// Bytes of the free block at the end of the range (0 if the last
     /// block is used).
     pub fn free_at_end(&self) -> usize {
