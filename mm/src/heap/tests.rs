@@ -360,6 +360,39 @@ fn realloc_grows_into_a_free_predecessor() {
     assert_eq!(heap.stats().used, 0);
 }
 
+/// A growing block that must move gets room after it: it skips a hole
+/// that would fit it exactly (and leave it stuck between two used
+/// blocks) for a free block of twice its size, so the next growth by up
+/// to x2 stays in place.
+#[test]
+fn a_moved_growing_block_has_room_to_grow_again() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, false);
+    let vector = heap.kmalloc(1000).unwrap().as_ptr();
+    let blocker = heap.kmalloc(1000).unwrap().as_ptr();
+    // A hole of 2048 bytes between used blocks: an exact fit for 2000.
+    let hole = heap.kmalloc(2040).unwrap().as_ptr();
+    let fence = heap.kmalloc(1000).unwrap().as_ptr();
+    heap.free(hole).unwrap();
+    let moved = heap
+        .realloc(vector, layout(1000, 16), 2000)
+        .unwrap()
+        .as_ptr();
+    assert_ne!(moved, vector);
+    assert_ne!(moved, hole, "not into the tight hole");
+    let grown = heap
+        .realloc(moved, layout(2000, 16), 4000)
+        .unwrap()
+        .as_ptr();
+    assert_eq!(grown, moved, "grown in place into its room");
+    heap.verify().unwrap();
+    for pointer in [grown, blocker, fence] {
+        heap.free(pointer).unwrap();
+    }
+    heap.verify().unwrap();
+    assert_eq!(heap.stats().used, 0);
+}
+
 /// A block shrunk to slab size moves into a free slot of its class only
 /// if one is at hand: it never takes a new slab page for that, so a shrink
 /// neither grows the heap nor counts a failed allocation.
