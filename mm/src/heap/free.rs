@@ -1,6 +1,7 @@
 //! Freeing: the check that a pointer is a live allocation (and, when it
-//! is not, what kind of mistake it is), and the three cases that give it
-//! back: a slab slot, a quick-list block, a TLSF block.
+//! is not, what kind of mistake it is), and the four cases that give it
+//! back: a slab slot, a quick-list block, a page-cache block (a page
+//! buffer: [`PageCache`]), a TLSF block.
 
 use super::*;
 
@@ -39,7 +40,8 @@ impl<G: Grow> Heap<'_, G> {
     /// Why `payload` (16-aligned, inside the heap, no live allocation
     /// starting there; `class`: its page's slab class) cannot be freed:
     /// `DoubleFree` if it points at a slot handed out before or into free
-    /// memory (a free block, or one waiting in a quick list: most likely a
+    /// memory (a free block, or one waiting in a quick list or the page
+    /// cache: most likely a
     /// stale pointer), else `InvalidFree`. Error path only: for a pointer
     /// outside the slab pages it walks the blocks, O(number of blocks).
     #[cold]
@@ -55,7 +57,7 @@ impl<G: Grow> Heap<'_, G> {
                     return false;
                 }
                 // A used block outside the slab pages whose payload is not
-                // live sits in a quick list.
+                // live sits in a quick list or the page cache.
                 self.tlsf.is_free(block) || !self.is_live(start)
             }),
         };
@@ -127,15 +129,18 @@ impl<G: Grow> Heap<'_, G> {
         }
     }
 
-    /// Frees the live TLSF block at `block`: to its quick list if there is
-    /// room, else to the TLSF lists.
+    /// Frees the live TLSF block at `block`: to its quick list or the
+    /// page cache if it belongs there and there is room, else to the TLSF
+    /// lists.
     #[inline(never)]
     fn free_block(&mut self, block: usize, at: LiveBit) {
         let size = self.tlsf.size_of(block);
         self.unbook(at);
         self.stats.used -= size;
         self.stats.free += size;
-        if !self.quick.push(&mut self.tlsf, block, size) {
+        if !self.quick.push(&mut self.tlsf, block, size)
+            && !self.pages.push(&mut self.tlsf, block, size)
+        {
             self.tlsf.free(block);
         }
     }
@@ -156,5 +161,121 @@ impl<G: Grow> Heap<'_, G> {
         self.unbook(at);
         self.stats.used -= size;
         self.stats.slab_free += size;
+    }
+}
+
+/// Page-cache blocks are at most this many pages long.
+const PAGE_CACHE_PAGES: usize = 16;
+/// Most bytes the page cache holds; beyond that frees coalesce.
+const PAGE_CACHE_BYTES: usize = 256 * 1024;
+
+/// Freed page buffers (blocks for page-aligned requests, marked so in
+/// their header, payload on a page, whole pages long: see
+/// `Heap::take_page_block`) of up to [`PAGE_CACHE_PAGES`] pages, kept
+/// whole on a LIFO list per page count, so that the next page-aligned
+/// request of that many pages takes one back in O(1) without splitting
+/// or merging anything. As in the quick lists, a cached block stays used
+/// for the TLSF part and is linked through its first payload word; only
+/// the live map and the counters see it as free. `drain` gives them all
+/// back (the heap trims before it grows or fails).
+pub(super) struct PageCache {
+    heads: [usize; PAGE_CACHE_PAGES],
+    bytes: usize,
+}
+
+impl PageCache {
+    /// An empty cache.
+    pub(super) const fn new() -> Self {
+        Self {
+            heads: [0; PAGE_CACHE_PAGES],
+            bytes: 0,
+        }
+    }
+
+    /// The list for the used block at `block` of `size` bytes, if it is a
+    /// page buffer on the page grid short enough to be cached.
+    fn list(tlsf: &Tlsf, block: usize, size: usize) -> Option<usize> {
+        let pages = size / PAGE;
+        let on_grid = (block + HEADER).is_multiple_of(PAGE) && size.is_multiple_of(PAGE);
+        let cached = on_grid && (1..=PAGE_CACHE_PAGES).contains(&pages);
+        (cached && tlsf.is_page_buffer(block)).then(|| pages - 1)
+    }
+
+    /// Caches the used block at `block` of `size` bytes; `false` (nothing
+    /// done) if it is no page buffer of up to `PAGE_CACHE_PAGES` whole
+    /// pages or the cache is full.
+    #[inline(always)]
+    pub(super) fn push(&mut self, tlsf: &mut Tlsf, block: usize, size: usize) -> bool {
+        let Some(list) = Self::list(tlsf, block, size) else {
+            return false;
+        };
+        if self.bytes + size > PAGE_CACHE_BYTES {
+            return false;
+        }
+        tlsf.write(block + HEADER, self.heads[list]);
+        self.heads[list] = block;
+        self.bytes += size;
+        true
+    }
+
+    /// A cached block of exactly `size` bytes (a multiple of the page
+    /// size), if one is waiting.
+    #[inline(always)]
+    pub(super) fn pop(&mut self, tlsf: &Tlsf, size: usize) -> Option<usize> {
+        let list = (size / PAGE).checked_sub(1)?;
+        let block = *self.heads.get(list)?;
+        if block == 0 {
+            return None;
+        }
+        self.heads[list] = tlsf.read(block + HEADER);
+        self.bytes -= size;
+        Some(block)
+    }
+
+    /// Frees every cached block into `tlsf`, coalescing it.
+    pub(super) fn drain(&mut self, tlsf: &mut Tlsf) {
+        for head in &mut self.heads {
+            while *head != 0 {
+                let next = tlsf.read(*head + HEADER);
+                tlsf.free(*head);
+                *head = next;
+            }
+        }
+        self.bytes = 0;
+    }
+
+    /// Checks every list: its blocks used in `tlsf`, page-grid blocks of
+    /// the list's length, not live (`is_live`), as many bytes as counted;
+    /// returns the number of blocks cached, or the first violation. Stops
+    /// after `limit` blocks (a cycle).
+    pub(super) fn verify(
+        &self,
+        tlsf: &Tlsf,
+        is_live: impl Fn(usize) -> bool,
+        limit: usize,
+    ) -> Result<usize, &'static str> {
+        let (mut members, mut bytes) = (0, 0);
+        for (list, &head) in self.heads.iter().enumerate() {
+            let mut block = head;
+            while block != 0 {
+                let size = tlsf.size_of(block);
+                if tlsf.is_free(block)
+                    || Self::list(tlsf, block, size) != Some(list)
+                    || is_live(block + HEADER)
+                {
+                    return Err("a page-cache block is free, live or in the wrong list");
+                }
+                members += 1;
+                bytes += size;
+                if members > limit {
+                    return Err("the page cache holds more blocks than are cached");
+                }
+                block = tlsf.read(block + HEADER);
+            }
+        }
+        if bytes != self.bytes {
+            return Err("page-cache byte count is wrong");
+        }
+        Ok(members)
     }
 }

@@ -9,7 +9,11 @@
 //! |---|---|---|
 //! | slab slot | up to 256 bytes, alignment up to 16 | `slab.rs`: 4 KiB pages of equal slots, which are TLSF blocks |
 //! | quick-list block | a block size under 512 bytes freed recently | `quick.rs`: per-size LIFO lists of used TLSF blocks |
+//! | page-cache block | a page-aligned request of whole pages (up to 16) freed recently | `free.rs`: per-page-count LIFO lists of used TLSF blocks |
 //! | TLSF block | everything else, alignment up to 4096 | `tlsf.rs`: free lists found through two bitmaps |
+//!
+//! Page-aligned requests of a page or more are kept on the page grid
+//! (`take_page_block`): whole pages, starting 8 bytes before a page.
 //!
 //! * O(1) `alloc` and `free` (a few bit scans; no list walks).
 //! * Hardened: a bitmap of live allocation starts (`live.rs`, kept outside
@@ -25,6 +29,7 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 
 use crate::MmError;
+use free::PageCache;
 use live::{LiveBit, LiveMap};
 use quick::{QuickLists, QUICK_LIMIT};
 use slab::{Slabs, PAGE, PAGE_USABLE, SLAB_LIMIT};
@@ -74,6 +79,24 @@ pub const fn bitmap_words(max: usize) -> usize {
     live::words_for(max) + slab::table_words(max)
 }
 
+/// Whether a block of `size` bytes (header included) for a payload
+/// aligned to `align` is kept on the page grid: a page-aligned request of
+/// at least a page.
+fn is_page_grid(align: usize, size: usize) -> bool {
+    align >= PAGE && size >= PAGE
+}
+
+/// The block size for `bytes` of payload aligned to `align`: rounded up
+/// to whole pages on the page grid (see `is_page_grid`); `None` if absurd.
+fn block_size_for_layout(bytes: usize, align: usize) -> Option<usize> {
+    let size = Tlsf::block_size_for(bytes)?;
+    if is_page_grid(align, size) {
+        size.checked_next_multiple_of(PAGE)
+    } else {
+        Some(size)
+    }
+}
+
 /// A live allocation `check_live` accepted: its payload address, its slab
 /// class (`None`: the payload of a TLSF block) and its live bit.
 #[derive(Clone, Copy)]
@@ -91,6 +114,8 @@ pub struct Heap<'a, G: Grow> {
     slabs: Slabs<'a>,
     /// Freed small blocks, still used for `tlsf`.
     quick: QuickLists,
+    /// Freed page buffers, still used for `tlsf`.
+    pages: PageCache,
     live: LiveMap<'a>,
     max: usize,
     grow: G,
@@ -152,6 +177,7 @@ impl<'a, G: Grow> Heap<'a, G> {
             tlsf,
             slabs,
             quick: QuickLists::new(),
+            pages: PageCache::new(),
             live: LiveMap::new(live),
             max,
             grow,
@@ -265,14 +291,41 @@ impl<'a, G: Grow> Heap<'a, G> {
         }
         let needed = self
             .request_bytes(layout.size())
-            .and_then(Tlsf::block_size_for)
+            .and_then(|bytes| block_size_for_layout(bytes, layout.align()))
             .filter(|&needed| needed <= self.max)
             .ok_or(MmError::HeapExhausted)?;
         if layout.align() <= GRANULE {
             return self.take_block(needed);
         }
-        let (block, used) = self.take_aligned_block(needed, layout.align())?;
+        let (block, used) = if is_page_grid(layout.align(), needed) {
+            let (block, used) = self.take_page_block(needed)?;
+            self.tlsf.mark_page_buffer(block);
+            (block, used)
+        } else {
+            self.take_aligned_block(needed, layout.align())?
+        };
         Ok(self.hand_out_block(block, used))
+    }
+
+    /// A used block of `needed` bytes (a multiple of the page size) whose
+    /// payload starts a page: a free block that already does, from the
+    /// list `take` would use, if one of its first few is; else padded as
+    /// any aligned block. Such blocks start 8 bytes before a page and end
+    /// 8 bytes before one, so freed ones merge into free blocks that are
+    /// again on the page grid and serve the next page-sized request
+    /// without padding (no leading fragment, no O(1) miss).
+    fn take_page_block(&mut self, needed: usize) -> Result<(usize, usize), MmError> {
+        debug_assert!(needed.is_multiple_of(PAGE));
+        if let Some(block) = self.pages.pop(&self.tlsf, needed) {
+            self.stats.free -= needed;
+            return Ok((block, needed));
+        }
+        if let Some(block) = self.tlsf.take_aligned(needed, PAGE) {
+            let used = self.tlsf.carve(block, needed);
+            self.stats.free -= used;
+            return Ok((block, used));
+        }
+        self.take_aligned_block(needed, PAGE)
     }
 
     /// Bytes an allocation of `size` occupies: `size`, plus the red zone
@@ -373,7 +426,7 @@ impl<'a, G: Grow> Heap<'a, G> {
     /// A fresh slab page for `class` and its first slot.
     #[inline(never)]
     fn slot_from_new_page(&mut self, class: usize) -> Result<usize, MmError> {
-        let (block, size) = self.take_aligned_block(PAGE_USABLE + HEADER, PAGE)?;
+        let (block, size) = self.take_page_block(PAGE_USABLE + HEADER)?;
         self.stats.overhead += size;
         let slots = slab::slot_bytes(class);
         self.stats.overhead -= slots;
@@ -441,7 +494,7 @@ impl<'a, G: Grow> Heap<'a, G> {
     // --- the rest of the API -----------------------------------------------
 
     /// Gives every cached block (recent slab slots, spare slab pages,
-    /// quick lists) back to the TLSF lists, coalescing it. The heap does
+    /// quick lists, page cache) back to the TLSF lists, coalescing it. The heap does
     /// this by itself before it grows or fails a request.
     pub fn trim(&mut self) {
         while let Some((page, class)) = self.slabs.drain_recent() {
@@ -451,6 +504,7 @@ impl<'a, G: Grow> Heap<'a, G> {
             self.free_slab_page(page, class);
         }
         self.quick.drain(&mut self.tlsf);
+        self.pages.drain(&mut self.tlsf);
     }
 
     /// Gives back whole pages at the heap's end once at least `keep` +

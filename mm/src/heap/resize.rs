@@ -115,7 +115,7 @@ impl<G: Grow> Heap<'_, G> {
         let block = live.payload - HEADER;
         let size = self.tlsf.size_of(block);
         let bytes = self.request_bytes(new_size).ok_or(MmError::HeapExhausted)?;
-        let needed = Tlsf::block_size_for(bytes).ok_or(MmError::HeapExhausted)?;
+        let needed = block_size_for_layout(bytes, layout.align()).ok_or(MmError::HeapExhausted)?;
         if needed <= size {
             if bytes <= SLAB_LIMIT && layout.align() <= GRANULE {
                 if let Some(moved) = self.move_to_cached_slot(live, size - HEADER, bytes, new_size)

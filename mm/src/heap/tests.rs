@@ -393,6 +393,92 @@ fn a_moved_growing_block_has_room_to_grow_again() {
     assert_eq!(heap.stats().used, 0);
 }
 
+/// A freed page buffer waits whole in the page cache and serves the next
+/// page-aligned request of its length; a block that only happens to lie
+/// on the page grid is not cached; trimming merges the cache back.
+#[test]
+fn page_buffers_are_cached_whole_and_trimmed_back() {
+    let mut arena = Arena::new(4 * MIB);
+    let mut heap = arena.heap(4 * MIB, false);
+    let first = heap.alloc(layout(8192, 4096)).unwrap().as_ptr();
+    let fence = heap.alloc(layout(4096, 4096)).unwrap().as_ptr();
+    heap.free(first).unwrap();
+    heap.verify().unwrap();
+    assert_eq!(heap.free(first), Err(MmError::DoubleFree));
+    let free_blocks = heap.tlsf.blocks().filter(|block| block.2).count();
+    let again = heap.alloc(layout(8192, 4096)).unwrap().as_ptr();
+    assert_eq!(again, first, "taken back from the page cache");
+    assert_eq!(
+        heap.tlsf.blocks().filter(|block| block.2).count(),
+        free_blocks,
+        "without splitting a free block"
+    );
+    heap.free(again).unwrap();
+    // An unaligned request whose block lands on the grid is not cached.
+    let plain = heap.kmalloc(12_272).unwrap().as_ptr();
+    assert_eq!(heap.tlsf.size_of(plain as usize - HEADER) % PAGE, 0);
+    heap.free(plain).unwrap();
+    assert!(heap.tlsf.is_free(plain as usize - HEADER));
+    heap.free(fence).unwrap();
+    heap.verify().unwrap();
+    heap.trim();
+    heap.verify().unwrap();
+    assert_eq!(heap.largest_free_block(), heap.stats().mapped - 16);
+}
+
+proptest! {
+    #![proptest_config(testing::cases(48))]
+
+    /// Page-aligned buffers of a page and more stay on the page grid:
+    /// every such block starts 8 bytes before a page and is whole pages
+    /// long, so after any mix of them and small blocks freed, no free
+    /// block is a padding fragment except at most one before the first
+    /// page and those next to small blocks; with only buffers, an
+    /// allocation after the first never pads.
+    #[test]
+    fn page_aligned_buffers_stay_on_the_page_grid(
+        ops in proptest::collection::vec((0usize..3, 0usize..3, any::<prop::sample::Index>()), 1..400),
+        small in any::<bool>(),
+    ) {
+        let mut arena = Arena::new(8 * MIB);
+        let mut heap = arena.heap(64 * 1024, false);
+        let mut live: Vec<*mut u8> = Vec::new();
+        for (action, pages, which) in ops {
+            if action < 2 {
+                let size = 4096 << pages;
+                let pointer = heap.alloc(layout(size, 4096)).unwrap().as_ptr();
+                prop_assert_eq!(pointer as usize % 4096, 0);
+                prop_assert!(heap.usable_size(pointer).unwrap() >= size);
+                live.push(pointer);
+                if small && action == 1 {
+                    live.push(heap.kmalloc(600).unwrap().as_ptr());
+                }
+            } else if !live.is_empty() {
+                heap.free(live.swap_remove(which.index(live.len()))).unwrap();
+            }
+            heap.verify().unwrap();
+            for (block, size, free) in heap.tlsf.blocks() {
+                if !free && (block + HEADER).is_multiple_of(PAGE) && size >= PAGE {
+                    prop_assert_eq!(size % PAGE, 0, "a page block off the grid");
+                }
+            }
+            if !small {
+                let fragments = heap
+                    .tlsf
+                    .blocks()
+                    .filter(|&(block, _, free)| free && !(block + HEADER).is_multiple_of(PAGE))
+                    .count();
+                prop_assert!(fragments <= 1, "{} padding fragments", fragments);
+            }
+        }
+        for pointer in live {
+            heap.free(pointer).unwrap();
+        }
+        heap.verify().unwrap();
+        prop_assert_eq!(heap.stats().used, 0);
+    }
+}
+
 /// A block shrunk to slab size moves into a free slot of its class only
 /// if one is at hand: it never takes a new slab page for that, so a shrink
 /// neither grows the heap nor counts a failed allocation.

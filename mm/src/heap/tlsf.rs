@@ -6,6 +6,7 @@
 //!   | pad (8) | block | block | ... | block | sentinel header (size 0) |
 //! block at b (b = 8 mod 16):
 //!   b+0            header: size (multiple of 16, >= 32) | FREE | PREV_FREE
+//!                  | PAGE_BUFFER (used blocks only)
 //!   b+8            payload (16-aligned) ...            -- used block
 //!   b+NEXT_LINK    next free block in its list         -- free block
 //!   b+PREV_LINK    previous free block in its list
@@ -40,7 +41,10 @@ pub const WORD: usize = size_of::<usize>();
 const FREE: usize = 1;
 /// Header flag: the block before this one is free (its footer is valid).
 const PREV_FREE: usize = 2;
-const FLAGS: usize = FREE | PREV_FREE;
+/// Header flag of a used block: a page buffer (page-aligned, whole pages:
+/// `Heap::take_page_block`), which the page cache may keep when freed.
+const PAGE_BUFFER: usize = 4;
+const FLAGS: usize = FREE | PREV_FREE | PAGE_BUFFER;
 /// Bytes of a fresh range the first block does not get: the leading pad
 /// that makes payloads 16-aligned and the end sentinel.
 pub const RANGE_OVERHEAD: usize = HEADER + HEADER;
@@ -158,6 +162,19 @@ impl Tlsf {
     #[inline]
     pub fn is_free(&self, block: usize) -> bool {
         self.header(block) & FREE != 0
+    }
+
+    /// Marks the used block at `block` a page buffer (until it is freed
+    /// into the lists or resized).
+    pub fn mark_page_buffer(&mut self, block: usize) {
+        let header = self.header(block);
+        self.set_header(block, header | PAGE_BUFFER);
+    }
+
+    /// Whether the used block at `block` is marked a page buffer.
+    #[inline]
+    pub fn is_page_buffer(&self, block: usize) -> bool {
+        self.header(block) & PAGE_BUFFER != 0
     }
 
     fn prev_free_flag(&self, block: usize) -> usize {

@@ -1,5 +1,6 @@
 //! `Heap::verify`: checks the TLSF blocks and lists, then that every slab
-//! page, quick list and live bit agrees with them and with the counters.
+//! page, quick list, page-cache block and live bit agrees with them and
+//! with the counters.
 
 use super::*;
 
@@ -30,7 +31,8 @@ impl<G: Grow> Heap<'_, G> {
                 used += size;
                 live += 1;
             } else {
-                // Freed by the user, waiting in a quick list.
+                // Freed by the user, waiting in a quick list or the page
+                // cache.
                 cached += 1;
                 cached_bytes += size;
             }
@@ -58,8 +60,11 @@ impl<G: Grow> Heap<'_, G> {
         let quick = self
             .quick
             .verify(&self.tlsf, |payload| self.is_live(payload), cached)?;
-        if quick != cached {
-            return Err("a freed block is neither free nor in a quick list");
+        let pages = self
+            .pages
+            .verify(&self.tlsf, |payload| self.is_live(payload), cached)?;
+        if quick + pages != cached {
+            return Err("a freed block is neither free nor in a quick list or the page cache");
         }
         if self.live.count() != self.stats.live_allocations {
             return Err("live bitmap marks more or fewer allocations than are live");

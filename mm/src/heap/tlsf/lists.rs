@@ -3,7 +3,7 @@
 //! bytes 16 bytes apart), found in O(1) through two bitmaps.
 #![forbid(unsafe_code)]
 
-use super::{Tlsf, GRANULE, NEXT_LINK, PREV_LINK};
+use super::{Tlsf, GRANULE, HEADER, NEXT_LINK, PREV_LINK};
 
 /// Sizes below this are binned linearly, 16 bytes apart (first level 0).
 const SMALL_LIMIT: usize = 256;
@@ -15,6 +15,8 @@ pub(super) const SL_COUNT: usize = 1 << SL_BITS;
 pub(super) const FL_COUNT: usize = 28;
 /// Blocks of the list a size falls in tried when no list is sure to fit.
 const FALLBACK_SCAN: usize = 32;
+/// Blocks of a list `take_aligned` looks at for one already aligned.
+const ALIGNED_SCAN: usize = 4;
 
 /// The list heads and the bitmaps of non-empty lists (the links are in
 /// the free blocks themselves).
@@ -130,6 +132,26 @@ impl Tlsf {
             let block_size = self.size_of(block);
             if block_size >= size {
                 self.remove(block, block_size);
+                return Some(block);
+            }
+            block = self.next_free(block);
+        }
+        None
+    }
+
+    /// A free block of at least `size` bytes whose payload is already
+    /// `align`-aligned, removed from its list: one of the first
+    /// `ALIGNED_SCAN` blocks of the smallest list whose blocks all hold
+    /// `size`, found through the bitmaps as in `take`; `None` if none of
+    /// them is aligned (the caller then pads).
+    pub fn take_aligned(&mut self, size: usize, align: usize) -> Option<usize> {
+        let mut block = self.find(size)?;
+        for _ in 0..ALIGNED_SCAN {
+            if block == 0 {
+                return None;
+            }
+            if (block + HEADER).is_multiple_of(align) {
+                self.remove(block, self.size_of(block));
                 return Some(block);
             }
             block = self.next_free(block);
