@@ -1,7 +1,8 @@
 //! The kernel heap: `kmalloc`/`kfree` and Rust's `alloc` (Box, Vec, ...)
 //! on the TLSF allocator, at virtual 0x10000000, 1 MiB mapped at start and
 //! grown page by page (frames from the PMM, mapped NX through the VMM) up
-//! to 16 MiB.
+//! to 16 MiB; pages at its end and inside large free blocks go back to
+//! the PMM after frees.
 //!
 //! Lock order: the heap lock is taken first; growth then takes the VMM and
 //! PMM locks. Neither of those ever allocates from the heap, so growth
@@ -26,16 +27,30 @@ pub struct KernelGrow;
 
 impl Grow for KernelGrow {
     fn grow(&mut self, end: usize, bytes: usize) -> bool {
-        match vmm::map_fresh(VirtAddr::new(end as u64), bytes as u64, WRITABLE | NX) {
-            // The heap owns its pages for good: it never shrinks.
-            Ok(mapping) => {
-                mapping.keep();
-                true
-            }
-            Err(error) => {
-                log::warn!("heap: cannot grow to {:#x}: {error}", end + bytes);
-                false
-            }
+        map_for_heap(end, bytes, "grow to")
+    }
+
+    fn remap(&mut self, start: usize, bytes: usize) -> bool {
+        map_for_heap(start, bytes, "remap pages at")
+    }
+}
+
+/// Maps `[start, start + bytes)` of the heap's window to fresh frames;
+/// the heap keeps them until it hands pages back (`give_back_tail`,
+/// `give_back_inside`). `what` names the attempt in the warning.
+fn map_for_heap(start: usize, bytes: usize, what: &str) -> bool {
+    match vmm::map_fresh(VirtAddr::new(start as u64), bytes as u64, WRITABLE | NX) {
+        Ok(mapping) => {
+            mapping.keep();
+            true
+        }
+        Err(error) => {
+            log::warn!(
+                "heap: cannot {what} {:#x}..{:#x}: {error}",
+                start,
+                start + bytes
+            );
+            false
         }
     }
 }
@@ -112,6 +127,7 @@ pub fn kfree(pointer: *mut u8) -> Result<(), MmError> {
         let result = heap.free(pointer);
         if result.is_ok() {
             give_back_tail(heap);
+            give_back_inside(heap);
         }
         result
     })
@@ -144,10 +160,35 @@ fn give_back_tail(heap: &mut Heap<'static, KernelGrow>) {
     let Some((start, end)) = heap.release_tail(KEEP_FREE, HEAP_INITIAL_SIZE as usize) else {
         return;
     };
+    // Release_tail took them out of the heap: no block lies there.
+    unmap_given_back(start, end);
+}
+
+/// Free bytes the heap keeps mapped when it gives back pages inside it.
+pub const KEEP_MAPPED_FREE: usize = 1024 * 1024;
+/// Frees of blocks at least this large give back pages inside the heap.
+pub const LARGE_FREE: usize = 1024 * 1024;
+
+/// After a free of a block of at least [`LARGE_FREE`] bytes: the whole
+/// pages inside the free block it made (all but its first and last page)
+/// are unmapped and their frames given back to the PMM, with the TLB
+/// shootdown, as long as [`KEEP_MAPPED_FREE`] free bytes stay mapped;
+/// the heap maps fresh frames there again (`KernelGrow::remap`) before
+/// it reuses them. Runs under the heap lock (lock order: heap, then VMM,
+/// then PMM); O(1) when the free made no such block.
+fn give_back_inside(heap: &mut Heap<'static, KernelGrow>) {
+    while let Some((start, end)) = heap.release_inside(LARGE_FREE, KEEP_MAPPED_FREE) {
+        unmap_given_back(start, end);
+    }
+}
+
+/// Unmaps `[start, end)`, which the heap has just given back, and hands
+/// its frames to the PMM.
+fn unmap_given_back(start: usize, end: usize) {
     let len = (end - start) as u64;
     // SAFETY: the heap mapped these pages with map_fresh and kept them
-    // (KernelGrow), and release_tail took them out of the heap: no block
-    // lies there, so nothing refers to them any more.
+    // (KernelGrow), and has just given them back: it touches them no more
+    // until it remaps them, and nothing else refers to them.
     drop(unsafe { vmm::Mapping::reclaim_fresh(VirtAddr::new(start as u64), len) });
     PAGES_RELEASED.fetch_add(len / PAGE_SIZE, Ordering::Relaxed);
 }

@@ -9,6 +9,7 @@
 mod boot_tests;
 mod c_abi_tests;
 mod frame_cache_tests;
+mod heap_release_tests;
 mod heap_tests;
 mod integrity_tests;
 mod numa_tests;
@@ -335,6 +336,9 @@ fn all_tests(filter: Option<&str>) -> impl Iterator<Item = &'static Test> {
         .chain(numa_tests::TESTS)
         .chain(frame_cache_tests::TESTS)
         .chain(user_tests::TESTS)
+        // Last: the pages it leaves given back inside the heap would change
+        // the frame and table counts of tests that use the heap on the side.
+        .chain(heap_release_tests::TESTS)
         .chain(self_checks)
 }
 

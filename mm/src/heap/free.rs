@@ -279,3 +279,199 @@ impl PageCache {
         Ok(members)
     }
 }
+
+/// Most page ranges inside free blocks given back at once.
+const RELEASED_RANGES: usize = 32;
+
+/// The page ranges inside free blocks whose memory the heap gave back
+/// (`Heap::release_inside`): unmapped by the kernel, so never read or
+/// written until remapped. Each lies in the interior of one free block:
+/// never in the page of its header and links (`FREE_HEAD` bytes) nor in
+/// the page of its footer, which merging and splitting write. Merging
+/// keeps that true (the interior only grows); every path that hands out
+/// or writes into free memory first remaps what it needs
+/// (`Heap::remap_for`). Unordered, disjoint, never adjacent (adjacent
+/// ones are merged).
+pub(super) struct Released {
+    ranges: [(usize, usize); RELEASED_RANGES],
+    count: usize,
+    /// Bytes in all ranges.
+    bytes: usize,
+}
+
+impl Released {
+    /// No range given back.
+    pub(super) const fn new() -> Self {
+        Self {
+            ranges: [(0, 0); RELEASED_RANGES],
+            count: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Whether nothing is given back (the hot paths' only check).
+    #[inline(always)]
+    pub(super) fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes given back.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The ranges given back.
+    pub(super) fn ranges(&self) -> &[(usize, usize)] {
+        &self.ranges[..self.count]
+    }
+
+    /// The first part of `[low, high)` no range covers, if any.
+    fn first_gap(&self, low: usize, high: usize) -> Option<(usize, usize)> {
+        let mut cursor = low;
+        'advance: while cursor < high {
+            for &(start, end) in self.ranges() {
+                if start <= cursor && cursor < end {
+                    cursor = end;
+                    continue 'advance;
+                }
+            }
+            let next = self
+                .ranges()
+                .iter()
+                .map(|&(start, _)| start)
+                .filter(|&start| start > cursor)
+                .min()
+                .unwrap_or(high);
+            return Some((cursor, next.min(high)));
+        }
+        None
+    }
+
+    /// Records `[start, end)` (covered by no range), merged with the
+    /// ranges it touches; `false` (nothing done) if the table is full.
+    fn add(&mut self, start: usize, end: usize) -> bool {
+        let (mut start, mut end) = (start, end);
+        let mut index = 0;
+        while index < self.count {
+            let (low, high) = self.ranges[index];
+            if high == start || low == end {
+                (start, end) = (start.min(low), end.max(high));
+                self.remove(index);
+            } else {
+                index += 1;
+            }
+        }
+        if self.count == RELEASED_RANGES {
+            // Full, so nothing was merged: nothing changed.
+            return false;
+        }
+        self.ranges[self.count] = (start, end);
+        self.count += 1;
+        self.bytes = self.ranges().iter().map(|&(low, high)| high - low).sum();
+        true
+    }
+
+    /// Drops range `index` (order is not kept).
+    fn remove(&mut self, index: usize) {
+        self.count -= 1;
+        self.ranges[index] = self.ranges[self.count];
+        self.bytes = self.ranges().iter().map(|&(low, high)| high - low).sum();
+    }
+
+    /// A range with pages in `[low, high)`: its index and those pages.
+    fn first_in(&self, low: usize, high: usize) -> Option<(usize, usize, usize)> {
+        self.ranges()
+            .iter()
+            .enumerate()
+            .find(|&(_, &(start, end))| start < high && end > low)
+            .map(|(index, &(start, end))| (index, start.max(low), end.min(high)))
+    }
+
+    /// Takes `[low, high)`, part of range `index`, out of it (what is left
+    /// of it above `high` stays; nothing is ever left below `low`).
+    fn cut(&mut self, index: usize, low: usize, high: usize) {
+        let (start, end) = self.ranges[index];
+        debug_assert!(start >= low, "a range given back straddles a block start");
+        if end > high {
+            self.ranges[index].0 = high;
+            self.bytes = self.ranges().iter().map(|&(low, high)| high - low).sum();
+        } else {
+            self.remove(index);
+        }
+    }
+}
+
+impl<G: Grow> Heap<'_, G> {
+    /// Gives back whole pages inside the free block the latest free made,
+    /// if that free was of a block of at least `min` bytes (a large free:
+    /// medium blocks freed and reallocated often do not cost a remap each
+    /// time) and the free block's interior (all but the pages of its
+    /// header and footer) is at least `min` bytes too, as long as at least `keep` free bytes stay
+    /// mapped (so that a heap with little free memory does not give back
+    /// what it would soon have to remap): returns one page range
+    /// `[start, end)` the caller must unmap and hand back to the frame
+    /// allocator, and never touch again (the heap remaps it through
+    /// [`Grow::remap`] before reuse); `None` when nothing (more) is to be
+    /// given back. Call it after a free until it returns `None`; each call
+    /// is O(ranges given back, at most 32).
+    pub fn release_inside(&mut self, min: usize, keep: usize) -> Option<(usize, usize)> {
+        let (block, own) = self.tlsf.last_freed()?;
+        let size = self.tlsf.size_of(block);
+        let low = (block + FREE_HEAD).next_multiple_of(PAGE);
+        let high = (block + size - WORD) / PAGE * PAGE;
+        let room = self.stats.free.saturating_sub(keep) / PAGE * PAGE;
+        let large = own >= min && high >= low.saturating_add(min.max(PAGE));
+        let gap = if large && room > 0 {
+            self.released
+                .first_gap(low, high)
+                .map(|(start, end)| (start, end.min(start + room)))
+        } else {
+            None
+        };
+        let Some((start, end)) = gap.filter(|&(start, end)| self.released.add(start, end)) else {
+            self.tlsf.forget_last_freed();
+            return None;
+        };
+        self.stats.mapped -= end - start;
+        self.stats.free -= end - start;
+        Some((start, end))
+    }
+
+    /// Makes every page given back in `[low, high)` usable again before a
+    /// path writes there (`low`: the start of the free block it uses;
+    /// `high`: one past the last byte it writes); `false` if the hook
+    /// could not remap some (what it did remap stays so).
+    #[inline(always)]
+    pub(super) fn remap_for(&mut self, low: usize, high: usize) -> bool {
+        self.released.is_empty() || self.remap_slowly(low, high)
+    }
+
+    /// `remap_for` when something was given back.
+    #[cold]
+    #[inline(never)]
+    fn remap_slowly(&mut self, low: usize, high: usize) -> bool {
+        let high = high.next_multiple_of(PAGE);
+        while let Some((index, start, end)) = self.released.first_in(low, high) {
+            if !self.grow.remap(start, end - start) {
+                return false;
+            }
+            self.released.cut(index, low, end);
+            self.stats.mapped += end - start;
+            self.stats.free += end - start;
+        }
+        true
+    }
+
+    /// The highest end of a range given back inside the free block at
+    /// `block` (0: none).
+    pub(super) fn released_end_in(&self, block: usize) -> usize {
+        let end = block + self.tlsf.size_of(block);
+        self.released
+            .ranges()
+            .iter()
+            .filter(|&&(start, _)| start > block && start < end)
+            .map(|&(_, high)| high)
+            .max()
+            .unwrap_or(0)
+    }
+}

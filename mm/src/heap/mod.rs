@@ -21,7 +21,10 @@
 //!   pointer an error that changes nothing (`free.rs`); optional red zones
 //!   and poisoning (`checks.rs`); `verify()` checks every invariant
 //!   (`verify.rs`). Resizing is in `resize.rs`.
-//! * Grows through a [`Grow`] hook (the kernel maps more pages) up to a cap.
+//! * Grows through a [`Grow`] hook (the kernel maps more pages) up to a cap,
+//!   and gives pages back: at its end (`release_tail`) and inside large
+//!   free blocks (`release_inside`, in `free.rs`), remapped through the
+//!   hook before reuse.
 //!
 //! See docs/heap.md for the algorithm, its bounds and measured figures.
 
@@ -29,11 +32,11 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 
 use crate::MmError;
-use free::PageCache;
+use free::{PageCache, Released};
 use live::{LiveBit, LiveMap};
 use quick::{QuickLists, QUICK_LIMIT};
 use slab::{Slabs, PAGE, PAGE_USABLE, SLAB_LIMIT};
-use tlsf::{Tlsf, GRANULE, HEADER, MIN_BLOCK, RANGE_OVERHEAD};
+use tlsf::{Tlsf, FREE_HEAD, GRANULE, HEADER, MIN_BLOCK, RANGE_OVERHEAD, WORD};
 
 mod checks;
 mod free;
@@ -62,6 +65,14 @@ pub trait Grow {
     /// Makes `[current_end, current_end + bytes)` usable; `false` if it
     /// cannot. `bytes` is a multiple of 4096.
     fn grow(&mut self, current_end: usize, bytes: usize) -> bool;
+
+    /// Makes `[start, start + bytes)`, pages inside the heap that
+    /// [`Heap::release_inside`] gave back, usable again; `false` if it
+    /// cannot (the default: a hook that cannot must not be paired with
+    /// `release_inside`, or the heap can never reuse what it gave back).
+    fn remap(&mut self, _start: usize, _bytes: usize) -> bool {
+        false
+    }
 }
 
 /// A heap that never grows.
@@ -116,6 +127,8 @@ pub struct Heap<'a, G: Grow> {
     quick: QuickLists,
     /// Freed page buffers, still used for `tlsf`.
     pages: PageCache,
+    /// Pages inside free blocks given back (unmapped).
+    released: Released,
     live: LiveMap<'a>,
     max: usize,
     grow: G,
@@ -178,6 +191,7 @@ impl<'a, G: Grow> Heap<'a, G> {
             slabs,
             quick: QuickLists::new(),
             pages: PageCache::new(),
+            released: Released::new(),
             live: LiveMap::new(live),
             max,
             grow,
@@ -321,6 +335,10 @@ impl<'a, G: Grow> Heap<'a, G> {
             return Ok((block, needed));
         }
         if let Some(block) = self.tlsf.take_aligned(needed, PAGE) {
+            if !self.remap_for(block, block + needed + FREE_HEAD) {
+                self.tlsf.put_back(block);
+                return Err(MmError::HeapExhausted);
+            }
             let used = self.tlsf.carve(block, needed);
             self.stats.free -= used;
             return Ok((block, used));
@@ -369,13 +387,19 @@ impl<'a, G: Grow> Heap<'a, G> {
     }
 
     /// A free block of at least `size` bytes, out of the free lists: in
-    /// O(1) if a list is sure to fit, else the slow way.
+    /// O(1) if a list is sure to fit, else the slow way. Pages of it given
+    /// back that its first `size` bytes need are remapped first.
     #[inline(always)]
     fn take_free(&mut self, size: usize) -> Result<usize, MmError> {
-        match self.tlsf.take(size) {
-            Some(block) => Ok(block),
-            None => self.take_free_slowly(size),
+        let block = match self.tlsf.take(size) {
+            Some(block) => block,
+            None => self.take_free_slowly(size)?,
+        };
+        if !self.remap_for(block, block + size + FREE_HEAD) {
+            self.tlsf.put_back(block);
+            return Err(MmError::HeapExhausted);
         }
+        Ok(block)
     }
 
     /// `take_free` when no list is sure to fit: a bounded scan of the list
@@ -520,7 +544,15 @@ impl<'a, G: Grow> Heap<'a, G> {
         }
         self.trim();
         let end = self.tlsf.end();
-        let floor = self.tlsf.start() + floor;
+        // Pages given back inside the last block stay so: the new end
+        // keeps the page after them (the block's footer and the sentinel).
+        let floor = match self.tlsf.last_block_if_free() {
+            Some(block) => match self.released_end_in(block) {
+                0 => self.tlsf.start() + floor,
+                released => (self.tlsf.start() + floor).max(released + PAGE),
+            },
+            None => self.tlsf.start() + floor,
+        };
         let cut = self.tlsf.retract(keep, floor, PAGE);
         if cut == 0 {
             return None;

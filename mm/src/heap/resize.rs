@@ -129,22 +129,13 @@ impl<G: Grow> Heap<'_, G> {
             // SAFETY: a live payload is never null.
             return Ok(unsafe { NonNull::new_unchecked(self.tlsf.at(live.payload)) });
         }
-        if let Some(taken) = self.tlsf.grow_in_place(block, needed) {
-            self.stats.free -= taken;
-            self.stats.used += taken;
-            self.stats.peak_used = self.stats.peak_used.max(self.stats.used);
-            // SAFETY: a live payload is never null.
-            return Ok(unsafe { NonNull::new_unchecked(self.tlsf.at(live.payload)) });
-        }
-        let align = layout.align().max(GRANULE);
-        if let Some((moved, taken)) = self.tlsf.grow_into_previous(block, needed, align) {
-            self.stats.free -= taken;
-            self.stats.used += taken;
-            self.stats.peak_used = self.stats.peak_used.max(self.stats.used);
-            self.live.clear(live.at);
-            self.live.set(self.live_bit(moved + HEADER));
-            // SAFETY: a payload inside the heap is never null.
-            return Ok(unsafe { NonNull::new_unchecked(self.tlsf.at(moved + HEADER)) });
+        // Growing over a free neighbour writes into it: pages of it given
+        // back must be mapped again first.
+        let (low, span) = self.tlsf.free_span(block);
+        if span >= needed && self.remap_for(low, block + needed + FREE_HEAD) {
+            if let Some(grown) = self.grow_over_neighbours(live, needed, layout.align()) {
+                return Ok(grown);
+            }
         }
         if layout.align() <= GRANULE {
             if let Some(moved) = self.move_with_room(live, size - HEADER, needed, new_size) {
@@ -152,6 +143,34 @@ impl<G: Grow> Heap<'_, G> {
             }
         }
         self.move_to_new(live, size - HEADER, layout, new_size)
+    }
+
+    /// Grows the live TLSF block `live` to `needed` bytes over its free
+    /// neighbours: into its successor in place, else down into its
+    /// predecessor (with the successor) if that keeps `align`; `None`
+    /// (nothing changed) if neither has room.
+    fn grow_over_neighbours(
+        &mut self,
+        live: Live,
+        needed: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        let block = live.payload - HEADER;
+        let (payload, taken) = match self.tlsf.grow_in_place(block, needed) {
+            Some(taken) => (live.payload, taken),
+            None => {
+                let align = align.max(GRANULE);
+                let (moved, taken) = self.tlsf.grow_into_previous(block, needed, align)?;
+                self.live.clear(live.at);
+                self.live.set(self.live_bit(moved + HEADER));
+                (moved + HEADER, taken)
+            }
+        };
+        self.stats.free -= taken;
+        self.stats.used += taken;
+        self.stats.peak_used = self.stats.peak_used.max(self.stats.used);
+        // SAFETY: a payload inside the heap is never null.
+        Some(unsafe { NonNull::new_unchecked(self.tlsf.at(payload)) })
     }
 
     /// Moves the growing live TLSF block `old` (holding `capacity` bytes)
@@ -169,6 +188,10 @@ impl<G: Grow> Heap<'_, G> {
         new_size: usize,
     ) -> Option<NonNull<u8>> {
         let block = self.tlsf.take(needed.checked_mul(2)?)?;
+        if !self.remap_for(block, block + needed + FREE_HEAD) {
+            self.tlsf.put_back(block);
+            return None;
+        }
         let used = self.tlsf.carve(block, needed);
         self.stats.free -= used;
         self.stats.total_allocations += 1;

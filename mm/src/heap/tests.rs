@@ -23,6 +23,21 @@ struct Arena {
 struct Reserve {
     limit: usize,
     calls: usize,
+    /// Ranges remapped, and whether remapping works.
+    remaps: usize,
+    remap_fails: bool,
+}
+
+/// What a test writes into pages the heap gave back (standing in for
+/// unmapping them): `Reserve::remap` finds it intact or the heap touched
+/// memory it had given back.
+const GIVEN_BACK: u8 = 0xA5;
+
+/// Fills `[start, end)`, just given back by the heap, with [`GIVEN_BACK`].
+fn unmap(start: usize, end: usize) {
+    // SAFETY: pages of the test's arena that the heap gave back: nothing
+    // refers to them until the heap remaps them.
+    unsafe { (start as *mut u8).write_bytes(GIVEN_BACK, end - start) };
 }
 
 impl Grow for Reserve {
@@ -30,6 +45,23 @@ impl Grow for Reserve {
         assert_eq!(bytes % 4096, 0);
         self.calls += 1;
         end + bytes <= self.limit
+    }
+
+    fn remap(&mut self, start: usize, bytes: usize) -> bool {
+        assert_eq!((start % 4096, bytes % 4096), (0, 0));
+        assert!(bytes > 0);
+        if self.remap_fails {
+            return false;
+        }
+        // SAFETY: pages of the arena the heap gave back (test contract).
+        let pages = unsafe { core::slice::from_raw_parts_mut(start as *mut u8, bytes) };
+        assert!(
+            pages.iter().all(|&byte| byte == GIVEN_BACK),
+            "the heap wrote into pages it had given back"
+        );
+        pages.fill(0); // fresh frames are zeroed
+        self.remaps += 1;
+        true
     }
 }
 
@@ -51,6 +83,8 @@ impl Arena {
         let grow = Reserve {
             limit: memory.as_ptr().addr() + max,
             calls: 0,
+            remaps: 0,
+            remap_fails: false,
         };
         // SAFETY: the arena owns [base, base + max) for the heap's lifetime
         // (the heap borrows the arena), 4096-aligned.
@@ -863,6 +897,8 @@ fn every_refused_growth_is_reported_and_leaves_nothing_behind() {
             inner: Reserve {
                 limit: start + 16 * MIB,
                 calls: 0,
+                remaps: 0,
+                remap_fails: false,
             },
             point,
         };
@@ -1049,6 +1085,229 @@ proptest! {
             let bytes = unsafe { core::slice::from_raw_parts(pointer, size) };
             prop_assert!(bytes.iter().all(|&b| b == tag));
             heap.free(pointer).unwrap();
+        }
+    }
+}
+
+/// Calls `release_inside` until it has nothing more, "unmapping" what it
+/// returns; returns the bytes given back.
+fn release_all_inside(heap: &mut Heap<'_, Reserve>, min: usize, keep: usize) -> usize {
+    let mut bytes = 0;
+    while let Some((start, end)) = heap.release_inside(min, keep) {
+        assert_eq!((start % 4096, end % 4096), (0, 0));
+        assert!(end > start);
+        unmap(start, end);
+        bytes += end - start;
+    }
+    bytes
+}
+
+/// Freeing large blocks in the middle of the heap gives their whole pages
+/// back (all but the pages of the free block's header and footer):
+/// `mapped` falls by that much; reusing the space remaps it first, and
+/// the blocks allocated there work.
+#[test]
+fn large_frees_inside_the_heap_give_pages_back() {
+    let mut arena = Arena::new(8 * MIB);
+    let mut heap = arena.heap(256 * 1024, false);
+    let blocks: Vec<*mut u8> = (0..8)
+        .map(|_| heap.kmalloc(512 * 1024).unwrap().as_ptr())
+        .collect();
+    let mapped = heap.stats().mapped;
+    assert_eq!(
+        release_all_inside(&mut heap, 256 * 1024, 0),
+        0,
+        "nothing free"
+    );
+    for &block in &blocks[2..6] {
+        heap.free(block).unwrap();
+    }
+    let given = release_all_inside(&mut heap, 256 * 1024, 0);
+    heap.verify().unwrap();
+    let span = blocks[6] as usize - blocks[2] as usize;
+    assert!(given >= span - 3 * 4096, "{given} of {span}");
+    assert_eq!(heap.stats().mapped, mapped - given);
+    assert_eq!(
+        release_all_inside(&mut heap, 256 * 1024, 0),
+        0,
+        "given once"
+    );
+    // A small block in the freed span only remaps the page it needs.
+    let small = heap.kmalloc(1000).unwrap().as_ptr();
+    heap.verify().unwrap();
+    // Allocate the span again: it is remapped before use.
+    let again: Vec<*mut u8> = (0..4)
+        .map(|_| heap.kmalloc(512 * 1024).unwrap().as_ptr())
+        .collect();
+    for &block in &again {
+        // SAFETY: a fresh block of 512 KiB.
+        unsafe { block.write_bytes(0x77, 512 * 1024) };
+    }
+    heap.verify().unwrap();
+    assert!(heap.grow.remaps > 0);
+    for block in again
+        .into_iter()
+        .chain([small])
+        .chain(blocks[..2].iter().copied())
+    {
+        heap.free(block).unwrap();
+        release_all_inside(&mut heap, 256 * 1024, 0);
+        heap.verify().unwrap();
+    }
+    for &block in &blocks[6..] {
+        heap.free(block).unwrap();
+        release_all_inside(&mut heap, 256 * 1024, 0);
+        heap.verify().unwrap();
+    }
+    let stats = heap.stats();
+    assert_eq!((stats.used, stats.live_allocations), (0, 0));
+    // The end of the heap still goes back, above the pages already given.
+    let before = stats.mapped;
+    if let Some((start, end)) = heap.release_tail(64 * 1024, 256 * 1024) {
+        assert_eq!(before - heap.stats().mapped, end - start);
+        unmap(start, end);
+    }
+    heap.verify().unwrap();
+    // Everything still coalesces into one block that can be used whole.
+    let whole = heap.largest_free_block();
+    let all = heap.kmalloc(whole - 16).unwrap().as_ptr();
+    // SAFETY: a fresh block of that size.
+    unsafe { all.write_bytes(1, whole - 16) };
+    heap.verify().unwrap();
+    heap.free(all).unwrap();
+    heap.verify().unwrap();
+}
+
+/// With `keep`, as many free bytes as that stay mapped: a heap with less
+/// free memory gives nothing back, one with more gives back the rest.
+#[test]
+fn free_memory_up_to_keep_stays_mapped() {
+    let mut arena = Arena::new(4 * MIB);
+    let mut heap = arena.heap(4 * MIB, false);
+    let big = heap.kmalloc(2 * MIB).unwrap().as_ptr();
+    let fence = heap.kmalloc(100).unwrap().as_ptr();
+    let rest = heap
+        .kmalloc(heap.largest_free_block() - 64)
+        .unwrap()
+        .as_ptr();
+    heap.free(big).unwrap();
+    assert_eq!(release_all_inside(&mut heap, 256 * 1024, 3 * MIB), 0);
+    heap.free(fence).unwrap();
+    heap.verify().unwrap();
+    let big = heap.kmalloc(2 * MIB).unwrap().as_ptr();
+    heap.free(big).unwrap();
+    let free = heap.stats().free;
+    let given = release_all_inside(&mut heap, 256 * 1024, MIB);
+    assert!(given > 0 && free - given >= MIB, "{given} of {free}");
+    assert!(free - given < MIB + 4096);
+    heap.verify().unwrap();
+    heap.free(rest).unwrap();
+    heap.verify().unwrap();
+}
+
+/// A remap that fails leaves the request failed and the heap as it was.
+#[test]
+fn a_failed_remap_fails_the_request_and_changes_nothing() {
+    let mut arena = Arena::new(4 * MIB);
+    let mut heap = arena.heap(4 * MIB, false);
+    let big = heap.kmalloc(4 * MIB - 64 * 1024).unwrap().as_ptr();
+    heap.free(big).unwrap();
+    assert!(release_all_inside(&mut heap, 256 * 1024, 0) > 3 * MIB);
+    heap.grow.remap_fails = true;
+    let stats = heap.stats();
+    assert_eq!(
+        heap.kmalloc(2 * MIB).map(|_| ()),
+        Err(MmError::HeapExhausted)
+    );
+    heap.verify().unwrap();
+    assert_eq!(
+        HeapStats {
+            failed_allocations: stats.failed_allocations,
+            ..heap.stats()
+        },
+        stats
+    );
+    heap.grow.remap_fails = false;
+    let block = heap.kmalloc(2 * MIB).unwrap().as_ptr();
+    // SAFETY: a fresh 2 MiB block.
+    unsafe { block.write_bytes(3, 2 * MIB) };
+    heap.verify().unwrap();
+    heap.free(block).unwrap();
+    heap.verify().unwrap();
+}
+
+proptest! {
+    #![proptest_config(testing::cases(64))]
+
+    /// Random allocations (small, large, page-aligned), frees, reallocs,
+    /// with the pages inside large free blocks given back after every
+    /// free and the tail released now and then, sometimes with remapping
+    /// refused: every live block keeps its contents, the heap never writes
+    /// into pages it gave back (the remap hook checks), verify() holds
+    /// and the counters add up.
+    #[test]
+    fn giving_pages_back_inside_keeps_every_block(
+        ops in proptest::collection::vec((0usize..6, 1usize..400_000, any::<prop::sample::Index>()), 1..200),
+        debug_checks in any::<bool>(),
+    ) {
+        // Half the steps keep 512 KiB of free memory mapped.
+        let mut arena = Arena::new(8 * MIB);
+        let mut heap = arena.heap(128 * 1024, debug_checks);
+        let mut live: Vec<(*mut u8, usize, u8)> = Vec::new();
+        for (step, (action, size, which)) in ops.into_iter().enumerate() {
+            let tag = step as u8;
+            heap.grow.remap_fails = step % 7 == 3;
+            let keep = if step % 2 == 0 { 0 } else { 512 * 1024 };
+            match action {
+                0 | 1 => {
+                    let align = if action == 1 { 4096 } else { 16 };
+                    if let Ok(pointer) = heap.alloc(layout(size, align)) {
+                        prop_assert_eq!(pointer.as_ptr() as usize % align, 0);
+                        // SAFETY: a fresh block of `size` bytes.
+                        unsafe { pointer.as_ptr().write_bytes(tag, size) };
+                        live.push((pointer.as_ptr(), size, tag));
+                    }
+                }
+                2 | 3 if !live.is_empty() => {
+                    let (pointer, _, _) = live.swap_remove(which.index(live.len()));
+                    heap.free(pointer).unwrap();
+                    release_all_inside(&mut heap, 64 * 1024, keep);
+                }
+                4 if !live.is_empty() => {
+                    let index = which.index(live.len());
+                    let (pointer, old, byte) = live[index];
+                    if let Ok(moved) = heap.realloc(pointer, layout(old, 16), size) {
+                        // SAFETY: a live block of at least `size` bytes.
+                        let bytes = unsafe { core::slice::from_raw_parts(moved.as_ptr(), old.min(size)) };
+                        prop_assert!(bytes.iter().all(|&b| b == byte), "realloc lost data");
+                        // SAFETY: as above.
+                        unsafe { moved.as_ptr().write_bytes(byte, size) };
+                        live[index] = (moved.as_ptr(), size, byte);
+                        release_all_inside(&mut heap, 64 * 1024, keep);
+                    }
+                }
+                _ => {
+                    if let Some((start, end)) = heap.release_tail(32 * 1024, 128 * 1024) {
+                        unmap(start, end);
+                    }
+                }
+            }
+            heap.verify().unwrap();
+            let stats = heap.stats();
+            prop_assert_eq!(stats.used + stats.free + stats.overhead, stats.mapped);
+        }
+        heap.grow.remap_fails = false;
+        for (pointer, size, tag) in live {
+            // SAFETY: a live block of `size` bytes.
+            let bytes = unsafe { core::slice::from_raw_parts(pointer, size) };
+            prop_assert!(bytes.iter().all(|&b| b == tag), "a block's contents changed");
+            heap.free(pointer).unwrap();
+            heap.verify().unwrap();
+        }
+        for &(start, end) in heap.released.ranges() {
+            // SAFETY: pages of the arena the heap gave back.
+            let pages = unsafe { core::slice::from_raw_parts(start as *const u8, end - start) };
+            prop_assert!(pages.iter().all(|&b| b == GIVEN_BACK), "given-back pages written");
         }
     }
 }

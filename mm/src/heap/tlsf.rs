@@ -45,6 +45,9 @@ const PREV_FREE: usize = 2;
 /// `Heap::take_page_block`), which the page cache may keep when freed.
 const PAGE_BUFFER: usize = 4;
 const FLAGS: usize = FREE | PREV_FREE | PAGE_BUFFER;
+/// Bytes at the start of a free block that hold its header and links:
+/// the page they lie in stays mapped while the block is free.
+pub const FREE_HEAD: usize = PREV_LINK + WORD;
 /// Bytes of a fresh range the first block does not get: the leading pad
 /// that makes payloads 16-aligned and the end sentinel.
 pub const RANGE_OVERHEAD: usize = HEADER + HEADER;
@@ -62,6 +65,11 @@ pub struct Tlsf {
     memory: *mut u8,
     start: usize,
     end: usize,
+    /// The free block the latest `free` made (0: none, or it has left the
+    /// lists since: `remove` forgets it), and the size of the block that
+    /// `free` was given.
+    last_freed: usize,
+    last_freed_own: usize,
     lists: lists::FreeLists,
 }
 
@@ -83,6 +91,8 @@ impl Tlsf {
             memory,
             start,
             end: start + size,
+            last_freed: 0,
+            last_freed_own: 0,
             lists: lists::FreeLists::new(),
         };
         let first = start + HEADER;
@@ -249,6 +259,24 @@ impl Tlsf {
         (block, used)
     }
 
+    /// The free block the latest `free` made, if it has stayed in the
+    /// lists unchanged since (any removal, merging included, forgets it),
+    /// and the size of the used block that `free` gave back into it.
+    pub fn last_freed(&self) -> Option<(usize, usize)> {
+        (self.last_freed != 0).then_some((self.last_freed, self.last_freed_own))
+    }
+
+    /// Forgets the block `last_freed` returns.
+    pub fn forget_last_freed(&mut self) {
+        self.last_freed = 0;
+    }
+
+    /// Puts the free block at `block`, just taken from the lists and not
+    /// changed, back into them.
+    pub fn put_back(&mut self, block: usize) {
+        self.insert(block, self.size_of(block));
+    }
+
     /// Returns the used block at `block` to the free lists, merged with its
     /// free neighbours; returns the block's own size.
     pub fn free(&mut self, block: usize) -> usize {
@@ -274,6 +302,8 @@ impl Tlsf {
         let after_header = self.header(after);
         self.set_header(after, after_header | PREV_FREE);
         self.insert(block, size);
+        self.last_freed = block;
+        self.last_freed_own = own;
         own
     }
 
@@ -309,6 +339,26 @@ impl Tlsf {
         let after_header = self.header(after);
         self.set_header(after, after_header & !PREV_FREE);
         Some(next_size - self.shrink(block, needed))
+    }
+
+    /// The span the used block at `block` could grow over: its start (the
+    /// free predecessor's, else its own) and its bytes (with the free
+    /// neighbours').
+    pub fn free_span(&self, block: usize) -> (usize, usize) {
+        let size = self.size_of(block);
+        let next = block + size;
+        let mut span = size
+            + if self.is_free(next) {
+                self.size_of(next)
+            } else {
+                0
+            };
+        let mut low = block;
+        if self.prev_free_flag(block) != 0 {
+            low = self.read(block - WORD);
+            span += self.size_of(low);
+        }
+        (low, span)
     }
 
     /// Grows the used block at `block` to `needed` bytes downwards: when
@@ -371,6 +421,12 @@ impl Tlsf {
             return 0;
         }
         self.size_of(self.read(sentinel - WORD))
+    }
+
+    /// The last block, if it is free.
+    pub fn last_block_if_free(&self) -> Option<usize> {
+        let sentinel = self.sentinel();
+        (self.prev_free_flag(sentinel) != 0).then(|| self.read(sentinel - WORD))
     }
 
     /// Gives back the end of the range: if the last block is free, the

@@ -8,7 +8,7 @@ impl<G: Grow> Heap<'_, G> {
     /// Checks every invariant; the first violation is returned as text.
     pub fn verify(&self) -> Result<(), &'static str> {
         let blocks = self.tlsf.verify()?;
-        let (mut used, mut live) = (0, 0);
+        let (mut used, mut live, mut released) = (0, 0, 0);
         let (mut cached, mut cached_bytes) = (0, 0);
         let mut slabs = SlabTotals::default();
         for (block, size, is_free) in self.tlsf.blocks() {
@@ -18,6 +18,7 @@ impl<G: Grow> Heap<'_, G> {
                 if is_live {
                     return Err("live bitmap marks a free block");
                 }
+                released += self.released_inside(block, size)?;
                 continue;
             }
             if payload.is_multiple_of(PAGE) && self.slabs.contains(payload) {
@@ -37,8 +38,11 @@ impl<G: Grow> Heap<'_, G> {
                 cached_bytes += size;
             }
         }
+        if released != self.released.bytes() {
+            return Err("a range given back lies outside every free block");
+        }
         if used + slabs.used != self.stats.used
-            || blocks.free + cached_bytes != self.stats.free
+            || blocks.free + cached_bytes != self.stats.free + released
             || live + slabs.live != self.stats.live_allocations
             || slabs.free != self.stats.slab_free
             || slabs.blocks - slabs.used - slabs.free + RANGE_OVERHEAD != self.stats.overhead
@@ -47,7 +51,7 @@ impl<G: Grow> Heap<'_, G> {
         {
             return Err("counters disagree with the blocks");
         }
-        if self.stats.mapped != self.tlsf.end() - self.tlsf.start() {
+        if self.stats.mapped + released != self.tlsf.end() - self.tlsf.start() {
             return Err("blocks do not cover the mapped range");
         }
         if slabs.pages != self.slabs.pages() {
@@ -70,6 +74,26 @@ impl<G: Grow> Heap<'_, G> {
             return Err("live bitmap marks more or fewer allocations than are live");
         }
         Ok(())
+    }
+}
+
+impl<G: Grow> Heap<'_, G> {
+    /// Bytes given back inside the free block at `block` of `size`, or an
+    /// error if a range given back overlaps the block but not inside its
+    /// interior (the pages of its header and footer stay mapped).
+    fn released_inside(&self, block: usize, size: usize) -> Result<usize, &'static str> {
+        let low = (block + FREE_HEAD).next_multiple_of(PAGE);
+        let high = (block + size - WORD) / PAGE * PAGE;
+        let mut bytes = 0;
+        for &(start, end) in self.released.ranges() {
+            if start < block + size && end > block {
+                if start < low || end > high || start >= end {
+                    return Err("a range given back covers a free block's header or footer");
+                }
+                bytes += end - start;
+            }
+        }
+        Ok(bytes)
     }
 }
 

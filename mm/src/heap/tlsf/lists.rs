@@ -87,6 +87,9 @@ impl Tlsf {
 
     /// Unlinks the free block at `block` (of `size`) from its list.
     pub(super) fn remove(&mut self, block: usize, size: usize) {
+        if block == self.last_freed {
+            self.last_freed = 0;
+        }
         let (fl, sl) = mapping(size);
         let (next, prev) = (self.next_free(block), self.prev_free(block));
         if next != 0 {
