@@ -27,32 +27,35 @@ pub struct KernelGrow;
 
 impl Grow for KernelGrow {
     fn grow(&mut self, end: usize, bytes: usize) -> bool {
-        map_for_heap(end, bytes, "grow to")
+        let mapped = map_for_heap(end, bytes);
+        if let Err(error) = mapped {
+            log::warn!("heap: cannot grow to {:#x}: {error}", end + bytes);
+        }
+        mapped.is_ok()
     }
 
     fn remap(&mut self, start: usize, bytes: usize) -> bool {
-        map_for_heap(start, bytes, "remap pages at")
+        let mapped = map_for_heap(start, bytes);
+        if let Err(error) = mapped {
+            // Like a failed growth, but the request that needed it fails
+            // (and says so) with the heap unchanged: no warning of its own.
+            log::info!(
+                "heap: cannot map given-back pages {:#x}..{:#x} again: {error}",
+                start,
+                start + bytes
+            );
+        }
+        mapped.is_ok()
     }
 }
 
 /// Maps `[start, start + bytes)` of the heap's window to fresh frames;
 /// the heap keeps them until it hands pages back (`give_back_tail`,
-/// `give_back_inside`). `what` names the attempt in the warning.
-fn map_for_heap(start: usize, bytes: usize, what: &str) -> bool {
-    match vmm::map_fresh(VirtAddr::new(start as u64), bytes as u64, WRITABLE | NX) {
-        Ok(mapping) => {
-            mapping.keep();
-            true
-        }
-        Err(error) => {
-            log::warn!(
-                "heap: cannot {what} {:#x}..{:#x}: {error}",
-                start,
-                start + bytes
-            );
-            false
-        }
-    }
+/// `give_back_inside`).
+fn map_for_heap(start: usize, bytes: usize) -> Result<(), MmError> {
+    vmm::map_fresh(VirtAddr::new(start as u64), bytes as u64, WRITABLE | NX).map(|mapping| {
+        mapping.keep();
+    })
 }
 
 static HEAP: IrqMutex<Option<Heap<'static, KernelGrow>>> = IrqMutex::new(None);

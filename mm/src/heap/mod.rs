@@ -3,7 +3,7 @@
 //! (TLSF) block store with boundary tags, over a memory range that can
 //! grow at its end.
 //!
-//! An allocation is one of three cases:
+//! An allocation is one of four cases:
 //!
 //! | case | requests | kept in |
 //! |---|---|---|
