@@ -12,7 +12,8 @@ pub struct HeapStats {
     /// Bytes in live allocations (block headers and rounding included;
     /// a slab object counts its slot size).
     pub used: usize,
-    /// Bytes of the managed range (what is mapped).
+    /// Bytes of the managed range that are mapped: pages given back
+    /// inside free blocks (`Heap::release_inside`) are not counted.
     pub mapped: usize,
     /// Of `free`, the bytes in free slab slots (reusable only by requests
     /// of the same size class).
@@ -32,6 +33,7 @@ pub struct HeapStats {
     pub red_zone_violations: u64,
     /// Highest `used` ever seen.
     pub peak_used: usize,
-    /// Bytes free: free blocks plus free slots in slab pages.
+    /// Bytes free and mapped: free blocks (less the pages given back
+    /// inside them) plus free slots in slab pages.
     pub free: usize,
 }
