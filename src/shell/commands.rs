@@ -196,10 +196,12 @@ fn meminfo() {
     );
     let stats = heap::stats();
     let largest = heap::largest_free_block();
-    // Of the free blocks (slab slots are counted apart).
+    // Of the free blocks (slab slots are counted apart). A free block may
+    // hold pages the heap gave back, which `free` leaves out: the largest
+    // block can then be larger than the mapped free bytes.
     let fragmentation = (largest * 100)
         .checked_div(stats.free - stats.slab_free)
-        .map_or(0, |share| 100 - share);
+        .map_or(0, |share| 100usize.saturating_sub(share));
     let exact = |bytes: usize| ExactSize(bytes as u64);
     kprintln!(
         "heap: {} mapped, {} used, {} free, peak {}; {} live / {} total allocations, {} failed",
@@ -217,7 +219,7 @@ fn meminfo() {
         HumanSize(stats.overhead as u64)
     );
     kprintln!(
-        "      largest free block {}, fragmentation {fragmentation}%, verify: {}",
+        "      largest free block {} (given-back pages in it included), fragmentation {fragmentation}%, verify: {}",
         HumanSize(largest as u64),
         match heap::verify() {
             Ok(()) => "ok",
