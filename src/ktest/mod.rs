@@ -12,6 +12,7 @@ mod frame_cache_tests;
 mod heap_release_tests;
 mod heap_tests;
 mod integrity_tests;
+mod magazine_tests;
 mod numa_tests;
 mod pmm_tests;
 mod raw_vmm;
@@ -328,6 +329,7 @@ fn all_tests(filter: Option<&str>) -> impl Iterator<Item = &'static Test> {
         .chain(vmm_tests::TESTS)
         .chain(usercopy_tests::TESTS)
         .chain(heap_tests::TESTS)
+        .chain(magazine_tests::TESTS)
         .chain(slab_tests::TESTS)
         .chain(c_abi_tests::TESTS)
         .chain(reliability_tests::TESTS)

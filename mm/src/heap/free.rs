@@ -103,7 +103,7 @@ impl<G: Grow> Heap<'_, G> {
     /// Gives the live allocation `live` back: a slot to its class's recent
     /// list (or its page), a block to its quick list (or the TLSF lists).
     #[inline(always)]
-    fn give_back(&mut self, live: Live) {
+    pub(super) fn give_back(&mut self, live: Live) {
         let Live { payload, class, at } = live;
         let Some(class) = class else {
             return self.free_block(payload - HEADER, at);

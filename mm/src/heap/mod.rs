@@ -41,6 +41,7 @@ use tlsf::{Tlsf, FREE_HEAD, GRANULE, HEADER, MIN_BLOCK, RANGE_OVERHEAD, WORD};
 mod checks;
 mod free;
 mod live;
+pub mod magazine;
 mod quick;
 mod resize;
 mod slab;
@@ -135,6 +136,9 @@ pub struct Heap<'a, G: Grow> {
     checks: DebugChecks,
     /// Counters; `free` here excludes `slab_free` (see `stats()`).
     stats: HeapStats,
+    /// Set while the magazines try an allocation without growth
+    /// (`magazine.rs`): growth waits until they have been drained.
+    hold_growth: bool,
 }
 
 // SAFETY: the heap owns its memory (`new`'s contract) and every table it
@@ -202,6 +206,7 @@ impl<'a, G: Grow> Heap<'a, G> {
                 free,
                 ..HeapStats::default()
             },
+            hold_growth: false,
         })
     }
 
@@ -431,6 +436,9 @@ impl<'a, G: Grow> Heap<'a, G> {
     fn extend(&mut self, size: usize) -> Result<(), MmError> {
         let short = size.saturating_sub(self.tlsf.free_at_end()).max(MIN_BLOCK);
         let room = self.growth_left();
+        if self.hold_growth {
+            return Err(MmError::HeapExhausted);
+        }
         let bytes = (short + MIN_BLOCK)
             .max(MIN_GROWTH)
             .next_multiple_of(PAGE)

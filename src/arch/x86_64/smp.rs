@@ -94,6 +94,8 @@ pub struct PerCpu {
     node: AtomicU8,
     /// Its frame cache (kernel_mm::frame_cache).
     pub frames: CpuFrames,
+    /// Its heap magazines (kernel_mm::heap).
+    pub heap: mm::heap::magazine::CpuMagazines,
 }
 
 const _: () = assert!(core::mem::offset_of!(PerCpu, this) == 0);
@@ -122,6 +124,7 @@ impl PerCpu {
             caught: [const { AtomicU64::new(0) }; 4],
             node: AtomicU8::new(0),
             frames: CpuFrames::new(),
+            heap: mm::heap::magazine::CpuMagazines::new(mm::heap::DebugChecks::for_this_build()),
         }
     }
 

@@ -1,0 +1,556 @@
+//! Per-CPU magazines in front of the heap's slab slots: a short LIFO of
+//! free slots per size class per CPU, refilled and flushed a batch at a
+//! time under the heap's lock, so the common allocation and free of a
+//! small object take no lock (Bonwick's magazines, without a depot: the
+//! slab pages' recent lists play its part).
+//!
+//! Pieces, all plain types the kernel composes:
+//!
+//! * [`Magazines`]: one CPU's LIFOs, [`ROUNDS`] slots per class.
+//! * [`CpuMagazines`]: a CPU's magazines behind a try-lock flag (`busy`)
+//!   and the counters other CPUs read. Its owner takes the flag for each
+//!   operation (uncontended: one atomic swap in its own cache line); a
+//!   CPU that finds the heap exhausted takes the other CPUs' flags to
+//!   drain their magazines, and skips a CPU that holds its own.
+//! * [`SlotStates`] (`magazine/states.rs`): one atomic byte per granule
+//!   saying "handed out by a magazine" or "in a magazine" and the class,
+//!   which checks a free without the heap's lock.
+//! * [`Machine`]: how the front end reaches the heap's lock and the other
+//!   CPUs' magazines (the kernel: `IrqMutex` and the per-CPU records; the
+//!   host tests: a `std` mutex and a slice).
+//!
+//! A slot in a magazine is *used* for the heap (its live bit is set and
+//! the heap's counters count it as used); [`combined_stats`] moves it to
+//! free. Debug checks work in the magazines as in the heap: red zone
+//! armed on allocation and checked on free, the slot poisoned, in the
+//! heap's own layout, so a block may be freed by either path.
+
+use core::alloc::Layout;
+use core::cell::UnsafeCell;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use super::checks::{arm_at, intact_at, poison_at};
+use super::slab::{self, SLAB_LIMIT};
+use super::tlsf::GRANULE;
+use super::{DebugChecks, Grow, Heap, HeapStats, Live, DEBUG_OVERHEAD};
+use crate::MmError;
+use states::Claim;
+pub use states::{state_bytes, SlotStates};
+
+mod states;
+
+/// Size classes the magazines serve: the slab classes.
+const CLASSES: usize = SLAB_LIMIT / GRANULE;
+/// Slots one class's magazine holds.
+pub const ROUNDS: usize = 32;
+/// Slots a refill brings and a flush takes back to the heap.
+pub const BATCH: usize = 16;
+
+const _: () = assert!(BATCH <= ROUNDS && ROUNDS <= u8::MAX as usize);
+
+/// One CPU's magazines: per class a LIFO of free slots (pointers with the
+/// heap's provenance), newest last.
+pub struct Magazines {
+    rounds: [[*mut u8; ROUNDS]; CLASSES],
+    count: [u8; CLASSES],
+    /// Bytes and slots in all classes.
+    bytes: usize,
+    slots: usize,
+    /// Allocations served from the magazines.
+    allocations: u64,
+    checks: DebugChecks,
+}
+
+impl Magazines {
+    /// Empty magazines for a heap with `checks`.
+    pub const fn new(checks: DebugChecks) -> Self {
+        Self {
+            rounds: [[core::ptr::null_mut(); ROUNDS]; CLASSES],
+            count: [0; CLASSES],
+            bytes: 0,
+            slots: 0,
+            allocations: 0,
+            checks,
+        }
+    }
+
+    /// Slots held, all classes.
+    pub fn len(&self) -> usize {
+        self.slots
+    }
+
+    /// Whether no slot is held.
+    pub fn is_empty(&self) -> bool {
+        self.slots == 0
+    }
+
+    #[inline(always)]
+    fn pop(&mut self, class: usize) -> Option<*mut u8> {
+        let count = self.count[class].checked_sub(1)?;
+        self.count[class] = count;
+        self.bytes -= slab::slot_size(class);
+        self.slots -= 1;
+        Some(self.rounds[class][count as usize])
+    }
+
+    /// Pushes `slot` of `class`; `false` (nothing done) if full.
+    #[inline(always)]
+    fn push(&mut self, class: usize, slot: *mut u8) -> bool {
+        let count = self.count[class] as usize;
+        if count == ROUNDS {
+            return false;
+        }
+        self.rounds[class][count] = slot;
+        self.count[class] += 1;
+        self.bytes += slab::slot_size(class);
+        self.slots += 1;
+        true
+    }
+
+    /// Takes the oldest `count` slots of `class` (at most all), oldest
+    /// first, keeping the newest (cache-warm) ones.
+    fn take_oldest(&mut self, class: usize, count: usize, mut take: impl FnMut(*mut u8)) {
+        let held = self.count[class] as usize;
+        let count = count.min(held);
+        for &slot in &self.rounds[class][..count] {
+            take(slot);
+        }
+        self.rounds[class].copy_within(count..held, 0);
+        self.count[class] = (held - count) as u8;
+        self.bytes -= count * slab::slot_size(class);
+        self.slots -= count;
+    }
+
+    /// The lock-free allocation of `size` bytes of `class`: the newest
+    /// slot, armed if debug checks are on.
+    #[inline(always)]
+    fn alloc(&mut self, states: &SlotStates<'_>, class: usize, size: usize) -> Option<NonNull<u8>> {
+        let slot = self.pop(class)?;
+        states.hand_out(slot.addr(), class);
+        self.allocations += 1;
+        if self.checks.on() {
+            // SAFETY: a slot of `class` the magazine held, now the
+            // caller's; size + DEBUG_OVERHEAD fits it (`class_for`).
+            unsafe { arm_at(slot, size, slab::slot_size(class)) };
+        }
+        // SAFETY: slots are inside the heap, never null.
+        Some(unsafe { NonNull::new_unchecked(slot) })
+    }
+}
+
+/// The class a request of `layout` takes through the magazines, if any.
+#[inline(always)]
+fn class_for(layout: Layout, checks: DebugChecks) -> Option<usize> {
+    if layout.align() > GRANULE {
+        return None;
+    }
+    let bytes = if checks.on() {
+        layout.size().checked_add(DEBUG_OVERHEAD)?
+    } else {
+        layout.size()
+    };
+    (bytes <= SLAB_LIMIT).then(|| slab::class_of(bytes))
+}
+
+/// One CPU's magazines and the counters others read.
+pub struct CpuMagazines {
+    magazines: UnsafeCell<Magazines>,
+    /// Held by whoever works on `magazines`: their owner for each
+    /// operation, or a CPU draining them.
+    busy: AtomicBool,
+    /// Published at the end of each operation, for [`combined_stats`].
+    bytes: AtomicUsize,
+    slots: AtomicUsize,
+    allocations: AtomicU64,
+    /// Red zones found overwritten by frees into these magazines.
+    violations: AtomicU64,
+    checks: DebugChecks,
+}
+
+// SAFETY: the magazines in the UnsafeCell are reached only inside
+// `try_with`, by the one caller that swapped `busy` from false to true,
+// so no two references to them exist at once; the raw pointers they hold
+// are slots of the heap that nobody else uses while they are held.
+// Everything else is atomic.
+unsafe impl Sync for CpuMagazines {}
+// SAFETY: as above: the slots belong to the heap, not to a thread.
+unsafe impl Send for CpuMagazines {}
+
+impl CpuMagazines {
+    /// Empty magazines for a heap with `checks` (which must be the
+    /// heap's own).
+    pub const fn new(checks: DebugChecks) -> Self {
+        Self {
+            magazines: UnsafeCell::new(Magazines::new(checks)),
+            busy: AtomicBool::new(false),
+            bytes: AtomicUsize::new(0),
+            slots: AtomicUsize::new(0),
+            allocations: AtomicU64::new(0),
+            violations: AtomicU64::new(0),
+            checks,
+        }
+    }
+
+    /// Runs `f` on the magazines unless someone else works on them (then
+    /// `None`, nothing runs), and publishes their counters.
+    #[inline(always)]
+    pub fn try_with<R>(&self, f: impl FnOnce(&mut Magazines) -> R) -> Option<R> {
+        if self.busy.swap(true, Ordering::Acquire) {
+            return None;
+        }
+        // SAFETY: `busy` was clear and is now ours: this is the only
+        // reference to the magazines (see the Sync impl).
+        let magazines = unsafe { &mut *self.magazines.get() };
+        let result = f(magazines);
+        self.bytes.store(magazines.bytes, Ordering::Relaxed);
+        self.slots.store(magazines.slots, Ordering::Relaxed);
+        self.allocations
+            .store(magazines.allocations, Ordering::Relaxed);
+        self.busy.store(false, Ordering::Release);
+        Some(result)
+    }
+
+    /// Slots held now (as last published).
+    pub fn cached(&self) -> usize {
+        self.slots.load(Ordering::Relaxed)
+    }
+
+    /// Red zones found overwritten by frees into these magazines.
+    pub fn violations(&self) -> u64 {
+        self.violations.load(Ordering::Relaxed)
+    }
+}
+
+/// How the magazine front end reaches the shared heap and the other CPUs.
+pub trait Machine<'a, G: Grow> {
+    /// Runs `f` on the heap with its lock held.
+    fn with_heap<R>(&self, f: impl FnOnce(&mut Heap<'a, G>) -> R) -> R;
+    /// Calls `f` with the magazines of every other CPU.
+    fn for_each_other(&self, f: impl FnMut(&CpuMagazines));
+    /// Called under the lock after slots went back to the heap (the
+    /// kernel gives whole free pages at the heap's end back here).
+    fn after_free(&self, heap: &mut Heap<'a, G>) {
+        let _ = heap;
+    }
+}
+
+/// Allocates for `layout` on the CPU owning `me`: from its magazine
+/// without a lock when the request is a slab size (alignment up to 16),
+/// else from the heap under its lock. Magazines are drained (this CPU's
+/// and every other CPU's not busy with its own) before the heap grows or
+/// fails.
+#[inline]
+pub fn alloc<'a, G: Grow>(
+    me: &CpuMagazines,
+    states: &SlotStates<'_>,
+    machine: &impl Machine<'a, G>,
+    layout: Layout,
+) -> Result<NonNull<u8>, MmError> {
+    let Some(class) = class_for(layout, me.checks) else {
+        return alloc_from_heap(me, states, machine, layout);
+    };
+    match me.try_with(|magazines| {
+        magazines
+            .alloc(states, class, layout.size())
+            .ok_or(MmError::HeapExhausted)
+    }) {
+        Some(Ok(pointer)) => Ok(pointer),
+        _ => refill_and_alloc(me, states, machine, class, layout),
+    }
+}
+
+/// A request the magazines do not serve, under the heap lock.
+#[inline(never)]
+fn alloc_from_heap<'a, G: Grow>(
+    me: &CpuMagazines,
+    states: &SlotStates<'_>,
+    machine: &impl Machine<'a, G>,
+    layout: Layout,
+) -> Result<NonNull<u8>, MmError> {
+    machine.with_heap(|heap| {
+        heap.hold_growth = true;
+        let first = heap.alloc(layout);
+        heap.hold_growth = false;
+        if first.is_ok() {
+            return first;
+        }
+        // Not a failure yet: drain the magazines, then let it grow.
+        heap.stats.failed_allocations -= 1;
+        drain_all(heap, me, states, machine);
+        heap.alloc(layout)
+    })
+}
+
+/// The magazine of `class` was empty (or in use): refill it from the heap
+/// and allocate, or allocate from the heap directly.
+#[inline(never)]
+fn refill_and_alloc<'a, G: Grow>(
+    me: &CpuMagazines,
+    states: &SlotStates<'_>,
+    machine: &impl Machine<'a, G>,
+    class: usize,
+    layout: Layout,
+) -> Result<NonNull<u8>, MmError> {
+    let result = me.try_with(|magazines| {
+        machine.with_heap(|heap| {
+            if refill(heap, magazines, states, class, false) == 0 {
+                drain_local(heap, magazines, states);
+                drain_others(heap, states, machine);
+                refill(heap, magazines, states, class, true);
+            }
+            let result = magazines.alloc(states, class, layout.size());
+            if result.is_none() {
+                heap.stats.failed_allocations += 1;
+            }
+            result.ok_or(MmError::HeapExhausted)
+        })
+    });
+    // `None`: our magazines are being drained by another CPU.
+    result.unwrap_or_else(|| alloc_from_heap(me, states, machine, layout))
+}
+
+/// Fills `class`'s magazine with up to a batch of slots from `heap`
+/// (growing it only if `may_grow`); returns how many came.
+fn refill<G: Grow>(
+    heap: &mut Heap<'_, G>,
+    magazines: &mut Magazines,
+    states: &SlotStates<'_>,
+    class: usize,
+    may_grow: bool,
+) -> usize {
+    debug_assert_eq!(heap.checks, magazines.checks);
+    heap.hold_growth = !may_grow;
+    let mut taken = 0;
+    while taken < BATCH && (magazines.count[class] as usize) < ROUNDS {
+        let Ok(slot) = heap.take_slot(class) else {
+            break;
+        };
+        let slot = slot.as_ptr();
+        states.cache(slot.addr(), class);
+        magazines.push(class, slot);
+        taken += 1;
+    }
+    heap.hold_growth = false;
+    taken
+}
+
+/// Gives a slot of `class` that left a magazine back to `heap`.
+fn give_back<G: Grow>(
+    heap: &mut Heap<'_, G>,
+    states: &SlotStates<'_>,
+    slot: *mut u8,
+    class: usize,
+) {
+    let payload = slot.addr();
+    debug_assert!(heap.is_live(payload) && heap.slabs.class_at(payload) == Some(class));
+    states.release(payload);
+    let at = heap.live_bit(payload);
+    heap.give_back(Live {
+        payload,
+        class: Some(class),
+        at,
+    });
+}
+
+/// Gives every slot of `magazines` back to `heap`.
+fn drain_local<G: Grow>(
+    heap: &mut Heap<'_, G>,
+    magazines: &mut Magazines,
+    states: &SlotStates<'_>,
+) {
+    for class in 0..CLASSES {
+        magazines.take_oldest(class, ROUNDS, |slot| give_back(heap, states, slot, class));
+    }
+}
+
+/// Drains the magazines of every other CPU that is not using them.
+fn drain_others<'a, G: Grow>(
+    heap: &mut Heap<'a, G>,
+    states: &SlotStates<'_>,
+    machine: &impl Machine<'a, G>,
+) {
+    machine.for_each_other(|cpu| {
+        cpu.try_with(|magazines| drain_local(heap, magazines, states));
+    });
+}
+
+/// Drains `me`'s magazines (if not in use) and every other CPU's.
+fn drain_all<'a, G: Grow>(
+    heap: &mut Heap<'a, G>,
+    me: &CpuMagazines,
+    states: &SlotStates<'_>,
+    machine: &impl Machine<'a, G>,
+) {
+    me.try_with(|magazines| drain_local(heap, magazines, states));
+    drain_others(heap, states, machine);
+}
+
+/// Frees `pointer` on the CPU owning `me`: a slot a magazine handed out
+/// goes into this CPU's magazine without a lock (wherever it was
+/// allocated); a slot already in a magazine is a `DoubleFree` and
+/// changes nothing; anything else goes to the heap under its lock, whose
+/// checks decide. `Ok(true)`: freed, but its red zone was found
+/// overwritten (debug checks; counted in the red-zone violations).
+#[inline]
+pub fn free<'a, G: Grow>(
+    me: &CpuMagazines,
+    states: &SlotStates<'_>,
+    machine: &impl Machine<'a, G>,
+    pointer: *mut u8,
+) -> Result<bool, MmError> {
+    let class = match states.claim(pointer.addr()) {
+        Claim::Ours(class) => class,
+        Claim::Cached => return Err(MmError::DoubleFree),
+        Claim::Heap => return free_to_heap(states, machine, pointer),
+    };
+    // The slot is ours now (no other free can claim it).
+    let overrun = me.checks.on() && check_and_poison(me, pointer, class);
+    let pushed = me.try_with(|magazines| {
+        if !magazines.push(class, pointer) {
+            flush(magazines, states, machine, class);
+            magazines.push(class, pointer);
+        }
+    });
+    if pushed.is_none() {
+        machine.with_heap(|heap| {
+            give_back(heap, states, pointer, class);
+            machine.after_free(heap);
+        });
+    }
+    Ok(overrun)
+}
+
+/// Checks the red zone of the claimed slot `pointer` of `class` (a
+/// violation is counted: `true`) and poisons it.
+#[cold]
+#[inline(never)]
+fn check_and_poison(me: &CpuMagazines, pointer: *mut u8, class: usize) -> bool {
+    let capacity = slab::slot_size(class);
+    // SAFETY: a slot of `class` just claimed from the HANDED state: ours,
+    // `capacity` bytes, armed by `Magazines::alloc` (or by the heap, in the
+    // same layout).
+    let overrun = !unsafe { intact_at(pointer, capacity) };
+    if overrun {
+        me.violations.fetch_add(1, Ordering::Relaxed);
+    }
+    // SAFETY: as above.
+    unsafe { poison_at(pointer, capacity) };
+    overrun
+}
+
+/// Moves the oldest batch of `class`'s full magazine back to the heap.
+#[inline(never)]
+fn flush<'a, G: Grow>(
+    magazines: &mut Magazines,
+    states: &SlotStates<'_>,
+    machine: &impl Machine<'a, G>,
+    class: usize,
+) {
+    machine.with_heap(|heap| {
+        magazines.take_oldest(class, BATCH, |slot| give_back(heap, states, slot, class));
+        machine.after_free(heap);
+    });
+}
+
+/// A free no magazine takes, under the heap lock: a slot in a magazine is
+/// a `DoubleFree`; one a magazine handed out (freed here because this
+/// CPU's magazines were in use) or anything else goes to `Heap::free`.
+#[inline(never)]
+fn free_to_heap<'a, G: Grow>(
+    states: &SlotStates<'_>,
+    machine: &impl Machine<'a, G>,
+    pointer: *mut u8,
+) -> Result<bool, MmError> {
+    machine.with_heap(|heap| {
+        claim_for_heap(states, pointer)?;
+        let before = heap.stats.red_zone_violations;
+        heap.free(pointer)?;
+        machine.after_free(heap);
+        Ok(heap.stats.red_zone_violations != before)
+    })
+}
+
+/// Prepares `pointer` for a heap operation that takes or moves it
+/// (`free`, `realloc`), called under the heap lock: a slot a magazine
+/// handed out becomes the heap's alone; one in a magazine is a
+/// `DoubleFree`.
+pub fn claim_for_heap(states: &SlotStates<'_>, pointer: *mut u8) -> Result<(), MmError> {
+    states
+        .claim_for_heap(pointer.addr())
+        .map_err(|()| MmError::DoubleFree)
+}
+
+/// Gives every slot in `cpu`'s magazines back to `heap` (under its lock);
+/// `false` if they are in use (nothing done).
+pub fn drain<G: Grow>(heap: &mut Heap<'_, G>, cpu: &CpuMagazines, states: &SlotStates<'_>) -> bool {
+    cpu.try_with(|magazines| drain_local(heap, magazines, states))
+        .is_some()
+}
+
+/// Checks `cpu`'s magazines against `heap` (under its lock): every slot a
+/// live slab slot of its class in the heap, marked as cached, none twice
+/// (counted in `seen`, one bit per granule offset); returns how many
+/// slots they hold, `None` if they are in use.
+pub fn verify<G: Grow>(
+    heap: &Heap<'_, G>,
+    cpu: &CpuMagazines,
+    states: &SlotStates<'_>,
+) -> Option<Result<usize, &'static str>> {
+    cpu.try_with(|magazines| {
+        let mut bytes = 0;
+        for class in 0..CLASSES {
+            let held = &magazines.rounds[class][..magazines.count[class] as usize];
+            for (index, &slot) in held.iter().enumerate() {
+                let payload = slot.addr();
+                let (start, end) = heap.range();
+                if payload < start || payload >= end {
+                    return Err("a magazine slot lies outside the heap");
+                }
+                if heap.slabs.class_at(payload) != Some(class)
+                    || !heap.is_live(payload)
+                    || !states.is_cached(payload, class)
+                {
+                    return Err("a magazine slot is not a cached slot of its class");
+                }
+                if held[..index].contains(&slot) {
+                    return Err("a magazine holds a slot twice");
+                }
+                bytes += slab::slot_size(class);
+            }
+        }
+        if bytes != magazines.bytes
+            || magazines.count.iter().map(|&c| c as usize).sum::<usize>() != magazines.slots
+        {
+            return Err("magazine counters disagree with their slots");
+        }
+        Ok(magazines.slots)
+    })
+}
+
+/// The heap's counters with the magazines of `cpus` taken into account:
+/// their slots count as free (and free slab slots), not as used or live;
+/// their allocations and red-zone violations are added. Exact when no
+/// CPU is in the middle of an operation.
+pub fn combined_stats<'c>(
+    heap: HeapStats,
+    cpus: impl IntoIterator<Item = &'c CpuMagazines>,
+) -> HeapStats {
+    cpus.into_iter().fold(heap, |stats, cpu| {
+        let bytes = cpu.bytes.load(Ordering::Relaxed);
+        HeapStats {
+            used: stats.used.saturating_sub(bytes),
+            free: stats.free + bytes,
+            slab_free: stats.slab_free + bytes,
+            live_allocations: stats
+                .live_allocations
+                .saturating_sub(cpu.slots.load(Ordering::Relaxed)),
+            total_allocations: stats.total_allocations + cpu.allocations.load(Ordering::Relaxed),
+            red_zone_violations: stats.red_zone_violations + cpu.violations.load(Ordering::Relaxed),
+            ..stats
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,314 @@
+//! In-kernel tests of the heap's per-CPU magazines on every CPU at once:
+//! small objects allocated on one CPU and freed on another, the lock left
+//! alone by the common case, double frees of slots in magazines refused,
+//! and exhaustion that drains every CPU's magazines so every slot is
+//! handed out.
+
+use core::hint::black_box;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use arrayvec::ArrayVec;
+
+use super::smp_tests::on_all_cpus;
+use super::{Context, Expect, Test, TestResult};
+use crate::arch::x86_64::{clock, smp};
+use crate::kernel_mm::heap;
+use crate::sync::IrqMutex;
+use crate::{kassert, kassert_eq, kprintln};
+use mm::heap::magazine::ROUNDS;
+use mm::layout::HEAP_MAX_SIZE;
+use mm::MmError;
+
+/// The magazine tests.
+pub static TESTS: &[Test] = &[
+    Test {
+        name: "heap::magazines_serve_small_objects_without_the_lock",
+        run: small_objects_take_no_lock,
+        expects: Expect::NOTHING,
+    },
+    Test {
+        name: "heap::cpus_free_each_others_small_objects",
+        run: cpus_free_each_others_objects,
+        expects: Expect::NOTHING,
+    },
+    Test {
+        name: "heap::freeing_a_slot_in_a_magazine_again_is_a_double_free",
+        run: double_free_in_a_magazine,
+        expects: Expect::BAD_FREES,
+    },
+    Test {
+        name: "heap::exhaustion_drains_every_cpus_magazines",
+        run: exhaustion_drains_every_magazine,
+        expects: Expect::NOTHING,
+    },
+];
+
+/// Skips a test when the magazines are off (no frames for their states).
+fn magazines_on() -> Option<TestResult> {
+    (!heap::magazines_on()).then(|| super::skip("heap magazines are off"))
+}
+
+/// A small allocation and free repeated on this CPU: after the first
+/// refill, none of them takes the heap lock.
+fn small_objects_take_no_lock(_: &Context<'_>) -> TestResult {
+    if let Some(skipped) = magazines_on() {
+        return skipped;
+    }
+    let before = heap::stats();
+    let warm = heap::kmalloc(40);
+    kassert!(!warm.is_null());
+    kassert_eq!(heap::kfree(warm), Ok(()));
+    let locks = heap::magazine_locks();
+    for round in 0..1000 {
+        let pointer = heap::kmalloc(black_box(40));
+        kassert!(!pointer.is_null());
+        // SAFETY: a fresh block of 40 bytes.
+        unsafe { pointer.write_volatile(round as u8) };
+        kassert_eq!(heap::kfree(black_box(pointer)), Ok(()));
+    }
+    kassert_eq!(heap::magazine_locks(), locks);
+    let after = heap::stats();
+    kassert_eq!(after.used, before.used);
+    kassert_eq!(after.live_allocations, before.live_allocations);
+    kassert_eq!(after.total_allocations, before.total_allocations + 1001);
+    kassert_eq!(heap::verify(), Ok(()));
+    Ok(())
+}
+
+/// Objects each CPU passes on per round.
+const PER_CPU: usize = 48;
+/// Rounds of the exchange.
+const ROUNDS_OF_EXCHANGE: usize = 30;
+/// Each CPU's objects of the current round (address, size), freed by the
+/// next CPU.
+static SLOTS: [IrqMutex<ArrayVec<(usize, usize), PER_CPU>>; smp::MAX_CPUS] =
+    [const { IrqMutex::new(ArrayVec::new_const()) }; smp::MAX_CPUS];
+/// CPUs through each half of a round, counting up.
+static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+static FREED: AtomicUsize = AtomicUsize::new(0);
+/// Set by a CPU whose part failed: the others stop waiting for it.
+static ABORT: AtomicBool = AtomicBool::new(false);
+/// Objects freed by a CPU other than their allocator.
+static CROSS_FREES: AtomicUsize = AtomicUsize::new(0);
+
+/// Every CPU allocates small objects of many sizes and fills them with a
+/// stamp of its own; once all have, each checks and frees the next CPU's
+/// (an object handed out twice would carry another stamp), so every free
+/// is cross-CPU; then the next round. Afterwards the counters are as
+/// before and every magazine checks out.
+fn cpus_free_each_others_objects(_: &Context<'_>) -> TestResult {
+    if let Some(skipped) = magazines_on() {
+        return skipped;
+    }
+    let before = heap::stats();
+    for slot in &SLOTS {
+        slot.lock().clear();
+    }
+    ALLOCATED.store(0, Ordering::SeqCst);
+    FREED.store(0, Ordering::SeqCst);
+    ABORT.store(false, Ordering::SeqCst);
+    CROSS_FREES.store(0, Ordering::SeqCst);
+    let result = on_all_cpus(|index| {
+        let result = exchange_rounds(index);
+        if result.is_err() {
+            ABORT.store(true, Ordering::SeqCst);
+        }
+        result
+    });
+    for slot in &SLOTS {
+        while let Some((address, _)) = slot.lock().pop() {
+            let _ = heap::kfree(ptr::with_exposed_provenance_mut(address));
+        }
+    }
+    result?;
+    kprintln!(
+        "    {} CPUs, {} objects freed by another CPU, {} slots in magazines now",
+        smp::online(),
+        CROSS_FREES.load(Ordering::Relaxed),
+        heap::cached_slots()
+    );
+    let expected = if smp::online() > 1 {
+        ROUNDS_OF_EXCHANGE * PER_CPU * smp::online()
+    } else {
+        0
+    };
+    kassert_eq!(CROSS_FREES.load(Ordering::Relaxed), expected);
+    let after = heap::stats();
+    kassert_eq!(after.used, before.used);
+    kassert_eq!(after.live_allocations, before.live_allocations);
+    kassert_eq!(after.used + after.free + after.overhead, after.mapped);
+    kassert_eq!(heap::verify(), Ok(()));
+    Ok(())
+}
+
+/// Waits until `counter` reaches `target` (or a CPU gave up).
+fn all_reached(counter: &AtomicUsize, target: usize) -> bool {
+    clock::wait_us(10_000_000, || {
+        counter.load(Ordering::SeqCst) >= target || ABORT.load(Ordering::SeqCst)
+    }) && !ABORT.load(Ordering::SeqCst)
+}
+
+/// The byte CPU `cpu` fills its objects of `round` with.
+fn stamp(cpu: usize, round: usize) -> u8 {
+    (cpu * 31 + round) as u8
+}
+
+fn exchange_rounds(index: usize) -> TestResult {
+    let online = smp::online();
+    let next = (index + 1) % online;
+    for round in 0..ROUNDS_OF_EXCHANGE {
+        for object in 0..PER_CPU {
+            let size = 1 + (object * 37 + round * 11 + index * 5) % 240;
+            let pointer = heap::kmalloc(size);
+            kassert!(!pointer.is_null(), "no memory for a small object");
+            // SAFETY: a fresh block of `size` bytes, ours.
+            unsafe { ptr::write_bytes(pointer, stamp(index, round), size) };
+            let pushed = SLOTS[index]
+                .lock()
+                .try_push((pointer.expose_provenance(), size))
+                .is_ok();
+            kassert!(pushed, "slot full");
+        }
+        ALLOCATED.fetch_add(1, Ordering::SeqCst);
+        kassert!(
+            all_reached(&ALLOCATED, (round + 1) * online),
+            "a CPU did not allocate in time"
+        );
+        while let Some((address, size)) = SLOTS[next].lock().pop() {
+            let pointer = ptr::with_exposed_provenance_mut::<u8>(address);
+            // SAFETY: the slot held the object: nobody else has it.
+            let bytes = unsafe { core::slice::from_raw_parts(pointer, size) };
+            kassert!(
+                bytes.iter().all(|&b| b == stamp(next, round)),
+                "an object was handed out twice"
+            );
+            if next != index {
+                CROSS_FREES.fetch_add(1, Ordering::Relaxed);
+            }
+            kassert_eq!(heap::kfree(pointer), Ok(()));
+        }
+        FREED.fetch_add(1, Ordering::SeqCst);
+        kassert!(
+            all_reached(&FREED, (round + 1) * online),
+            "a CPU did not free in time"
+        );
+    }
+    Ok(())
+}
+
+/// A slot freed into a magazine, here and on another CPU, freed again:
+/// `DoubleFree` both times, nothing changed.
+fn double_free_in_a_magazine(_: &Context<'_>) -> TestResult {
+    if let Some(skipped) = magazines_on() {
+        return skipped;
+    }
+    let pointer = heap::kmalloc(72);
+    kassert!(!pointer.is_null());
+    kassert_eq!(heap::kfree(pointer), Ok(()));
+    let before = heap::stats();
+    kassert_eq!(heap::kfree(pointer), Err(MmError::DoubleFree));
+    DOUBLE.store(pointer.expose_provenance(), Ordering::SeqCst);
+    on_all_cpus(|_| {
+        let pointer = ptr::with_exposed_provenance_mut(DOUBLE.load(Ordering::SeqCst));
+        kassert_eq!(heap::kfree(pointer), Err(MmError::DoubleFree));
+        Ok(())
+    })?;
+    // (Running on every CPU allocates and frees a little: compare what
+    // that leaves as it was.)
+    let after = heap::stats();
+    kassert_eq!(after.used, before.used);
+    kassert_eq!(after.free, before.free);
+    kassert_eq!(after.live_allocations, before.live_allocations);
+    kassert_eq!(after.red_zone_violations, before.red_zone_violations);
+    kassert_eq!(heap::verify(), Ok(()));
+    Ok(())
+}
+
+/// The slot `double_free_in_a_magazine` frees again on every CPU.
+static DOUBLE: AtomicUsize = AtomicUsize::new(0);
+
+/// Object size the exhaustion uses.
+const EXHAUST: usize = 64;
+
+/// Every CPU leaves full magazines behind; then this CPU allocates
+/// 64-byte objects until the heap, grown to its cap, has none left: by
+/// then every CPU's magazines were drained (the slots in them handed out
+/// here), and freeing everything restores the counters.
+fn exhaustion_drains_every_magazine(_: &Context<'_>) -> TestResult {
+    if let Some(skipped) = magazines_on() {
+        return skipped;
+    }
+    on_all_cpus(|_| {
+        for size in [EXHAUST, 200] {
+            let mut held: ArrayVec<usize, ROUNDS> = ArrayVec::new();
+            while !held.is_full() {
+                let pointer = heap::kmalloc(size);
+                kassert!(!pointer.is_null());
+                held.push(pointer.expose_provenance());
+            }
+            for address in held {
+                kassert_eq!(
+                    heap::kfree(ptr::with_exposed_provenance_mut(address)),
+                    Ok(())
+                );
+            }
+        }
+        Ok(())
+    })?;
+    let before = heap::stats();
+    let cached = heap::cached_slots();
+    kprintln!("    {cached} slots sit in CPU magazines before the exhaustion");
+    kassert!(
+        cached >= 2 * ROUNDS * smp::online(),
+        "magazines were not filled"
+    );
+    // A chain through the objects themselves: word 0 the previous one,
+    // word 1 its own address inverted.
+    let mut head = 0usize;
+    let mut count = 0usize;
+    loop {
+        let pointer = heap::kmalloc(EXHAUST);
+        if pointer.is_null() {
+            break;
+        }
+        let words = pointer.cast::<usize>();
+        // SAFETY: a fresh block of 64 bytes, ours.
+        unsafe {
+            words.write(head);
+            words.add(1).write(!pointer.expose_provenance());
+        }
+        head = pointer.expose_provenance();
+        count += 1;
+    }
+    let full = heap::stats();
+    let left = heap::cached_slots();
+    kprintln!(
+        "    {count} objects of {EXHAUST} B until kmalloc returned null; mapped {} KiB, {left} slots left in magazines",
+        full.mapped >> 10
+    );
+    kprintln!(
+        "    then: used {} KiB, free {} KiB (in slab slots {} KiB), overhead {} KiB, largest free block {} B",
+        full.used >> 10,
+        full.free >> 10,
+        full.slab_free >> 10,
+        full.overhead >> 10,
+        heap::largest_free_block()
+    );
+    kassert_eq!(left, 0);
+    kassert_eq!(full.failed_allocations, before.failed_allocations + 1);
+    kassert_eq!(full.mapped, HEAP_MAX_SIZE as usize);
+    while head != 0 {
+        let pointer = ptr::with_exposed_provenance_mut::<usize>(head);
+        // SAFETY: `head` is an object this test allocated and chained.
+        let (next, check) = unsafe { (pointer.read(), pointer.add(1).read()) };
+        kassert_eq!(check, !head);
+        kassert_eq!(heap::kfree(pointer.cast()), Ok(()));
+        head = next;
+    }
+    let after = heap::stats();
+    kassert_eq!(after.used, before.used);
+    kassert_eq!(after.live_allocations, before.live_allocations);
+    kassert_eq!(heap::verify(), Ok(()));
+    Ok(())
+}
