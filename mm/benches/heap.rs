@@ -73,6 +73,8 @@ struct Bench {
     arena: Arena,
     /// This heap's side tables, reused by each fresh instance.
     bitmaps: Vec<u64>,
+    /// The magazines' state bytes for the arena (`threads.rs`).
+    states: Vec<std::sync::atomic::AtomicU8>,
     /// TSC ticks per ns.
     ghz: f64,
     report: Report,
@@ -480,6 +482,7 @@ fn main() {
         .filter(|workload| selected(workload.name))
         .collect();
     let threaded = threads::WORKLOADS.iter().any(|name| selected(name));
+    let fronts = threads::FRONT_WORKLOADS.iter().any(|name| selected(name));
     // Progress: per workload and group, each round and the latency run.
     let steps = chosen
         .iter()
@@ -491,10 +494,14 @@ fn main() {
             groups.len() * threads::ROUNDS
         } else {
             0
-        };
+        }
+        + if fronts { 2 * (threads::ROUNDS + 1) } else { 0 };
     let mut bench = Bench {
         arena: Arena::new(ARENA),
         bitmaps: vec![0u64; Heap::<NoGrow>::bitmap_words(ARENA)],
+        states: (0..mm::heap::magazine::state_bytes(ARENA))
+            .map(|_| std::sync::atomic::AtomicU8::new(0))
+            .collect(),
         ghz,
         report: Report::new("heap", steps),
         groups,
@@ -510,6 +517,9 @@ fn main() {
     }
     if threaded {
         threads::measure(&mut bench);
+    }
+    if fronts {
+        threads::measure_fronts(&mut bench);
     }
     bench.report.finish();
 }
