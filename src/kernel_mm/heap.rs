@@ -239,6 +239,11 @@ pub fn kfree(pointer: *mut u8) -> Result<(), MmError> {
 /// `kfree` without magazines: under the heap lock.
 fn free_through_lock(pointer: *mut u8) -> (Result<(), MmError>, bool) {
     with_red_zone_watch(|heap| {
+        // A slot a magazine handed out (if magazines are on) becomes the
+        // heap's, or is refused if it sits in a magazine.
+        if let Some(states) = STATES.get() {
+            magazine::claim_for_heap(states, pointer)?;
+        }
         let result = heap.free(pointer);
         if result.is_ok() {
             give_back(heap);

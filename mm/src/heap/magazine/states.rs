@@ -128,8 +128,9 @@ impl<'a> SlotStates<'a> {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => Claim::Ours((seen >> CLASS_SHIFT) as usize),
-                // Another free of the same pointer won: this one is the
-                // second (its byte can only have become CACHED).
+                // The byte changed under us: another free of the same
+                // pointer won (or the slot went back and was reused
+                // since): this free is the second.
                 Err(_) => Claim::Cached,
             },
             CACHED => Claim::Cached,
