@@ -11,7 +11,9 @@
 //! batch, for everything else, and to drain every CPU's magazines before
 //! the heap grows or fails. One state byte per 16 bytes of heap (1 MiB
 //! for 16 MiB, from the PMM) checks frees without the lock; if those
-//! frames cannot be had, every request takes the lock as before.
+//! frames cannot be had, or the machine is near the kernel's minimum
+//! memory (fewer free frames than twice the heap's cap plus the states),
+//! every request takes the lock as before.
 //!
 //! Lock order: a CPU's magazine flag, then the heap lock; growth then takes
 //! the VMM and PMM locks. Neither of those ever allocates from the heap, so
@@ -119,8 +121,20 @@ static STATES: Once<SlotStates<'static>> = Once::new();
 fn enable_magazines() {
     let bytes = magazine::state_bytes(HEAP_MAX_SIZE as usize);
     let frames = bytes.div_ceil(PAGE_SIZE as usize);
+    // The PMM's minimum (the heap's 16 MiB plus page tables) leaves no
+    // room for them: near it, the 1 MiB would keep the heap from its
+    // cap. They go on only if the heap could still grow to its cap twice
+    // over once they have their frames.
+    let free = pmm::stats().free;
+    let heap_frames = HEAP_MAX_SIZE / PAGE_SIZE;
+    if free < 2 * heap_frames + frames as u64 {
+        log::info!(
+            "heap: magazines off: {free} free frames, fewer than twice the heap's {heap_frames} and their {frames}"
+        );
+        return;
+    }
     let Ok(first) = pmm::alloc_contiguous(frames, 1) else {
-        log::info!("heap: no {frames} frames for the magazines' state bytes: magazines off");
+        log::info!("heap: magazines off: no {frames} contiguous frames for their state bytes");
         return;
     };
     let pointer = phys_to_virt(first.start_address()).as_mut_ptr::<AtomicU8>();
@@ -352,17 +366,20 @@ pub fn stats() -> HeapStats {
 }
 
 /// Gives every slot in every CPU's magazines back to the heap (a CPU in
-/// the middle of its own heap operation keeps its own); for callers that
-/// need the heap's free space exact (`largest_free_block`, giving pages
-/// back). Returns how many slots stayed in magazines.
+/// the middle of its own heap operation keeps its own), then the heap's
+/// own caches (`Heap::trim`), and the free pages at its end back to the
+/// PMM: for callers that need the heap's free space exact or its memory
+/// back (after filling it with small objects, a spare slab page or a
+/// cached slot near the end would keep it from shrinking). Returns how
+/// many slots stayed in magazines.
 pub fn drain_magazines() -> usize {
-    let Some(states) = STATES.get() else {
-        return 0;
-    };
     with(|heap| {
-        for cpu in all_magazines() {
-            magazine::drain(heap, cpu, states);
+        if let Some(states) = STATES.get() {
+            for cpu in all_magazines() {
+                magazine::drain(heap, cpu, states);
+            }
         }
+        heap.trim();
         give_back(heap);
     });
     cached_slots()
