@@ -153,7 +153,10 @@ fn class_for(layout: Layout, checks: DebugChecks) -> Option<usize> {
     (bytes <= SLAB_LIMIT).then(|| slab::class_of(bytes))
 }
 
-/// One CPU's magazines and the counters others read.
+/// One CPU's magazines and the counters others read, on cache lines of
+/// their own (two CPUs' records side by side in an array must not share
+/// a line: the flag and counters are written on every operation).
+#[repr(align(128))]
 pub struct CpuMagazines {
     magazines: UnsafeCell<Magazines>,
     /// Held by whoever works on `magazines`: their owner for each
