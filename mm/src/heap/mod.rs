@@ -339,16 +339,33 @@ impl<'a, G: Grow> Heap<'a, G> {
             self.stats.free -= needed;
             return Ok((block, needed));
         }
-        if let Some(block) = self.tlsf.take_aligned(needed, PAGE) {
-            if !self.remap_for(block, block + needed + FREE_HEAD) {
-                self.tlsf.put_back(block);
-                return Err(MmError::HeapExhausted);
-            }
-            let used = self.tlsf.carve(block, needed);
-            self.stats.free -= used;
-            return Ok((block, used));
+        if let Some(found) = self.take_aligned_page_block(needed) {
+            return found;
+        }
+        // Cached blocks (spare slab pages, quick lists) may coalesce into
+        // an aligned block of just the size: try again after giving them
+        // back, before asking for a block with room to align in.
+        self.trim();
+        if let Some(found) = self.take_aligned_page_block(needed) {
+            return found;
         }
         self.take_aligned_block(needed, PAGE)
+    }
+
+    /// A free block that starts on the page grid with at least `needed`
+    /// bytes, carved to size; `None` if the lists hold none.
+    fn take_aligned_page_block(
+        &mut self,
+        needed: usize,
+    ) -> Option<Result<(usize, usize), MmError>> {
+        let block = self.tlsf.take_aligned(needed, PAGE)?;
+        if !self.remap_for(block, block + needed + FREE_HEAD) {
+            self.tlsf.put_back(block);
+            return Some(Err(MmError::HeapExhausted));
+        }
+        let used = self.tlsf.carve(block, needed);
+        self.stats.free -= used;
+        Some(Ok((block, used)))
     }
 
     /// Bytes an allocation of `size` occupies: `size`, plus the red zone
