@@ -50,6 +50,16 @@ impl Grow for KernelGrow {
         mapped.is_ok()
     }
 
+    fn can_ungrow(&self) -> bool {
+        true
+    }
+
+    fn ungrow(&mut self, start: usize, bytes: usize) {
+        // The heap took these pages out of its range again, untouched
+        // since the growth mapped them.
+        unmap_given_back(start, bytes + start);
+    }
+
     fn remap(&mut self, start: usize, bytes: usize) -> bool {
         let mapped = map_for_heap(start, bytes);
         if let Err(error) = mapped {

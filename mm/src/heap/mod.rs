@@ -74,6 +74,18 @@ pub trait Grow {
     fn remap(&mut self, _start: usize, _bytes: usize) -> bool {
         false
     }
+
+    /// Whether [`Grow::ungrow`] gives pages back (the default: no, so a
+    /// growth is never undone).
+    fn can_ungrow(&self) -> bool {
+        false
+    }
+
+    /// Takes back `[start, start + bytes)`, the end of a growth the heap
+    /// undid (a request that grew the heap failed later, on a remap): the
+    /// heap no longer touches those pages. Called only if
+    /// [`Grow::can_ungrow`].
+    fn ungrow(&mut self, _start: usize, _bytes: usize) {}
 }
 
 /// A heap that never grows.
@@ -441,11 +453,36 @@ impl<'a, G: Grow> Heap<'a, G> {
         {
             return Ok(block);
         }
+        let end_before = self.tlsf.end();
         self.extend(size)?;
-        self.tlsf
+        let block = self
+            .tlsf
             .take(size)
             .or_else(|| self.tlsf.take_scanning(size))
-            .ok_or(MmError::HeapExhausted)
+            .ok_or(MmError::HeapExhausted)?;
+        // Pages given back inside the block must be mapped again before it
+        // is used; if that fails, the growth is undone as well, so that the
+        // failed request leaves the heap as it found it.
+        if !self.remap_for(block, block + size + FREE_HEAD) {
+            self.tlsf.put_back(block);
+            self.undo_growth(end_before);
+            return Err(MmError::HeapExhausted);
+        }
+        Ok(block)
+    }
+
+    /// Shrinks the heap back to `end` after a growth the request that
+    /// made it could not use, giving the pages to the hook.
+    fn undo_growth(&mut self, end: usize) {
+        if !self.grow.can_ungrow() || self.tlsf.end() <= end {
+            return;
+        }
+        let cut = self.tlsf.retract(0, end, PAGE);
+        if cut > 0 {
+            self.stats.mapped -= cut;
+            self.stats.free -= cut;
+            self.grow.ungrow(self.tlsf.end(), cut);
+        }
     }
 
     /// Grows the heap so that a free block of `size` bytes exists at its
