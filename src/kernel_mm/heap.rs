@@ -492,3 +492,25 @@ static ALLOCATOR: KernelAllocator = KernelAllocator;
 pub fn physical(address: VirtAddr) -> Option<PhysAddr> {
     vmm::translate(address).map(|t| t.phys)
 }
+
+/// Heap memory that stays mapped under memory pressure: the start of the
+/// heap, which the kernel's own long-lived data fills first.
+const PRESSURE_FLOOR: usize = 256 * 1024;
+
+/// Under memory pressure: every idle CPU's magazines and the heap's own
+/// caches go back to the heap, then every whole free page at its end
+/// (down to its first [`PRESSURE_FLOOR`] bytes, past the usual
+/// [`KEEP_FREE`] and the initial 1 MiB) back to the PMM. Call with no
+/// lock held (it takes the heap lock, then the VMM's and the PMM's).
+/// Returns the pages given back.
+pub fn release_under_pressure() -> u64 {
+    let before = pages_released();
+    drain_magazines();
+    with(|heap| {
+        heap.trim();
+        if let Some((start, end)) = heap.release_tail(0, PRESSURE_FLOOR) {
+            unmap_given_back(start, end);
+        }
+    });
+    pages_released() - before
+}

@@ -33,6 +33,7 @@ pub mod frame_meta;
 pub mod heap;
 pub mod numa;
 pub mod pmm;
+pub mod reclaim;
 pub mod slab;
 pub mod vmm;
 

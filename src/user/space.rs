@@ -229,8 +229,17 @@ impl UserSpace {
         let Ok(meta) = meta() else {
             return Err(FaultError::OutOfMemory);
         };
-        let fixed = self
-            .change(|space, frames, tlb| space.handle_fault(address, access, frames, meta, tlb))?;
+        let fault = || {
+            self.change(|space, frames, tlb| space.handle_fault(address, access, frames, meta, tlb))
+        };
+        let fixed = match fault() {
+            // Out of frames: the heap and the object caches give back what
+            // they can (no lock is held here), then once more.
+            Err(FaultError::OutOfMemory) if crate::kernel_mm::reclaim::under_pressure() > 0 => {
+                fault()?
+            }
+            result => result?,
+        };
         FAULTS[fixed as usize].fetch_add(1, Ordering::Relaxed);
         Ok(fixed)
     }
