@@ -500,7 +500,8 @@ const PRESSURE_FLOOR: usize = 256 * 1024;
 /// Under memory pressure: every idle CPU's magazines and the heap's own
 /// caches go back to the heap, then every whole free page at its end
 /// (down to its first [`PRESSURE_FLOOR`] bytes, past the usual
-/// [`KEEP_FREE`] and the initial 1 MiB) back to the PMM. Call with no
+/// [`KEEP_FREE`] and the initial 1 MiB) and inside every free block back
+/// to the PMM. Call with no
 /// lock held (it takes the heap lock, then the VMM's and the PMM's).
 /// Returns the pages given back.
 pub fn release_under_pressure() -> u64 {
@@ -508,7 +509,10 @@ pub fn release_under_pressure() -> u64 {
     drain_magazines();
     with(|heap| {
         heap.trim();
-        if let Some((start, end)) = heap.release_tail(0, PRESSURE_FLOOR) {
+        if let Some((start, end)) = heap.release_tail_all(PRESSURE_FLOOR) {
+            unmap_given_back(start, end);
+        }
+        while let Some((start, end)) = heap.release_any_inside(PAGE_SIZE as usize) {
             unmap_given_back(start, end);
         }
     });

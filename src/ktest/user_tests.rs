@@ -470,7 +470,8 @@ fn churn_leaks_nothing(_: &Context<'_>) -> TestResult {
 fn pressure_releases_heap_pages(_: &Context<'_>) -> TestResult {
     const PAGES: u64 = 16;
     let program = load_probe()?;
-    // Free pages at the heap's end, for the pressure to find.
+    // Free heap pages still mapped, for the pressure to find (a large
+    // free keeps 1 MiB of free memory mapped).
     let block = heap::kmalloc(2 * 1024 * 1024);
     kassert!(!block.is_null(), "no 2 MiB heap block");
     kassert!(heap::kfree(block).is_ok(), "the block did not free");
@@ -502,6 +503,12 @@ fn pressure_releases_heap_pages(_: &Context<'_>) -> TestResult {
         "    {held} frames held; {} reclaims gave back {pages} pages since boot; the program {exit}",
         reclaims_after - reclaims
     );
+    // Mapped free heap memory again, as the tests after this one found it
+    // before (they compare frame counts while using the heap).
+    let block = heap::kmalloc(2 * 1024 * 1024);
+    if !block.is_null() {
+        kassert!(heap::kfree(block).is_ok(), "the block did not free");
+    }
     kassert_eq!(exit, Exit::Exited(PAGES as i64));
     kassert!(reclaims_after > reclaims, "no reclaim ran");
     drop(program);
@@ -551,9 +558,13 @@ fn shootdown_targets(_: &Context<'_>) -> TestResult {
         space
             .reserve(at, 8 * PAGE_SIZE, Perms::READ_WRITE)
             .map_err(|_| super::Failure::here("map failed"))?;
-        space
-            .populate(at, &alloc::vec![1; 8 * PAGE_SIZE as usize])
-            .map_err(|_| super::Failure::here("populate failed"))?;
+        // The two pages the checks unmap, filled without the heap (whose
+        // growth would move the frame counts).
+        for page in [at, at + PAGE_SIZE] {
+            space
+                .populate(page, &[1; 64])
+                .map_err(|_| super::Failure::here("populate failed"))?;
+        }
         SHARED.store(ptr::from_ref(&*space).cast_mut(), Ordering::SeqCst);
         LOADED.store(false, Ordering::SeqCst);
         RELEASE.store(false, Ordering::SeqCst);

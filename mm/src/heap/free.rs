@@ -437,6 +437,36 @@ impl<G: Grow> Heap<'_, G> {
         Some((start, end))
     }
 
+    /// Under memory pressure: gives back the still-mapped whole pages
+    /// inside the first free block (by address) whose interior has at
+    /// least `min` bytes of them, like [`Heap::release_inside`] but for any
+    /// free block and keeping nothing mapped. One range per call, the
+    /// caller unmaps it; `None` when no block has such pages (or the
+    /// record of given-back ranges is full). O(blocks) per call.
+    pub fn release_any_inside(&mut self, min: usize) -> Option<(usize, usize)> {
+        let released = &self.released;
+        let (start, end) =
+            self.tlsf
+                .blocks()
+                .filter(|&(_, _, free)| free)
+                .find_map(|(block, size, _)| {
+                    let low = (block + FREE_HEAD).next_multiple_of(PAGE);
+                    let high = (block + size - WORD) / PAGE * PAGE;
+                    if high < low.saturating_add(min.max(PAGE)) {
+                        return None;
+                    }
+                    released
+                        .first_gap(low, high)
+                        .filter(|&(start, end)| end - start >= min.max(PAGE))
+                })?;
+        if !self.released.add(start, end) {
+            return None;
+        }
+        self.stats.mapped -= end - start;
+        self.stats.free -= end - start;
+        Some((start, end))
+    }
+
     /// Makes every page given back in `[low, high)` usable again before a
     /// path writes there (`low`: the start of the free block it uses;
     /// `high`: one past the last byte it writes); `false` if the hook

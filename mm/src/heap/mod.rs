@@ -604,6 +604,19 @@ impl<'a, G: Grow> Heap<'a, G> {
         if self.tlsf.free_at_end() < keep + RELEASE_STEP {
             return None;
         }
+        self.cut_tail(keep, floor)
+    }
+
+    /// Under memory pressure: gives back every whole free page at the
+    /// heap's end, never below `floor` bytes, however few (no
+    /// `RELEASE_STEP` hysteresis). The range as for
+    /// [`Heap::release_tail`].
+    pub fn release_tail_all(&mut self, floor: usize) -> Option<(usize, usize)> {
+        self.cut_tail(0, floor)
+    }
+
+    /// `release_tail` once it is worth it.
+    fn cut_tail(&mut self, keep: usize, floor: usize) -> Option<(usize, usize)> {
         self.trim();
         let end = self.tlsf.end();
         // Pages given back inside the last block stay so: the new end
