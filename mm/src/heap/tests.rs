@@ -1311,3 +1311,50 @@ proptest! {
         }
     }
 }
+
+/// Under pressure every free block gives back its mapped interior, not
+/// only the one freed last; what it gave is remapped before reuse.
+#[test]
+fn pressure_gives_back_inside_every_free_block() {
+    let mut arena = Arena::new(8 * MIB);
+    let mut heap = arena.heap(256 * 1024, false);
+    let blocks: Vec<*mut u8> = (0..8)
+        .map(|_| heap.kmalloc(512 * 1024).unwrap().as_ptr())
+        .collect();
+    // Two separate holes; the usual release (keeping 4 MiB mapped free)
+    // gives back nothing, and then knows only the last freed block.
+    for &block in [blocks[1], blocks[4]].iter() {
+        heap.free(block).unwrap();
+    }
+    assert_eq!(release_all_inside(&mut heap, 256 * 1024, 4 * MIB), 0);
+    let mapped = heap.stats().mapped;
+    let mut given = 0;
+    while let Some((start, end)) = heap.release_any_inside(4096) {
+        assert_eq!((start % 4096, end % 4096), (0, 0));
+        unmap(start, end);
+        given += end - start;
+        heap.verify().unwrap();
+    }
+    // Both holes, less their header and footer pages.
+    assert!(given >= 2 * (512 * 1024 - 3 * 4096), "{given}");
+    assert_eq!(heap.stats().mapped, mapped - given);
+    assert_eq!(heap.release_any_inside(4096), None, "given once");
+    let again: Vec<*mut u8> = (0..2)
+        .map(|_| heap.kmalloc(512 * 1024).unwrap().as_ptr())
+        .collect();
+    for &block in &again {
+        // SAFETY: a fresh block of 512 KiB.
+        unsafe { block.write_bytes(0x5A, 512 * 1024) };
+    }
+    heap.verify().unwrap();
+    for block in again.into_iter().chain(
+        blocks
+            .iter()
+            .enumerate()
+            .filter(|&(index, _)| index != 1 && index != 4)
+            .map(|(_, &block)| block),
+    ) {
+        heap.free(block).unwrap();
+    }
+    heap.verify().unwrap();
+}
