@@ -341,6 +341,8 @@ fn all_tests(filter: Option<&str>) -> impl Iterator<Item = &'static Test> {
         // Last: the pages it leaves given back inside the heap would change
         // the frame and table counts of tests that use the heap on the side.
         .chain(heap_release_tests::TESTS)
+        // After it, for the same reason: memory pressure shrinks the heap.
+        .chain(user_tests::PRESSURE_TESTS)
         .chain(self_checks)
 }
 

@@ -481,15 +481,35 @@ impl<G: Grow> Heap<'_, G> {
     #[inline(never)]
     fn remap_slowly(&mut self, low: usize, high: usize) -> bool {
         let high = high.next_multiple_of(PAGE);
+        let mut remapped = arrayvec::ArrayVec::<(usize, usize), RELEASED_RANGES>::new();
         while let Some((index, start, end)) = self.released.first_in(low, high) {
             if !self.grow.remap(start, end - start) {
+                self.unremap(&remapped);
                 return false;
             }
             self.released.cut(index, low, end);
             self.stats.mapped += end - start;
             self.stats.free += end - start;
+            // At most RELEASED_RANGES ranges exist, so this never overflows.
+            let _ = remapped.try_push((start, end));
         }
         true
+    }
+
+    /// After a remap failed part-way: the ranges this request already
+    /// mapped again are given back once more (if the hook can take pages
+    /// back), so that the failed request leaves the heap as it found it.
+    fn unremap(&mut self, ranges: &[(usize, usize)]) {
+        if !self.grow.can_ungrow() {
+            return;
+        }
+        for &(start, end) in ranges {
+            if self.released.add(start, end) {
+                self.stats.mapped -= end - start;
+                self.stats.free -= end - start;
+                self.grow.ungrow(start, end - start);
+            }
+        }
     }
 
     /// The highest end of a range given back inside the free block at
