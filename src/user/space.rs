@@ -22,7 +22,7 @@ use crate::kernel_mm::{frame_meta, pmm, vmm};
 use crate::sync::IrqMutex;
 use mm::aspace::{AddressSpace, FaultError, FaultFixed, Perms};
 use mm::layout::DIRECT_MAP_OFFSET;
-use mm::paging::{OffsetMem, TlbBatch};
+use mm::paging::{OffsetMem, Tlb, TlbBatch};
 use mm::pmm::meta::FrameTable;
 use mm::MmError;
 
@@ -77,49 +77,72 @@ impl fmt::Display for SpaceError {
 
 /// Frames for a space: new ones from the PMM; freed ones (data pages and
 /// emptied page tables) held until the shootdown has run, then returned.
-struct Frames {
+/// With no other CPU holding the space in CR3, nothing can reach a freed
+/// frame through a stale translation (this CPU is in the kernel until the
+/// change's flush), so frames go back at once.
+struct Frames<'a> {
     freed: Vec<PhysFrame>,
+    /// The CPUs that have the space loaded, read at each free: a CPU that
+    /// sets its bit later loads CR3 later, after the entry was cleared, so
+    /// it cannot hold the old translation (`None`: loaded nowhere).
+    cpus: Option<&'a AtomicU64>,
 }
 
-impl Frames {
-    fn new() -> Self {
-        Self { freed: Vec::new() }
+impl<'a> Frames<'a> {
+    fn new(cpus: Option<&'a AtomicU64>) -> Self {
+        Self {
+            freed: Vec::new(),
+            cpus,
+        }
+    }
+
+    /// The other CPUs that have the space loaded now.
+    fn others(&self) -> u64 {
+        let me = smp::current().map_or(0, |cpu| cpu.index);
+        self.cpus
+            .map_or(0, |cpus| cpus.load(Ordering::SeqCst) & !(1 << me))
     }
 
     /// Gives every held frame back (after the shootdown).
     fn release(self) {
-        for frame in self.freed {
-            if let Err(error) = pmm::free_page(frame.start_address()) {
-                LOST_FRAMES.fetch_add(1, Ordering::Relaxed);
-                log::error!(
-                    "user space: frame {:#x} not returned: {error}",
-                    frame.start_address().as_u64()
-                );
-            }
-        }
+        self.freed.into_iter().for_each(give_back);
+    }
+}
+
+/// Returns a frame a space freed to the PMM.
+fn give_back(frame: PhysFrame) {
+    if let Err(error) = pmm::free_page(frame.start_address()) {
+        LOST_FRAMES.fetch_add(1, Ordering::Relaxed);
+        log::error!(
+            "user space: frame {:#x} not returned: {error}",
+            frame.start_address().as_u64()
+        );
     }
 }
 
 // SAFETY: frames come from the PMM, which hands each out once.
-unsafe impl FrameAllocator<Size4KiB> for Frames {
+unsafe impl FrameAllocator<Size4KiB> for Frames<'_> {
     fn allocate_frame(&mut self) -> Option<PhysFrame> {
         pmm::alloc_page()
     }
 }
 
-impl FrameDeallocator<Size4KiB> for Frames {
+impl FrameDeallocator<Size4KiB> for Frames<'_> {
     unsafe fn deallocate_frame(&mut self, frame: PhysFrame) {
-        if self.freed.try_reserve(1).is_err() {
-            // No heap for the list: keep the frame rather than free it
-            // while another CPU may still reach it through its TLB.
-            LOST_FRAMES.fetch_add(1, Ordering::Relaxed);
-            log::error!(
-                "user space: frame {:#x} kept: no memory to defer its free",
-                frame.start_address().as_u64()
-            );
-            return;
+        let others = self.others();
+        if others != 0 {
+            if self.freed.try_reserve(1).is_ok() {
+                self.freed.push(frame);
+                return;
+            }
+            // No heap for the list: make every CPU that has the space drop
+            // all its translations now (they serve a shootdown even while
+            // waiting for a lock), then the frame may go back at once.
+            let mut everything = TlbBatch::new();
+            everything.flush_all();
+            smp::shootdown_to(&everything, others);
         }
-        self.freed.push(frame);
+        give_back(frame);
     }
 }
 
@@ -171,7 +194,7 @@ impl UserSpace {
         &self,
         f: impl FnOnce(&mut AddressSpace<OffsetMem>, &mut Frames, &mut TlbBatch) -> R,
     ) -> R {
-        let mut frames = Frames::new();
+        let mut frames = Frames::new(Some(&self.cpus));
         let mut batch = TlbBatch::new();
         let result = {
             let mut guard = self.inner.lock();
@@ -333,7 +356,7 @@ impl Drop for UserSpace {
         let Ok(meta) = meta() else {
             return;
         };
-        let mut frames = Frames::new();
+        let mut frames = Frames::new(None);
         // SAFETY: no CPU has the space loaded: `Active` borrows the space,
         // so every guard is gone before it can be dropped.
         let teardown = unsafe { space.destroy(&mut frames, meta) };
