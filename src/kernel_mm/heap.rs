@@ -518,3 +518,11 @@ pub fn release_under_pressure() -> u64 {
     });
     pages_released() - before
 }
+
+/// Frees a large block without giving pages back afterwards (the heap
+/// stays as mapped as it is): for the memory-pressure test, which puts
+/// back the free mapped memory it took, so that later tests find the heap
+/// as before. Goes through the lock.
+pub fn kfree_keeping_mapped(pointer: *mut u8) -> Result<(), MmError> {
+    with(|heap| heap.free(pointer)).unwrap_or(Err(MmError::InvalidFree))
+}
