@@ -323,15 +323,6 @@ fn all_tests(filter: Option<&str>) -> impl Iterator<Item = &'static Test> {
         Some(filter) if filter.starts_with(selftest::PREFIX) => selftest::TESTS,
         _ => &[],
     };
-    // The memory-pressure test shrinks the heap, which moves the frame
-    // counts of the tests that use the heap on the side in a later run:
-    // it runs only when named (`test user::out_of_frames`).
-    let pressure = match filter {
-        Some(filter) if filter.starts_with(user_tests::PRESSURE_PREFIX) => {
-            user_tests::PRESSURE_TESTS
-        }
-        _ => &[],
-    };
     boot_tests::TESTS
         .iter()
         .chain(pmm_tests::TESTS)
@@ -347,10 +338,7 @@ fn all_tests(filter: Option<&str>) -> impl Iterator<Item = &'static Test> {
         .chain(numa_tests::TESTS)
         .chain(frame_cache_tests::TESTS)
         .chain(user_tests::TESTS)
-        // Last: the pages it leaves given back inside the heap would change
-        // the frame and table counts of tests that use the heap on the side.
         .chain(heap_release_tests::TESTS)
-        .chain(pressure)
         .chain(self_checks)
 }
 
@@ -405,6 +393,10 @@ pub struct Outcome {
     pub failed_clean: usize,
 }
 
+/// Free mapped heap memory every test starts with
+/// ([`crate::kernel_mm::heap::ensure_mapped_free`]).
+const HEAP_SLACK: usize = 512 * 1024;
+
 /// Runs the tests whose name contains `filter`.
 pub fn run_suite(context: &Context<'_>, filter: Option<&str>) -> Outcome {
     let selected = || all_tests(filter).filter(|test| filter.is_none_or(|f| test.name.contains(f)));
@@ -421,6 +413,10 @@ pub fn run_suite(context: &Context<'_>, filter: Option<&str>) -> Outcome {
         crate::kprint!("test {} ... ", test.name);
         let start = cpu::rdtsc();
         let injected_before = injected();
+        // Every test starts with free mapped heap memory, however the one
+        // before left it (memory pressure gives nearly all of it back):
+        // tests count frames exactly while using the heap on the side.
+        crate::kernel_mm::heap::ensure_mapped_free(HEAP_SLACK);
         let counters = ErrorCounters::now();
         let result = logger::expecting(test.expects.logs, || (test.run)(context));
         let injected_now = injected() != injected_before;

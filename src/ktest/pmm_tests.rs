@@ -318,57 +318,67 @@ fn every_order_allocates_aligned_and_frees(_: &Context<'_>) -> TestResult {
 
 /// Takes every block of an order until none is left: each one aligned and
 /// apart from the others, the free count falls by exactly what was handed
-/// out, smaller orders still work, and everything comes back.
+/// out, smaller orders still work, and everything comes back (also when a
+/// check fails: a test that kept all memory would fail every later one).
 fn exhaustion_by_order(_: &Context<'_>) -> TestResult {
+    // Room for every block of the smaller order, taken before the counts:
+    // the heap must not take frames from the PMM while it is exhausted.
+    let capacity = (pmm::stats().free >> 6) as usize + 1;
+    let mut held: Vec<PhysAddr> = Vec::new();
+    kassert!(
+        held.try_reserve_exact(capacity).is_ok(),
+        "no room for the list"
+    );
     let before = pmm::stats();
     for order in [9u32, 6] {
-        // Room for every block up front: the heap must not grow (from the
-        // PMM) while it is exhausted.
-        let capacity = (before.free >> order) as usize + 1;
-        let mut held: Vec<PhysAddr> = Vec::new();
-        kassert!(
-            held.try_reserve_exact(capacity).is_ok(),
-            "no room for the list"
-        );
-        while let Ok(block) = pmm::alloc_order(order, Mobility::Movable) {
-            if held.len() == capacity {
+        held.clear();
+        while held.len() < capacity {
+            let Ok(block) = pmm::alloc_order(order, Mobility::Movable) else {
                 break;
-            }
+            };
             held.push(block.start_address());
         }
-        kassert!(!held.is_empty(), "no block of this order at all");
-        kassert_eq!(
-            pmm::stats().free,
-            before.free - ((held.len() as u64) << order)
-        );
-        let largest = pmm::with(|p| {
-            (0..p.nodes())
-                .filter_map(|n| p.node_stats(n).largest_free_order)
-                .max()
-        })
-        .flatten();
-        kassert!(
-            largest.is_none_or(|largest| largest < order),
-            "a block of the exhausted order is left"
-        );
-        let single = pmm::alloc_page();
-        kassert_eq!(single.is_some(), pmm::stats().free > 0);
-        if let Some(frame) = single {
-            kassert_eq!(pmm::free_page(frame.start_address()), Ok(()));
-        }
-        held.sort_unstable();
-        let apart = held
-            .windows(2)
-            .all(|pair| pair[1].as_u64() - pair[0].as_u64() >= PAGE_SIZE << order);
-        kassert!(apart, "two blocks overlap");
-        let aligned = held.iter().all(|b| b.as_u64() % (PAGE_SIZE << order) == 0);
-        kassert!(aligned, "a block is misaligned");
-        kprintln!("    order {}: {} blocks", order, held.len());
-        for block in held {
+        let checked = check_exhausted(order, &mut held, &before);
+        for &block in &held {
             kassert_eq!(pmm::free_order(block, order), Ok(()));
         }
+        checked?;
+        kprintln!("    order {}: {} blocks", order, held.len());
         kassert_eq!(pmm::stats(), before);
     }
+    Ok(())
+}
+
+/// The checks of [`exhaustion_by_order`] while `held` holds every block of
+/// `order` the PMM gave.
+fn check_exhausted(order: u32, held: &mut [PhysAddr], before: &mm::pmm::Stats) -> TestResult {
+    kassert!(!held.is_empty(), "no block of this order at all");
+    kassert_eq!(
+        pmm::stats().free,
+        before.free - ((held.len() as u64) << order)
+    );
+    let largest = pmm::with(|p| {
+        (0..p.nodes())
+            .filter_map(|n| p.node_stats(n).largest_free_order)
+            .max()
+    })
+    .flatten();
+    kassert!(
+        largest.is_none_or(|largest| largest < order),
+        "a block of the exhausted order is left"
+    );
+    let single = pmm::alloc_page();
+    kassert_eq!(single.is_some(), pmm::stats().free > 0);
+    if let Some(frame) = single {
+        kassert_eq!(pmm::free_page(frame.start_address()), Ok(()));
+    }
+    held.sort_unstable();
+    let apart = held
+        .windows(2)
+        .all(|pair| pair[1].as_u64() - pair[0].as_u64() >= PAGE_SIZE << order);
+    kassert!(apart, "two blocks overlap");
+    let aligned = held.iter().all(|b| b.as_u64() % (PAGE_SIZE << order) == 0);
+    kassert!(aligned, "a block is misaligned");
     Ok(())
 }
 

@@ -77,19 +77,12 @@ pub static TESTS: &[Test] = &[
         run: shootdown_targets,
         expects: Expect::NOTHING,
     },
+    Test {
+        name: "user::out_of_frames_a_fault_takes_what_the_heap_gives_back",
+        run: pressure_releases_heap_pages,
+        expects: Expect::NOTHING,
+    },
 ];
-
-/// The memory-pressure test, run only when named (the heap it leaves
-/// smaller would change the frame counts of tests that use the heap on
-/// the side).
-pub const PRESSURE_PREFIX: &str = "user::out_of_frames";
-
-/// The memory-pressure tests ([`PRESSURE_PREFIX`]).
-pub static PRESSURE_TESTS: &[Test] = &[Test {
-    name: "user::out_of_frames_a_fault_takes_what_the_heap_gives_back",
-    run: pressure_releases_heap_pages,
-    expects: Expect::NOTHING,
-}];
 
 /// Where the tests map anonymous memory: 4 GiB into the user half.
 const SCRATCH: u64 = USER_START + 0x1_0000_0000;
@@ -476,7 +469,6 @@ fn churn_leaks_nothing(_: &Context<'_>) -> TestResult {
 /// faults then succeed on those frames, and the program exits normally.
 fn pressure_releases_heap_pages(_: &Context<'_>) -> TestResult {
     const PAGES: u64 = 16;
-    let mapped_before = heap::stats().mapped;
     let program = load_probe()?;
     // Free heap pages still mapped, for the pressure to find (a large
     // free keeps 1 MiB of free memory mapped).
@@ -511,20 +503,6 @@ fn pressure_releases_heap_pages(_: &Context<'_>) -> TestResult {
         "    {held} frames held; {} reclaims gave back {pages} pages since boot; the program {exit}",
         reclaims_after - reclaims
     );
-    // The heap mapped again at least as much as before, for a suite run
-    // after this one (the shell's `test` twice): its tests compare frame
-    // counts while using the heap on the side, and a heap without its
-    // usual free mapped memory would grow under them.
-    let short = mapped_before.saturating_sub(heap::stats().mapped);
-    if short > 0 {
-        let block = heap::kmalloc(short + 64 * 1024);
-        if !block.is_null() {
-            kassert!(
-                heap::kfree_keeping_mapped(block).is_ok(),
-                "the block did not free"
-            );
-        }
-    }
     kassert_eq!(exit, Exit::Exited(PAGES as i64));
     kassert!(reclaims_after > reclaims, "no reclaim ran");
     drop(program);

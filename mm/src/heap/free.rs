@@ -512,6 +512,35 @@ impl<G: Grow> Heap<'_, G> {
         }
     }
 
+    /// Maps given-back pages again, whole ranges in address order, until
+    /// at least `bytes` are back or none are given back: after memory
+    /// pressure, so that the next requests find free mapped memory instead
+    /// of remapping page by page. Stops at the first range the hook
+    /// cannot map (nothing of it changes). Returns the bytes mapped again.
+    /// O(ranges given back, at most 32) per range.
+    pub fn remap_released(&mut self, bytes: usize) -> usize {
+        let mut remapped = 0;
+        while remapped < bytes {
+            let Some((index, &(start, end))) = self
+                .released
+                .ranges()
+                .iter()
+                .enumerate()
+                .min_by_key(|&(_, &(start, _))| start)
+            else {
+                break;
+            };
+            if !self.grow.remap(start, end - start) {
+                break;
+            }
+            self.released.remove(index);
+            self.stats.mapped += end - start;
+            self.stats.free += end - start;
+            remapped += end - start;
+        }
+        remapped
+    }
+
     /// The highest end of a range given back inside the free block at
     /// `block` (0: none).
     pub(super) fn released_end_in(&self, block: usize) -> usize {

@@ -1358,3 +1358,60 @@ fn pressure_gives_back_inside_every_free_block() {
     }
     heap.verify().unwrap();
 }
+
+/// After pressure, `remap_released` maps the given-back ranges again in
+/// address order up to what was asked, and the next allocations remap
+/// nothing more; a hook that cannot map leaves the rest given back.
+#[test]
+fn remap_released_maps_back_in_address_order() {
+    let mut arena = Arena::new(8 * MIB);
+    let mut heap = arena.heap(256 * 1024, false);
+    let blocks: Vec<*mut u8> = (0..8)
+        .map(|_| heap.kmalloc(512 * 1024).unwrap().as_ptr())
+        .collect();
+    for &block in [blocks[1], blocks[4]].iter() {
+        heap.free(block).unwrap();
+    }
+    let mut given = Vec::new();
+    while let Some((start, end)) = heap.release_any_inside(4096) {
+        unmap(start, end);
+        given.push((start, end));
+    }
+    assert_eq!(given.len(), 2, "{given:?}");
+    given.sort_unstable();
+    let mapped = heap.stats().mapped;
+    heap.grow.remap_fails = true;
+    assert_eq!(heap.remap_released(usize::MAX), 0, "the hook refused");
+    assert_eq!(heap.stats().mapped, mapped);
+    heap.grow.remap_fails = false;
+    // One byte asks for one range: the lower.
+    let first = given[0].1 - given[0].0;
+    assert_eq!(heap.remap_released(1), first);
+    assert_eq!(heap.released.ranges(), &[given[1]]);
+    assert_eq!(heap.stats().mapped, mapped + first);
+    heap.verify().unwrap();
+    let second = given[1].1 - given[1].0;
+    assert_eq!(heap.remap_released(usize::MAX), second);
+    assert!(heap.released.is_empty());
+    assert_eq!(heap.remap_released(usize::MAX), 0, "nothing left");
+    let remaps = heap.grow.remaps;
+    let again: Vec<*mut u8> = (0..2)
+        .map(|_| heap.kmalloc(512 * 1024).unwrap().as_ptr())
+        .collect();
+    for &block in &again {
+        // SAFETY: a fresh block of 512 KiB.
+        unsafe { block.write_bytes(0x5A, 512 * 1024) };
+    }
+    assert_eq!(heap.grow.remaps, remaps, "a request had to remap");
+    heap.verify().unwrap();
+    for block in again.into_iter().chain(
+        blocks
+            .iter()
+            .enumerate()
+            .filter(|&(index, _)| index != 1 && index != 4)
+            .map(|(_, &block)| block),
+    ) {
+        heap.free(block).unwrap();
+    }
+    heap.verify().unwrap();
+}
