@@ -54,6 +54,12 @@ impl Grow for KernelGrow {
         true
     }
 
+    fn short_of_memory(&self, bytes: usize) -> bool {
+        // The growth's frames and a few page tables: with fewer free, the
+        // PMM ran out (an injected failure leaves plenty).
+        pmm::stats().free < (bytes as u64).div_ceil(PAGE_SIZE) + 8
+    }
+
     fn ungrow(&mut self, start: usize, bytes: usize) {
         // The heap took these pages out of its range again, untouched
         // since the growth mapped them.
@@ -519,19 +525,18 @@ pub fn release_under_pressure() -> u64 {
     pages_released() - before
 }
 
-/// Makes sure the heap has at least `bytes` free and mapped: pages given
-/// back inside it are mapped again first (address order), then, if that
-/// is not enough, it grows by the rest. For the in-kernel test runner,
-/// which starts every test like this: tests compare exact frame counts
-/// while using the heap on the side, and after memory pressure (which
-/// leaves almost nothing mapped free) the heap would take frames under
-/// them. Best effort: with the PMM short of frames it maps what it can.
-/// Returns the bytes free and mapped afterwards.
-pub fn ensure_mapped_free(bytes: usize) -> usize {
+/// Maps every page given back inside the heap again, then makes sure it
+/// has at least `bytes` free and mapped, growing it if need be. For the
+/// in-kernel test runner, which starts every test like this: tests compare
+/// exact frame counts while using the heap on the side, and after memory
+/// pressure (which leaves almost nothing mapped free, and the record of
+/// given-back ranges full) the heap would take frames under them. Best
+/// effort: with the PMM short of frames it maps what it can. Returns the
+/// bytes free and mapped afterwards.
+pub fn settle(bytes: usize) -> usize {
     let free = |heap: &Heap<'static, KernelGrow>| heap.stats().free;
     let Some(short) = with(|heap| {
-        let missing = bytes.saturating_sub(free(heap));
-        heap.remap_released(missing);
+        heap.remap_released(usize::MAX);
         bytes.saturating_sub(free(heap))
     }) else {
         return 0;

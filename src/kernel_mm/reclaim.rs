@@ -5,9 +5,17 @@
 //! Only callers that hold no lock may ask (the heap's give-back takes the
 //! heap, VMM and PMM locks, and an object cache's lock): today the user
 //! page-fault path, which runs with nothing held (a fault from ring 3, or
-//! in a user copy routine, which is never called under a lock). A frame
-//! allocation under a lock (page tables under the VMM's, heap growth
-//! under the heap's) cannot, so it fails as before.
+//! in a user copy routine, which is never called under a lock).
+//!
+//! Under a lock there is less to take, but not nothing: a heap growth that
+//! finds no frame (under the heap lock) first gives back the mapped
+//! interior of the heap's own free blocks, which needs only the VMM and
+//! PMM locks that come after the heap's in the lock order, and grows on
+//! those frames (`Heap::give_back_for_growth` in the core). Page tables
+//! under the VMM lock and slab pages under a cache's still fail as before:
+//! the kernel keeps no per-CPU record of the locks a CPU holds, and the
+//! kernel runs with interrupts off, so "interrupts on" cannot stand in
+//! for "no lock held" either.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

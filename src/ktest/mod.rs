@@ -16,6 +16,7 @@ mod magazine_tests;
 mod numa_tests;
 mod pmm_tests;
 mod raw_vmm;
+mod reclaim_tests;
 mod reliability_tests;
 mod selftest;
 mod slab_tests;
@@ -339,6 +340,7 @@ fn all_tests(filter: Option<&str>) -> impl Iterator<Item = &'static Test> {
         .chain(frame_cache_tests::TESTS)
         .chain(user_tests::TESTS)
         .chain(heap_release_tests::TESTS)
+        .chain(reclaim_tests::TESTS)
         .chain(self_checks)
 }
 
@@ -394,7 +396,7 @@ pub struct Outcome {
 }
 
 /// Free mapped heap memory every test starts with
-/// ([`crate::kernel_mm::heap::ensure_mapped_free`]).
+/// ([`crate::kernel_mm::heap::settle`]).
 const HEAP_SLACK: usize = 512 * 1024;
 
 /// Runs the tests whose name contains `filter`.
@@ -413,10 +415,11 @@ pub fn run_suite(context: &Context<'_>, filter: Option<&str>) -> Outcome {
         crate::kprint!("test {} ... ", test.name);
         let start = cpu::rdtsc();
         let injected_before = injected();
-        // Every test starts with free mapped heap memory, however the one
-        // before left it (memory pressure gives nearly all of it back):
-        // tests count frames exactly while using the heap on the side.
-        crate::kernel_mm::heap::ensure_mapped_free(HEAP_SLACK);
+        // Every test starts with the heap mapped over its whole range and
+        // some of it free, however the one before left it (memory pressure
+        // gives nearly all of it back): tests count frames exactly while
+        // using the heap on the side.
+        crate::kernel_mm::heap::settle(HEAP_SLACK);
         let counters = ErrorCounters::now();
         let result = logger::expecting(test.expects.logs, || (test.run)(context));
         let injected_now = injected() != injected_before;

@@ -5,12 +5,13 @@
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
-use x86_64::{PhysAddr, VirtAddr};
+use x86_64::VirtAddr;
 
+use super::reclaim_tests::HeldFrames;
 use super::{Context, Expect, Test, TestResult};
 use crate::arch::x86_64::exceptions::vector;
 use crate::arch::x86_64::{clock, cpu, sections, smp};
-use crate::kernel_mm::{heap, phys_to_virt, pmm, reclaim, vmm};
+use crate::kernel_mm::{heap, pmm, reclaim, vmm};
 use crate::sync::IrqMutex;
 use crate::user::programs::{self, probe, Program};
 use crate::user::space::{self, UserSpace};
@@ -475,32 +476,16 @@ fn pressure_releases_heap_pages(_: &Context<'_>) -> TestResult {
     let block = heap::kmalloc(2 * 1024 * 1024);
     kassert!(!block.is_null(), "no 2 MiB heap block");
     kassert!(heap::kfree(block).is_ok(), "the block did not free");
-    // Hold every free frame, chained through the frames themselves (the
-    // heap must not grow while it is being measured).
-    let mut held = 0u64;
-    let mut head = 0u64;
-    while let Some(frame) = pmm::alloc_page() {
-        let address = frame.start_address();
-        // SAFETY: the frame was just allocated for this chain alone and is
-        // reached through the direct map; its first word links the chain.
-        unsafe { phys_to_virt(address).as_mut_ptr::<u64>().write(head) };
-        head = address.as_u64();
-        held += 1;
-    }
+    // Hold every free frame (the heap must not grow while it is being
+    // measured).
+    let held = HeldFrames::all();
     let (reclaims, _) = reclaim::stats();
     let exit = program.run([probe::TOUCH, SCRATCH, PAGES * PAGE_SIZE]);
     let (reclaims_after, pages) = reclaim::stats();
-    while head != 0 {
-        // SAFETY: `head` is a frame of the chain built above, still ours.
-        let next = unsafe { phys_to_virt(PhysAddr::new(head)).as_ptr::<u64>().read() };
-        kassert!(
-            pmm::free_page(PhysAddr::new(head)).is_ok(),
-            "a held frame did not free"
-        );
-        head = next;
-    }
+    let count = held.count;
+    drop(held);
     kprintln!(
-        "    {held} frames held; {} reclaims gave back {pages} pages since boot; the program {exit}",
+        "    {count} frames held; {} reclaims gave back {pages} pages since boot; the program {exit}",
         reclaims_after - reclaims
     );
     kassert_eq!(exit, Exit::Exited(PAGES as i64));

@@ -444,21 +444,27 @@ impl<G: Grow> Heap<'_, G> {
     /// caller unmaps it; `None` when no block has such pages (or the
     /// record of given-back ranges is full). O(blocks) per call.
     pub fn release_any_inside(&mut self, min: usize) -> Option<(usize, usize)> {
+        self.release_any_inside_below(min, usize::MAX)
+    }
+
+    /// [`Heap::release_any_inside`] for the free blocks that end at or
+    /// below `limit` only.
+    fn release_any_inside_below(&mut self, min: usize, limit: usize) -> Option<(usize, usize)> {
         let released = &self.released;
-        let (start, end) =
-            self.tlsf
-                .blocks()
-                .filter(|&(_, _, free)| free)
-                .find_map(|(block, size, _)| {
-                    let low = (block + FREE_HEAD).next_multiple_of(PAGE);
-                    let high = (block + size - WORD) / PAGE * PAGE;
-                    if high < low.saturating_add(min.max(PAGE)) {
-                        return None;
-                    }
-                    released
-                        .first_gap(low, high)
-                        .filter(|&(start, end)| end - start >= min.max(PAGE))
-                })?;
+        let (start, end) = self
+            .tlsf
+            .blocks()
+            .filter(|&(block, size, free)| free && block + size <= limit)
+            .find_map(|(block, size, _)| {
+                let low = (block + FREE_HEAD).next_multiple_of(PAGE);
+                let high = (block + size - WORD) / PAGE * PAGE;
+                if high < low.saturating_add(min.max(PAGE)) {
+                    return None;
+                }
+                released
+                    .first_gap(low, high)
+                    .filter(|&(start, end)| end - start >= min.max(PAGE))
+            })?;
         if !self.released.add(start, end) {
             return None;
         }
@@ -510,6 +516,28 @@ impl<G: Grow> Heap<'_, G> {
                 self.grow.ungrow(start, end - start);
             }
         }
+    }
+
+    /// Before failing a growth of `bytes` the hook could not back: the
+    /// still-mapped
+    /// whole pages inside every free block below the heap's last free
+    /// block (which the growth extends) go to the hook ([`Grow::ungrow`]),
+    /// so that it can back the growth with their memory. The heap keeps no
+    /// lock of its own, so this needs nothing its caller might hold.
+    /// Returns the bytes given; 0 if the hook cannot take pages back or
+    /// was not short of memory ([`Grow::short_of_memory`]).
+    /// O(blocks) per range given.
+    pub(super) fn give_back_for_growth(&mut self, bytes: usize) -> usize {
+        if !self.grow.can_ungrow() || !self.grow.short_of_memory(bytes) {
+            return 0;
+        }
+        let limit = self.tlsf.end() - self.tlsf.free_at_end();
+        let mut given = 0;
+        while let Some((start, end)) = self.release_any_inside_below(PAGE, limit) {
+            self.grow.ungrow(start, end - start);
+            given += end - start;
+        }
+        given
     }
 
     /// Maps given-back pages again, whole ranges in address order, until

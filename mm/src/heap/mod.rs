@@ -81,10 +81,20 @@ pub trait Grow {
         false
     }
 
-    /// Takes back `[start, start + bytes)`, the end of a growth the heap
-    /// undid (a request that grew the heap failed later, on a remap): the
-    /// heap no longer touches those pages. Called only if
-    /// [`Grow::can_ungrow`].
+    /// Whether a [`Grow::grow`] of `bytes` that failed did so for lack of
+    /// memory, which pages the heap gives back could make up for (the
+    /// default: no; a hook whose refusals come from elsewhere, a cap or an
+    /// injected failure, must say no).
+    fn short_of_memory(&self, _bytes: usize) -> bool {
+        false
+    }
+
+    /// Takes back `[start, start + bytes)`, pages the heap no longer
+    /// touches: the end of a growth it undid (a request that grew the heap
+    /// failed later, on a remap), or, when a growth found no memory, the
+    /// interior of a free block given back so that the growth can use its
+    /// memory (remapped through [`Grow::remap`] before reuse). Called only
+    /// if [`Grow::can_ungrow`].
     fn ungrow(&mut self, _start: usize, _bytes: usize) {}
 }
 
@@ -497,7 +507,12 @@ impl<'a, G: Grow> Heap<'a, G> {
             .max(MIN_GROWTH)
             .next_multiple_of(PAGE)
             .min(room);
-        if bytes < short || !self.grow.grow(self.tlsf.end(), bytes) {
+        if bytes < short {
+            return Err(MmError::HeapExhausted);
+        }
+        if !self.grow.grow(self.tlsf.end(), bytes)
+            && (self.give_back_for_growth(bytes) == 0 || !self.grow.grow(self.tlsf.end(), bytes))
+        {
             return Err(MmError::HeapExhausted);
         }
         // SAFETY: the hook made the bytes after the end usable memory of

@@ -26,6 +26,23 @@ struct Reserve {
     /// Ranges remapped, and whether remapping works.
     remaps: usize,
     remap_fails: bool,
+    /// Pages the hook can still back (a frame allocator's free frames);
+    /// `None`: no limit but `limit`, and no pages taken back.
+    frames: Option<usize>,
+}
+
+impl Reserve {
+    /// Takes the frames for `bytes` from the budget; `false` if short.
+    fn take_frames(&mut self, bytes: usize) -> bool {
+        match &mut self.frames {
+            Some(frames) if *frames < bytes / 4096 => false,
+            Some(frames) => {
+                *frames -= bytes / 4096;
+                true
+            }
+            None => true,
+        }
+    }
 }
 
 /// What a test writes into pages the heap gave back (standing in for
@@ -44,13 +61,29 @@ impl Grow for Reserve {
     fn grow(&mut self, end: usize, bytes: usize) -> bool {
         assert_eq!(bytes % 4096, 0);
         self.calls += 1;
-        end + bytes <= self.limit
+        end + bytes <= self.limit && self.take_frames(bytes)
+    }
+
+    fn can_ungrow(&self) -> bool {
+        self.frames.is_some()
+    }
+
+    fn short_of_memory(&self, bytes: usize) -> bool {
+        self.frames.is_some_and(|frames| frames < bytes / 4096)
+    }
+
+    fn ungrow(&mut self, start: usize, bytes: usize) {
+        assert_eq!((start % 4096, bytes % 4096), (0, 0));
+        unmap(start, start + bytes);
+        if let Some(frames) = &mut self.frames {
+            *frames += bytes / 4096;
+        }
     }
 
     fn remap(&mut self, start: usize, bytes: usize) -> bool {
         assert_eq!((start % 4096, bytes % 4096), (0, 0));
         assert!(bytes > 0);
-        if self.remap_fails {
+        if self.remap_fails || !self.take_frames(bytes) {
             return false;
         }
         // SAFETY: pages of the arena the heap gave back (test contract).
@@ -85,6 +118,7 @@ impl Arena {
             calls: 0,
             remaps: 0,
             remap_fails: false,
+            frames: None,
         };
         // SAFETY: the arena owns [base, base + max) for the heap's lifetime
         // (the heap borrows the arena), 4096-aligned.
@@ -899,6 +933,7 @@ fn every_refused_growth_is_reported_and_leaves_nothing_behind() {
                 calls: 0,
                 remaps: 0,
                 remap_fails: false,
+                frames: None,
             },
             point,
         };
@@ -1413,5 +1448,76 @@ fn remap_released_maps_back_in_address_order() {
     ) {
         heap.free(block).unwrap();
     }
+    heap.verify().unwrap();
+}
+
+/// A growth the hook cannot back for lack of memory first gives the hook
+/// the mapped interior of the free blocks below the heap's end, and grows
+/// on that memory; live blocks keep their contents, and what was given
+/// is remapped before reuse. A refusal that is not for lack of memory (a
+/// cap) gives nothing back.
+#[test]
+fn growth_short_of_memory_grows_on_pages_given_back() {
+    const HOLE: usize = 256 * 1024;
+    let mut arena = Arena::new(8 * MIB);
+    let mut heap = arena.heap(256 * 1024, false);
+    heap.grow.frames = Some(1024);
+    let blocks: Vec<*mut u8> = [HOLE, 4096, HOLE, 4096]
+        .iter()
+        .map(|&size| heap.kmalloc(size).unwrap().as_ptr())
+        .collect();
+    for (index, &block) in blocks.iter().enumerate() {
+        // SAFETY: fresh blocks of at least 4096 bytes.
+        unsafe { block.write_bytes(index as u8, 4096) };
+    }
+    heap.free(blocks[0]).unwrap();
+    heap.free(blocks[2]).unwrap();
+    let mapped = heap.stats().mapped;
+    // The "PMM" is empty now.
+    heap.grow.frames = Some(0);
+    let block = heap.kmalloc(384 * 1024).expect("grown on the holes' pages");
+    // SAFETY: a fresh block of 384 KiB.
+    unsafe { block.as_ptr().write_bytes(0x5A, 384 * 1024) };
+    heap.verify().unwrap();
+    let given = heap.released.bytes();
+    assert!(given >= 2 * (HOLE - 3 * 4096), "{given}");
+    // Mapped: less what was given, plus the growth, which used it.
+    assert!(
+        heap.stats().mapped <= mapped + given,
+        "grew on fresh memory"
+    );
+    for index in [1, 3] {
+        // SAFETY: live blocks of at least 4096 bytes.
+        let bytes = unsafe { core::slice::from_raw_parts(blocks[index], 4096) };
+        assert!(
+            bytes.iter().all(|&b| b == index as u8),
+            "a live block changed"
+        );
+    }
+    // The holes are remapped (from what the growth left) before reuse.
+    heap.grow.frames = Some(1024);
+    let again = heap.kmalloc(HOLE - 64).unwrap().as_ptr();
+    // SAFETY: a fresh block of HOLE - 64 bytes.
+    unsafe { again.write_bytes(0x33, HOLE - 64) };
+    heap.verify().unwrap();
+    for pointer in [again, block.as_ptr(), blocks[1], blocks[3]] {
+        heap.free(pointer).unwrap();
+    }
+    heap.verify().unwrap();
+
+    // At the cap (the hook has memory but no room): nothing given back.
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(256 * 1024, false);
+    heap.grow.frames = Some(1024);
+    let blocks: Vec<*mut u8> = [HOLE, 4096]
+        .iter()
+        .map(|&size| heap.kmalloc(size).unwrap().as_ptr())
+        .collect();
+    heap.free(blocks[0]).unwrap();
+    let mapped = heap.stats().mapped;
+    assert_eq!(heap.kmalloc(MIB), Err(MmError::HeapExhausted));
+    assert!(heap.released.is_empty(), "gave back at the cap");
+    assert_eq!(heap.stats().mapped, mapped);
+    heap.free(blocks[1]).unwrap();
     heap.verify().unwrap();
 }

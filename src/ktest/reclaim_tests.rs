@@ -1,0 +1,120 @@
+//! In-kernel tests of memory pressure outside the user fault path: a heap
+//! growth that finds no frame grows on the pages the heap gives back from
+//! inside its own free blocks.
+
+use x86_64::PhysAddr;
+
+use super::{Context, Expect, Test, TestResult};
+use crate::kernel_mm::{heap, phys_to_virt, pmm};
+use crate::{kassert, kassert_eq, kprintln};
+use mm::layout::PAGE_SIZE;
+
+/// The tests of reclaiming outside the user fault path.
+pub static TESTS: &[Test] = &[Test {
+    name: "reclaim::a_heap_growth_out_of_frames_grows_on_pages_given_back",
+    run: heap_growth_reclaims,
+    // The heap warns of the growth that found no frame.
+    expects: Expect::NOTHING.logging(&["kernel_mm::heap"]),
+}];
+
+/// Every free frame of the PMM, held in a chain through the frames
+/// themselves (holding them takes no heap), all freed on drop: a failed
+/// check that returns early leaves the machine its memory.
+pub struct HeldFrames {
+    /// Physical address of the last frame taken (0: none).
+    head: u64,
+    /// Frames held.
+    pub count: u64,
+}
+
+impl HeldFrames {
+    /// Takes every frame the PMM will give.
+    pub fn all() -> Self {
+        let mut held = Self { head: 0, count: 0 };
+        while let Some(frame) = pmm::alloc_page() {
+            let address = frame.start_address();
+            // SAFETY: the frame was just allocated for this chain alone and
+            // is reached through the direct map; its first word links it.
+            unsafe { phys_to_virt(address).as_mut_ptr::<u64>().write(held.head) };
+            held.head = address.as_u64();
+            held.count += 1;
+        }
+        held
+    }
+}
+
+impl Drop for HeldFrames {
+    fn drop(&mut self) {
+        while self.head != 0 {
+            let address = PhysAddr::new(self.head);
+            // SAFETY: `head` is a frame of the chain built in `all`, still
+            // ours; its first word links the next one.
+            self.head = unsafe { phys_to_virt(address).as_ptr::<u64>().read() };
+            if let Err(error) = pmm::free_page(address) {
+                log::error!(
+                    "ktest: a held frame {:#x} did not free: {error}",
+                    address.as_u64()
+                );
+            }
+        }
+    }
+}
+
+/// Size of the blocks the test allocates and of the two it frees (below
+/// the size whose free gives pages back, so both stay mapped).
+const HOLE: usize = 256 * 1024;
+
+/// With every frame held and free memory in two 256 KiB holes below live
+/// blocks, a request larger than any free block needs the heap to grow:
+/// the growth finds no frame, the heap gives back the holes' interior and
+/// grows on it.
+fn heap_growth_reclaims(_: &Context<'_>) -> TestResult {
+    // Four blocks; by address, the first and third become the holes, the
+    // second and fourth stay live between and after them.
+    let mut guard = Blocks(core::array::from_fn(|_| heap::kmalloc(HOLE)));
+    kassert!(
+        guard.0.iter().all(|b| !b.is_null()),
+        "no room for the holes"
+    );
+    guard.0.sort_unstable();
+    for hole in [0, 2] {
+        let pointer = core::mem::replace(&mut guard.0[hole], core::ptr::null_mut());
+        kassert!(heap::kfree(pointer).is_ok(), "a hole did not free");
+    }
+    let request = heap::largest_free_block() + 64 * 1024;
+    let released = heap::pages_released();
+    let held = HeldFrames::all();
+    kassert_eq!(pmm::stats().free, 0);
+    let block = heap::kmalloc(request);
+    let given = heap::pages_released() - released;
+    kassert!(
+        !block.is_null(),
+        "the request failed with the holes' pages there"
+    );
+    kassert!(
+        given >= 2 * (HOLE as u64 / PAGE_SIZE - 3),
+        "the holes gave too little"
+    );
+    // SAFETY: a fresh block of `request` bytes.
+    unsafe { block.write_bytes(0x5A, request) };
+    kassert!(heap::kfree(block).is_ok(), "the request did not free");
+    kprintln!(
+        "    {} frames held; the heap gave back {given} pages and grew {} KiB on them",
+        held.count,
+        request / 1024
+    );
+    drop(held);
+    kassert!(heap::verify().is_ok(), "the heap is inconsistent");
+    Ok(())
+}
+
+/// The test's blocks (null: freed already), the others freed on drop.
+struct Blocks([*mut u8; 4]);
+
+impl Drop for Blocks {
+    fn drop(&mut self) {
+        for &pointer in self.0.iter().filter(|pointer| !pointer.is_null()) {
+            heap::kfree_or_log(pointer);
+        }
+    }
+}
