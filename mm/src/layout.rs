@@ -108,6 +108,11 @@ pub const USER_END: u64 = 1 << 47;
 /// region end stays a canonical `VirtAddr`.
 pub const USER_TOP: u64 = USER_END - PAGE_SIZE;
 
+/// Whether `address` is in the user half ([`USER_START`]..[`USER_END`]).
+pub const fn is_user(address: u64) -> bool {
+    USER_START <= address && address < USER_END
+}
+
 const _: () = assert!(HEAP_START + HEAP_MAX_SIZE <= USER_START);
 const _: () = assert!(USER_START.is_multiple_of(GIANT_PAGE_SIZE * 512));
 

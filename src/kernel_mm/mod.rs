@@ -26,6 +26,7 @@
 //! interrupts while held.
 
 pub mod bootstrap;
+pub mod deferred;
 pub mod direct_map;
 pub mod firmware;
 pub mod frame_cache;

@@ -11,6 +11,7 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
+use super::deferred::DeferredFrees;
 use super::{bootstrap, pmm};
 use crate::arch::x86_64::sections;
 use crate::arch::x86_64::smp;
@@ -57,54 +58,6 @@ impl FrameDeallocator<Size4KiB> for KernelFrames {
             log::error!(
                 "vmm: page-table frame {:#x} not returned: {error}",
                 address.as_u64()
-            );
-        }
-    }
-}
-
-/// Page-table frames an unmap emptied, held until every CPU has dropped
-/// its cached translations (the TLB shootdown), then given back: a CPU's
-/// paging-structure cache may still point into a table that was just
-/// unlinked, so its frame must not be reused before then.
-struct DeferredTables {
-    frames: ArrayVec<PhysFrame, 64>,
-}
-
-impl DeferredTables {
-    fn new() -> Self {
-        Self {
-            frames: ArrayVec::new(),
-        }
-    }
-
-    /// Gives every held table frame back (after the shootdown).
-    fn release(self) {
-        for frame in self.frames {
-            // SAFETY: the frame was a table of the tree, unlinked by the
-            // mapper and no longer cached by any CPU (the shootdown ran).
-            unsafe { KernelFrames.deallocate_frame(frame) };
-        }
-    }
-}
-
-// SAFETY: allocation is KernelFrames' (the PMM's), which hands each frame
-// out once.
-unsafe impl FrameAllocator<Size4KiB> for DeferredTables {
-    fn allocate_frame(&mut self) -> Option<PhysFrame> {
-        KernelFrames.allocate_frame()
-    }
-}
-
-impl FrameDeallocator<Size4KiB> for DeferredTables {
-    unsafe fn deallocate_frame(&mut self, frame: PhysFrame) {
-        if let Err(frame) = self.frames.try_push(frame) {
-            // More tables than one batch holds: keep the frame rather than
-            // risk its reuse while a CPU may still cache it.
-            let frame = frame.element();
-            LOST_TABLE_FRAMES.fetch_add(1, Ordering::Relaxed);
-            log::error!(
-                "vmm: page-table frame {:#x} kept: more than 64 tables freed at once",
-                frame.start_address().as_u64()
             );
         }
     }
@@ -188,12 +141,12 @@ fn with<R>(f: impl FnOnce(&mut Mapper<OffsetMem>) -> Result<R, MmError>) -> Resu
 fn narrowing<R>(
     change: impl FnOnce(
         &mut Mapper<OffsetMem>,
-        &mut DeferredTables,
+        &mut DeferredFrees<'static, KernelFrames>,
         &mut TlbBatch,
     ) -> Result<R, MmError>,
 ) -> Result<R, MmError> {
     let mut batch = TlbBatch::new();
-    let mut tables = DeferredTables::new();
+    let mut tables = DeferredFrees::everywhere(KernelFrames);
     let result = with(|mapper| change(mapper, &mut tables, &mut batch));
     smp::shootdown(&batch);
     tables.release();
@@ -395,7 +348,7 @@ impl Drop for Mapping {
         while page < self.len {
             let unmapped = narrowing(|mapper, tables, batch| {
                 let mut frames: ArrayVec<PhysAddr, BATCH_PAGES> = ArrayVec::new();
-                while page < self.len && !frames.is_full() && tables.frames.len() < 60 {
+                while page < self.len && !frames.is_full() && tables.held() < 60 {
                     let virt = self.start + page;
                     match mapper.unmap(virt, tables) {
                         Ok((phys, size, flush)) => {

@@ -535,11 +535,12 @@ fn shootdown_targets(_: &Context<'_>) -> TestResult {
         let space = UserSpace::new().map_err(|_| super::Failure::here("no space"))?;
         let at = VirtAddr::new(SCRATCH);
         space
-            .reserve(at, 8 * PAGE_SIZE, Perms::READ_WRITE)
+            .reserve(at, BULK_AT + BULK * PAGE_SIZE, Perms::READ_WRITE)
             .map_err(|_| super::Failure::here("map failed"))?;
-        // The two pages the checks unmap, filled without the heap (whose
+        // The pages the checks unmap, filled without the heap (whose
         // growth would move the frame counts).
-        for page in [at, at + PAGE_SIZE] {
+        let bulk = (0..BULK).map(|page| at + BULK_AT + page * PAGE_SIZE);
+        for page in [at, at + PAGE_SIZE].into_iter().chain(bulk) {
             space
                 .populate(page, &[1; 64])
                 .map_err(|_| super::Failure::here("populate failed"))?;
@@ -613,6 +614,13 @@ fn shootdown_work(index: usize) {
     }
 }
 
+/// Pages one change of [`shootdown_checks`] unmaps at once, more than the
+/// frames a change holds back (64): the list fills, and a full flush on
+/// the CPU that has the space loaded lets them all go back at once.
+const BULK: u64 = 100;
+/// Where those pages start in the test's region.
+const BULK_AT: u64 = 16 * PAGE_SIZE;
+
 fn shootdown_checks(space: &UserSpace) -> TestResult {
     let served = || -> alloc::vec::Vec<u64> {
         (0..smp::MAX_CPUS)
@@ -631,6 +639,10 @@ fn shootdown_checks(space: &UserSpace) -> TestResult {
         .unmap(at, PAGE_SIZE)
         .map_err(|_| super::Failure::here("unmap failed"))?;
     let second = served();
+    space
+        .unmap(at + BULK_AT, BULK * PAGE_SIZE)
+        .map_err(|_| super::Failure::here("unmap failed"))?;
+    let bulk = served();
     RELEASE.store(true, Ordering::SeqCst);
     kassert!(
         clock::wait_us(5_000_000, || !LOADED.load(Ordering::SeqCst)),
@@ -642,9 +654,17 @@ fn shootdown_checks(space: &UserSpace) -> TestResult {
         .map_err(|_| super::Failure::here("unmap failed"))?;
     let third = served();
     for cpu in 0..first.len() {
-        let (loaded, unloaded) = (second[cpu] - first[cpu], third[cpu] - second[cpu]);
-        kprintln!("    CPU {cpu}: {loaded} shootdowns while CPU 1 had the space, {unloaded} after");
+        let (loaded, many, unloaded) = (
+            second[cpu] - first[cpu],
+            bulk[cpu] - second[cpu],
+            third[cpu] - bulk[cpu],
+        );
+        kprintln!(
+            "    CPU {cpu}: {loaded} shootdowns while CPU 1 had the space, {many} for {BULK} pages at once, {unloaded} after"
+        );
         kassert_eq!(loaded, u64::from(cpu == 1));
+        // The full flush when the held frames filled, then the batch's.
+        kassert_eq!(many, 2 * u64::from(cpu == 1));
         kassert_eq!(unloaded, 0);
     }
     Ok(())

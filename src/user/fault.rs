@@ -9,7 +9,7 @@ use super::space;
 use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::exceptions::{vector, TrapFrame};
 use mm::aspace::{Access, FaultError};
-use mm::layout::{USER_END, USER_START};
+use mm::layout::is_user;
 
 /// Programs ended by the kernel since boot.
 static KILLED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
@@ -22,7 +22,7 @@ pub fn killed() -> u64 {
 /// Tries to resolve a page fault at `address` in the space loaded on this
 /// CPU (demand paging, copy-on-write).
 pub fn resolve(address: u64, error_code: u64) -> Result<(), KillReason> {
-    if !(USER_START..USER_END).contains(&address) {
+    if !is_user(address) {
         return Err(KillReason::KernelAddress);
     }
     let address = VirtAddr::try_new(address).map_err(|_| KillReason::KernelAddress)?;

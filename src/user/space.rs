@@ -8,7 +8,6 @@
 //! user memory is copied (the copy may fault and need the lock).
 
 use alloc::boxed::Box;
-use alloc::vec::Vec;
 use core::fmt;
 use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -18,11 +17,12 @@ use x86_64::structures::paging::{FrameAllocator, FrameDeallocator, PhysFrame, Si
 use x86_64::VirtAddr;
 
 use crate::arch::x86_64::smp;
+use crate::kernel_mm::deferred::DeferredFrees;
 use crate::kernel_mm::{frame_meta, pmm, vmm};
 use crate::sync::IrqMutex;
 use mm::aspace::{AddressSpace, FaultError, FaultFixed, Perms};
 use mm::layout::DIRECT_MAP_OFFSET;
-use mm::paging::{OffsetMem, Tlb, TlbBatch};
+use mm::paging::{OffsetMem, TlbBatch};
 use mm::pmm::meta::FrameTable;
 use mm::MmError;
 
@@ -75,39 +75,12 @@ impl fmt::Display for SpaceError {
     }
 }
 
-/// Frames for a space: new ones from the PMM; freed ones (data pages and
-/// emptied page tables) held until the shootdown has run, then returned.
-/// With no other CPU holding the space in CR3, nothing can reach a freed
-/// frame through a stale translation (this CPU is in the kernel until the
-/// change's flush), so frames go back at once.
-struct Frames<'a> {
-    freed: Vec<PhysFrame>,
-    /// The CPUs that have the space loaded, read at each free: a CPU that
-    /// sets its bit later loads CR3 later, after the entry was cleared, so
-    /// it cannot hold the old translation (`None`: loaded nowhere).
-    cpus: Option<&'a AtomicU64>,
-}
+/// Where a space's frames come from and go back to: the PMM.
+struct UserFrames;
 
-impl<'a> Frames<'a> {
-    fn new(cpus: Option<&'a AtomicU64>) -> Self {
-        Self {
-            freed: Vec::new(),
-            cpus,
-        }
-    }
-
-    /// The other CPUs that have the space loaded now.
-    fn others(&self) -> u64 {
-        let me = smp::current().map_or(0, |cpu| cpu.index);
-        self.cpus
-            .map_or(0, |cpus| cpus.load(Ordering::SeqCst) & !(1 << me))
-    }
-
-    /// Gives every held frame back (after the shootdown).
-    fn release(self) {
-        self.freed.into_iter().for_each(give_back);
-    }
-}
+/// Frames for a space: freed ones (data pages and emptied page tables)
+/// held until the shootdown to the CPUs that have it loaded has run.
+type Frames<'a> = DeferredFrees<'a, UserFrames>;
 
 /// Returns a frame a space freed to the PMM.
 fn give_back(frame: PhysFrame) {
@@ -121,27 +94,14 @@ fn give_back(frame: PhysFrame) {
 }
 
 // SAFETY: frames come from the PMM, which hands each out once.
-unsafe impl FrameAllocator<Size4KiB> for Frames<'_> {
+unsafe impl FrameAllocator<Size4KiB> for UserFrames {
     fn allocate_frame(&mut self) -> Option<PhysFrame> {
         pmm::alloc_page()
     }
 }
 
-impl FrameDeallocator<Size4KiB> for Frames<'_> {
+impl FrameDeallocator<Size4KiB> for UserFrames {
     unsafe fn deallocate_frame(&mut self, frame: PhysFrame) {
-        let others = self.others();
-        if others != 0 {
-            if self.freed.try_reserve(1).is_ok() {
-                self.freed.push(frame);
-                return;
-            }
-            // No heap for the list: make every CPU that has the space drop
-            // all its translations now (they serve a shootdown even while
-            // waiting for a lock), then the frame may go back at once.
-            let mut everything = TlbBatch::new();
-            everything.flush_all();
-            smp::shootdown_to(&everything, others);
-        }
         give_back(frame);
     }
 }
@@ -194,7 +154,7 @@ impl UserSpace {
         &self,
         f: impl FnOnce(&mut AddressSpace<OffsetMem>, &mut Frames, &mut TlbBatch) -> R,
     ) -> R {
-        let mut frames = Frames::new(Some(&self.cpus));
+        let mut frames = Frames::for_space(UserFrames, Some(&self.cpus));
         let mut batch = TlbBatch::new();
         let result = {
             let mut guard = self.inner.lock();
@@ -356,7 +316,7 @@ impl Drop for UserSpace {
         let Ok(meta) = meta() else {
             return;
         };
-        let mut frames = Frames::new(None);
+        let mut frames = Frames::for_space(UserFrames, None);
         // SAFETY: no CPU has the space loaded: `Active` borrows the space,
         // so every guard is gone before it can be dropped.
         let teardown = unsafe { space.destroy(&mut frames, meta) };

@@ -342,10 +342,7 @@ fn report(console: &console::Emergency, frame: &TrapFrame, address: u64) {
         ));
     }
     let kernel_mode = frame.error_code & (1 << 2) == 0;
-    if frame.vector == vector::PAGE_FAULT
-        && kernel_mode
-        && (mm::layout::USER_START..mm::layout::USER_END).contains(&address)
-    {
+    if frame.vector == vector::PAGE_FAULT && kernel_mode && mm::layout::is_user(address) {
         out(format_args!(
             "    kernel touched a user address outside copy_from_user/copy_to_user\n"
         ));

@@ -25,7 +25,7 @@
 
 use core::fmt;
 
-use mm::layout::{USER_END, USER_START};
+use mm::layout::{is_user, USER_END};
 use x86_64::registers::control::{Cr4, Cr4Flags};
 use x86_64::VirtAddr;
 
@@ -74,7 +74,7 @@ impl UserSlice {
         if VirtAddr::try_new(address).is_err() {
             return Err(UserCopyError::NonCanonical { address });
         }
-        if !(USER_START..USER_END).contains(&address) {
+        if !is_user(address) {
             return Err(UserCopyError::NotUserAddress { address });
         }
         match address.checked_add(len as u64) {
@@ -243,11 +243,6 @@ fn fixup_table() -> &'static [FixupEntry] {
     // SAFETY: the asm defines `count` 16-byte, 8-aligned entries between
     // the two symbols, in .rodata, never written.
     unsafe { core::slice::from_raw_parts(start, count) }
-}
-
-/// Whether `address` is in the user half.
-fn is_user(address: u64) -> bool {
-    (USER_START..USER_END).contains(&address)
 }
 
 /// Whether `rip` is one of the copy instructions (a fault there may be on
