@@ -55,9 +55,8 @@ impl Grow for KernelGrow {
     }
 
     fn short_of_memory(&self, bytes: usize) -> bool {
-        // The growth's frames and a few page tables: with fewer free, the
-        // PMM ran out (an injected failure leaves plenty).
-        pmm::stats().free < (bytes as u64).div_ceil(PAGE_SIZE) + 8
+        // An injected failure leaves plenty free.
+        super::reclaim::frames_short((bytes as u64).div_ceil(PAGE_SIZE))
     }
 
     fn ungrow(&mut self, start: usize, bytes: usize) {

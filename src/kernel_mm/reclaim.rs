@@ -11,15 +11,17 @@
 //! finds no frame (under the heap lock) first gives back the mapped
 //! interior of the heap's own free blocks, which needs only the VMM and
 //! PMM locks that come after the heap's in the lock order, and grows on
-//! those frames (`Heap::give_back_for_growth` in the core). Page tables
-//! under the VMM lock and slab pages under a cache's still fail as before:
+//! those frames (`Heap::give_back_for_growth` in the core). A slab page
+//! the PMM cannot give (under the cache's lock, which comes before the
+//! heap's) takes what the heap gives back ([`heap_only`]) and is tried
+//! once more. Page tables under the VMM lock still fail as before:
 //! the kernel keeps no per-CPU record of the locks a CPU holds, and the
 //! kernel runs with interrupts off, so "interrupts on" cannot stand in
 //! for "no lock held" either.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::{heap, slab};
+use super::{heap, pmm, slab};
 
 /// Times memory was reclaimed, and the pages it gave back.
 static RECLAIMS: AtomicU64 = AtomicU64::new(0);
@@ -29,12 +31,34 @@ static PAGES: AtomicU64 = AtomicU64::new(0);
 /// returns how many. Call with no lock held.
 pub fn under_pressure() -> u64 {
     let pages = heap::release_under_pressure() + slab::shrink_all() as u64;
+    record(pages, "the heap and object caches");
+    pages
+}
+
+/// Gives back every page the heap can spare, not the object caches':
+/// for a caller that holds one object cache's lock (the heap's, the
+/// VMM's and the PMM's come after it in the lock order; another cache's
+/// may not be taken). Returns how many.
+pub fn heap_only() -> u64 {
+    let pages = heap::release_under_pressure();
+    record(pages, "the heap");
+    pages
+}
+
+fn record(pages: u64, from: &str) {
     RECLAIMS.fetch_add(1, Ordering::Relaxed);
     PAGES.fetch_add(pages, Ordering::Relaxed);
     if pages > 0 {
-        log::info!("memory pressure: the heap and object caches gave back {pages} pages");
+        log::info!("memory pressure: {from} gave back {pages} pages");
     }
-    pages
+}
+
+/// Whether the PMM is really short of `pages` frames (with room for a
+/// few page tables): a failure with more free than that came from
+/// elsewhere (an injected failure, fragmentation), and giving pages back
+/// would not be what it needs.
+pub fn frames_short(pages: u64) -> bool {
+    pmm::stats().free < pages + 8
 }
 
 /// How often memory was reclaimed since boot, and the pages given back.

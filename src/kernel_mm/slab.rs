@@ -25,7 +25,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use arrayvec::ArrayString;
 use x86_64::PhysAddr;
 
-use super::{phys_to_virt, pmm};
+use super::{phys_to_virt, pmm, reclaim};
 use crate::sync::IrqMutex;
 use mm::layout::DIRECT_MAP_OFFSET;
 use mm::pmm::Mobility;
@@ -44,7 +44,14 @@ pub struct PmmPages;
 // of every block size).
 unsafe impl SlabPages for PmmPages {
     fn alloc_slab(&mut self, order: u32) -> Option<NonNull<u8>> {
-        let block = pmm::alloc_order(order, Mobility::Unmovable).ok()?;
+        let take = || pmm::alloc_order(order, Mobility::Unmovable).ok();
+        // Out of frames: the heap gives back what it can (its lock comes
+        // after the cache's this runs under), then once more.
+        let block = take().or_else(|| {
+            (reclaim::frames_short(1 << order) && reclaim::heap_only() > 0)
+                .then(take)
+                .flatten()
+        })?;
         let address = phys_to_virt(block.start_address()).as_u64() as usize;
         // The direct map is no Rust allocation: pointers into it come from
         // their address (exposed provenance, as for all mapped memory).

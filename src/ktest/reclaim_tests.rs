@@ -1,21 +1,30 @@
 //! In-kernel tests of memory pressure outside the user fault path: a heap
 //! growth that finds no frame grows on the pages the heap gives back from
-//! inside its own free blocks.
+//! inside its own free blocks, and an object cache that needs a slab the
+//! PMM cannot give takes what the heap gives back.
 
 use x86_64::PhysAddr;
 
 use super::{Context, Expect, Test, TestResult};
-use crate::kernel_mm::{heap, phys_to_virt, pmm};
+use crate::kernel_mm::slab::ObjectCache;
+use crate::kernel_mm::{heap, phys_to_virt, pmm, reclaim};
 use crate::{kassert, kassert_eq, kprintln};
 use mm::layout::PAGE_SIZE;
 
 /// The tests of reclaiming outside the user fault path.
-pub static TESTS: &[Test] = &[Test {
-    name: "reclaim::a_heap_growth_out_of_frames_grows_on_pages_given_back",
-    run: heap_growth_reclaims,
-    // The heap warns of the growth that found no frame.
-    expects: Expect::NOTHING.logging(&["kernel_mm::heap"]),
-}];
+pub static TESTS: &[Test] = &[
+    Test {
+        name: "reclaim::a_heap_growth_out_of_frames_grows_on_pages_given_back",
+        run: heap_growth_reclaims,
+        // The heap warns of the growth that found no frame.
+        expects: Expect::NOTHING.logging(&["kernel_mm::heap"]),
+    },
+    Test {
+        name: "reclaim::a_slab_out_of_frames_takes_what_the_heap_gives_back",
+        run: slab_reclaims,
+        expects: Expect::NOTHING,
+    },
+];
 
 /// Every free frame of the PMM, held in a chain through the frames
 /// themselves (holding them takes no heap), all freed on drop: a failed
@@ -117,4 +126,38 @@ impl Drop for Blocks {
             heap::kfree_or_log(pointer);
         }
     }
+}
+
+/// The cache [`slab_reclaims`] allocates from: objects of 512 bytes.
+static OBJECTS: ObjectCache<[u64; 64]> = ObjectCache::new("ktest-reclaim");
+
+/// With every frame held, an object cache with no slab left allocates: the
+/// PMM has no frame for the slab, the heap gives back its spare pages,
+/// and the slab comes from them.
+fn slab_reclaims(_: &Context<'_>) -> TestResult {
+    // Registered (which may use the heap), then without any slab.
+    kassert!(OBJECTS.alloc([0; 64]).is_ok(), "no first object");
+    OBJECTS.shrink();
+    kassert_eq!(OBJECTS.stats().map(|s| s.slabs), Some(0));
+    let (reclaims, pages) = reclaim::stats();
+    let held = HeldFrames::all();
+    let object = OBJECTS.alloc([7; 64]);
+    let (reclaims_after, pages_after) = reclaim::stats();
+    let count = held.count;
+    drop(held);
+    let Ok(object) = object else {
+        return Err(super::Failure::here(
+            "no object after the heap gave pages back",
+        ));
+    };
+    kassert_eq!(object[63], 7);
+    kassert_eq!(reclaims_after, reclaims + 1);
+    kassert!(pages_after > pages, "the heap gave nothing back");
+    kprintln!(
+        "    {count} frames held; the heap gave back {} pages, a slab came from them",
+        pages_after - pages
+    );
+    drop(object);
+    kassert!(OBJECTS.destroy().is_ok(), "the cache did not go");
+    Ok(())
 }
