@@ -7,19 +7,28 @@
 //! page-fault path, which runs with nothing held (a fault from ring 3, or
 //! in a user copy routine, which is never called under a lock).
 //!
-//! Under a lock there is less to take, but not nothing: a heap growth that
-//! finds no frame (under the heap lock) first gives back the mapped
-//! interior of the heap's own free blocks, which needs only the VMM and
-//! PMM locks that come after the heap's in the lock order, and grows on
-//! those frames (`Heap::give_back_for_growth` in the core). A slab page
-//! the PMM cannot give (under the cache's lock, which comes before the
-//! heap's) takes what the heap gives back ([`heap_only`]) and is tried
-//! once more. Page tables under the VMM lock still fail as before:
-//! the kernel keeps no per-CPU record of the locks a CPU holds, and the
-//! kernel runs with interrupts off, so "interrupts on" cannot stand in
-//! for "no lock held" either.
+//! Under a lock there is less to take, but not nothing:
+//! - a heap growth that finds no frame (under the heap lock) first gives
+//!   back the mapped interior of the heap's own free blocks, which needs
+//!   only the VMM and PMM locks that come after the heap's in the lock
+//!   order, and grows on those frames (`Heap::give_back_for_growth` in
+//!   the core);
+//! - a slab the PMM cannot give (under the cache's lock, which comes
+//!   before the heap's) takes what the heap gives back ([`heap_only`]);
+//! - frames taken under the heap's or the VMM's lock (heap growth, page
+//!   tables) take the empty slabs of the object caches not locked right
+//!   now ([`frame_under_lock`]): a cache's lock comes before those, so it
+//!   is only tried, never waited for.
+//!
+//! The kernel keeps no per-CPU record of the locks a CPU holds (and runs
+//! with interrupts off, so "interrupts on" cannot stand in for "no lock
+//! held"); each path above gives back only what its place in the lock
+//! order allows. Every give-back needs [`frames_short`]: an injected
+//! failure, the heap's cap or a fragmented PMM never trigger one.
 
 use core::sync::atomic::{AtomicU64, Ordering};
+
+use x86_64::structures::paging::PhysFrame;
 
 use super::{heap, pmm, slab};
 
@@ -43,6 +52,29 @@ pub fn heap_only() -> u64 {
     let pages = heap::release_under_pressure();
     record(pages, "the heap");
     pages
+}
+
+/// Gives back the empty slabs of the object caches not locked right now
+/// (`slab::try_shrink_all`), waiting for no lock: what a frame allocation
+/// under the heap's or the VMM's lock can still reclaim. Returns how many
+/// pages.
+pub fn unlocked_caches() -> u64 {
+    let pages = slab::try_shrink_all() as u64;
+    record(pages, "the object caches");
+    pages
+}
+
+/// A frame from `take` (`pmm::alloc_page` or `pmm::alloc_zeroed`) for a
+/// caller that may hold the heap's or the VMM's lock (page tables, heap
+/// growth): if the PMM is out of frames, the object caches not in use
+/// give back their empty slabs ([`unlocked_caches`]) and it is tried once
+/// more.
+pub fn frame_under_lock(take: fn() -> Option<PhysFrame>) -> Option<PhysFrame> {
+    take().or_else(|| {
+        (frames_short(1) && unlocked_caches() > 0)
+            .then(take)
+            .flatten()
+    })
 }
 
 fn record(pages: u64, from: &str) {

@@ -319,6 +319,19 @@ pub fn shrink(id: CacheId) -> Result<usize, MmError> {
     with(id, Cache::shrink)
 }
 
+/// Gives back the empty slabs of every cache whose lock is free now, never
+/// waiting for one: for memory pressure under another lock (the heap's,
+/// the VMM's), which comes after the caches' in the lock order, so that
+/// waiting could deadlock. A cache this CPU holds is skipped. Returns the
+/// pages given back.
+pub fn try_shrink_all() -> usize {
+    SLOTS
+        .iter()
+        .filter_map(IrqMutex::try_lock)
+        .filter_map(|mut slot| slot.cache.as_mut().map(Cache::shrink))
+        .sum()
+}
+
 /// Gives every cache's empty slabs back (memory pressure); returns the
 /// pages given back.
 pub fn shrink_all() -> usize {

@@ -12,7 +12,7 @@ use x86_64::structures::paging::{
 use x86_64::{PhysAddr, VirtAddr};
 
 use super::deferred::DeferredFrees;
-use super::{bootstrap, pmm};
+use super::{bootstrap, pmm, reclaim};
 use crate::arch::x86_64::sections;
 use crate::arch::x86_64::smp;
 use crate::sync::IrqMutex;
@@ -39,7 +39,9 @@ pub struct KernelFrames;
 // SAFETY: frames come from the PMM, which hands each out once.
 unsafe impl FrameAllocator<Size4KiB> for KernelFrames {
     fn allocate_frame(&mut self) -> Option<PhysFrame> {
-        pmm::alloc_page()
+        // Under the VMM lock: out of frames, the object caches not in use
+        // give back their empty slabs first.
+        reclaim::frame_under_lock(pmm::alloc_page)
     }
 }
 
@@ -397,7 +399,9 @@ pub fn map_fresh(start: VirtAddr, len: u64, flags: PageTableFlags) -> Result<Map
         backing: Backing::OwnedFrames,
     };
     while mapping.len < len {
-        let frame = pmm::alloc_zeroed().ok_or(MmError::OutOfFrames)?;
+        // Often under the heap's lock (its growth): out of frames, the
+        // object caches not in use give back their empty slabs first.
+        let frame = reclaim::frame_under_lock(pmm::alloc_zeroed).ok_or(MmError::OutOfFrames)?;
         let page = start + mapping.len;
         // SAFETY: the frame was just allocated, so no one else can refer to
         // it; `map` refuses a page that is mapped already.

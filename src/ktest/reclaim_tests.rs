@@ -1,15 +1,17 @@
 //! In-kernel tests of memory pressure outside the user fault path: a heap
 //! growth that finds no frame grows on the pages the heap gives back from
 //! inside its own free blocks, and an object cache that needs a slab the
-//! PMM cannot give takes what the heap gives back.
+//! PMM cannot give takes what the heap gives back, and page tables made
+//! under the VMM's lock take the empty slabs of caches not in use.
 
-use x86_64::PhysAddr;
+use x86_64::{PhysAddr, VirtAddr};
 
 use super::{Context, Expect, Test, TestResult};
 use crate::kernel_mm::slab::ObjectCache;
-use crate::kernel_mm::{heap, phys_to_virt, pmm, reclaim};
+use crate::kernel_mm::{heap, phys_to_virt, pmm, reclaim, vmm};
 use crate::{kassert, kassert_eq, kprintln};
 use mm::layout::PAGE_SIZE;
+use mm::paging::{NX, WRITABLE};
 
 /// The tests of reclaiming outside the user fault path.
 pub static TESTS: &[Test] = &[
@@ -22,6 +24,11 @@ pub static TESTS: &[Test] = &[
     Test {
         name: "reclaim::a_slab_out_of_frames_takes_what_the_heap_gives_back",
         run: slab_reclaims,
+        expects: Expect::NOTHING,
+    },
+    Test {
+        name: "reclaim::page_tables_out_of_frames_take_empty_slabs",
+        run: tables_reclaim_slabs,
         expects: Expect::NOTHING,
     },
 ];
@@ -159,5 +166,46 @@ fn slab_reclaims(_: &Context<'_>) -> TestResult {
     );
     drop(object);
     kassert!(OBJECTS.destroy().is_ok(), "the cache did not go");
+    Ok(())
+}
+
+/// The cache whose empty slab [`tables_reclaim_slabs`] leaves: objects of
+/// 8 KiB, so a slab spans several pages.
+static LARGE: ObjectCache<[u64; 1024]> = ObjectCache::new("ktest-reclaim-large");
+
+/// Where [`tables_reclaim_slabs`] maps: a PML4 slot of its own in the
+/// lower half, so the page needs three new tables.
+const TABLES_AREA: u64 = 0x0000_6100_0000_0000;
+
+/// With every frame held and one cache keeping an empty slab (its
+/// reserve), a fresh page in a new PML4 slot needs a frame and three page
+/// tables, taken under the VMM's lock: the cache not in use gives its
+/// slab back and the mapping is made of it.
+fn tables_reclaim_slabs(_: &Context<'_>) -> TestResult {
+    // One object allocated and freed: its slab stays as the reserve.
+    kassert!(LARGE.alloc([1; 1024]).is_ok(), "no first object");
+    let stats = LARGE.stats();
+    kassert_eq!(stats.map(|s| (s.slabs, s.in_use)), Some((1, 0)));
+    let slab_pages = stats.map_or(0, |s| 1u64 << s.slab_order);
+    kassert!(slab_pages >= 4, "a slab smaller than a page and its tables");
+    let start = VirtAddr::new(TABLES_AREA);
+    let (reclaims, pages) = reclaim::stats();
+    let held = HeldFrames::all();
+    let mapping = vmm::map_fresh(start, PAGE_SIZE, WRITABLE | NX);
+    let (reclaims_after, pages_after) = reclaim::stats();
+    let count = held.count;
+    let made = mapping.is_ok();
+    drop(mapping);
+    drop(held);
+    kassert!(made, "no mapping with an empty slab to take");
+    kassert_eq!(reclaims_after, reclaims + 1);
+    kassert_eq!(pages_after - pages, slab_pages);
+    kassert_eq!(LARGE.stats().map(|s| s.slabs), Some(0));
+    kassert!(
+        vmm::translate(start).is_none(),
+        "the mapping is still there"
+    );
+    kprintln!("    {count} frames held; a {slab_pages}-page slab gave the page and its tables");
+    kassert!(LARGE.destroy().is_ok(), "the cache did not go");
     Ok(())
 }
