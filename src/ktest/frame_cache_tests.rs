@@ -4,14 +4,14 @@
 //! of the machine is handed out exactly once.
 
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use arrayvec::ArrayVec;
 use x86_64::PhysAddr;
 
-use super::smp_tests::on_all_cpus;
+use super::smp_tests::{on_all_cpus, LockStep};
 use super::{Context, Expect, Test, TestResult};
-use crate::arch::x86_64::{clock, smp};
+use crate::arch::x86_64::smp;
 use crate::kernel_mm::{frame_cache, phys_to_virt, pmm};
 use crate::sync::IrqMutex;
 use crate::{kassert, kassert_eq, kprintln};
@@ -37,11 +37,8 @@ const ROUNDS: usize = 20;
 /// Each CPU's frames of the current round, freed by the next CPU.
 static SLOTS: [IrqMutex<ArrayVec<u64, PER_CPU>>; smp::MAX_CPUS] =
     [const { IrqMutex::new(ArrayVec::new_const()) }; smp::MAX_CPUS];
-/// CPUs through each half of a round (allocated; freed), counting up.
-static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
-static FREED: AtomicUsize = AtomicUsize::new(0);
-/// Set by a CPU whose part failed: the others stop waiting for it.
-static ABORT: AtomicBool = AtomicBool::new(false);
+/// The rounds' barrier.
+static STEPS: LockStep = LockStep::new();
 /// Frames freed by a CPU other than their allocator.
 static CROSS_FREES: AtomicUsize = AtomicUsize::new(0);
 
@@ -56,17 +53,9 @@ fn cpus_free_each_others_frames(_: &Context<'_>) -> TestResult {
     for slot in &SLOTS {
         slot.lock().clear();
     }
-    ALLOCATED.store(0, Ordering::SeqCst);
-    FREED.store(0, Ordering::SeqCst);
-    ABORT.store(false, Ordering::SeqCst);
+    STEPS.reset();
     CROSS_FREES.store(0, Ordering::SeqCst);
-    let result = on_all_cpus(|index| {
-        let result = exchange_rounds(index);
-        if result.is_err() {
-            ABORT.store(true, Ordering::SeqCst);
-        }
-        result
-    });
+    let result = on_all_cpus(exchange_rounds);
     for slot in &SLOTS {
         while let Some(address) = slot.lock().pop() {
             let _ = pmm::free_page(PhysAddr::new(address));
@@ -89,17 +78,9 @@ fn cpus_free_each_others_frames(_: &Context<'_>) -> TestResult {
     Ok(())
 }
 
-/// Waits until `counter` reaches `target` (or a CPU gave up).
-fn all_reached(counter: &AtomicUsize, target: usize) -> bool {
-    clock::wait_us(10_000_000, || {
-        counter.load(Ordering::SeqCst) >= target || ABORT.load(Ordering::SeqCst)
-    }) && !ABORT.load(Ordering::SeqCst)
-}
-
 fn exchange_rounds(index: usize) -> TestResult {
-    let online = smp::online();
-    let next = (index + 1) % online;
-    for round in 0..ROUNDS {
+    let next = (index + 1) % smp::online();
+    let fill = |round: usize| {
         for _ in 0..PER_CPU {
             let frame = pmm::alloc_page();
             kassert!(frame.is_some(), "no frame");
@@ -110,11 +91,9 @@ fn exchange_rounds(index: usize) -> TestResult {
             let pushed = SLOTS[index].lock().try_push(address).is_ok();
             kassert!(pushed, "slot full");
         }
-        ALLOCATED.fetch_add(1, Ordering::SeqCst);
-        kassert!(
-            all_reached(&ALLOCATED, (round + 1) * online),
-            "a CPU did not allocate in time"
-        );
+        Ok(())
+    };
+    let drain = |round: usize| {
         while let Some(address) = SLOTS[next].lock().pop() {
             let word = phys_to_virt(PhysAddr::new(address)).as_ptr::<u64>();
             // SAFETY: the slot held the frame: nobody else has it.
@@ -125,13 +104,9 @@ fn exchange_rounds(index: usize) -> TestResult {
             }
             kassert_eq!(pmm::free_page(PhysAddr::new(address)), Ok(()));
         }
-        FREED.fetch_add(1, Ordering::SeqCst);
-        kassert!(
-            all_reached(&FREED, (round + 1) * online),
-            "a CPU did not free in time"
-        );
-    }
-    Ok(())
+        Ok(())
+    };
+    STEPS.run(ROUNDS, fill, drain)
 }
 
 fn stamp(cpu: usize, address: u64, round: u64) -> u64 {

@@ -6,13 +6,13 @@
 
 use core::hint::black_box;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use arrayvec::ArrayVec;
 
-use super::smp_tests::on_all_cpus;
+use super::smp_tests::{on_all_cpus, LockStep};
 use super::{Context, Expect, Test, TestResult};
-use crate::arch::x86_64::{clock, smp};
+use crate::arch::x86_64::smp;
 use crate::kernel_mm::heap;
 use crate::sync::IrqMutex;
 use crate::{kassert, kassert_eq, kprintln};
@@ -91,11 +91,8 @@ const ROUNDS_OF_EXCHANGE: usize = 30;
 /// next CPU.
 static SLOTS: [IrqMutex<ArrayVec<(usize, usize), PER_CPU>>; smp::MAX_CPUS] =
     [const { IrqMutex::new(ArrayVec::new_const()) }; smp::MAX_CPUS];
-/// CPUs through each half of a round, counting up.
-static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
-static FREED: AtomicUsize = AtomicUsize::new(0);
-/// Set by a CPU whose part failed: the others stop waiting for it.
-static ABORT: AtomicBool = AtomicBool::new(false);
+/// The rounds' barrier.
+static STEPS: LockStep = LockStep::new();
 /// Objects freed by a CPU other than their allocator.
 static CROSS_FREES: AtomicUsize = AtomicUsize::new(0);
 
@@ -110,17 +107,9 @@ fn cpus_free_each_others_objects(_: &Context<'_>) -> TestResult {
     for slot in &SLOTS {
         slot.lock().clear();
     }
-    ALLOCATED.store(0, Ordering::SeqCst);
-    FREED.store(0, Ordering::SeqCst);
-    ABORT.store(false, Ordering::SeqCst);
+    STEPS.reset();
     CROSS_FREES.store(0, Ordering::SeqCst);
-    let result = on_all_cpus(|index| {
-        let result = exchange_rounds(index);
-        if result.is_err() {
-            ABORT.store(true, Ordering::SeqCst);
-        }
-        result
-    });
+    let result = on_all_cpus(exchange_rounds);
     for slot in &SLOTS {
         while let Some((address, _)) = slot.lock().pop() {
             let _ = heap::kfree(ptr::with_exposed_provenance_mut(address));
@@ -147,22 +136,14 @@ fn cpus_free_each_others_objects(_: &Context<'_>) -> TestResult {
     Ok(())
 }
 
-/// Waits until `counter` reaches `target` (or a CPU gave up).
-fn all_reached(counter: &AtomicUsize, target: usize) -> bool {
-    clock::wait_us(10_000_000, || {
-        counter.load(Ordering::SeqCst) >= target || ABORT.load(Ordering::SeqCst)
-    }) && !ABORT.load(Ordering::SeqCst)
-}
-
 /// The byte CPU `cpu` fills its objects of `round` with.
 fn stamp(cpu: usize, round: usize) -> u8 {
     (cpu * 31 + round) as u8
 }
 
 fn exchange_rounds(index: usize) -> TestResult {
-    let online = smp::online();
-    let next = (index + 1) % online;
-    for round in 0..ROUNDS_OF_EXCHANGE {
+    let next = (index + 1) % smp::online();
+    let fill = |round: usize| {
         for object in 0..PER_CPU {
             let size = 1 + (object * 37 + round * 11 + index * 5) % 240;
             let pointer = heap::kmalloc(size);
@@ -175,11 +156,9 @@ fn exchange_rounds(index: usize) -> TestResult {
                 .is_ok();
             kassert!(pushed, "slot full");
         }
-        ALLOCATED.fetch_add(1, Ordering::SeqCst);
-        kassert!(
-            all_reached(&ALLOCATED, (round + 1) * online),
-            "a CPU did not allocate in time"
-        );
+        Ok(())
+    };
+    let drain = |round: usize| {
         while let Some((address, size)) = SLOTS[next].lock().pop() {
             let pointer = ptr::with_exposed_provenance_mut::<u8>(address);
             // SAFETY: the slot held the object: nobody else has it.
@@ -193,13 +172,9 @@ fn exchange_rounds(index: usize) -> TestResult {
             }
             kassert_eq!(heap::kfree(pointer), Ok(()));
         }
-        FREED.fetch_add(1, Ordering::SeqCst);
-        kassert!(
-            all_reached(&FREED, (round + 1) * online),
-            "a CPU did not free in time"
-        );
-    }
-    Ok(())
+        Ok(())
+    };
+    STEPS.run(ROUNDS_OF_EXCHANGE, fill, drain)
 }
 
 /// A slot freed into a magazine, here and on another CPU, freed again:

@@ -10,7 +10,7 @@
 use alloc::vec::Vec;
 use arrayvec::ArrayVec;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use super::{set_detail, Context, Expect, Failure, Test, TestResult};
 use crate::arch::x86_64::exceptions::{catch_fault, vector};
@@ -90,6 +90,74 @@ pub(super) fn on_all_cpus(body: fn(usize) -> TestResult) -> TestResult {
         }
     }
     Ok(())
+}
+
+/// Rounds that every CPU runs in lock step, for tests that hand objects
+/// between CPUs: in each round every CPU fills (allocates its share),
+/// waits for all the others, drains (frees the next CPU's share), and
+/// waits again. A CPU whose part fails stops the others from waiting for
+/// it.
+pub(super) struct LockStep {
+    /// CPUs through each half of a round, counting up.
+    filled: AtomicUsize,
+    drained: AtomicUsize,
+    abort: AtomicBool,
+}
+
+impl LockStep {
+    pub(super) const fn new() -> Self {
+        Self {
+            filled: AtomicUsize::new(0),
+            drained: AtomicUsize::new(0),
+            abort: AtomicBool::new(false),
+        }
+    }
+
+    /// Starts over: call before [`on_all_cpus`].
+    pub(super) fn reset(&self) {
+        self.filled.store(0, Ordering::SeqCst);
+        self.drained.store(0, Ordering::SeqCst);
+        self.abort.store(false, Ordering::SeqCst);
+    }
+
+    /// This CPU's part: `rounds` times `fill(round)`, the barrier,
+    /// `drain(round)`, the barrier.
+    pub(super) fn run(
+        &self,
+        rounds: usize,
+        mut fill: impl FnMut(usize) -> TestResult,
+        mut drain: impl FnMut(usize) -> TestResult,
+    ) -> TestResult {
+        let result = (|| {
+            let online = smp::online();
+            for round in 0..rounds {
+                fill(round)?;
+                self.filled.fetch_add(1, Ordering::SeqCst);
+                kassert!(
+                    self.all_reached(&self.filled, (round + 1) * online),
+                    "a CPU did not allocate in time"
+                );
+                drain(round)?;
+                self.drained.fetch_add(1, Ordering::SeqCst);
+                kassert!(
+                    self.all_reached(&self.drained, (round + 1) * online),
+                    "a CPU did not free in time"
+                );
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            self.abort.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+
+    /// Waits until `counter` reaches `target` (or a CPU gave up).
+    fn all_reached(&self, counter: &AtomicUsize, target: usize) -> bool {
+        clock::wait_us(10_000_000, || {
+            counter.load(Ordering::SeqCst) >= target || self.abort.load(Ordering::SeqCst)
+        }) && !self.abort.load(Ordering::SeqCst)
+    }
 }
 
 /// What every CPU runs for `on_all_cpus`: the barrier, then the body.
