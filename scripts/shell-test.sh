@@ -92,6 +92,7 @@ expect=(
     '^VMM: +PML4 at 0x[0-9a-f]+, [0-9]+ page tables \([0-9.]+ [KM]iB\)$'
     '^heap: 1 MiB \(1048576 B\) mapped, [0-9]+ B used, [0-9.]+ KiB \([0-9]+ B\) free, peak [0-9.]+ KiB \([0-9]+ B\); [0-9]+ live'
     'verify: ok'
+    '^      magazines: [0-9]+ requests and frees, [0-9]+ took the heap lock \(hit rate [0-9]+%\), [0-9]+ slots cached; [0-9]+ reclaims gave back [0-9]+ pages$'
     '^slab: 0 caches, 0 of 0 objects in use \(0 B\), 0 slabs in 0 pages \(0 B\)$'
     '^cache +size +align +in use/total +slabs +slab +pages +allocs +frees +fail +bad$'
     '^0 caches \(of 32\): 0 of 0 objects in use, 0 slabs, 0 pages \(0 B\)$'

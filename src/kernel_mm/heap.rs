@@ -209,8 +209,23 @@ fn with_magazines<R>(f: impl FnOnce(&CpuMagazines, &SlotStates<'static>, &Cpus) 
     let states = STATES.get()?;
     interrupts::without_interrupts(|| {
         let cpu = smp::current()?;
+        // Only this CPU writes its count, with interrupts off: no atomic
+        // read-modify-write on the fast path.
+        let ops = cpu.magazine_ops.load(Ordering::Relaxed);
+        cpu.magazine_ops.store(ops + 1, Ordering::Relaxed);
         Some(f(&cpu.heap, states, &Cpus { me: cpu.index }))
     })
+}
+
+/// Heap requests and frees the magazines took since boot (every CPU's),
+/// and how many of them took the heap lock (refills, flushes, requests
+/// they do not serve): the hit rate is the share that did not.
+pub fn magazine_stats() -> (u64, u64) {
+    let ops = (0..smp::MAX_CPUS)
+        .filter_map(smp::cpu)
+        .map(|cpu| cpu.magazine_ops.load(Ordering::Relaxed))
+        .sum();
+    (ops, magazine_locks())
 }
 
 /// Every CPU's magazines.

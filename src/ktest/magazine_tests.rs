@@ -65,6 +65,7 @@ fn small_objects_take_no_lock(_: &Context<'_>) -> TestResult {
     kassert!(!warm.is_null());
     kassert_eq!(heap::kfree(warm), Ok(()));
     let locks = heap::magazine_locks();
+    let (ops, _) = heap::magazine_stats();
     for round in 0..1000 {
         let pointer = heap::kmalloc(black_box(40));
         kassert!(!pointer.is_null());
@@ -74,6 +75,8 @@ fn small_objects_take_no_lock(_: &Context<'_>) -> TestResult {
     }
     if on {
         kassert_eq!(heap::magazine_locks(), locks);
+        // Every request and free counted, none of them a miss.
+        kassert_eq!(heap::magazine_stats(), (ops + 2000, locks));
     }
     let after = heap::stats();
     kassert_eq!(after.used, before.used);

@@ -226,6 +226,19 @@ fn meminfo() {
             Err(problem) => problem,
         }
     );
+    let (ops, locked) = heap::magazine_stats();
+    let (reclaims, reclaimed) = crate::kernel_mm::reclaim::stats();
+    if heap::magazines_on() {
+        kprintln!(
+            "      magazines: {ops} requests and frees, {locked} took the heap lock (hit rate {}%), {} slots cached; {reclaims} reclaims gave back {reclaimed} pages",
+            (ops.saturating_sub(locked) * 100).checked_div(ops).unwrap_or(100),
+            heap::cached_slots()
+        );
+    } else {
+        kprintln!(
+            "      magazines: off (too little memory for their state bytes); {reclaims} reclaims gave back {reclaimed} pages"
+        );
+    }
     let spaces = crate::user::space::stats();
     kprintln!(
         "user: {} alive ({} since boot), {} resident ({}); faults: {} demand-zero, {} copied, {} taken over; {} ended by the kernel",

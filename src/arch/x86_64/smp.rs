@@ -96,6 +96,9 @@ pub struct PerCpu {
     pub frames: CpuFrames,
     /// Its heap magazines (kernel_mm::heap).
     pub heap: mm::heap::magazine::CpuMagazines,
+    /// Heap requests and frees its magazines took (written by this CPU
+    /// alone, with interrupts off; read by anyone).
+    pub magazine_ops: AtomicU64,
 }
 
 const _: () = assert!(core::mem::offset_of!(PerCpu, this) == 0);
@@ -125,6 +128,7 @@ impl PerCpu {
             node: AtomicU8::new(0),
             frames: CpuFrames::new(),
             heap: mm::heap::magazine::CpuMagazines::new(mm::heap::DebugChecks::for_this_build()),
+            magazine_ops: AtomicU64::new(0),
         }
     }
 
