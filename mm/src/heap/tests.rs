@@ -1347,20 +1347,53 @@ proptest! {
     }
 }
 
+/// Eight blocks of 512 KiB with the second and fifth freed: two holes
+/// apart from each other and from the heap's end. Returns all eight.
+fn two_holes(heap: &mut Heap<'_, Reserve>) -> Vec<*mut u8> {
+    let blocks: Vec<*mut u8> = (0..8)
+        .map(|_| heap.kmalloc(512 * 1024).unwrap().as_ptr())
+        .collect();
+    for &block in [blocks[1], blocks[4]].iter() {
+        heap.free(block).unwrap();
+    }
+    blocks
+}
+
+/// Two blocks of 512 KiB (in the holes of [`two_holes`]), written.
+fn fill_holes(heap: &mut Heap<'_, Reserve>) -> Vec<*mut u8> {
+    let again: Vec<*mut u8> = (0..2)
+        .map(|_| heap.kmalloc(512 * 1024).unwrap().as_ptr())
+        .collect();
+    for &block in &again {
+        // SAFETY: a fresh block of 512 KiB.
+        unsafe { block.write_bytes(0x5A, 512 * 1024) };
+    }
+    again
+}
+
+/// Frees `again` ([`fill_holes`]) and the six blocks [`two_holes`] kept.
+fn free_around_holes(heap: &mut Heap<'_, Reserve>, again: Vec<*mut u8>, blocks: &[*mut u8]) {
+    heap.verify().unwrap();
+    let kept = blocks
+        .iter()
+        .enumerate()
+        .filter(|&(index, _)| index != 1 && index != 4)
+        .map(|(_, &block)| block);
+    for block in again.into_iter().chain(kept) {
+        heap.free(block).unwrap();
+    }
+    heap.verify().unwrap();
+}
+
 /// Under pressure every free block gives back its mapped interior, not
 /// only the one freed last; what it gave is remapped before reuse.
 #[test]
 fn pressure_gives_back_inside_every_free_block() {
     let mut arena = Arena::new(8 * MIB);
     let mut heap = arena.heap(256 * 1024, false);
-    let blocks: Vec<*mut u8> = (0..8)
-        .map(|_| heap.kmalloc(512 * 1024).unwrap().as_ptr())
-        .collect();
     // Two separate holes; the usual release (keeping 4 MiB mapped free)
     // gives back nothing, and then knows only the last freed block.
-    for &block in [blocks[1], blocks[4]].iter() {
-        heap.free(block).unwrap();
-    }
+    let blocks = two_holes(&mut heap);
     assert_eq!(release_all_inside(&mut heap, 256 * 1024, 4 * MIB), 0);
     let mapped = heap.stats().mapped;
     let mut given = 0;
@@ -1374,24 +1407,8 @@ fn pressure_gives_back_inside_every_free_block() {
     assert!(given >= 2 * (512 * 1024 - 3 * 4096), "{given}");
     assert_eq!(heap.stats().mapped, mapped - given);
     assert_eq!(heap.release_any_inside(4096), None, "given once");
-    let again: Vec<*mut u8> = (0..2)
-        .map(|_| heap.kmalloc(512 * 1024).unwrap().as_ptr())
-        .collect();
-    for &block in &again {
-        // SAFETY: a fresh block of 512 KiB.
-        unsafe { block.write_bytes(0x5A, 512 * 1024) };
-    }
-    heap.verify().unwrap();
-    for block in again.into_iter().chain(
-        blocks
-            .iter()
-            .enumerate()
-            .filter(|&(index, _)| index != 1 && index != 4)
-            .map(|(_, &block)| block),
-    ) {
-        heap.free(block).unwrap();
-    }
-    heap.verify().unwrap();
+    let again = fill_holes(&mut heap);
+    free_around_holes(&mut heap, again, &blocks);
 }
 
 /// After pressure, `remap_released` maps the given-back ranges again in
@@ -1401,12 +1418,7 @@ fn pressure_gives_back_inside_every_free_block() {
 fn remap_released_maps_back_in_address_order() {
     let mut arena = Arena::new(8 * MIB);
     let mut heap = arena.heap(256 * 1024, false);
-    let blocks: Vec<*mut u8> = (0..8)
-        .map(|_| heap.kmalloc(512 * 1024).unwrap().as_ptr())
-        .collect();
-    for &block in [blocks[1], blocks[4]].iter() {
-        heap.free(block).unwrap();
-    }
+    let blocks = two_holes(&mut heap);
     let mut given = Vec::new();
     while let Some((start, end)) = heap.release_any_inside(4096) {
         unmap(start, end);
@@ -1430,25 +1442,9 @@ fn remap_released_maps_back_in_address_order() {
     assert!(heap.released.is_empty());
     assert_eq!(heap.remap_released(usize::MAX), 0, "nothing left");
     let remaps = heap.grow.remaps;
-    let again: Vec<*mut u8> = (0..2)
-        .map(|_| heap.kmalloc(512 * 1024).unwrap().as_ptr())
-        .collect();
-    for &block in &again {
-        // SAFETY: a fresh block of 512 KiB.
-        unsafe { block.write_bytes(0x5A, 512 * 1024) };
-    }
+    let again = fill_holes(&mut heap);
     assert_eq!(heap.grow.remaps, remaps, "a request had to remap");
-    heap.verify().unwrap();
-    for block in again.into_iter().chain(
-        blocks
-            .iter()
-            .enumerate()
-            .filter(|&(index, _)| index != 1 && index != 4)
-            .map(|(_, &block)| block),
-    ) {
-        heap.free(block).unwrap();
-    }
-    heap.verify().unwrap();
+    free_around_holes(&mut heap, again, &blocks);
 }
 
 /// A growth the hook cannot back for lack of memory first gives the hook
