@@ -79,10 +79,11 @@ impl Tlsf {
         self.write(block + PREV_LINK, 0);
         if head != 0 {
             self.write(head + PREV_LINK, block);
+        } else {
+            self.lists.fl_bitmap |= 1 << fl;
+            self.lists.sl_bitmap[fl] |= 1 << sl;
         }
         self.lists.heads[fl][sl] = block;
-        self.lists.fl_bitmap |= 1 << fl;
-        self.lists.sl_bitmap[fl] |= 1 << sl;
     }
 
     /// Unlinks the free block at `block` (of `size`) from its list.
@@ -90,7 +91,6 @@ impl Tlsf {
         if block == self.last_freed {
             self.last_freed = 0;
         }
-        let (fl, sl) = mapping(size);
         let (next, prev) = (self.next_free(block), self.prev_free(block));
         if next != 0 {
             self.write(next + PREV_LINK, prev);
@@ -99,6 +99,8 @@ impl Tlsf {
             self.write(prev + NEXT_LINK, next);
             return;
         }
+        // Only the head of a list needs to know which list it is in.
+        let (fl, sl) = mapping(size);
         self.lists.heads[fl][sl] = next;
         if next == 0 {
             self.lists.sl_bitmap[fl] &= !(1 << sl);
@@ -113,10 +115,30 @@ impl Tlsf {
     /// bitmaps; `None` if no such list has a block.
     #[inline(always)]
     pub fn take(&mut self, size: usize) -> Option<usize> {
-        let block = self.find(size)?;
-        let block_size = self.size_of(block);
-        self.remove(block, block_size);
+        let (fl, sl, block) = self.find(size)?;
+        self.remove_head(fl, sl, block);
         Some(block)
+    }
+
+    /// `remove` for the head `block` of list (`fl`, `sl`), whose place is
+    /// known (as `find` found it): no back link to follow, no list to work
+    /// out again.
+    #[inline(always)]
+    fn remove_head(&mut self, fl: usize, sl: usize, block: usize) {
+        debug_assert!(self.lists.heads[fl][sl] == block && self.prev_free(block) == 0);
+        if block == self.last_freed {
+            self.last_freed = 0;
+        }
+        let next = self.next_free(block);
+        self.lists.heads[fl][sl] = next;
+        if next != 0 {
+            self.write(next + PREV_LINK, 0);
+        } else {
+            self.lists.sl_bitmap[fl] &= !(1 << sl);
+            if self.lists.sl_bitmap[fl] == 0 {
+                self.lists.fl_bitmap &= !(1 << fl);
+            }
+        }
     }
 
     /// `take`'s fallback when no list is sure to fit: the first few blocks
@@ -148,7 +170,7 @@ impl Tlsf {
     /// `size`, found through the bitmaps as in `take`; `None` if none of
     /// them is aligned (the caller then pads).
     pub fn take_aligned(&mut self, size: usize, align: usize) -> Option<usize> {
-        let mut block = self.find(size)?;
+        let (_, _, mut block) = self.find(size)?;
         for _ in 0..ALIGNED_SCAN {
             if block == 0 {
                 return None;
@@ -162,9 +184,10 @@ impl Tlsf {
         None
     }
 
-    /// The head of the smallest list whose blocks all hold `size` bytes.
+    /// The smallest list whose blocks all hold `size` bytes and has one,
+    /// and its head: (first level, second level, block).
     #[inline(always)]
-    fn find(&self, size: usize) -> Option<usize> {
+    fn find(&self, size: usize) -> Option<(usize, usize, usize)> {
         let (fl, sl) = mapping(round_to_list(size));
         if fl >= FL_COUNT {
             return None;
@@ -180,7 +203,7 @@ impl Tlsf {
             sl_map = self.lists.sl_bitmap[fl];
         }
         let sl = sl_map.trailing_zeros() as usize;
-        Some(self.lists.heads[fl][sl])
+        Some((fl, sl, self.lists.heads[fl][sl]))
     }
 
     /// The largest free block's size (scans the highest non-empty list).
