@@ -9,19 +9,29 @@
 
 use super::tlsf::{Tlsf, GRANULE, HEADER};
 
-/// Freed blocks smaller than this go to a quick list.
-pub const QUICK_LIMIT: usize = 512;
+/// Freed blocks smaller than this go to a quick list: the block of every
+/// request of 2 KiB or a little more (up to 2,056 bytes: a 2,064-byte
+/// block) too big for the slabs, and of small requests aligned above 16
+/// bytes (docs/heap.md, "FIFO queue": the limit was 512).
+pub const QUICK_LIMIT: usize = 2048 + 2 * GRANULE;
 /// One list per 16-byte size step.
 const LISTS: usize = QUICK_LIMIT / GRANULE;
 /// Most blocks kept in one list; beyond that frees coalesce.
 const DEPTH: u16 = 64;
+/// Most bytes all lists keep together (3 % of a 16 MiB heap); beyond
+/// that frees coalesce, so that the lists never hold back much memory
+/// from merging (and the heap gives them all back before it grows).
+pub(super) const QUICK_BYTES: usize = 512 * 1024;
+
+const _: () = assert!(QUICK_LIMIT.is_multiple_of(GRANULE));
 /// Offset in a cached block of its link to the next one (the payload).
 const LINK: usize = HEADER;
 
-/// The list heads (0: empty) and their lengths.
+/// The list heads (0: empty), their lengths and the bytes they hold.
 pub struct QuickLists {
     heads: [usize; LISTS],
     depth: [u16; LISTS],
+    bytes: usize,
 }
 
 impl QuickLists {
@@ -30,20 +40,23 @@ impl QuickLists {
         Self {
             heads: [0; LISTS],
             depth: [0; LISTS],
+            bytes: 0,
         }
     }
 
     /// Caches the used block at `block` of `size` bytes; `false` (nothing
-    /// done) if it is too big or its list is full.
+    /// done) if it is too big, its list is full or the lists hold
+    /// `QUICK_BYTES`.
     #[inline(always)]
     pub fn push(&mut self, tlsf: &mut Tlsf, block: usize, size: usize) -> bool {
         let list = size / GRANULE;
-        if size >= QUICK_LIMIT || self.depth[list] >= DEPTH {
+        if size >= QUICK_LIMIT || self.depth[list] >= DEPTH || self.bytes + size > QUICK_BYTES {
             return false;
         }
         tlsf.write(block + LINK, self.heads[list]);
         self.heads[list] = block;
         self.depth[list] += 1;
+        self.bytes += size;
         true
     }
 
@@ -58,6 +71,7 @@ impl QuickLists {
         }
         self.heads[list] = tlsf.read(block + LINK);
         self.depth[list] -= 1;
+        self.bytes -= size;
         Some(block)
     }
 
@@ -73,6 +87,7 @@ impl QuickLists {
             self.heads[list] = 0;
             self.depth[list] = 0;
         }
+        self.bytes = 0;
     }
 
     /// Checks every list: its blocks used in `tlsf`, of the list's size,
@@ -85,7 +100,7 @@ impl QuickLists {
         is_live: impl Fn(usize) -> bool,
         limit: usize,
     ) -> Result<usize, &'static str> {
-        let mut members = 0;
+        let (mut members, mut bytes) = (0, 0);
         for list in 0..LISTS {
             let mut block = self.heads[list];
             let mut depth = 0;
@@ -98,6 +113,7 @@ impl QuickLists {
                 }
                 depth += 1;
                 members += 1;
+                bytes += tlsf.size_of(block);
                 if members > limit {
                     return Err("quick lists hold more blocks than are cached");
                 }
@@ -106,6 +122,9 @@ impl QuickLists {
             if depth != self.depth[list] as usize {
                 return Err("quick-list depth counter is wrong");
             }
+        }
+        if bytes != self.bytes {
+            return Err("quick-list byte count is wrong");
         }
         Ok(members)
     }

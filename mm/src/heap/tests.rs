@@ -157,6 +157,69 @@ fn allocates_aligned_disjoint_blocks_and_coalesces() {
     heap.free(whole.as_ptr()).unwrap();
 }
 
+/// A freed block of up to 2 KiB waits in its quick list and is the next
+/// request of its size, at once; the TLSF lists alone would not hand it
+/// out (a 2,016-byte block is in no list sure to hold 2,016 bytes).
+#[test]
+fn freed_blocks_up_to_2_kib_serve_the_next_request_of_their_size() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, false);
+    for size in [300, 1000, 2000, 2048] {
+        let block = heap.kmalloc(size).unwrap();
+        let guard = heap.kmalloc(size).unwrap();
+        heap.free(block.as_ptr()).unwrap();
+        heap.verify().unwrap();
+        assert_eq!(heap.kmalloc(size).unwrap(), block, "{size} bytes");
+        heap.free(block.as_ptr()).unwrap();
+        heap.free(guard.as_ptr()).unwrap();
+    }
+    // A larger block (2,057 bytes take 2,080) goes back to the TLSF lists.
+    let block = heap.kmalloc(2057).unwrap();
+    let guard = heap.kmalloc(2057).unwrap();
+    heap.free(block.as_ptr()).unwrap();
+    assert_ne!(heap.kmalloc(2057).unwrap(), block);
+    heap.free(guard.as_ptr()).unwrap();
+    heap.verify().unwrap();
+}
+
+/// Bytes of the used TLSF blocks outside the slab pages that hold no live
+/// allocation: the blocks waiting in the quick lists and the page cache.
+fn cached_bytes(heap: &Heap<'_, Reserve>) -> usize {
+    heap.tlsf
+        .blocks()
+        .filter(|&(block, _, free)| {
+            let payload = block + HEADER;
+            !free && !heap.slabs.contains(payload) && !heap.is_live(payload)
+        })
+        .map(|(_, size, _)| size)
+        .sum()
+}
+
+/// The quick lists keep at most `QUICK_BYTES` from coalescing: the frees
+/// beyond that merge at once; a trim merges the rest.
+#[test]
+fn the_quick_lists_keep_at_most_their_byte_budget() {
+    let mut arena = Arena::new(4 * MIB);
+    let mut heap = arena.heap(4 * MIB, false);
+    // 64 blocks (a full list) of each of 16 sizes from 1,040 to 2,000
+    // bytes: 1.5 MiB, three times the budget.
+    let blocks: Vec<_> = (0..64 * 16)
+        .map(|i| heap.kmalloc(1040 + 64 * (i % 16)).unwrap().as_ptr())
+        .collect();
+    for &block in &blocks {
+        heap.free(block).unwrap();
+        assert!(cached_bytes(&heap) <= super::quick::QUICK_BYTES);
+    }
+    heap.verify().unwrap();
+    let cached = cached_bytes(&heap);
+    assert!(cached > super::quick::QUICK_BYTES - QUICK_LIMIT, "{cached}");
+    assert_eq!(heap.stats().live_allocations, 0);
+    heap.trim();
+    heap.verify().unwrap();
+    assert_eq!(cached_bytes(&heap), 0);
+    assert_eq!(heap.largest_free_block(), 4 * MIB - 16);
+}
+
 #[test]
 fn bad_frees_are_reported_and_change_nothing() {
     let mut arena = Arena::new(MIB);
@@ -234,8 +297,9 @@ fn bad_frees_are_caught_on_the_fast_and_slow_paths() {
 fn refused_pointers_are_classified_after_merging_and_caching() {
     let mut arena = Arena::new(MIB);
     let mut heap = arena.heap(MIB, false);
-    let [a, b, c] = [0; 3].map(|_| heap.kmalloc(1000).unwrap().as_ptr());
-    assert_eq!(b as usize - a as usize, 1008, "adjacent blocks");
+    // Blocks too big for the quick lists, so that freeing merges them.
+    let [a, b, c] = [0; 3].map(|_| heap.kmalloc(3000).unwrap().as_ptr());
+    assert_eq!(b as usize - a as usize, 3008, "adjacent blocks");
     heap.free(a).unwrap();
     heap.free(b).unwrap(); // merges into a's free block: b's header is gone
     let before = heap.stats();
