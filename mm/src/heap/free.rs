@@ -138,9 +138,13 @@ impl<G: Grow> Heap<'_, G> {
         self.unbook(at);
         self.stats.used -= size;
         self.stats.free += size;
-        if !self.quick.push(&mut self.tlsf, block, size)
-            && !self.pages.push(&mut self.tlsf, block, size)
-        {
+        // A block whose predecessor is free merges with it instead of
+        // waiting in a quick list, where it would keep free space apart
+        // (docs/heap.md, "FIFO queue": with the 2 KiB lists and without
+        // this, the mixed-lifetimes efficiency fell from 97.1 % to 95.5 %).
+        // Its own header says so; the successor's would be one more read.
+        let quick = !self.tlsf.prev_is_free(block) && self.quick.push(&mut self.tlsf, block, size);
+        if !quick && !self.pages.push(&mut self.tlsf, block, size) {
             self.tlsf.free(block);
         }
     }

@@ -182,6 +182,36 @@ fn freed_blocks_up_to_2_kib_serve_the_next_request_of_their_size() {
     heap.verify().unwrap();
 }
 
+/// A freed block of quick-list size whose predecessor is free merges with
+/// it rather than wait in a quick list between free memory.
+#[test]
+fn a_freed_block_with_a_free_predecessor_merges_instead_of_waiting() {
+    let mut arena = Arena::new(MIB);
+    let mut heap = arena.heap(MIB, false);
+    let first = heap.kmalloc(3000).unwrap().as_ptr();
+    let second = heap.kmalloc(1000).unwrap().as_ptr();
+    let guard = heap.kmalloc(1000).unwrap().as_ptr();
+    heap.free(first).unwrap(); // too big for a quick list: free at once
+    heap.free(second).unwrap();
+    heap.verify().unwrap();
+    let merged = first.addr() - HEADER;
+    assert!(heap
+        .tlsf
+        .blocks()
+        .any(|(block, size, free)| block == merged && free && size == 3008 + 1008));
+    assert_eq!(cached_bytes(&heap), 0);
+    // With a used predecessor, a freed block waits in its quick list.
+    let [a, b] = [0; 2].map(|_| heap.kmalloc(1000).unwrap().as_ptr());
+    assert_eq!(b.addr() - a.addr(), 1008, "adjacent blocks");
+    heap.free(b).unwrap();
+    assert_eq!(cached_bytes(&heap), 1008);
+    assert_eq!(heap.kmalloc(1000).unwrap().as_ptr(), b);
+    for pointer in [a, b, guard] {
+        heap.free(pointer).unwrap();
+    }
+    heap.verify().unwrap();
+}
+
 /// Bytes of the used TLSF blocks outside the slab pages that hold no live
 /// allocation: the blocks waiting in the quick lists and the page cache.
 fn cached_bytes(heap: &Heap<'_, Reserve>) -> usize {

@@ -187,6 +187,13 @@ impl Tlsf {
         self.header(block) & PAGE_BUFFER != 0
     }
 
+    /// Whether the block before the one at `block` is free (a flag in
+    /// `block`'s own header: no other memory read).
+    #[inline]
+    pub fn prev_is_free(&self, block: usize) -> bool {
+        self.prev_free_flag(block) != 0
+    }
+
     fn prev_free_flag(&self, block: usize) -> usize {
         self.header(block) & PREV_FREE
     }
