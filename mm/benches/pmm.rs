@@ -20,10 +20,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use buddy_system_allocator::FrameAllocator as Buddy;
-use mm::pmm::cache::{self, FrameCache, FrameStates, Given, Near};
+use mm::pmm::cache::{self, state_lines, FrameCache, FrameStates, Given, Near, StateLine};
 use mm::pmm::{usable_ranges, FrameAllocator, MapEntry, Mobility, PhysRange, RangeSet, MAX_RANGES};
 use mm::rng::XorShift;
-use std::sync::atomic::AtomicU8;
 use x86_64::PhysAddr;
 
 mod support;
@@ -97,6 +96,14 @@ fn usable_bytes(bytes: u64) -> RangeSet<MAX_RANGES> {
         },
     )
     .unwrap()
+}
+
+/// The frame caches' state bytes for every frame from address 0 to the
+/// end of the simulated RAM, laid out as the kernel lays them out (a
+/// cache line per aligned run of frames).
+fn state_bytes() -> Vec<StateLine> {
+    let frames = (BASE / PAGE) as usize + FRAMES;
+    (0..state_lines(frames)).map(|_| StateLine::new()).collect()
 }
 
 /// An allocator under test: blocks of 2^order frames by address.
@@ -436,12 +443,12 @@ fn main() {
                 let mut pmm = FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap();
                 pairs_ns(&mut pmm, fill_level, 1_000_000)
             });
-            let states: Vec<AtomicU8> = (0..FRAMES + 1024).map(|_| AtomicU8::new(0)).collect();
+            let states = state_bytes();
             let cached = median(5, || {
                 let mut cached = Cached {
                     pmm: FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap(),
                     cache: FrameCache::new(96, 64),
-                    states: FrameStates::new(&states, 0),
+                    states: FrameStates::new(&states, 0).unwrap(),
                 };
                 pairs_ns(&mut cached, fill_level, 1_000_000)
             });
@@ -485,14 +492,14 @@ fn main() {
             workload,
             "1 and 2 threads, each with its own frame cache, x5",
         );
-        let states: Vec<AtomicU8> = (0..FRAMES + 1024).map(|_| AtomicU8::new(0)).collect();
+        let states = state_bytes();
         let mut throughput = [0.0; 2];
         for threads in [1usize, 2] {
             throughput[threads - 1] = median(5, || {
                 let pmm = std::sync::Mutex::new(
                     FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap(),
                 );
-                let states = FrameStates::new(&states, 0);
+                let states = FrameStates::new(&states, 0).unwrap();
                 scaled_pairs_per_us(&pmm, &states, threads, 2_000_000)
             });
         }

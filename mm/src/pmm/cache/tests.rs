@@ -33,8 +33,10 @@ fn allocator(storage: &mut Vec<u64>, bytes: u64) -> FrameAllocator<'_> {
     FrameAllocator::new(usable, &reservations, storage).unwrap()
 }
 
-fn states_for(bytes: u64) -> Vec<AtomicU8> {
-    (0..bytes / PAGE_SIZE).map(|_| AtomicU8::new(0)).collect()
+fn states_for(bytes: u64) -> Vec<StateLine> {
+    (0..state_lines((bytes / PAGE_SIZE) as usize))
+        .map(|_| StateLine::new())
+        .collect()
 }
 
 #[test]
@@ -69,7 +71,7 @@ fn state_bytes_catch_a_double_free_of_a_cached_frame() {
     let mut storage = Vec::new();
     let mut pmm = allocator(&mut storage, bytes);
     let raw = states_for(bytes + 4 * MIB);
-    let states = FrameStates::new(&raw, 0);
+    let states = FrameStates::new(&raw, 0).unwrap();
     let mut cache = FrameCache::new(16, 8);
     let mut source = Near {
         allocator: &mut pmm,
@@ -97,6 +99,39 @@ fn state_bytes_catch_a_double_free_of_a_cached_frame() {
     assert_eq!(cache.len(), 8);
     drain(&mut cache, &states, &mut source, CACHE_CAPACITY);
     assert_eq!(pmm.stats().used, 0);
+}
+
+#[test]
+fn an_aligned_run_has_its_state_bytes_on_a_line_of_its_own() {
+    let lines = states_for(4 * MIB);
+    let line_bytes = core::mem::size_of::<StateLine>();
+    assert_eq!(line_bytes, FRAMES_PER_LINE);
+    assert!(
+        lines.as_ptr().addr().is_multiple_of(64),
+        "a line starts a cache line"
+    );
+    // A base that would put a run's states across two lines is refused.
+    assert!(matches!(
+        FrameStates::new(&lines, PAGE_SIZE),
+        Err(MmError::Misaligned)
+    ));
+    let base = 64 * PAGE_SIZE;
+    let states = FrameStates::new(&lines, base).unwrap();
+    let address = |frame: u64| {
+        let state = states.state(base + frame * PAGE_SIZE).unwrap();
+        (state as *const AtomicU8).addr()
+    };
+    let run = 1u64 << REFILL_RUN_ORDER;
+    for first in [0, run, 5 * run] {
+        assert!(address(first).is_multiple_of(64), "a run starts a line");
+        let line = address(first) / 64;
+        assert!((first..first + run).all(|frame| address(frame) / 64 - line < run as usize / 64));
+    }
+    assert!(
+        states.state(base + 1024 * PAGE_SIZE).is_none(),
+        "past the span"
+    );
+    assert!(states.state(0).is_none(), "below the base");
 }
 
 /// One CPU of the model: its cache and its donation slot.
@@ -190,7 +225,7 @@ proptest! {
         let mut pmm = allocator(&mut storage, bytes);
         let initial = pmm.stats();
         let raw = states_for(bytes + 4 * MIB);
-        let states = FrameStates::new(&raw, 0);
+        let states = FrameStates::new(&raw, 0).unwrap();
         // Two CPUs refill single frames, two take aligned runs of 64.
         let mut cpus: Vec<Cpu> = [(12, 6), (12, 6), (96, 64), (96, 64)]
             .into_iter()
@@ -249,8 +284,9 @@ fn threads_hammering_their_caches_never_share_a_frame() {
     let pmm: &'static Mutex<FrameAllocator<'static>> =
         Box::leak(Box::new(Mutex::new(allocator(storage, bytes))));
     let initial: Stats = pmm.lock().unwrap().stats();
-    let raw: &'static [AtomicU8] = Box::leak(states_for(bytes + 4 * MIB).into_boxed_slice());
-    let states: &'static FrameStates<'static> = Box::leak(Box::new(FrameStates::new(raw, 0)));
+    let raw: &'static [StateLine] = Box::leak(states_for(bytes + 4 * MIB).into_boxed_slice());
+    let states: &'static FrameStates<'static> =
+        Box::leak(Box::new(FrameStates::new(raw, 0).unwrap()));
     let owned: &'static [AtomicBool] = Box::leak(
         (0..(bytes + 4 * MIB) / PAGE_SIZE)
             .map(|_| AtomicBool::new(false))
