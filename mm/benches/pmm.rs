@@ -20,9 +20,10 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use buddy_system_allocator::FrameAllocator as Buddy;
-use mm::pmm::cache::{self, state_lines, FrameCache, FrameStates, Given, Near, StateLine};
+use mm::pmm::cache::{self, FrameCache, FrameStates, Given, Near, FRAMES_PER_LINE};
 use mm::pmm::{usable_ranges, FrameAllocator, MapEntry, Mobility, PhysRange, RangeSet, MAX_RANGES};
 use mm::rng::XorShift;
+use std::sync::atomic::AtomicU8;
 use x86_64::PhysAddr;
 
 mod support;
@@ -99,11 +100,20 @@ fn usable_bytes(bytes: u64) -> RangeSet<MAX_RANGES> {
 }
 
 /// The frame caches' state bytes for every frame from address 0 to the
-/// end of the simulated RAM, laid out as the kernel lays them out (a
-/// cache line per aligned run of frames).
-fn state_bytes() -> Vec<StateLine> {
+/// end of the simulated RAM, starting on a cache line as the kernel's do
+/// (it takes them from whole pages; `FrameStates::new` insists). A plain
+/// `Vec` of this size comes from `mmap` with its data 16 bytes into a
+/// page, which put every refill run's bytes across two lines shared with
+/// the neighbouring runs (docs/pmm.md, "Two CPUs").
+fn state_bytes() -> &'static [AtomicU8] {
     let frames = (BASE / PAGE) as usize + FRAMES;
-    (0..state_lines(frames)).map(|_| StateLine::new()).collect()
+    let raw: &'static [AtomicU8] = Box::leak(
+        (0..frames + FRAMES_PER_LINE)
+            .map(|_| AtomicU8::new(0))
+            .collect(),
+    );
+    let skip = raw.as_ptr().addr().wrapping_neg() % FRAMES_PER_LINE;
+    &raw[skip..skip + frames]
 }
 
 /// An allocator under test: blocks of 2^order frames by address.
@@ -448,7 +458,7 @@ fn main() {
                 let mut cached = Cached {
                     pmm: FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap(),
                     cache: FrameCache::new(96, 64),
-                    states: FrameStates::new(&states, 0).unwrap(),
+                    states: FrameStates::new(states, 0).unwrap(),
                 };
                 pairs_ns(&mut cached, fill_level, 1_000_000)
             });
@@ -499,7 +509,7 @@ fn main() {
                 let pmm = std::sync::Mutex::new(
                     FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap(),
                 );
-                let states = FrameStates::new(&states, 0).unwrap();
+                let states = FrameStates::new(states, 0).unwrap();
                 scaled_pairs_per_us(&pmm, &states, threads, 2_000_000)
             });
         }

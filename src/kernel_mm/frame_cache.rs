@@ -14,13 +14,13 @@
 //! every one of them meets the PMM's failure point.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use spin::Once;
 use x86_64::instructions::interrupts;
 
 use crate::arch::x86_64::{clock, smp};
-use mm::pmm::cache::{self, Donation, FrameCache, FrameStates, StateLine};
+use mm::pmm::cache::{self, Donation, FrameCache, FrameStates};
 use mm::MmError;
 
 /// Drain above this many cached frames...
@@ -78,9 +78,9 @@ static BYPASS: AtomicBool = AtomicBool::new(false);
 static COLLECTING: AtomicBool = AtomicBool::new(false);
 
 /// Turns the caches on, with `states` (one byte per frame from `base`,
-/// which is aligned to a line of frames; zeroed, owned for the kernel's
-/// life).
-pub fn enable(states: &'static [StateLine], base: u64) -> Result<(), MmError> {
+/// zeroed, owned for the kernel's life; both aligned as
+/// `FrameStates::new` asks).
+pub fn enable(states: &'static [AtomicU8], base: u64) -> Result<(), MmError> {
     let states = FrameStates::new(states, base)?;
     STATES.call_once(|| states);
     Ok(())

@@ -2,7 +2,7 @@
 //! RAM at or above 0x400000, behind an interrupt-safe lock.
 
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use x86_64::structures::paging::{PhysFrame, Size4KiB};
 use x86_64::PhysAddr;
@@ -14,7 +14,6 @@ use crate::sync::IrqMutex;
 use crate::units::HumanSize;
 use mm::fail::FailPlan;
 use mm::layout::{HEAP_MAX_SIZE, PAGE_SIZE, PMM_START};
-use mm::pmm::cache::{state_lines, StateLine};
 use mm::pmm::{
     find_free_space, usable_ranges, FrameAllocator, InitError, Mobility, NodeStats, PhysRange,
     ReservationKind, ReservationList, ReservationsFull, Stats, MAX_RANGES,
@@ -329,27 +328,24 @@ pub fn arm_failures(plan: FailPlan) {
 }
 
 /// Turns the per-CPU frame caches on: their state bytes (one per frame
-/// the PMM spans, a cache line per aligned refill run) come from the PMM
-/// itself, zeroed, and stay allocated.
+/// the PMM spans) come from the PMM itself, zeroed, and stay allocated.
 pub fn enable_frame_caches() -> Result<(), MmError> {
     let (base, frames) = with(|pmm| {
         let span = pmm.span();
         (span.start, span.pages() as usize)
     })
     .ok_or(MmError::OutOfRange)?;
-    let lines = state_lines(frames);
-    let bytes = lines * core::mem::size_of::<StateLine>();
-    let pages = bytes.div_ceil(PAGE_SIZE as usize);
+    let pages = frames.div_ceil(PAGE_SIZE as usize);
     let run = alloc_contiguous(pages, 1)?;
     let pointer = phys_to_virt(run.start_address()).as_mut_ptr::<u8>();
     // SAFETY: the run was just allocated, is mapped by the direct map and
-    // is never freed; it holds `bytes`, page-aligned (so aligned for
-    // `StateLine`); zeroed first, its bytes are valid lines (`StateLine`
-    // is an array of AtomicU8, which has u8's layout).
+    // is never freed; its bytes become the state array (zeroed first:
+    // AtomicU8 has u8's layout).
     let states = unsafe {
         core::ptr::write_bytes(pointer, 0, pages * PAGE_SIZE as usize);
-        core::slice::from_raw_parts(pointer.cast::<StateLine>(), lines)
+        core::slice::from_raw_parts(pointer.cast::<AtomicU8>(), frames)
     };
+    // Page-aligned, so on cache lines; the span's base is 1 GiB-aligned.
     frame_cache::enable(states, base)
 }
 

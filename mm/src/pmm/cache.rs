@@ -130,66 +130,43 @@ const SINGLE: u8 = 1;
 /// In some CPU's cache (free).
 const CACHED: u8 = 2;
 
-/// Frames whose state bytes share one cache line.
+/// Frames whose state bytes share one cache line (64 bytes).
 pub const FRAMES_PER_LINE: usize = 64;
-
-/// The state bytes of [`FRAMES_PER_LINE`] frames, on a cache line of
-/// their own: a refill's aligned run (see [`REFILL_RUN_ORDER`]) then has
-/// its states on lines no other CPU's frames use. Without the alignment a
-/// run's bytes straddle two lines, each shared with a neighbouring run
-/// that another CPU may own, and every cached free or allocation on one
-/// CPU steals a line the other is writing (docs/pmm.md, "Two CPUs": this
-/// cost the host benchmark a third of its two-thread throughput).
-#[repr(C, align(64))]
-pub struct StateLine([AtomicU8; FRAMES_PER_LINE]);
-
-const _: () = assert!(core::mem::size_of::<StateLine>() == FRAMES_PER_LINE);
-
-impl StateLine {
-    /// A line of [`OTHER`] states (all bytes zero).
-    pub const fn new() -> Self {
-        Self([const { AtomicU8::new(OTHER) }; FRAMES_PER_LINE])
-    }
-}
-
-impl Default for StateLine {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// State lines for `frames` frames.
-pub const fn state_lines(frames: usize) -> usize {
-    frames.div_ceil(FRAMES_PER_LINE)
-}
 
 /// One state byte per frame of the managed span (see the module doc).
 pub struct FrameStates<'a> {
-    lines: &'a [StateLine],
+    states: &'a [AtomicU8],
     /// Physical address of the first frame.
     base: u64,
 }
 
 impl<'a> FrameStates<'a> {
-    /// States for the frames from `base`, one per byte of `lines`, all
-    /// [`OTHER`] initially. `Err(Misaligned)` unless `base` is aligned to
-    /// [`FRAMES_PER_LINE`] frames (then an aligned run's states start a
-    /// line).
-    pub fn new(lines: &'a [StateLine], base: u64) -> Result<Self, MmError> {
-        if !base.is_multiple_of(FRAMES_PER_LINE as u64 * PAGE_SIZE) {
+    /// States for the frames from `base`, one per byte of `states`, all
+    /// [`OTHER`] initially.
+    ///
+    /// `Err(Misaligned)` unless `states` starts a cache line and `base` is
+    /// aligned to [`FRAMES_PER_LINE`] frames: then each aligned refill run
+    /// (see [`REFILL_RUN_ORDER`]) has its bytes on lines of its own.
+    /// Otherwise a run's bytes straddle two lines, each shared with a
+    /// neighbouring run another CPU may own, and every cached free or
+    /// allocation on one CPU steals a line the other is writing (this
+    /// cost the host benchmark a third of its two-thread throughput:
+    /// docs/pmm.md, "Two CPUs").
+    pub fn new(states: &'a [AtomicU8], base: u64) -> Result<Self, MmError> {
+        if !states.as_ptr().addr().is_multiple_of(FRAMES_PER_LINE)
+            || !base.is_multiple_of(FRAMES_PER_LINE as u64 * PAGE_SIZE)
+        {
             return Err(MmError::Misaligned);
         }
-        for state in lines.iter().flat_map(|line| &line.0) {
+        for state in states {
             state.store(OTHER, Ordering::Relaxed);
         }
-        Ok(Self { lines, base })
+        Ok(Self { states, base })
     }
 
-    #[inline]
     fn state(&self, frame: u64) -> Option<&AtomicU8> {
-        let index = usize::try_from(frame.checked_sub(self.base)? / PAGE_SIZE).ok()?;
-        let line = self.lines.get(index / FRAMES_PER_LINE)?;
-        Some(&line.0[index % FRAMES_PER_LINE])
+        let index = frame.checked_sub(self.base)? / PAGE_SIZE;
+        self.states.get(usize::try_from(index).ok()?)
     }
 
     /// A frame the allocator handed to a cache (state: cached).
@@ -333,8 +310,8 @@ impl Donation {
 }
 
 /// Frames a refill takes as one aligned run when it can: 64 frames, whose
-/// 64 state bytes fill one [`StateLine`] (so no two CPUs' fresh frames
-/// share a line of state bytes).
+/// 64 state bytes fill one cache line (so no two CPUs' fresh frames share
+/// a line of state bytes; `FrameStates::new` sees to the alignment).
 pub const REFILL_RUN_ORDER: u32 = 6;
 
 const _: () = assert!((1usize << REFILL_RUN_ORDER).is_multiple_of(FRAMES_PER_LINE));
