@@ -68,12 +68,26 @@ struct Workload {
     rounds: usize,
 }
 
+/// Bytes in a cache line.
+const LINE: usize = 64;
+
+/// The magazines' state bytes in `states` (see `Bench::states`),
+/// starting on a cache line as the kernel's do (it takes them from whole
+/// pages): a `Vec` of this size comes from `mmap` with its data 16 bytes
+/// into a page, which would put each slab page's 256 state bytes on five
+/// lines, two of them shared with the neighbouring pages (docs/heap.md).
+fn slot_states(states: &[std::sync::atomic::AtomicU8]) -> &[std::sync::atomic::AtomicU8] {
+    let skip = states.as_ptr().addr().wrapping_neg() % LINE;
+    &states[skip..skip + mm::heap::magazine::state_bytes(ARENA)]
+}
+
 /// What every part of a run shares.
 struct Bench {
     arena: Arena,
     /// This heap's side tables, reused by each fresh instance.
     bitmaps: Vec<u64>,
-    /// The magazines' state bytes for the arena (`threads.rs`).
+    /// The magazines' state bytes for the arena (`threads.rs`), with a
+    /// cache line to spare: see `slot_states`.
     states: Vec<std::sync::atomic::AtomicU8>,
     /// TSC ticks per ns.
     ghz: f64,
@@ -499,7 +513,7 @@ fn main() {
     let mut bench = Bench {
         arena: Arena::new(ARENA),
         bitmaps: vec![0u64; Heap::<NoGrow>::bitmap_words(ARENA)],
-        states: (0..mm::heap::magazine::state_bytes(ARENA))
+        states: (0..mm::heap::magazine::state_bytes(ARENA) + LINE)
             .map(|_| std::sync::atomic::AtomicU8::new(0))
             .collect(),
         ghz,

@@ -16,7 +16,8 @@
 use std::alloc::Layout;
 use std::hint::black_box;
 use std::ptr::NonNull;
-use std::sync::{Barrier, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use mm::heap::magazine::{self, CpuMagazines, Machine, SlotStates};
@@ -66,7 +67,7 @@ impl Allocator for Locked<'_, '_> {
 /// `threads` threads that share `a` behind one mutex.
 fn run(a: &mut dyn Allocator, threads: usize) -> f64 {
     let shared = Mutex::new(Shared(a));
-    let barrier = Barrier::new(threads);
+    let barrier = SpinBarrier::new(threads);
     let runs: Vec<(usize, Span)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|thread| {
@@ -99,6 +100,33 @@ fn run(a: &mut dyn Allocator, threads: usize) -> f64 {
 
 /// When a worker started (right after the start barrier) and ended.
 type Span = (Instant, Instant);
+
+/// A start line the workers spin at, so that each is running on a CPU
+/// when they go. (With a sleeping barrier the last to arrive wakes the
+/// others, and a woken one may get a CPU only when the scheduler
+/// preempts someone, milliseconds later: the runs then overlap less than
+/// they seem to.)
+struct SpinBarrier {
+    arrived: AtomicUsize,
+    threads: usize,
+}
+
+impl SpinBarrier {
+    fn new(threads: usize) -> Self {
+        Self {
+            arrived: AtomicUsize::new(0),
+            threads,
+        }
+    }
+
+    /// Waits until all `threads` have arrived.
+    fn wait(&self) {
+        self.arrived.fetch_add(1, Ordering::AcqRel);
+        while self.arrived.load(Ordering::Acquire) < self.threads {
+            std::hint::spin_loop();
+        }
+    }
+}
 
 /// Wall time of a run: from the first worker's start to the last one's
 /// end, each read by the worker itself. (Timing from the main thread
@@ -358,7 +386,7 @@ fn run_front<A: Allocator + Send>(
     trace: FrontTrace,
     per_op: bool,
 ) -> (f64, Vec<u32>) {
-    let barrier = Barrier::new(threads);
+    let barrier = SpinBarrier::new(threads);
     let runs: Vec<(usize, Span, Vec<u32>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|thread| {
@@ -423,7 +451,7 @@ fn run_front_end(
             if front == 0 {
                 return run_front(threads, |_| OneLock(&heap), trace, per_op);
             }
-            let states = SlotStates::new(&bench.states, base.as_ptr().addr());
+            let states = SlotStates::new(crate::slot_states(&bench.states), base.as_ptr().addr());
             let cpus: Vec<CpuMagazines> = (0..threads)
                 .map(|_| CpuMagazines::new(DebugChecks::Off))
                 .collect();
