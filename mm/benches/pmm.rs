@@ -20,7 +20,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use buddy_system_allocator::FrameAllocator as Buddy;
-use mm::pmm::cache::{self, FrameCache, FrameStates, Given, Near, FRAMES_PER_LINE};
+use mm::pmm::cache::{self, FrameCache, FrameStates, Given, Near};
 use mm::pmm::{usable_ranges, FrameAllocator, MapEntry, Mobility, PhysRange, RangeSet, MAX_RANGES};
 use mm::rng::XorShift;
 use std::sync::atomic::AtomicU8;
@@ -100,20 +100,9 @@ fn usable_bytes(bytes: u64) -> RangeSet<MAX_RANGES> {
 }
 
 /// The frame caches' state bytes for every frame from address 0 to the
-/// end of the simulated RAM, starting on a cache line as the kernel's do
-/// (it takes them from whole pages; `FrameStates::new` insists). A plain
-/// `Vec` of this size comes from `mmap` with its data 16 bytes into a
-/// page, which put every refill run's bytes across two lines shared with
-/// the neighbouring runs (docs/pmm.md, "Two CPUs").
+/// end of the simulated RAM, on a cache line as the kernel's are.
 fn state_bytes() -> &'static [AtomicU8] {
-    let frames = (BASE / PAGE) as usize + FRAMES;
-    let raw: &'static [AtomicU8] = Box::leak(
-        (0..frames + FRAMES_PER_LINE)
-            .map(|_| AtomicU8::new(0))
-            .collect(),
-    );
-    let skip = raw.as_ptr().addr().wrapping_neg() % FRAMES_PER_LINE;
-    &raw[skip..skip + frames]
+    mm::testing::line_aligned_states((BASE / PAGE) as usize + FRAMES)
 }
 
 /// An allocator under test: blocks of 2^order frames by address.

@@ -17,6 +17,23 @@ pub use arena::Arena;
 pub use fake_ram::{FakeRam, TrackedRam, FAKE_BASE};
 pub use slab_arena::{SlabArena, JUNK, POISON};
 
+/// Frame-cache state bytes for `frames` frames, starting on a cache line
+/// as the kernel's do (it takes them from whole pages;
+/// `FrameStates::new` insists); leaked, as the kernel's are. A plain `Vec`
+/// of this size comes from `mmap` with its data 16 bytes into a page,
+/// which puts every aligned refill run's bytes across two lines shared
+/// with its neighbours (docs/pmm.md, "Two CPUs").
+pub fn line_aligned_states(frames: usize) -> &'static [std::sync::atomic::AtomicU8] {
+    use crate::pmm::cache::FRAMES_PER_LINE;
+    let raw: &'static [std::sync::atomic::AtomicU8] = Box::leak(
+        (0..frames + FRAMES_PER_LINE)
+            .map(|_| std::sync::atomic::AtomicU8::new(0))
+            .collect(),
+    );
+    let skip = raw.as_ptr().addr().wrapping_neg() % FRAMES_PER_LINE;
+    &raw[skip..skip + frames]
+}
+
 /// `default` cases, times `INCROOS_FUZZ_SCALE` if it is set.
 pub fn cases(default: u32) -> proptest::test_runner::Config {
     let scale = std::env::var("INCROOS_FUZZ_SCALE")

@@ -33,17 +33,9 @@ fn allocator(storage: &mut Vec<u64>, bytes: u64) -> FrameAllocator<'_> {
     FrameAllocator::new(usable, &reservations, storage).unwrap()
 }
 
-/// State bytes for `bytes` of frames from address 0, starting on a cache
-/// line (`FrameStates::new` insists); leaked, as the kernel's are.
+/// State bytes for `bytes` of frames from address 0, on a cache line.
 fn states_for(bytes: u64) -> &'static [AtomicU8] {
-    let frames = (bytes / PAGE_SIZE) as usize;
-    let raw: &'static [AtomicU8] = Box::leak(
-        (0..frames + FRAMES_PER_LINE)
-            .map(|_| AtomicU8::new(0))
-            .collect(),
-    );
-    let skip = raw.as_ptr().addr().wrapping_neg() % FRAMES_PER_LINE;
-    &raw[skip..skip + frames]
+    crate::testing::line_aligned_states((bytes / PAGE_SIZE) as usize)
 }
 
 #[test]
