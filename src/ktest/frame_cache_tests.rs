@@ -4,7 +4,6 @@
 //! of the machine is handed out exactly once.
 
 use core::ptr;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use arrayvec::ArrayVec;
 use x86_64::PhysAddr;
@@ -39,8 +38,6 @@ static SLOTS: [IrqMutex<ArrayVec<u64, PER_CPU>>; smp::MAX_CPUS] =
     [const { IrqMutex::new(ArrayVec::new_const()) }; smp::MAX_CPUS];
 /// The rounds' barrier.
 static STEPS: LockStep = LockStep::new();
-/// Frames freed by a CPU other than their allocator.
-static CROSS_FREES: AtomicUsize = AtomicUsize::new(0);
 
 /// Every CPU allocates frames and stamps them with its number; after all
 /// have, each frees the frames of the next CPU (checking the stamps: a
@@ -54,7 +51,6 @@ fn cpus_free_each_others_frames(_: &Context<'_>) -> TestResult {
         slot.lock().clear();
     }
     STEPS.reset();
-    CROSS_FREES.store(0, Ordering::SeqCst);
     let result = on_all_cpus(exchange_rounds);
     for slot in &SLOTS {
         while let Some(address) = slot.lock().pop() {
@@ -65,15 +61,10 @@ fn cpus_free_each_others_frames(_: &Context<'_>) -> TestResult {
     kprintln!(
         "    {} CPUs, {} frames freed by another CPU, {} frames in caches now",
         smp::online(),
-        CROSS_FREES.load(Ordering::Relaxed),
+        STEPS.crossed(),
         frame_cache::cached_frames()
     );
-    let expected = if smp::online() > 1 {
-        ROUNDS * PER_CPU * smp::online()
-    } else {
-        0
-    };
-    kassert_eq!(CROSS_FREES.load(Ordering::Relaxed), expected);
+    STEPS.check_all_crossed(ROUNDS, PER_CPU)?;
     kassert_eq!(pmm::stats(), before);
     Ok(())
 }
@@ -99,9 +90,7 @@ fn exchange_rounds(index: usize) -> TestResult {
             // SAFETY: the slot held the frame: nobody else has it.
             let seen = unsafe { ptr::read_volatile(word) };
             kassert_eq!(seen, stamp(next, address, round as u64));
-            if next != index {
-                CROSS_FREES.fetch_add(1, Ordering::Relaxed);
-            }
+            STEPS.handed(next, index);
             kassert_eq!(pmm::free_page(PhysAddr::new(address)), Ok(()));
         }
         Ok(())

@@ -96,8 +96,6 @@ static SLOTS: [IrqMutex<ArrayVec<(usize, usize), PER_CPU>>; smp::MAX_CPUS] =
     [const { IrqMutex::new(ArrayVec::new_const()) }; smp::MAX_CPUS];
 /// The rounds' barrier.
 static STEPS: LockStep = LockStep::new();
-/// Objects freed by a CPU other than their allocator.
-static CROSS_FREES: AtomicUsize = AtomicUsize::new(0);
 
 /// Every CPU allocates small objects of many sizes and fills them with a
 /// stamp of its own; once all have, each checks and frees the next CPU's
@@ -111,7 +109,6 @@ fn cpus_free_each_others_objects(_: &Context<'_>) -> TestResult {
         slot.lock().clear();
     }
     STEPS.reset();
-    CROSS_FREES.store(0, Ordering::SeqCst);
     let result = on_all_cpus(exchange_rounds);
     for slot in &SLOTS {
         while let Some((address, _)) = slot.lock().pop() {
@@ -122,15 +119,10 @@ fn cpus_free_each_others_objects(_: &Context<'_>) -> TestResult {
     kprintln!(
         "    {} CPUs, {} objects freed by another CPU, {} slots in magazines now",
         smp::online(),
-        CROSS_FREES.load(Ordering::Relaxed),
+        STEPS.crossed(),
         heap::cached_slots()
     );
-    let expected = if smp::online() > 1 {
-        ROUNDS_OF_EXCHANGE * PER_CPU * smp::online()
-    } else {
-        0
-    };
-    kassert_eq!(CROSS_FREES.load(Ordering::Relaxed), expected);
+    STEPS.check_all_crossed(ROUNDS_OF_EXCHANGE, PER_CPU)?;
     let after = heap::stats();
     kassert_eq!(after.used, before.used);
     kassert_eq!(after.live_allocations, before.live_allocations);
@@ -170,9 +162,7 @@ fn exchange_rounds(index: usize) -> TestResult {
                 bytes.iter().all(|&b| b == stamp(next, round)),
                 "an object was handed out twice"
             );
-            if next != index {
-                CROSS_FREES.fetch_add(1, Ordering::Relaxed);
-            }
+            STEPS.handed(next, index);
             kassert_eq!(heap::kfree(pointer), Ok(()));
         }
         Ok(())

@@ -102,6 +102,8 @@ pub(super) struct LockStep {
     filled: AtomicUsize,
     drained: AtomicUsize,
     abort: AtomicBool,
+    /// Objects freed by another CPU than the one that allocated them.
+    crossed: AtomicUsize,
 }
 
 impl LockStep {
@@ -110,6 +112,7 @@ impl LockStep {
             filled: AtomicUsize::new(0),
             drained: AtomicUsize::new(0),
             abort: AtomicBool::new(false),
+            crossed: AtomicUsize::new(0),
         }
     }
 
@@ -118,6 +121,33 @@ impl LockStep {
         self.filled.store(0, Ordering::SeqCst);
         self.drained.store(0, Ordering::SeqCst);
         self.abort.store(false, Ordering::SeqCst);
+        self.crossed.store(0, Ordering::SeqCst);
+    }
+
+    /// Counts an object CPU `to` frees that CPU `from` allocated, if they
+    /// differ.
+    pub(super) fn handed(&self, from: usize, to: usize) {
+        if from != to {
+            self.crossed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Objects freed by another CPU so far.
+    pub(super) fn crossed(&self) -> usize {
+        self.crossed.load(Ordering::Relaxed)
+    }
+
+    /// Checks that every object of `rounds` rounds of `per_cpu` each was
+    /// freed by another CPU (none with one CPU: it frees its own).
+    pub(super) fn check_all_crossed(&self, rounds: usize, per_cpu: usize) -> TestResult {
+        let online = smp::online();
+        let expected = if online > 1 {
+            rounds * per_cpu * online
+        } else {
+            0
+        };
+        kassert_eq!(self.crossed(), expected);
+        Ok(())
     }
 
     /// This CPU's part: `rounds` times `fill(round)`, the barrier,
