@@ -3,6 +3,7 @@
 
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
+use core::sync::atomic::Ordering;
 
 use arrayvec::ArrayString;
 
@@ -45,6 +46,9 @@ impl SlabList {
 struct Counters {
     allocations: u64,
     frees: u64,
+    /// Objects handed to magazines in batches, and taken back from them.
+    to_magazines: u64,
+    from_magazines: u64,
     failed: u64,
     refused_frees: u64,
     slabs_created: u64,
@@ -62,6 +66,12 @@ struct Counters {
 /// in the cache's own index of slabs before any slab memory is read, so a
 /// foreign, interior or already free pointer is refused with its own error
 /// and changes nothing.
+///
+/// Objects also leave and come back in batches for per-CPU magazines
+/// ([`take_batch`](Self::take_batch), [`return_batch`](Self::return_batch));
+/// the cache counts them held, and the magazine front end
+/// (`slab::magazine`) tells the ones waiting in magazines from the ones
+/// in use.
 pub struct SlabCache<P: SlabPages> {
     name: ArrayString<NAME_BYTES>,
     geometry: Geometry,
@@ -72,7 +82,8 @@ pub struct SlabCache<P: SlabPages> {
     index: SlabIndex,
     /// Indexed by `ListKind as usize`.
     lists: [SlabList; 3],
-    in_use: usize,
+    /// Objects not free in a slab: in use, or out in magazines.
+    held: usize,
     counters: Counters,
 }
 
@@ -95,7 +106,7 @@ impl<P: SlabPages> SlabCache<P> {
             pages,
             index: SlabIndex::new(),
             lists: [SlabList::EMPTY; 3],
-            in_use: 0,
+            held: 0,
             counters: Counters::default(),
         })
     }
@@ -150,7 +161,9 @@ impl<P: SlabPages> SlabCache<P> {
         }
     }
 
-    /// Counters and layout.
+    /// Counters and layout, as the cache alone knows them: objects held by
+    /// magazines count as in use (`magazine::combined_stats` moves them to
+    /// `in_magazines` and adds the magazines' own counts).
     pub fn stats(&self) -> CacheStats {
         let g = self.geometry;
         let list = |kind: ListKind| self.lists[kind as usize].len;
@@ -160,7 +173,8 @@ impl<P: SlabPages> SlabCache<P> {
             stride: g.stride,
             objects_per_slab: g.objects,
             slab_order: g.order,
-            in_use: self.in_use,
+            in_use: self.held,
+            in_magazines: 0,
             total: self.index.len() * g.objects,
             slabs: self.index.len(),
             partial_slabs: list(ListKind::Partial),
@@ -173,6 +187,8 @@ impl<P: SlabPages> SlabCache<P> {
             refused_frees: self.counters.refused_frees,
             slabs_created: self.counters.slabs_created,
             slabs_released: self.counters.slabs_released,
+            magazine_allocations: 0,
+            magazine_frees: 0,
         }
     }
 
@@ -182,25 +198,81 @@ impl<P: SlabPages> SlabCache<P> {
     /// if a new slab was needed and the page source had none (then nothing
     /// changed but the failure count).
     pub fn alloc(&mut self) -> Result<NonNull<u8>, MmError> {
+        match self.take(true) {
+            Ok((object, header, index)) => {
+                // SAFETY: `take` just took the object from this live slab.
+                let live = unsafe { header::live(header, self.geometry.bitmap_words) };
+                let (word, bit) = header::live_bit(live, index);
+                word.fetch_or(bit, Ordering::Relaxed);
+                self.counters.allocations += 1;
+                Ok(object)
+            }
+            Err(error) => {
+                self.counters.failed += 1;
+                Err(error)
+            }
+        }
+    }
+
+    /// Fills `out` with free objects for a magazine, or as many as the
+    /// slabs at hand have (a new slab only for the first); returns how
+    /// many. They are held but not live: neither free nor in use, so a
+    /// free of one is refused as a double free until a magazine hands it
+    /// out. 0 means no slab could be made (the caller's `alloc` reports
+    /// the failure).
+    pub fn take_batch(&mut self, out: &mut [*mut u8]) -> usize {
+        let mut taken = 0;
+        while taken < out.len() {
+            let Ok((object, _, _)) = self.take(taken == 0) else {
+                break;
+            };
+            out[taken] = object.as_ptr();
+            taken += 1;
+        }
+        self.counters.to_magazines += taken as u64;
+        taken
+    }
+
+    /// Takes back objects [`take_batch`](Self::take_batch) gave out, none
+    /// of them live (a magazine's, flushed or drained).
+    pub fn return_batch(&mut self, objects: &[*mut u8]) {
+        for &object in objects {
+            let Ok((header, index)) = self.locate(object.addr()) else {
+                debug_assert!(false, "a magazine returned an object of no slab of ours");
+                continue;
+            };
+            // SAFETY: `locate` found a live slab of ours.
+            let live = unsafe { header::live(header, self.geometry.bitmap_words) };
+            let (word, bit) = header::live_bit(live, index);
+            debug_assert_eq!(
+                word.load(Ordering::Relaxed) & bit,
+                0,
+                "a live object returned"
+            );
+            // SAFETY: as above.
+            unsafe { self.put_back(header, index) };
+            self.counters.from_magazines += 1;
+        }
+    }
+
+    /// Takes the lowest free object of the first partial slab, else of an
+    /// empty one, else (if `may_grow`) of a new slab; not yet live.
+    fn take(&mut self, may_grow: bool) -> Result<(NonNull<u8>, *mut SlabHeader, usize), MmError> {
         let partial = self.lists[ListKind::Partial as usize].head;
         let empty = self.lists[ListKind::Empty as usize].head;
         let header = if !partial.is_null() {
             partial
         } else if !empty.is_null() {
             empty
+        } else if may_grow {
+            self.grow()?
         } else {
-            match self.grow() {
-                Ok(header) => header,
-                Err(error) => {
-                    self.counters.failed += 1;
-                    return Err(error);
-                }
-            }
+            return Err(MmError::OutOfFrames);
         };
         let g = self.geometry;
         // SAFETY: `header` heads the partial or empty list (or is a new
         // slab, in the empty list): a live slab of ours with a free object;
-        // no other reference to its header or bitmap exists.
+        // no other reference to its header or free bitmap exists.
         let taken = unsafe {
             header::take_lowest(header::bitmap(header, g.bitmap_words)).map(|object| {
                 (*header).in_use += 1;
@@ -216,12 +288,39 @@ impl<P: SlabPages> SlabCache<P> {
         };
         // SAFETY: as above.
         unsafe { self.relist(header, ListKind::for_count(in_use, g.objects)) };
-        self.in_use += 1;
-        self.counters.allocations += 1;
+        self.held += 1;
         let base = self.base_of(header);
         // SAFETY: object < objects, so the offset stays inside the slab,
         // which starts at a non-null address.
-        Ok(unsafe { NonNull::new_unchecked(base.add(object * g.stride)) })
+        let pointer = unsafe { NonNull::new_unchecked(base.add(object * g.stride)) };
+        Ok((pointer, header, object))
+    }
+
+    /// Marks object `index` of a slab free, moving the slab between lists
+    /// and giving it back if it is an empty one beyond the reserve.
+    ///
+    /// # Safety
+    /// `header` is a live slab of ours and the object is held (not free).
+    unsafe fn put_back(&mut self, header: *mut SlabHeader, index: usize) {
+        let g = self.geometry;
+        // SAFETY: the caller's contract; no other reference to the header
+        // or free bitmap exists (we hold `&mut self`).
+        let in_use = unsafe {
+            let bitmap = header::bitmap(header, g.bitmap_words);
+            let bit = 1u64 << (index % 64);
+            debug_assert_eq!(bitmap[index / 64] & bit, 0, "put back a free object");
+            bitmap[index / 64] |= bit;
+            (*header).in_use -= 1;
+            (*header).in_use as usize
+        };
+        let kind = ListKind::for_count(in_use, g.objects);
+        // SAFETY: a live slab of ours (above).
+        unsafe { self.relist(header, kind) };
+        self.held -= 1;
+        if kind == ListKind::Empty && self.lists[kind as usize].len > self.reserve {
+            // SAFETY: the slab just became empty: no object of it held.
+            unsafe { self.release(header) };
+        }
     }
 
     /// Returns `object` to the cache. Refused, with nothing changed but
@@ -243,29 +342,19 @@ impl<P: SlabPages> SlabCache<P> {
                 return Err(error);
             }
         };
-        let g = self.geometry;
-        // SAFETY: `locate` found the slab in our index: a live slab of
-        // ours; no other reference to its header or bitmap exists.
-        let in_use = unsafe {
-            let bitmap = header::bitmap(header, g.bitmap_words);
-            let bit = 1u64 << (index % 64);
-            if bitmap[index / 64] & bit != 0 {
-                self.counters.refused_frees += 1;
-                return Err(MmError::DoubleFree);
-            }
-            bitmap[index / 64] |= bit;
-            (*header).in_use -= 1;
-            (*header).in_use as usize
-        };
-        let kind = ListKind::for_count(in_use, g.objects);
-        // SAFETY: a live slab of ours (above).
-        unsafe { self.relist(header, kind) };
-        self.in_use -= 1;
-        self.counters.frees += 1;
-        if kind == ListKind::Empty && self.lists[kind as usize].len > self.reserve {
-            // SAFETY: the slab just became empty: no object of it in use.
-            unsafe { self.release(header) };
+        // SAFETY: `locate` found the slab in our index: a live slab of ours.
+        let live = unsafe { header::live(header, self.geometry.bitmap_words) };
+        let (word, bit) = header::live_bit(live, index);
+        // One atomic step, so a lock-free free of the same pointer racing
+        // this one (a double free) sees the bit clear and loses.
+        if word.fetch_and(!bit, Ordering::AcqRel) & bit == 0 {
+            // Free in the slab, or in a magazine: freed already.
+            self.counters.refused_frees += 1;
+            return Err(MmError::DoubleFree);
         }
+        // SAFETY: a live slab of ours; the object was live, so held.
+        unsafe { self.put_back(header, index) };
+        self.counters.frees += 1;
         Ok(())
     }
 
@@ -295,15 +384,16 @@ impl<P: SlabPages> SlabCache<P> {
     /// `CacheInUse`, nothing changed, while objects are in use. Returns
     /// the pages given back.
     pub fn release_all(&mut self) -> Result<usize, MmError> {
-        if self.in_use > 0 {
+        if self.held > 0 {
             return Err(MmError::CacheInUse);
         }
         Ok(self.shrink())
     }
 
     /// Checks every slab: in the index once, in the list its count says,
-    /// list links consistent, its bitmap agreeing with its count; and the
-    /// sums agreeing with the cache's counters.
+    /// list links consistent, its free bitmap agreeing with its count and
+    /// no object both free and live; and the sums agreeing with the
+    /// cache's counters.
     pub fn verify(&self) -> Result<(), &'static str> {
         let g = self.geometry;
         let bases = self.index.bases();
@@ -333,8 +423,15 @@ impl<P: SlabPages> SlabCache<P> {
                     return Err("a listed slab is not in the index");
                 }
                 // SAFETY: the slab is in our index: live and ours; the
-                // shared borrow of `self` keeps every writer away.
-                let (slab, bitmap) = unsafe { (&*header, header::bits(header, g.bitmap_words)) };
+                // shared borrow of `self` keeps every writer of the header
+                // and free bitmap away (the live bitmap is atomic).
+                let (slab, bitmap, live) = unsafe {
+                    (
+                        &*header,
+                        header::bits(header, g.bitmap_words),
+                        header::live(header, g.bitmap_words),
+                    )
+                };
                 if ListKind::from_byte(slab.list) != Some(kind) || slab.prev != prev {
                     return Err("slab list links or tags broken");
                 }
@@ -345,6 +442,13 @@ impl<P: SlabPages> SlabCache<P> {
                 let free: usize = bitmap.iter().map(|w| w.count_ones() as usize).sum();
                 if free + used != g.objects {
                     return Err("slab bitmap disagrees with its count");
+                }
+                if bitmap
+                    .iter()
+                    .zip(live)
+                    .any(|(free, live)| free & live.load(Ordering::Relaxed) != 0)
+                {
+                    return Err("an object both free and live");
                 }
                 let last_bits = g.objects % 64;
                 if last_bits != 0 && bitmap[g.bitmap_words - 1] >> last_bits != 0 {
@@ -362,14 +466,15 @@ impl<P: SlabPages> SlabCache<P> {
         if listed != bases.len() {
             return Err("a slab of the index is in no list");
         }
-        if in_use != self.in_use {
-            return Err("objects in use disagree with the slabs");
+        if in_use != self.held {
+            return Err("objects held disagree with the slabs");
         }
         if self.lists[ListKind::Empty as usize].len > self.reserve {
             return Err("more empty slabs than the reserve");
         }
-        if self.counters.allocations - self.counters.frees != self.in_use as u64 {
-            return Err("allocations minus frees is not the objects in use");
+        let c = self.counters;
+        if c.allocations + c.to_magazines - c.frees - c.from_magazines != self.held as u64 {
+            return Err("allocations minus frees is not the objects held");
         }
         Ok(())
     }
@@ -418,6 +523,7 @@ impl<P: SlabPages> SlabCache<P> {
         unsafe {
             header.write(SlabHeader::new(ListKind::Empty));
             header::fill(header::bitmap(header, g.bitmap_words), g.objects);
+            header::clear_live(header, g.bitmap_words);
         }
         if let Some(constructor) = self.constructor {
             for object in 0..g.objects {
@@ -430,6 +536,7 @@ impl<P: SlabPages> SlabCache<P> {
         self.index.insert(base);
         // SAFETY: the header was just written and is linked nowhere.
         unsafe { self.push(ListKind::Empty, header) };
+        self.pages.publish(block, g.order);
         self.counters.slabs_created += 1;
         Ok(header)
     }
@@ -444,12 +551,13 @@ impl<P: SlabPages> SlabCache<P> {
         unsafe { self.unlink(header) };
         self.index.remove(base.addr(), &mut self.pages);
         self.counters.slabs_released += 1;
+        // SAFETY: slabs start at non-null addresses.
+        let block = unsafe { NonNull::new_unchecked(base) };
+        self.pages.retire(block, self.geometry.order);
         // SAFETY: the slab came from this source with this order, is in no
-        // list or index any more, and none of its objects is in use.
-        unsafe {
-            self.pages
-                .free_slab(NonNull::new_unchecked(base), self.geometry.order)
-        };
+        // list or index any more, none of its objects is held, and no
+        // lock-free free still reads it (`retire`).
+        unsafe { self.pages.free_slab(block, self.geometry.order) };
     }
 
     /// Moves a slab into list `kind` if it is not there already.

@@ -3,20 +3,20 @@
 //!
 //! A slab is a block of 2^order pages, aligned to its size. Objects fill it
 //! from its first byte at a fixed stride (the size rounded up to the
-//! alignment); the header (list links, counter, free bitmap) sits at its
-//! end, and whatever is left between the last object and the header is
-//! slack:
+//! alignment); the header (list links, counter, then two bitmaps: free in
+//! the slab, and live, handed to a user) sits at its end, and whatever is
+//! left between the last object and the header is slack:
 //!
 //! ```text
-//! base                                            base + (4096 << order)
-//! | object 0 | object 1 | ... | object n-1 | slack | header | bitmap |
+//! base                                                  base + (4096 << order)
+//! | object 0 | object 1 | ... | object n-1 | slack | header | free | live |
 //! ```
 //!
 //! The order is the smallest one whose slack and header together are under
 //! [`WASTE_LIMIT_PERCENT`] of the slab; for every object size and alignment
 //! a cache accepts some order up to [`MAX_SLAB_ORDER`] meets it (tested:
 //! the waste can never exceed one stride plus the header, at most
-//! 8 KiB + 40 B = 6.3 % of a 128 KiB slab).
+//! 8 KiB + 48 B = 6.3 % of a 128 KiB slab).
 #![forbid(unsafe_code)]
 
 use crate::layout::PAGE_SIZE;
@@ -35,7 +35,7 @@ pub const MAX_OBJECT_SIZE: usize = 8192;
 pub const MAX_SLAB_ORDER: u32 = 5;
 /// Slab bytes that may go to the header and slack, in percent.
 pub const WASTE_LIMIT_PERCENT: usize = 12;
-/// Bytes of the header before its free bitmap (links, counter, list tag).
+/// Bytes of the header before its bitmaps (links, counter, list tag).
 pub const HEADER_FIXED: usize = 32;
 
 /// Bytes of a slab of `order`.
@@ -56,7 +56,7 @@ pub struct Geometry {
     pub order: u32,
     /// Objects per slab.
     pub objects: usize,
-    /// Words of the free bitmap (one bit per object).
+    /// Words of each of the header's two bitmaps (one bit per object).
     pub bitmap_words: usize,
     /// Offset of the header from the slab's first byte.
     pub header_offset: usize,
@@ -143,10 +143,10 @@ impl Geometry {
     }
 }
 
-/// Bytes of the header of a slab of `objects`: the fixed part and one bit
-/// per object, in whole words.
+/// Bytes of the header of a slab of `objects`: the fixed part and two
+/// bits per object (free, live), each bitmap in whole words.
 const fn header_bytes(objects: usize) -> usize {
-    HEADER_FIXED + objects.div_ceil(64) * 8
+    HEADER_FIXED + 2 * objects.div_ceil(64) * 8
 }
 
 #[cfg(test)]
@@ -166,7 +166,7 @@ mod tests {
                 assert!(geometry.objects >= 1);
                 assert!(geometry.objects * geometry.stride <= geometry.header_offset);
                 assert_eq!(
-                    geometry.header_offset + HEADER_FIXED + 8 * geometry.bitmap_words,
+                    geometry.header_offset + HEADER_FIXED + 16 * geometry.bitmap_words,
                     geometry.slab_bytes()
                 );
                 assert!(geometry.header_offset.is_multiple_of(8));
@@ -191,8 +191,9 @@ mod tests {
     fn the_bitmap_covers_every_object_of_the_smallest_size() {
         let geometry = Geometry::new(1, 0).unwrap();
         assert_eq!(geometry.stride, 8);
-        // (4096 - 32 - 64) / 8 = 500 objects, 8 bitmap words.
-        assert_eq!((geometry.objects, geometry.bitmap_words), (500, 8));
+        // 492 * 8 + 32 + 2 * 8 * 8 = 4096: 492 objects, two bitmaps of
+        // 8 words.
+        assert_eq!((geometry.objects, geometry.bitmap_words), (492, 8));
         assert_eq!(geometry.order, 0);
     }
 

@@ -1,10 +1,21 @@
 //! The header at the end of every slab: its links in the cache's partial,
-//! full or empty list, its objects in use, and after it the free bitmap
-//! (one bit per object, 1 = free). Objects are never written by the cache,
-//! so a freed object keeps the state its constructor gave it.
+//! full or empty list, its objects held, and after it two bitmaps of one
+//! bit per object:
+//!
+//! * *free* (1 = free in the slab): read and written under the cache's
+//!   lock only;
+//! * *live* (1 = handed to a user, not freed since): atomic words, because
+//!   the per-CPU magazines (`slab::magazine`) set and clear them without
+//!   the lock. An object in a magazine is neither free nor live, so a
+//!   second free of it finds its live bit clear, as for one free in the
+//!   slab.
+//!
+//! Objects are never written by the cache, so a freed object keeps the
+//! state its constructor gave it.
 
 use core::mem::{align_of, size_of};
 use core::ptr;
+use core::sync::atomic::AtomicU64;
 
 use super::geometry::HEADER_FIXED;
 
@@ -39,14 +50,14 @@ impl ListKind {
 }
 
 /// The fixed part of a slab header; `bitmap_words` words of free bitmap
-/// follow it.
+/// and as many of live bitmap follow it.
 #[repr(C)]
 pub struct SlabHeader {
     /// The next slab in the same list (null: last).
     pub next: *mut SlabHeader,
     /// The previous slab in the same list (null: first).
     pub prev: *mut SlabHeader,
-    /// Objects handed out and not freed.
+    /// Objects not free in the slab: live, or in a magazine.
     pub in_use: u32,
     /// The list the slab is in (a [`ListKind`] as a byte: read back by the
     /// consistency check, which must not trust it).
@@ -87,6 +98,34 @@ pub unsafe fn bitmap<'a>(header: *mut SlabHeader, words: usize) -> &'a mut [u64]
 pub unsafe fn bits<'a>(header: *const SlabHeader, words: usize) -> &'a [u64] {
     // SAFETY: as in `bitmap`.
     unsafe { core::slice::from_raw_parts(header.add(1).cast::<u64>(), words) }
+}
+
+/// The live bitmap after `header`'s free bitmap of `words` words.
+///
+/// # Safety
+/// `header` is the header of a slab that stays live while the slice does,
+/// with bitmaps of `words` words (written by [`clear_live`] when the slab
+/// was made).
+pub unsafe fn live<'a>(header: *const SlabHeader, words: usize) -> &'a [AtomicU64] {
+    // SAFETY: the live bitmap follows the free bitmap, 8-aligned and
+    // `words` long inside the slab (the caller's contract); it is only
+    // ever reached through atomics once the slab is made.
+    unsafe { core::slice::from_raw_parts(header.add(1).cast::<u64>().add(words).cast(), words) }
+}
+
+/// Clears the live bitmap of a slab being made.
+///
+/// # Safety
+/// `header` is the header of a new slab with bitmaps of `words` words,
+/// which no one else can reach yet.
+pub unsafe fn clear_live(header: *mut SlabHeader, words: usize) {
+    // SAFETY: the caller's contract; the words lie inside the slab.
+    unsafe { ptr::write_bytes(header.add(1).cast::<u64>().add(words), 0, words) };
+}
+
+/// The word of a live bitmap holding `object`'s bit, and the bit.
+pub fn live_bit(live: &[AtomicU64], object: usize) -> (&AtomicU64, u64) {
+    (&live[object / 64], 1 << (object % 64))
 }
 
 /// Marks objects `0..objects` free in `bitmap`, and the bits past them

@@ -12,6 +12,8 @@
 //! * `index`: the sorted bases of a cache's slabs, which every freed
 //!   pointer is checked against before any slab memory is read;
 //! * [`cache`]: the partial/full/empty lists, allocation, free, shrink;
+//! * [`magazine`]: per-CPU magazines in front of a cache, the lock-free
+//!   fast path, and the retire protocol that keeps it safe;
 //! * [`stats`]: the counters a cache reports.
 //!
 //! This is separate from the heap's own size classes (`heap::slab`), which
@@ -21,6 +23,7 @@ pub mod cache;
 pub mod geometry;
 mod header;
 mod index;
+pub mod magazine;
 pub mod pages;
 pub mod stats;
 #[cfg(test)]

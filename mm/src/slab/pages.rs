@@ -23,6 +23,25 @@ pub unsafe trait SlabPages {
     /// `block` came from `alloc_slab(order)` of this source, with this
     /// `order`, and nothing uses it any more.
     unsafe fn free_slab(&mut self, block: NonNull<u8>, order: u32);
+
+    /// Called when `block` (from `alloc_slab(order)`) has become a slab,
+    /// its header and bitmaps written: a source that serves lock-free
+    /// frees (`slab::magazine`) makes it findable by [`SlabTags`] here.
+    /// The default does nothing.
+    ///
+    /// [`SlabTags`]: super::magazine::SlabTags
+    fn publish(&mut self, block: NonNull<u8>, order: u32) {
+        let _ = (block, order);
+    }
+
+    /// Called before a published slab goes back through
+    /// [`free_slab`](Self::free_slab): a source that publishes must make
+    /// the block unfindable and then wait until no lock-free free that
+    /// found it is still reading its header (`slab::magazine`'s retire
+    /// protocol). The default does nothing.
+    fn retire(&mut self, block: NonNull<u8>, order: u32) {
+        let _ = (block, order);
+    }
 }
 
 // SAFETY: forwards to `P`, which keeps the promise.
@@ -34,5 +53,13 @@ unsafe impl<P: SlabPages + ?Sized> SlabPages for &mut P {
     unsafe fn free_slab(&mut self, block: NonNull<u8>, order: u32) {
         // SAFETY: the caller's contract, passed on.
         unsafe { (**self).free_slab(block, order) }
+    }
+
+    fn publish(&mut self, block: NonNull<u8>, order: u32) {
+        (**self).publish(block, order)
+    }
+
+    fn retire(&mut self, block: NonNull<u8>, order: u32) {
+        (**self).retire(block, order)
     }
 }

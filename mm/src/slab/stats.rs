@@ -17,6 +17,9 @@ pub struct CacheStats {
     pub slab_order: u32,
     /// Objects handed out and not freed.
     pub in_use: usize,
+    /// Objects waiting in per-CPU magazines (free for allocation there;
+    /// still held by their slabs).
+    pub in_magazines: usize,
     /// Objects in all slabs (in use or free).
     pub total: usize,
     /// Slabs in existence.
@@ -41,6 +44,10 @@ pub struct CacheStats {
     pub slabs_created: u64,
     /// Slabs given back to the page source.
     pub slabs_released: u64,
+    /// Of `allocations`, those a magazine served without the cache's lock.
+    pub magazine_allocations: u64,
+    /// Of `frees`, those a magazine took without the cache's lock.
+    pub magazine_frees: u64,
 }
 
 impl CacheStats {
@@ -52,6 +59,14 @@ impl CacheStats {
     /// Pages the cache holds from its page source: slabs and index.
     pub fn pages(&self) -> usize {
         self.slab_pages() + self.index_pages
+    }
+
+    /// The share of allocations and frees magazines served without the
+    /// lock, in percent (`None` before any).
+    pub fn magazine_hit_percent(&self) -> Option<u64> {
+        let all = self.allocations + self.frees;
+        let hits = self.magazine_allocations + self.magazine_frees;
+        (all > 0).then(|| hits * 100 / all)
     }
 }
 

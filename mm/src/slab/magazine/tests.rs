@@ -1,0 +1,626 @@
+//! Tests of the object-cache magazines: the lock-free paths against the
+//! locked ones, every misuse refused on the locked path with the cache's
+//! error, a model of several CPUs' magazines, and threads hammering one
+//! cache with cross-thread frees while another releases slabs under them
+//! (the retire protocol).
+
+use std::collections::BTreeSet;
+use std::num::NonZeroU32;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+
+use super::*;
+use crate::layout::PAGE_SIZE;
+use crate::testing::SlabArena;
+use proptest::prelude::*;
+
+const PAGE: usize = PAGE_SIZE as usize;
+const PAGES: usize = 512;
+
+/// Each page's slab tag, as the kernel's frame metadata keeps it.
+struct Tags {
+    base: usize,
+    pages: Vec<AtomicU32>,
+    /// Dawdle after each lookup, widening the window between a lock-free
+    /// free's tag load and its read of the slab (for the race test).
+    dawdle: AtomicBool,
+}
+
+// SAFETY: a tag is set by `Tagged::publish` after the slab's header is
+// written and cleared by `Tagged::retire` (SeqCst, then `quiesce` over
+// every magazine of the test) before the block goes back to the arena;
+// loads are SeqCst.
+unsafe impl SlabTags for Tags {
+    fn tag_of(&self, address: usize) -> Option<NonZeroU32> {
+        let page = address.checked_sub(self.base)? / PAGE;
+        let tag = NonZeroU32::new(self.pages.get(page)?.load(Ordering::SeqCst));
+        if self.dawdle.load(Ordering::Relaxed) {
+            let began = std::time::Instant::now();
+            while began.elapsed().as_micros() < 50 {
+                std::hint::spin_loop();
+            }
+        }
+        tag
+    }
+}
+
+/// Slabs from an arena, tagged while they are slabs, retired with the
+/// wait over every magazine.
+struct Tagged {
+    arena: SlabArena,
+    tags: Arc<Tags>,
+    tag: NonZeroU32,
+    magazines: Arc<Vec<Magazine>>,
+    retired: Arc<AtomicUsize>,
+}
+
+// SAFETY: the arena's memory belongs to this value alone and moves with
+// it; the shared parts are atomics.
+unsafe impl Send for Tagged {}
+
+impl Tagged {
+    fn set(&self, block: NonNull<u8>, order: u32, tag: u32) {
+        let first = (block.as_ptr().addr() - self.tags.base) / PAGE;
+        for page in &self.tags.pages[first..first + (1 << order)] {
+            page.store(tag, Ordering::SeqCst);
+        }
+    }
+}
+
+// SAFETY: forwards to the arena, which keeps the promise.
+unsafe impl SlabPages for Tagged {
+    fn alloc_slab(&mut self, order: u32) -> Option<NonNull<u8>> {
+        self.arena.alloc_slab(order)
+    }
+
+    unsafe fn free_slab(&mut self, block: NonNull<u8>, order: u32) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.arena.free_slab(block, order) }
+    }
+
+    fn publish(&mut self, block: NonNull<u8>, order: u32) {
+        self.set(block, order, self.tag.get());
+    }
+
+    fn retire(&mut self, block: NonNull<u8>, order: u32) {
+        self.set(block, order, 0);
+        quiesce(self.magazines.iter());
+        self.retired.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A cache of `size`-byte objects, `cpus` magazines, and what the test
+/// needs to drive them.
+struct Setup {
+    cache: Mutex<SlabCache<Tagged>>,
+    tags: Arc<Tags>,
+    magazines: Arc<Vec<Magazine>>,
+    retired: Arc<AtomicUsize>,
+    key: Key,
+}
+
+const TAG: NonZeroU32 = NonZeroU32::new(7).unwrap();
+const KEY: Key = Key {
+    tag: TAG,
+    generation: 3,
+};
+
+fn setup(size: usize, cpus: usize) -> Setup {
+    let arena = SlabArena::new(PAGES);
+    let tags = Arc::new(Tags {
+        base: arena.pointer(0).addr(),
+        pages: (0..PAGES).map(|_| AtomicU32::new(0)).collect(),
+        dawdle: AtomicBool::new(false),
+    });
+    let magazines = Arc::new((0..cpus).map(|_| Magazine::new()).collect::<Vec<_>>());
+    let retired = Arc::new(AtomicUsize::new(0));
+    let pages = Tagged {
+        arena,
+        tags: tags.clone(),
+        tag: TAG,
+        magazines: magazines.clone(),
+        retired: retired.clone(),
+    };
+    Setup {
+        cache: Mutex::new(SlabCache::new("mag", size, 0, pages).unwrap()),
+        tags,
+        magazines,
+        retired,
+        key: KEY,
+    }
+}
+
+impl Setup {
+    fn alloc(&self, cpu: usize) -> NonNull<u8> {
+        let mine = &self.magazines[cpu];
+        mine.try_alloc(self.key).unwrap_or_else(|| {
+            alloc_locked(&mut self.cache.lock().unwrap(), mine, self.key)
+                .expect("arena large enough")
+        })
+    }
+
+    /// Frees through the magazine, else the lock: whether it was lock-free,
+    /// and the result.
+    ///
+    /// # Safety
+    /// As for `Magazine::try_free`.
+    unsafe fn free(&self, cpu: usize, object: *mut u8) -> (bool, Result<(), MmError>) {
+        let mine = &self.magazines[cpu];
+        // SAFETY: the caller's contract.
+        if unsafe { mine.try_free(&*self.tags, self.key, object) } {
+            return (true, Ok(()));
+        }
+        let mut cache = self.cache.lock().unwrap();
+        // SAFETY: the caller's contract.
+        (false, unsafe {
+            free_locked(&mut cache, mine, self.key, object)
+        })
+    }
+
+    fn stats(&self) -> CacheStats {
+        let cache = self.cache.lock().unwrap();
+        combined_stats(cache.stats(), self.key, self.magazines.iter())
+    }
+
+    fn drain_all(&self, close: bool) -> usize {
+        let mut cache = self.cache.lock().unwrap();
+        self.magazines
+            .iter()
+            .map(|magazine| drain(&mut cache, magazine, self.key, close))
+            .sum()
+    }
+
+    fn verify(&self) {
+        self.cache.lock().unwrap().verify().unwrap();
+    }
+
+    /// Drains, gives every slab back and checks the arena has every page.
+    fn finish(self) {
+        self.drain_all(true);
+        let mut cache = self.cache.into_inner().unwrap();
+        cache.verify().unwrap();
+        assert_eq!(cache.stats().in_use, 0, "objects left in use");
+        cache.release_all().unwrap();
+        assert_eq!(cache.pages().arena.pages_out(), 0);
+        assert!(self
+            .tags
+            .pages
+            .iter()
+            .all(|tag| tag.load(Ordering::SeqCst) == 0));
+    }
+}
+
+#[test]
+fn after_one_refill_a_batch_comes_and_goes_without_the_lock() {
+    let s = setup(48, 1);
+    let first = s.alloc(0);
+    assert_eq!(
+        s.magazines[0].cached(KEY),
+        BATCH,
+        "the refill brought a batch"
+    );
+    let mut objects = vec![first];
+    for _ in 0..BATCH {
+        objects.push(s.magazines[0].try_alloc(KEY).expect("in the magazine"));
+    }
+    assert!(
+        s.magazines[0].try_alloc(KEY).is_none(),
+        "the batch is used up"
+    );
+    let distinct: BTreeSet<_> = objects.iter().map(|o| o.as_ptr().addr()).collect();
+    assert_eq!(distinct.len(), objects.len());
+    let stats = s.stats();
+    assert_eq!((stats.in_use, stats.in_magazines), (BATCH + 1, 0));
+    assert_eq!(
+        (stats.allocations, stats.magazine_allocations),
+        (BATCH as u64 + 1, BATCH as u64)
+    );
+    for object in &objects {
+        // SAFETY: allocated above, freed once, not used again.
+        let (fast, result) = unsafe { s.free(0, object.as_ptr()) };
+        assert_eq!(result, Ok(()));
+        assert!(fast, "the magazine had room");
+    }
+    let stats = s.stats();
+    assert_eq!((stats.in_use, stats.in_magazines), (0, BATCH + 1));
+    assert_eq!(stats.magazine_frees, BATCH as u64 + 1);
+    assert_eq!(
+        stats.magazine_hit_percent(),
+        Some(100 * (2 * BATCH as u64 + 1) / (2 * BATCH as u64 + 2))
+    );
+    s.verify();
+    s.finish();
+}
+
+#[test]
+fn a_full_magazine_flushes_its_oldest_batch_under_the_lock() {
+    let s = setup(64, 1);
+    let objects: Vec<_> = (0..ROUNDS + 1).map(|_| s.alloc(0)).collect();
+    s.drain_all(false);
+    let mut locked = 0;
+    for object in &objects {
+        // SAFETY: allocated above, freed once.
+        let (fast, result) = unsafe { s.free(0, object.as_ptr()) };
+        assert_eq!(result, Ok(()));
+        locked += usize::from(!fast);
+    }
+    assert_eq!(locked, 1, "one free found the magazine full");
+    assert_eq!(s.magazines[0].cached(KEY), ROUNDS - BATCH);
+    s.verify();
+    s.finish();
+}
+
+#[test]
+fn a_second_free_is_refused_whether_the_object_waits_in_a_magazine_or_a_slab() {
+    let s = setup(32, 2);
+    let a = s.alloc(0);
+    let b = s.alloc(1);
+    // SAFETY: each object is freed once for real; the later calls name
+    // freed objects, which the cache refuses untouched.
+    unsafe {
+        assert_eq!(s.free(0, a.as_ptr()), (true, Ok(())));
+        // In CPU 0's magazine: refused on both CPUs.
+        assert_eq!(s.free(0, a.as_ptr()), (false, Err(MmError::DoubleFree)));
+        assert_eq!(s.free(1, a.as_ptr()), (false, Err(MmError::DoubleFree)));
+    }
+    // Free in its slab: the locked free when no magazine serves the key.
+    let other = Key {
+        generation: 4,
+        ..KEY
+    };
+    {
+        let mut cache = s.cache.lock().unwrap();
+        // SAFETY: as above.
+        unsafe {
+            assert!(!s.magazines[1].try_free(&*s.tags, other, b.as_ptr()));
+            assert_eq!(cache.free(b.as_ptr()), Ok(()));
+            assert_eq!(cache.free(b.as_ptr()), Err(MmError::DoubleFree));
+        }
+    }
+    assert_eq!(
+        // SAFETY: as above.
+        unsafe { s.free(1, b.as_ptr()) },
+        (false, Err(MmError::DoubleFree))
+    );
+    assert_eq!(s.stats().refused_frees, 4);
+    s.verify();
+    s.finish();
+}
+
+#[test]
+fn interior_foreign_and_stale_key_pointers_take_the_locked_path_and_its_error() {
+    let s = setup(40, 1);
+    let object = s.alloc(0);
+    let mine = &s.magazines[0];
+    let mut local = 0u64;
+    let stale = Key {
+        generation: 2,
+        ..KEY
+    };
+    // SAFETY: none of these names a live object the call may take, except
+    // `object`, freed once at the end.
+    unsafe {
+        assert_eq!(
+            s.free(0, object.as_ptr().add(8)),
+            (false, Err(MmError::NotAtObject))
+        );
+        let local = core::ptr::from_mut(&mut local).cast::<u8>();
+        assert_eq!(s.free(0, local), (false, Err(MmError::NotInCache)));
+        assert_eq!(
+            s.free(0, core::ptr::null_mut()),
+            (false, Err(MmError::NotInCache))
+        );
+        // Unpublished arena memory (no slab there).
+        let far = s
+            .cache
+            .lock()
+            .unwrap()
+            .pages()
+            .arena
+            .pointer((PAGES - 1) * PAGE);
+        assert_eq!(s.free(0, far), (false, Err(MmError::NotInCache)));
+        assert!(!mine.try_free(&*s.tags, stale, object.as_ptr()));
+        assert!(mine.try_alloc(stale).is_none());
+        assert_eq!(s.free(0, object.as_ptr()), (true, Ok(())));
+    }
+    assert_eq!(s.stats().refused_frees, 4);
+    s.verify();
+    s.finish();
+}
+
+#[test]
+fn a_closed_magazine_serves_no_one_until_reopened_and_keeps_its_counts() {
+    let s = setup(24, 1);
+    let object = s.alloc(0);
+    assert!(s.drain_all(true) >= BATCH - 1);
+    assert_eq!(s.stats().in_magazines, 0);
+    assert!(s.magazines[0].try_alloc(KEY).is_none(), "closed");
+    // SAFETY: allocated above, freed once.
+    let (fast, result) = unsafe { s.free(0, object.as_ptr()) };
+    assert_eq!(
+        (fast, result),
+        (false, Ok(())),
+        "closed: the locked path reopens it"
+    );
+    let again = s.alloc(0);
+    let stats = s.stats();
+    assert_eq!(stats.allocations - stats.frees, stats.in_use as u64);
+    // SAFETY: as above.
+    assert_eq!(unsafe { s.free(0, again.as_ptr()) }, (true, Ok(())));
+    s.verify();
+    s.finish();
+}
+
+/// One step of the model test.
+#[derive(Clone, Debug)]
+enum Op {
+    Alloc(usize),
+    /// Free the live object chosen by the index, on this CPU.
+    Free(usize, usize),
+    /// Free again an object freed earlier and not handed out since.
+    FreeAgain(usize, usize),
+    Drain(usize),
+    Shrink,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..3usize).prop_map(Op::Alloc),
+        4 => (0..3usize, any::<usize>()).prop_map(|(cpu, i)| Op::Free(cpu, i)),
+        1 => (0..3usize, any::<usize>()).prop_map(|(cpu, i)| Op::FreeAgain(cpu, i)),
+        1 => (0..3usize).prop_map(Op::Drain),
+        1 => Just(Op::Shrink),
+    ]
+}
+
+proptest! {
+    #![proptest_config(crate::testing::cases(64))]
+
+    /// Three CPUs' magazines over one cache: no object handed out twice
+    /// while live, every second free refused, the combined figures equal
+    /// to the model after every step, the cache consistent, and every
+    /// page back at the end. (Plain asserts: a failure panics, so the
+    /// arena's leak check stays quiet and the real message shows.)
+    #[test]
+    fn magazines_agree_with_a_model(
+        size in 1usize..600,
+        ops in proptest::collection::vec(op(), 1..300),
+    ) {
+        let s = setup(size, 3);
+        let mut live: Vec<NonNull<u8>> = Vec::new();
+        let mut freed: Vec<*mut u8> = Vec::new();
+        let mut refused = 0;
+        for op in ops {
+            match op {
+                Op::Alloc(cpu) => {
+                    let object = s.alloc(cpu);
+                    assert!(!live.contains(&object), "handed out twice");
+                    freed.retain(|&f| f != object.as_ptr());
+                    live.push(object);
+                }
+                Op::Free(cpu, i) if !live.is_empty() => {
+                    let object = live.swap_remove(i % live.len());
+                    // SAFETY: live, freed once here.
+                    assert_eq!(unsafe { s.free(cpu, object.as_ptr()) }.1, Ok(()));
+                    freed.push(object.as_ptr());
+                }
+                Op::FreeAgain(cpu, i) if !freed.is_empty() => {
+                    let object = freed[i % freed.len()];
+                    // Its slab may have gone back since (a shrink).
+                    let expected = if s.cache.lock().unwrap().owns(object) {
+                        MmError::DoubleFree
+                    } else {
+                        MmError::NotInCache
+                    };
+                    // SAFETY: freed and not handed out since: refused.
+                    assert_eq!(unsafe { s.free(cpu, object) }.1, Err(expected));
+                    refused += 1;
+                }
+                Op::Drain(cpu) => {
+                    let mut cache = s.cache.lock().unwrap();
+                    drain(&mut cache, &s.magazines[cpu], KEY, false);
+                }
+                Op::Shrink => {
+                    s.drain_all(false);
+                    s.cache.lock().unwrap().shrink();
+                }
+                _ => {}
+            }
+            let stats = s.stats();
+            assert_eq!(stats.in_use, live.len());
+            assert_eq!(stats.allocations - stats.frees, live.len() as u64);
+            assert_eq!(stats.refused_frees, refused);
+            let cached: usize = s.magazines.iter().map(|m| m.cached(KEY)).sum();
+            assert_eq!(stats.in_magazines, cached);
+            s.verify();
+        }
+        for object in live {
+            // SAFETY: live, freed once.
+            assert_eq!(unsafe { s.free(0, object.as_ptr()) }.1, Ok(()));
+        }
+        s.finish();
+    }
+}
+
+/// What a thread writes into an object while it holds it, and when it
+/// frees it.
+const HELD: u64 = 0x4845_4C44_4845_4C44;
+const LET_GO: u64 = 0x4C45_5447_4F21_4C47;
+
+/// Marks `object` held by the caller; panics if someone else holds it.
+fn take(object: NonNull<u8>) {
+    // SAFETY: objects are at least 8 bytes, 8-aligned; every thread
+    // reaches the mark only through this atomic.
+    let mark = unsafe { AtomicU64::from_ptr(object.as_ptr().cast()) };
+    assert_ne!(
+        mark.swap(HELD, Ordering::AcqRel),
+        HELD,
+        "an object handed out twice"
+    );
+}
+
+/// Marks `object` let go; panics if it was not held.
+fn let_go(object: *mut u8) {
+    // SAFETY: as in `take`.
+    let mark = unsafe { AtomicU64::from_ptr(object.cast()) };
+    assert_eq!(
+        mark.swap(LET_GO, Ordering::AcqRel),
+        HELD,
+        "freed an object nobody held"
+    );
+}
+
+#[test]
+fn threads_free_each_others_objects_while_slabs_are_released_under_them() {
+    const THREADS: usize = 3;
+    /// Slabs to see retired while the threads run (or give up after 20 s).
+    const RETIREMENTS: usize = 200;
+    let s = Arc::new(setup(72, THREADS));
+    // No reserve: a slab goes back the moment it is empty, under the
+    // lock-free frees of its neighbours.
+    s.cache.lock().unwrap().set_reserve(0);
+    // Objects passed between threads: each slot holds one or null.
+    let exchange: Arc<Vec<AtomicPtr<u8>>> = Arc::new(
+        (0..64)
+            .map(|_| AtomicPtr::new(core::ptr::null_mut()))
+            .collect(),
+    );
+    let start = Arc::new(Barrier::new(THREADS + 1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|cpu| {
+            let (s, exchange, start, stop) =
+                (s.clone(), exchange.clone(), start.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut rng = crate::rng::XorShift::new(cpu as u64 + 1);
+                let mut mine: Vec<NonNull<u8>> = Vec::new();
+                let pass = |object: NonNull<u8>, rng: &mut crate::rng::XorShift| {
+                    let slot = &exchange[rng.below(64) as usize];
+                    let old = slot.swap(object.as_ptr(), Ordering::AcqRel);
+                    if !old.is_null() {
+                        let_go(old);
+                        // SAFETY: taken from the exchange, which held the
+                        // only reference.
+                        assert_eq!(unsafe { s.free(cpu, old) }.1, Ok(()));
+                    }
+                };
+                start.wait();
+                while !stop.load(Ordering::Relaxed) {
+                    // Grow to a random number held, then let every one go
+                    // (to the exchange or freed): slabs fill and empty.
+                    for _ in 0..rng.below(300) {
+                        let object = s.alloc(cpu);
+                        take(object);
+                        mine.push(object);
+                    }
+                    while let Some(object) = mine.pop() {
+                        if rng.below(4) == 0 {
+                            pass(object, &mut rng);
+                        } else {
+                            let_go(object.as_ptr());
+                            // SAFETY: ours, freed once.
+                            assert_eq!(unsafe { s.free(cpu, object.as_ptr()) }.1, Ok(()));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    // This thread drains every magazine and shrinks while the others run,
+    // so slabs are also retired from here.
+    start.wait();
+    let began = std::time::Instant::now();
+    while s.retired.load(Ordering::Relaxed) < RETIREMENTS && began.elapsed().as_secs() < 20 {
+        s.drain_all(false);
+        s.cache.lock().unwrap().shrink();
+        std::thread::yield_now();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    assert!(
+        s.retired.load(Ordering::Relaxed) >= RETIREMENTS,
+        "only {} slabs retired in 20 s",
+        s.retired.load(Ordering::Relaxed)
+    );
+    for slot in exchange.iter() {
+        let object = slot.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if !object.is_null() {
+            let_go(object);
+            // SAFETY: the last reference, freed once.
+            assert_eq!(unsafe { s.free(0, object) }.1, Ok(()));
+        }
+    }
+    let stats = s.stats();
+    assert_eq!(stats.refused_frees, 0);
+    assert_eq!(stats.in_use, 0);
+    assert!(stats.magazine_hit_percent().unwrap() > 50, "{stats:?}");
+    s.verify();
+    Arc::into_inner(s).unwrap().finish();
+}
+
+/// Two threads free one object at once, round after round: exactly one
+/// wins. The object is alone in its slab and the cache keeps no reserve,
+/// so when the locked free wins the slab is retired while the other
+/// thread's lock-free free may be reading its header (each lookup dawdles
+/// 50 us to widen that window): without the retire protocol's wait, that
+/// read lands on poisoned arena memory and the second free "wins" too
+/// (seen: this test fails when `Tagged::retire` skips `quiesce`).
+#[test]
+fn of_two_racing_frees_of_one_object_exactly_one_wins() {
+    let s = Arc::new(setup(16, 2));
+    s.cache.lock().unwrap().set_reserve(0);
+    s.tags.dawdle.store(true, Ordering::Relaxed);
+    let turn = Arc::new(Barrier::new(2));
+    let object = Arc::new(AtomicPtr::new(core::ptr::null_mut()));
+    let wins = Arc::new(AtomicUsize::new(0));
+    const RACES: usize = 2_000;
+    let threads: Vec<_> = (0..2)
+        .map(|cpu| {
+            let (s, turn, object, wins) = (s.clone(), turn.clone(), object.clone(), wins.clone());
+            std::thread::spawn(move || {
+                for race in 0..RACES {
+                    if cpu == 0 {
+                        object.store(s.alloc(0).as_ptr(), Ordering::Release);
+                        // Nothing else held: the slab empties on the free.
+                        s.drain_all(false);
+                    }
+                    turn.wait();
+                    let pointer = object.load(Ordering::Acquire);
+                    // One thread takes the locked path straight away, by
+                    // turns; the other tries its magazine first.
+                    // SAFETY: both threads free the same live object; the
+                    // cache takes it once and refuses the other untouched.
+                    let result = unsafe {
+                        if race % 2 == cpu {
+                            s.cache.lock().unwrap().free(pointer)
+                        } else {
+                            s.free(cpu, pointer).1
+                        }
+                    };
+                    match result {
+                        Ok(()) => {
+                            wins.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(error) => assert!(
+                            matches!(error, MmError::DoubleFree | MmError::NotInCache),
+                            "{error:?}"
+                        ),
+                    }
+                    turn.wait();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(wins.load(Ordering::Relaxed), RACES);
+    let stats = s.stats();
+    assert_eq!((stats.refused_frees, stats.in_use), (RACES as u64, 0));
+    assert!(s.retired.load(Ordering::Relaxed) > 0);
+    s.verify();
+    Arc::into_inner(s).unwrap().finish();
+}
