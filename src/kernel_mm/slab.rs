@@ -7,36 +7,101 @@
 //! handles ([`CacheId`]) carry the slot's generation so a handle to a
 //! destroyed cache is refused even after its slot is reused.
 //!
-//! Lock order: a cache's lock, then the heap's (a constructor may
-//! `kmalloc`), then the VMM's and the PMM's (slabs come and go with the
-//! cache's lock held). No two cache locks are ever held at once (the
-//! wrong-cache check of a refused free takes the others one at a time),
-//! and nothing below takes a cache lock, so a constructor must not use an
-//! object cache.
+//! Each CPU's record holds a magazine per registry slot
+//! (`mm::slab::magazine`): the common alloc and free of an object take no
+//! lock. A slab's frames carry its slot's tag in the frame metadata while
+//! it is a slab, which is how a lock-free free finds its cache; a slab
+//! that goes back is untagged, then every CPU's magazine of that slot is
+//! waited out (the retire protocol, docs/slab.md).
+//!
+//! Lock order: a cache's lock, then a magazine's busy flag (held only for
+//! a few instructions that wait for nothing), then the heap's lock (a
+//! constructor may `kmalloc`), then the VMM's and the PMM's (slabs come
+//! and go with the cache's lock held). No two cache locks are ever held
+//! at once (the wrong-cache check of a refused free takes the others one
+//! at a time), and nothing below takes a cache lock, so a constructor
+//! must not use an object cache.
 
 mod typed;
 
 pub use typed::{CacheBox, ObjectCache};
 
 use core::fmt;
+use core::num::NonZeroU32;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use arrayvec::ArrayString;
+use x86_64::instructions::interrupts;
+use x86_64::structures::paging::PhysFrame;
 use x86_64::PhysAddr;
 
-use super::{phys_to_virt, pmm, reclaim};
+use super::{frame_meta, phys_to_virt, pmm, reclaim};
+use crate::arch::x86_64::smp;
 use crate::sync::IrqMutex;
 use mm::layout::DIRECT_MAP_OFFSET;
 use mm::pmm::Mobility;
+use mm::slab::magazine::{self, Key, Magazine, SlabTags};
 use mm::slab::{CacheStats, CacheTotals, Constructor, SlabCache, SlabPages, NAME_BYTES};
 use mm::MmError;
 
 /// Caches the registry holds at once.
 pub const MAX_CACHES: usize = 32;
 
-/// Slabs from the PMM: unmovable blocks, reached through the direct map.
-pub struct PmmPages;
+/// Slabs from the PMM: unmovable blocks, reached through the direct map,
+/// for the cache in one registry slot; its slabs' frames carry the slot's
+/// tag while they are slabs.
+pub struct PmmPages {
+    slot: usize,
+}
+
+impl PmmPages {
+    /// The tag of the slot's slabs (never 0).
+    fn tag(&self) -> NonZeroU32 {
+        tag_of_slot(self.slot)
+    }
+
+    /// The frame metadata of every frame of a block, if the table is up.
+    fn frames(
+        block: NonNull<u8>,
+        order: u32,
+    ) -> impl Iterator<Item = &'static mm::pmm::meta::FrameMeta> {
+        let first = PhysAddr::new(block.as_ptr().addr() as u64 - DIRECT_MAP_OFFSET);
+        let first = PhysFrame::<x86_64::structures::paging::Size4KiB>::containing_address(first);
+        frame_meta::table().into_iter().flat_map(move |table| {
+            (0..1u64 << order).filter_map(move |page| table.get(first + page))
+        })
+    }
+}
+
+/// The tag of registry slot `slot`'s slabs.
+fn tag_of_slot(slot: usize) -> NonZeroU32 {
+    NonZeroU32::MIN.saturating_add(slot as u32)
+}
+
+/// Every CPU's magazine for registry slot `slot`.
+fn magazines_of(slot: usize) -> impl Iterator<Item = &'static Magazine> {
+    (0..smp::MAX_CPUS)
+        .filter_map(smp::cpu)
+        .filter_map(move |cpu| cpu.slab_magazines.get(slot))
+}
+
+/// Where a lock-free free looks up its slab: the frame metadata.
+struct FrameTags;
+
+// SAFETY: a frame carries a tag only between `PmmPages::publish` (after
+// the slab's header is written) and `PmmPages::retire`, which untags with
+// SeqCst stores and then waits out every CPU's magazine of the slot
+// (`magazine::quiesce`) before the frames go back to the PMM;
+// `FrameMeta::slab_tag` loads with SeqCst.
+unsafe impl SlabTags for FrameTags {
+    fn tag_of(&self, address: usize) -> Option<NonZeroU32> {
+        let physical = PhysAddr::try_new((address as u64).checked_sub(DIRECT_MAP_OFFSET)?).ok()?;
+        frame_meta::table()?
+            .get(PhysFrame::containing_address(physical))?
+            .slab_tag()
+    }
+}
 
 // SAFETY: the PMM hands out each block once until it is freed; a block is
 // RAM, mapped writable by the direct map, and aligned to its size (buddy
@@ -62,6 +127,16 @@ unsafe impl SlabPages for PmmPages {
         let physical = PhysAddr::new(block.as_ptr().addr() as u64 - DIRECT_MAP_OFFSET);
         // A refusal would be a bug in the cache; free_order logs it.
         let _ = pmm::free_order(physical, order);
+    }
+
+    fn publish(&mut self, block: NonNull<u8>, order: u32) {
+        let tag = self.tag();
+        Self::frames(block, order).for_each(|meta| meta.tag_slab(tag));
+    }
+
+    fn retire(&mut self, block: NonNull<u8>, order: u32) {
+        Self::frames(block, order).for_each(mm::pmm::meta::FrameMeta::untag_slab);
+        magazine::quiesce(magazines_of(self.slot));
     }
 }
 
@@ -97,6 +172,14 @@ pub struct CacheId {
 }
 
 impl CacheId {
+    /// The magazines' name for the cache.
+    fn key(self) -> Key {
+        Key {
+            tag: tag_of_slot(self.slot as usize),
+            generation: self.generation,
+        }
+    }
+
     /// The handle as one non-zero word (for an atomic).
     fn pack(self) -> u64 {
         (u64::from(self.generation) << 8 | u64::from(self.slot)) + 1
@@ -152,7 +235,7 @@ pub struct CacheInfo {
 /// `name` (cut to 32 bytes): `InvalidArgument` for a bad size or
 /// alignment, `TooManyCaches` when the registry is full.
 pub fn create(name: &str, size: usize, align: usize) -> Result<CacheId, MmError> {
-    register(Cache::new(name, size, align, PmmPages)?)
+    register(|slot| Cache::new(name, size, align, PmmPages { slot }))
 }
 
 /// As [`create`], with `constructor` run on every object of each new slab.
@@ -167,17 +250,18 @@ pub unsafe fn create_with_constructor(
     align: usize,
     constructor: Constructor,
 ) -> Result<CacheId, MmError> {
-    // SAFETY: the caller's contract.
-    let cache = unsafe { Cache::with_constructor(name, size, align, constructor, PmmPages) }?;
-    register(cache)
+    register(|slot| {
+        // SAFETY: the caller's contract.
+        unsafe { Cache::with_constructor(name, size, align, constructor, PmmPages { slot }) }
+    })
 }
 
-fn register(cache: Cache) -> Result<CacheId, MmError> {
-    let mut cache = Some(cache);
+/// Puts the cache `make` makes for a free slot into it.
+fn register(make: impl FnOnce(usize) -> Result<Cache, MmError>) -> Result<CacheId, MmError> {
     for (index, slot) in SLOTS.iter().enumerate() {
         let mut slot = slot.lock();
         if slot.cache.is_none() {
-            slot.cache = cache.take();
+            slot.cache = Some(make(index)?);
             return Ok(CacheId {
                 slot: index as u8,
                 generation: slot.generation,
@@ -199,9 +283,42 @@ fn with<R>(id: CacheId, f: impl FnOnce(&mut Cache) -> R) -> Result<R, MmError> {
     slot.cache.as_mut().map(f).ok_or(MmError::NoSuchCache)
 }
 
-/// An object of the cache (constructed, if it has a constructor).
+/// Runs `f` with this CPU's magazine for cache `id`, interrupts off;
+/// `None` without a per-CPU record.
+#[inline]
+fn with_magazine<R>(id: CacheId, f: impl FnOnce(&Magazine) -> R) -> Option<R> {
+    interrupts::without_interrupts(|| {
+        let magazine = smp::current()?.slab_magazines.get(id.slot as usize)?;
+        Some(f(magazine))
+    })
+}
+
+/// Runs `f` on cache `id` under its lock, with this CPU's magazine.
+fn with_locked<R>(id: CacheId, f: impl FnOnce(&mut Cache, &Magazine) -> R) -> Result<R, MmError> {
+    with(id, |cache| {
+        // Interrupts are off under the cache's lock: this CPU stays.
+        let magazine = smp::current().and_then(|cpu| cpu.slab_magazines.get(id.slot as usize));
+        Ok(f(cache, magazine.ok_or(MmError::NoSuchCache)?))
+    })?
+}
+
+/// Moves every CPU's magazine of cache `id` back into it (before it
+/// shrinks, is verified or destroyed; `close` for the last).
+fn drain_all(cache: &mut Cache, id: CacheId, close: bool) {
+    for magazine in magazines_of(id.slot as usize) {
+        magazine::drain(cache, magazine, id.key(), close);
+    }
+}
+
+/// An object of the cache (constructed, if it has a constructor): from
+/// this CPU's magazine without a lock, else from the cache under its lock.
 pub fn alloc(id: CacheId) -> Result<NonNull<u8>, MmError> {
-    with(id, Cache::alloc)?
+    if let Some(object) = with_magazine(id, |mine| mine.try_alloc(id.key())).flatten() {
+        return Ok(object);
+    }
+    with_locked(id, |cache, mine| {
+        magazine::alloc_locked(cache, mine, id.key(), magazines_of(id.slot as usize))
+    })?
 }
 
 /// Returns `object` to cache `id`. Refused, nothing changed: `NotInCache`,
@@ -214,7 +331,17 @@ pub fn alloc(id: CacheId) -> Result<NonNull<u8>, MmError> {
 /// does not use it afterwards.
 pub unsafe fn free(id: CacheId, object: *mut u8) -> Result<(), MmError> {
     // SAFETY: the caller's contract.
-    let mut result = with(id, |cache| unsafe { cache.free(object) }).and_then(|freed| freed);
+    let fast = with_magazine(id, |mine| unsafe {
+        mine.try_free(&FrameTags, id.key(), object)
+    });
+    if fast == Some(true) {
+        return Ok(());
+    }
+    let mut result = with_locked(id, |cache, mine| {
+        // SAFETY: the caller's contract.
+        unsafe { magazine::free_locked(cache, mine, id.key(), object) }
+    })
+    .and_then(|freed| freed);
     if result == Err(MmError::NotInCache) && owner_other_than(id, object).is_some() {
         result = Err(MmError::WrongCache);
     }
@@ -251,6 +378,8 @@ pub fn destroy(id: CacheId) -> Result<(), DestroyRefused> {
         return Err(stale);
     }
     let cache = slot.cache.as_mut().ok_or(stale)?;
+    // Closed: no magazine serves the cache until a call reopens one.
+    drain_all(cache, id, true);
     let in_use = cache.stats().in_use;
     if cache.release_all().is_err() {
         return Err(DestroyRefused {
@@ -263,13 +392,19 @@ pub fn destroy(id: CacheId) -> Result<(), DestroyRefused> {
     Ok(())
 }
 
+/// Whether `pointer` lies in a frame tagged as a slab's (the lookup a
+/// lock-free free makes; for tests and diagnostics).
+pub fn is_tagged(pointer: *const u8) -> bool {
+    FrameTags.tag_of(pointer.addr()).is_some()
+}
+
 /// Name and figures of cache `id`.
 pub fn info(id: CacheId) -> Result<CacheInfo, MmError> {
     with(id, |cache| CacheInfo {
         id,
         name: ArrayString::from(cache.name()).unwrap_or_default(),
         constructor: cache.has_constructor(),
-        stats: cache.stats(),
+        stats: magazine::combined_stats(cache.stats(), id.key(), magazines_of(id.slot as usize)),
     })
 }
 
@@ -308,15 +443,31 @@ pub fn find(name: &str) -> Option<CacheId> {
     found
 }
 
-/// Checks cache `id`'s consistency (`SlabCache::verify`).
+/// Checks cache `id`'s consistency (`SlabCache::verify`; the magazines
+/// keep their objects).
 pub fn verify(id: CacheId) -> Result<(), &'static str> {
     with(id, |cache| cache.verify()).unwrap_or(Err("no such cache"))
 }
 
 /// Gives the empty slabs of cache `id` back to the PMM, the reserve
-/// included; returns the pages given back.
+/// included, after every CPU's magazine gave its objects back; returns
+/// the pages given back.
 pub fn shrink(id: CacheId) -> Result<usize, MmError> {
-    with(id, Cache::shrink)
+    with(id, |cache| {
+        drain_all(cache, id, false);
+        cache.shrink()
+    })
+}
+
+/// Drains every CPU's magazines of the cache in `slot` and shrinks it.
+fn drain_and_shrink(index: usize, slot: &mut Slot) -> Option<usize> {
+    let id = CacheId {
+        slot: index as u8,
+        generation: slot.generation,
+    };
+    let cache = slot.cache.as_mut()?;
+    drain_all(cache, id, false);
+    Some(cache.shrink())
 }
 
 /// Gives back the empty slabs of every cache whose lock is free now, never
@@ -327,21 +478,19 @@ pub fn shrink(id: CacheId) -> Result<usize, MmError> {
 pub fn try_shrink_all() -> usize {
     SLOTS
         .iter()
-        .filter_map(IrqMutex::try_lock)
-        .filter_map(|mut slot| slot.cache.as_mut().map(Cache::shrink))
+        .enumerate()
+        .filter_map(|(index, slot)| drain_and_shrink(index, &mut *slot.try_lock()?))
         .sum()
 }
 
-/// Gives every cache's empty slabs back (memory pressure); returns the
-/// pages given back.
+/// Gives every cache's empty slabs back (memory pressure), after the
+/// magazines gave their objects back; returns the pages given back.
 pub fn shrink_all() -> usize {
-    let mut pages = 0;
-    for slot in &SLOTS {
-        if let Some(cache) = slot.lock().cache.as_mut() {
-            pages += cache.shrink();
-        }
-    }
-    pages
+    SLOTS
+        .iter()
+        .enumerate()
+        .filter_map(|(index, slot)| drain_and_shrink(index, &mut slot.lock()))
+        .sum()
 }
 
 /// The opaque type behind C's `struct kmem_cache *`: a registry slot.

@@ -310,38 +310,48 @@ impl core::fmt::Display for Counted {
     }
 }
 
-/// One line per object cache, then the totals.
+/// One line per object cache, then the totals. "cached" counts the free
+/// objects waiting in the CPUs' magazines, "hit" the share of allocations
+/// and frees a magazine served without the cache's lock.
 fn slabinfo() {
     kprintln!(
-        "{:<16} {:>5} {:>5} {:>13} {:>5} {:>4} {:>5} {:>8} {:>8} {:>4} {:>4}",
+        "{:<16} {:>5} {:>5} {:>13} {:>6} {:>5} {:>4} {:>5} {:>8} {:>8} {:>4} {:>4} {:>4}",
         "cache",
         "size",
         "align",
         "in use/total",
+        "cached",
         "slabs",
         "slab",
         "pages",
         "allocs",
         "frees",
+        "hit",
         "fail",
         "bad"
     );
     slab::for_each(|info| {
         let stats = &info.stats;
-        let ratio = format_args!("{}/{}", stats.in_use, stats.total);
-        let mut column = arrayvec::ArrayString::<24>::new();
-        let _ = core::fmt::write(&mut column, ratio);
+        let mut ratio = arrayvec::ArrayString::<24>::new();
+        let _ = core::fmt::write(&mut ratio, format_args!("{}/{}", stats.in_use, stats.total));
+        let mut hit = arrayvec::ArrayString::<8>::new();
+        let _ = match stats.magazine_hit_percent() {
+            Some(percent) => core::fmt::write(&mut hit, format_args!("{percent}%")),
+            None => core::fmt::write(&mut hit, format_args!("-")),
+        };
         kprintln!(
-            "{:<16} {:>5} {:>5} {:>13} {:>5} {:>3}K {:>5} {:>8} {:>8} {:>4} {:>4}",
+            "{:<16} {:>5} {:>5} {:>13} {:>6} {:>5} {:>3}K {:>5} {:>8} {:>8} {:>4} {:>4} {:>4}",
             info.name.as_str(),
             stats.object_size,
             stats.align,
-            column.as_str(),
+            ratio.as_str(),
+            stats.in_magazines,
             stats.slabs,
             (PAGE_SIZE >> 10) << stats.slab_order,
             stats.pages(),
             stats.allocations,
             stats.frees,
+            hit.as_str(),
             stats.failed,
             stats.refused_frees
         );

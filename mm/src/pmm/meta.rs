@@ -20,7 +20,14 @@
 //!   [`FrameTable::release`]s its share of the original;
 //! * unmapping releases; the caller frees the frame when it hears
 //!   [`Release::Last`].
+//!
+//! A frame of an object cache's slab is outside that protocol: its
+//! reference field holds instead the tag of the cache
+//! ([`FrameMeta::tag_slab`]), which lets a lock-free free find its cache
+//! (`slab::magazine`, whose retire protocol needs the SeqCst stores and
+//! loads used here).
 
+use core::num::NonZeroU32;
 use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU8, Ordering};
 
 use x86_64::structures::paging::PhysFrame;
@@ -150,6 +157,30 @@ impl FrameMeta {
     /// How many references keep the frame alive.
     pub fn refs(&self) -> u32 {
         self.refs.load(Ordering::Acquire)
+    }
+
+    /// Marks the frame part of a published slab of the object cache
+    /// tagged `tag` (after the slab's header is written: the SeqCst store
+    /// publishes it).
+    pub fn tag_slab(&self, tag: NonZeroU32) {
+        self.owner.store(Owner::Slab as u8, Ordering::Relaxed);
+        self.refs.store(tag.get(), Ordering::SeqCst);
+    }
+
+    /// Undoes [`tag_slab`](Self::tag_slab): the slab is being retired.
+    pub fn untag_slab(&self) {
+        self.refs.store(0, Ordering::SeqCst);
+        self.owner.store(Owner::Free as u8, Ordering::Release);
+    }
+
+    /// The tag of the published slab the frame belongs to, if it does.
+    pub fn slab_tag(&self) -> Option<NonZeroU32> {
+        let tag = self.refs.load(Ordering::SeqCst);
+        // A user frame's reference count is no tag.
+        if self.owner() != Owner::Slab {
+            return None;
+        }
+        NonZeroU32::new(tag)
     }
 
     /// Back to the state of [`FrameMeta::new`].

@@ -151,6 +151,11 @@ impl<P: SlabPages> SlabCache<P> {
         &self.pages
     }
 
+    /// The page source, to adjust (a test's budget).
+    pub fn pages_mut(&mut self) -> &mut P {
+        &mut self.pages
+    }
+
     /// Keeps up to `slabs` empty slabs from now on, giving back any beyond.
     pub fn set_reserve(&mut self, slabs: usize) {
         self.reserve = slabs;
@@ -214,16 +219,21 @@ impl<P: SlabPages> SlabCache<P> {
         }
     }
 
+    /// Takes back the count of the last failed allocation (the caller found
+    /// objects in magazines and allocates again).
+    pub(super) fn forget_failure(&mut self) {
+        self.counters.failed -= 1;
+    }
+
     /// Fills `out` with free objects for a magazine, or as many as the
-    /// slabs at hand have (a new slab only for the first); returns how
+    /// slabs at hand have (no slab is made for a magazine); returns how
     /// many. They are held but not live: neither free nor in use, so a
     /// free of one is refused as a double free until a magazine hands it
-    /// out. 0 means no slab could be made (the caller's `alloc` reports
-    /// the failure).
+    /// out.
     pub fn take_batch(&mut self, out: &mut [*mut u8]) -> usize {
         let mut taken = 0;
         while taken < out.len() {
-            let Ok((object, _, _)) = self.take(taken == 0) else {
+            let Ok((object, _, _)) = self.take(false) else {
                 break;
             };
             out[taken] = object.as_ptr();

@@ -355,13 +355,30 @@ pub fn quiesce<'m>(magazines: impl IntoIterator<Item = &'m Magazine>) {
 
 /// The allocation a magazine could not serve, under the cache's lock: an
 /// object from the cache, and a batch into `mine` (this CPU's magazine
-/// for the cache `key` names) so the next ones need no lock.
-pub fn alloc_locked<P: SlabPages>(
+/// for the cache `key` names) so the next ones need no lock. If the cache
+/// has no object and no page for a slab, the objects waiting in every
+/// magazine of `all` go back to it first, and it fails only if none did.
+pub fn alloc_locked<'m, P: SlabPages>(
     cache: &mut SlabCache<P>,
     mine: &Magazine,
     key: Key,
+    all: impl IntoIterator<Item = &'m Magazine>,
 ) -> Result<NonNull<u8>, MmError> {
-    let object = cache.alloc()?;
+    let object = match cache.alloc() {
+        Ok(object) => object,
+        Err(error) => {
+            let drained: usize = all
+                .into_iter()
+                .map(|magazine| drain(cache, magazine, key, false))
+                .sum();
+            if drained == 0 {
+                return Err(error);
+            }
+            // Not a failure after all.
+            cache.forget_failure();
+            return cache.alloc();
+        }
+    };
     let geometry = cache.geometry();
     let mut batch = [ptr::null_mut(); BATCH];
     let room = mine.enter_waiting(|rounds| {

@@ -99,6 +99,9 @@ pub struct PerCpu {
     /// Heap requests and frees its magazines took (written by this CPU
     /// alone, with interrupts off; read by anyone).
     pub magazine_ops: AtomicU64,
+    /// Its magazine for each object-cache registry slot
+    /// (kernel_mm::slab).
+    pub slab_magazines: [mm::slab::magazine::Magazine; crate::kernel_mm::slab::MAX_CACHES],
 }
 
 const _: () = assert!(core::mem::offset_of!(PerCpu, this) == 0);
@@ -129,6 +132,8 @@ impl PerCpu {
             frames: CpuFrames::new(),
             heap: mm::heap::magazine::CpuMagazines::new(mm::heap::DebugChecks::for_this_build()),
             magazine_ops: AtomicU64::new(0),
+            slab_magazines: [const { mm::slab::magazine::Magazine::new() };
+                crate::kernel_mm::slab::MAX_CACHES],
         }
     }
 

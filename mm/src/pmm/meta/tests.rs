@@ -130,6 +130,26 @@ fn owners_round_trip_and_unknown_values_read_as_reserved() {
     assert_eq!(meta.flags(), FrameFlags::PINNED);
 }
 
+#[test]
+fn a_slab_tag_is_read_only_from_a_slab_frame() {
+    let tag = core::num::NonZeroU32::new(3).unwrap();
+    let table = [FrameMeta::new(), FrameMeta::new()];
+    table[0].tag_slab(tag);
+    assert_eq!(
+        (table[0].owner(), table[0].slab_tag()),
+        (Owner::Slab, Some(tag))
+    );
+    table[0].untag_slab();
+    assert_eq!((table[0].owner(), table[0].slab_tag()), (Owner::Free, None));
+    // A user frame with 3 references carries no tag 3.
+    let frames = FrameTable::new(&table, PhysFrame::containing_address(PhysAddr::new(0)));
+    let frame = PhysFrame::containing_address(PhysAddr::new(4096));
+    frames.claim(frame, Owner::User).unwrap();
+    frames.share(frame).unwrap();
+    frames.share(frame).unwrap();
+    assert_eq!((table[1].refs(), table[1].slab_tag()), (3, None));
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Claim(u64),

@@ -135,7 +135,8 @@ impl Setup {
     fn alloc(&self, cpu: usize) -> NonNull<u8> {
         let mine = &self.magazines[cpu];
         mine.try_alloc(self.key).unwrap_or_else(|| {
-            alloc_locked(&mut self.cache.lock().unwrap(), mine, self.key)
+            let mut cache = self.cache.lock().unwrap();
+            alloc_locked(&mut cache, mine, self.key, self.magazines.iter())
                 .expect("arena large enough")
         })
     }
@@ -349,6 +350,31 @@ fn a_closed_magazine_serves_no_one_until_reopened_and_keeps_its_counts() {
     // SAFETY: as above.
     assert_eq!(unsafe { s.free(0, again.as_ptr()) }, (true, Ok(())));
     s.verify();
+    s.finish();
+}
+
+#[test]
+fn an_empty_cache_takes_back_other_magazines_objects_before_it_fails() {
+    let s = setup(2048, 2);
+    // One slab only: CPU 0 takes it into its magazine.
+    s.cache.lock().unwrap().pages_mut().arena.budget = Some(1);
+    let first = s.alloc(0);
+    let per_slab = s.cache.lock().unwrap().geometry().objects;
+    assert_eq!(s.magazines[0].cached(KEY), (per_slab - 1).min(BATCH));
+    // CPU 1 finds the slab's other objects in CPU 0's magazine.
+    let rest: Vec<_> = (1..per_slab).map(|_| s.alloc(1)).collect();
+    let stats = s.stats();
+    assert_eq!((stats.in_use, stats.failed), (per_slab, 0));
+    {
+        let mut cache = s.cache.lock().unwrap();
+        let error = alloc_locked(&mut cache, &s.magazines[1], KEY, s.magazines.iter());
+        assert_eq!(error, Err(MmError::OutOfFrames));
+    }
+    assert_eq!(s.stats().failed, 1);
+    for object in rest.into_iter().chain([first]) {
+        // SAFETY: allocated above, freed once.
+        assert_eq!(unsafe { s.free(1, object.as_ptr()) }.1, Ok(()));
+    }
     s.finish();
 }
 
