@@ -99,8 +99,8 @@ expect=(
     '^ktest-record +40 +8 +0/0 +0 +0 +4K +0 +[1-9][0-9]* +[1-9][0-9]* +[0-9]+% +0 +0$'
     '^ktest-stamp +64 +8 +0/0 +0 +0 +4K +0 +[1-9][0-9]* +[1-9][0-9]* +[0-9]+% +0 +0$'
     # 5,000 pairs: the first allocation refills the magazine under the
-    # lock (a batch of 8), the other 9,999 calls need no lock.
-    '^bench-64 +64 +8 +0/63 +9 +1 +4K +1 +5000 +5000 +99% +0 +0$'
+    # lock (a batch of 16), the other 9,999 calls need no lock.
+    '^bench-64 +64 +8 +0/63 +17 +1 +4K +1 +5000 +5000 +99% +0 +0$'
     '^slab: 3 caches, 0 of 63 objects in use \(0 B\), 1 slab in 1 page \(4 KiB\)$'
     '^2 caches \(of 32\): 0 of 0 objects in use, 0 slabs, 0 pages \(0 B\)$'
     '^3 caches \(of 32\): 0 of 63 objects in use, 1 slab, 1 page \(4 KiB\)$'

@@ -31,14 +31,28 @@ pub type Constructor = unsafe extern "C" fn(object: *mut c_void);
 #[derive(Clone, Copy)]
 struct SlabList {
     head: *mut SlabHeader,
+    tail: *mut SlabHeader,
     len: usize,
 }
 
 impl SlabList {
     const EMPTY: SlabList = SlabList {
         head: ptr::null_mut(),
+        tail: ptr::null_mut(),
         len: 0,
     };
+}
+
+/// A magazine's home slab: the one its refills take from while it has
+/// free objects, which other magazines' refills pass over, so CPUs
+/// working on their own objects write to different slab headers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Home {
+    /// Who owns it: the magazine's address (never 0).
+    pub owner: usize,
+    /// The home slab's base (0: none yet; checked against the index
+    /// before use, so a stale one is harmless).
+    pub base: usize,
 }
 
 /// Counters that only go up.
@@ -68,7 +82,10 @@ struct Counters {
 /// and changes nothing.
 ///
 /// Objects also leave and come back in batches for per-CPU magazines
-/// ([`take_batch`](Self::take_batch), [`return_batch`](Self::return_batch));
+/// ([`take_batch`](Self::take_batch), [`return_batch`](Self::return_batch)),
+/// each from its magazine's [`Home`] slab: a partial slab with an owner
+/// sits at the tail of the partial list, the unowned ones at its head;
+/// a slab's owner is cleared when it fills up;
 /// the cache counts them held, and the magazine front end
 /// (`slab::magazine`) tells the ones waiting in magazines from the ones
 /// in use.
@@ -203,7 +220,14 @@ impl<P: SlabPages> SlabCache<P> {
     /// if a new slab was needed and the page source had none (then nothing
     /// changed but the failure count).
     pub fn alloc(&mut self) -> Result<NonNull<u8>, MmError> {
-        match self.take(true) {
+        self.alloc_at(None)
+    }
+
+    /// As [`alloc`](Self::alloc), from `home`'s slab if it has a free
+    /// object, else from a slab it claims (an unowned partial one, an
+    /// empty one, a new one, or another's partial one).
+    pub fn alloc_at(&mut self, home: Option<&mut Home>) -> Result<NonNull<u8>, MmError> {
+        match self.take(home, true) {
             Ok((object, header, index)) => {
                 // SAFETY: `take` just took the object from this live slab.
                 let live = unsafe { header::live(header, self.geometry.bitmap_words) };
@@ -225,19 +249,23 @@ impl<P: SlabPages> SlabCache<P> {
         self.counters.failed -= 1;
     }
 
-    /// Fills `out` with free objects for a magazine, or as many as the
-    /// slabs at hand have (no slab is made for a magazine); returns how
-    /// many. They are held but not live: neither free nor in use, so a
+    /// Fills `out` with free objects for the magazine whose home is
+    /// `home`, from its home slab, then unowned partial or empty slabs
+    /// (never a new slab, nor another magazine's home); returns how many. They are held but not live: neither free nor in use, so a
     /// free of one is refused as a double free until a magazine hands it
     /// out.
-    pub fn take_batch(&mut self, out: &mut [*mut u8]) -> usize {
+    pub fn take_batch(&mut self, home: &mut Home, out: &mut [*mut u8]) -> usize {
         let mut taken = 0;
         while taken < out.len() {
-            let Ok((object, _, _)) = self.take(false) else {
+            let Ok(header) = self.pick(Some(home), false) else {
                 break;
             };
-            out[taken] = object.as_ptr();
-            taken += 1;
+            // SAFETY: `pick` returns a live slab of ours with a free object.
+            let count = unsafe { self.take_from(header, &mut out[taken..]) };
+            if count == 0 {
+                break;
+            }
+            taken += count;
         }
         self.counters.to_magazines += taken as u64;
         taken
@@ -246,11 +274,27 @@ impl<P: SlabPages> SlabCache<P> {
     /// Takes back objects [`take_batch`](Self::take_batch) gave out, none
     /// of them live (a magazine's, flushed or drained).
     pub fn return_batch(&mut self, objects: &[*mut u8]) {
+        let g = self.geometry;
+        // The last slab found: batches come mostly from one slab, so most
+        // objects skip the index search.
+        let mut last: Option<(usize, *mut SlabHeader)> = None;
         for &object in objects {
-            let Ok((header, index)) = self.locate(object.addr()) else {
+            let base = object.addr() & !(g.slab_bytes() - 1);
+            let found = match last {
+                Some((known, header)) if known == base => {
+                    let offset = object.addr() - base;
+                    (offset.is_multiple_of(g.stride) && offset / g.stride < g.objects)
+                        .then_some((header, offset / g.stride))
+                        .ok_or(MmError::NotAtObject)
+                }
+                _ => self.locate(object.addr()),
+            };
+            let Ok((header, index)) = found else {
                 debug_assert!(false, "a magazine returned an object of no slab of ours");
                 continue;
             };
+            // A slab this return released is no longer known.
+            last = Some((base, header));
             // SAFETY: `locate` found a live slab of ours.
             let live = unsafe { header::live(header, self.geometry.bitmap_words) };
             let (word, bit) = header::live_bit(live, index);
@@ -260,58 +304,147 @@ impl<P: SlabPages> SlabCache<P> {
                 "a live object returned"
             );
             // SAFETY: as above.
-            unsafe { self.put_back(header, index) };
+            if unsafe { self.put_back(header, index) } {
+                last = None;
+            }
             self.counters.from_magazines += 1;
         }
     }
 
-    /// Takes the lowest free object of the first partial slab, else of an
-    /// empty one, else (if `may_grow`) of a new slab; not yet live.
-    fn take(&mut self, may_grow: bool) -> Result<(NonNull<u8>, *mut SlabHeader, usize), MmError> {
+    /// The slab `home` names, if it is ours, still its home and not full.
+    fn home_slab(&self, home: &Home) -> Option<*mut SlabHeader> {
+        let base = self.index.find(home.base)?;
+        let header = self.header_of(base);
+        // SAFETY: the index holds it: a live slab of ours.
+        let slab = unsafe { &*header };
+        (slab.owner == home.owner && slab.list != ListKind::Full as u8).then_some(header)
+    }
+
+    /// The slab to take from: `home`'s own; else the first unowned
+    /// partial slab, an empty one, or (if `may_grow`) a new one, or if no
+    /// page is left another home's (a slab taken for a home becomes it).
+    fn pick(
+        &mut self,
+        home: Option<&mut Home>,
+        may_grow: bool,
+    ) -> Result<*mut SlabHeader, MmError> {
+        if let Some(header) = home.as_deref().and_then(|home| self.home_slab(home)) {
+            return Ok(header);
+        }
         let partial = self.lists[ListKind::Partial as usize].head;
         let empty = self.lists[ListKind::Empty as usize].head;
-        let header = if !partial.is_null() {
+        // SAFETY: list heads are live slabs of ours.
+        let unowned = !partial.is_null() && unsafe { (*partial).owner } == 0;
+        let header = if unowned || (!partial.is_null() && home.is_none()) {
             partial
         } else if !empty.is_null() {
             empty
         } else if may_grow {
-            self.grow()?
+            match self.grow() {
+                Ok(header) => header,
+                // No page for a slab of its own: share another's.
+                Err(_) if !partial.is_null() => partial,
+                Err(error) => return Err(error),
+            }
         } else {
+            // A batch never takes another magazine's home.
             return Err(MmError::OutOfFrames);
         };
-        let g = self.geometry;
-        // SAFETY: `header` heads the partial or empty list (or is a new
-        // slab, in the empty list): a live slab of ours with a free object;
-        // no other reference to its header or free bitmap exists.
-        let taken = unsafe {
-            header::take_lowest(header::bitmap(header, g.bitmap_words)).map(|object| {
-                (*header).in_use += 1;
-                (object, (*header).in_use as usize)
-            })
-        };
-        let Some((object, in_use)) = taken else {
+        if let Some(home) = home {
+            if let Some(old) = self.index.find(home.base) {
+                let old = self.header_of(old);
+                // SAFETY: in the index: a live slab of ours, in its list.
+                unsafe {
+                    if (*old).owner == home.owner {
+                        self.set_owner(old, 0);
+                    }
+                }
+            }
+            // SAFETY: `header` is a live slab of ours, in its list.
+            unsafe { self.set_owner(header, home.owner) };
+            home.base = self.base_of(header).addr();
+        }
+        Ok(header)
+    }
+
+    /// Gives a slab an owner (0: none), moving a partial one to its end of
+    /// the partial list.
+    ///
+    /// # Safety
+    /// `header` is a live slab of this cache, linked in its list.
+    unsafe fn set_owner(&mut self, header: *mut SlabHeader, owner: usize) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            (*header).owner = owner;
+            if (*header).list == ListKind::Partial as u8 {
+                self.unlink(header);
+                self.push(ListKind::Partial, header);
+            }
+        }
+    }
+
+    /// Takes the lowest free object of the slab [`pick`](Self::pick)
+    /// chooses; not yet live.
+    fn take(
+        &mut self,
+        home: Option<&mut Home>,
+        may_grow: bool,
+    ) -> Result<(NonNull<u8>, *mut SlabHeader, usize), MmError> {
+        let header = self.pick(home, may_grow)?;
+        let mut object = [ptr::null_mut()];
+        // SAFETY: `pick` returns a live slab of ours with a free object.
+        if unsafe { self.take_from(header, &mut object) } == 0 {
             debug_assert!(
                 false,
                 "a slab in the partial or empty list had no free object"
             );
             return Err(MmError::OutOfFrames);
-        };
-        // SAFETY: as above.
-        unsafe { self.relist(header, ListKind::for_count(in_use, g.objects)) };
-        self.held += 1;
+        }
+        let g = self.geometry;
+        let index = (object[0].addr() - self.base_of(header).addr()) / g.stride;
+        // SAFETY: slab objects are never at address 0.
+        let pointer = unsafe { NonNull::new_unchecked(object[0]) };
+        Ok((pointer, header, index))
+    }
+
+    /// Takes up to `out.len()` free objects of one slab, lowest first,
+    /// into `out` (not yet live), and moves the slab once; returns how
+    /// many.
+    ///
+    /// # Safety
+    /// `header` is a live slab of ours, in its list.
+    unsafe fn take_from(&mut self, header: *mut SlabHeader, out: &mut [*mut u8]) -> usize {
+        let g = self.geometry;
         let base = self.base_of(header);
-        // SAFETY: object < objects, so the offset stays inside the slab,
-        // which starts at a non-null address.
-        let pointer = unsafe { NonNull::new_unchecked(base.add(object * g.stride)) };
-        Ok((pointer, header, object))
+        // SAFETY: the caller's contract; no other reference to the header
+        // or free bitmap exists (we hold `&mut self`).
+        let taken = unsafe {
+            let taken = header::take_up_to(
+                header::bitmap(header, g.bitmap_words),
+                out.len(),
+                |n, object| {
+                    // Inside the slab: object < objects.
+                    out[n] = base.wrapping_add(object * g.stride);
+                },
+            );
+            (*header).in_use += taken as u32;
+            self.relist(
+                header,
+                ListKind::for_count((*header).in_use as usize, g.objects),
+            );
+            taken
+        };
+        self.held += taken;
+        taken
     }
 
     /// Marks object `index` of a slab free, moving the slab between lists
-    /// and giving it back if it is an empty one beyond the reserve.
+    /// and giving it back if it is an empty one beyond the reserve
+    /// (then `true`).
     ///
     /// # Safety
     /// `header` is a live slab of ours and the object is held (not free).
-    unsafe fn put_back(&mut self, header: *mut SlabHeader, index: usize) {
+    unsafe fn put_back(&mut self, header: *mut SlabHeader, index: usize) -> bool {
         let g = self.geometry;
         // SAFETY: the caller's contract; no other reference to the header
         // or free bitmap exists (we hold `&mut self`).
@@ -327,10 +460,12 @@ impl<P: SlabPages> SlabCache<P> {
         // SAFETY: a live slab of ours (above).
         unsafe { self.relist(header, kind) };
         self.held -= 1;
-        if kind == ListKind::Empty && self.lists[kind as usize].len > self.reserve {
+        let release = kind == ListKind::Empty && self.lists[kind as usize].len > self.reserve;
+        if release {
             // SAFETY: the slab just became empty: no object of it held.
             unsafe { self.release(header) };
         }
+        release
     }
 
     /// Returns `object` to the cache. Refused, with nothing changed but
@@ -445,6 +580,16 @@ impl<P: SlabPages> SlabCache<P> {
                 if ListKind::from_byte(slab.list) != Some(kind) || slab.prev != prev {
                     return Err("slab list links or tags broken");
                 }
+                if kind == ListKind::Full && slab.owner != 0 {
+                    return Err("a full slab is a home");
+                }
+                if kind == ListKind::Partial && !prev.is_null() {
+                    // SAFETY: the previous slab of the list was checked
+                    // to be in the index above.
+                    if unsafe { (*prev).owner } != 0 && slab.owner == 0 {
+                        return Err("an unowned partial slab after a home");
+                    }
+                }
                 let used = slab.in_use as usize;
                 if ListKind::for_count(used, g.objects) != kind {
                     return Err("slab in the wrong list for its count");
@@ -470,6 +615,9 @@ impl<P: SlabPages> SlabCache<P> {
             }
             if count != list.len {
                 return Err("slab list length wrong");
+            }
+            if list.tail != prev {
+                return Err("slab list tail wrong");
             }
             listed += count;
         }
@@ -590,16 +738,34 @@ impl<P: SlabPages> SlabCache<P> {
     /// `header` is a live slab of this cache, linked in no list.
     unsafe fn push(&mut self, kind: ListKind, header: *mut SlabHeader) {
         let list = &mut self.lists[kind as usize];
-        // SAFETY: `header` and the list's head are live slabs of ours.
+        // SAFETY: `header` and the list's ends are live slabs of ours.
         unsafe {
             (*header).list = kind as u8;
-            (*header).prev = ptr::null_mut();
-            (*header).next = list.head;
-            if !list.head.is_null() {
-                (*list.head).prev = header;
+            if kind == ListKind::Full {
+                // A full slab is no one's home.
+                (*header).owner = 0;
+            }
+            if kind == ListKind::Partial && (*header).owner != 0 {
+                // Homes at the tail, so the head is a slab anyone may take.
+                (*header).next = ptr::null_mut();
+                (*header).prev = list.tail;
+                if list.tail.is_null() {
+                    list.head = header;
+                } else {
+                    (*list.tail).next = header;
+                }
+                list.tail = header;
+            } else {
+                (*header).prev = ptr::null_mut();
+                (*header).next = list.head;
+                if list.head.is_null() {
+                    list.tail = header;
+                } else {
+                    (*list.head).prev = header;
+                }
+                list.head = header;
             }
         }
-        list.head = header;
         list.len += 1;
     }
 
@@ -613,7 +779,9 @@ impl<P: SlabPages> SlabCache<P> {
         unsafe {
             let (next, prev) = ((*header).next, (*header).prev);
             let list = &mut self.lists[(*header).list as usize];
-            if !next.is_null() {
+            if next.is_null() {
+                list.tail = prev;
+            } else {
                 (*next).prev = prev;
             }
             if prev.is_null() {

@@ -57,12 +57,15 @@ pub struct SlabHeader {
     pub next: *mut SlabHeader,
     /// The previous slab in the same list (null: first).
     pub prev: *mut SlabHeader,
+    /// The magazine whose home the slab is (its address; 0: none), which
+    /// other magazines' refills pass over (`slab::magazine`).
+    pub owner: usize,
     /// Objects not free in the slab: live, or in a magazine.
     pub in_use: u32,
     /// The list the slab is in (a [`ListKind`] as a byte: read back by the
     /// consistency check, which must not trust it).
     pub list: u8,
-    _reserved: [u8; 11],
+    _reserved: [u8; 3],
 }
 
 const _: () = assert!(size_of::<SlabHeader>() == HEADER_FIXED && align_of::<SlabHeader>() == 8);
@@ -73,9 +76,10 @@ impl SlabHeader {
         Self {
             next: ptr::null_mut(),
             prev: ptr::null_mut(),
+            owner: 0,
             in_use: 0,
             list: list as u8,
-            _reserved: [0; 11],
+            _reserved: [0; 3],
         }
     }
 }
@@ -141,14 +145,19 @@ pub fn fill(bitmap: &mut [u64], objects: usize) {
     }
 }
 
-/// Takes the lowest free object of `bitmap`: its index, or `None` if
-/// every object is in use.
-pub fn take_lowest(bitmap: &mut [u64]) -> Option<usize> {
-    let (word, bits) = bitmap
-        .iter_mut()
-        .enumerate()
-        .find(|(_, bits)| **bits != 0)?;
-    let bit = bits.trailing_zeros() as usize;
-    *bits &= *bits - 1;
-    Some(word * 64 + bit)
+/// Takes up to `count` free objects of `bitmap`, lowest first, calling
+/// `taken(n, object)` for the `n`th; returns how many it took.
+pub fn take_up_to(bitmap: &mut [u64], count: usize, mut taken: impl FnMut(usize, usize)) -> usize {
+    let mut n = 0;
+    for (word, bits) in bitmap.iter_mut().enumerate() {
+        while *bits != 0 && n < count {
+            taken(n, word * 64 + bits.trailing_zeros() as usize);
+            *bits &= *bits - 1;
+            n += 1;
+        }
+        if n == count {
+            break;
+        }
+    }
+    n
 }

@@ -42,7 +42,7 @@ use core::num::NonZeroU32;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use super::cache::SlabCache;
+use super::cache::{Home, SlabCache};
 use super::geometry::Geometry;
 use super::header::{self, SlabHeader};
 use super::pages::SlabPages;
@@ -50,9 +50,9 @@ use super::stats::CacheStats;
 use crate::MmError;
 
 /// Objects one magazine holds.
-pub const ROUNDS: usize = 16;
+pub const ROUNDS: usize = 32;
 /// Objects a refill brings and a flush takes back.
-pub const BATCH: usize = 8;
+pub const BATCH: usize = 16;
 
 const _: () = assert!(BATCH <= ROUNDS);
 
@@ -203,6 +203,9 @@ pub struct Magazine {
     /// operation, or a locked path of the cache it serves.
     busy: AtomicBool,
     rounds: UnsafeCell<Rounds>,
+    /// The base of its home slab (`SlabCache`'s `Home`), read and written
+    /// only under the cache's lock.
+    home: AtomicUsize,
     /// Published at the end of each operation, for [`combined_stats`].
     key: AtomicU64,
     count: AtomicUsize,
@@ -225,6 +228,7 @@ impl Magazine {
         Self {
             busy: AtomicBool::new(false),
             rounds: UnsafeCell::new(Rounds::CLOSED),
+            home: AtomicUsize::new(0),
             key: AtomicU64::new(0),
             count: AtomicUsize::new(0),
             allocations: AtomicU64::new(0),
@@ -327,6 +331,19 @@ impl Magazine {
         .unwrap_or(false)
     }
 
+    /// Its home slab, as the cache (under its lock) sees it; its owner is
+    /// the magazine's address.
+    fn home(&self) -> Home {
+        Home {
+            owner: ptr::from_ref(self).addr(),
+            base: self.home.load(Ordering::Relaxed),
+        }
+    }
+
+    fn set_home(&self, home: Home) {
+        self.home.store(home.base, Ordering::Relaxed);
+    }
+
     /// Objects held now, as last published, if it serves or served `key`.
     pub fn cached(&self, key: Key) -> usize {
         if self.key.load(Ordering::Relaxed) == key.pack() {
@@ -364,7 +381,8 @@ pub fn alloc_locked<'m, P: SlabPages>(
     key: Key,
     all: impl IntoIterator<Item = &'m Magazine>,
 ) -> Result<NonNull<u8>, MmError> {
-    let object = match cache.alloc() {
+    let mut home = mine.home();
+    let object = match cache.alloc_at(Some(&mut home)) {
         Ok(object) => object,
         Err(error) => {
             let drained: usize = all
@@ -376,7 +394,9 @@ pub fn alloc_locked<'m, P: SlabPages>(
             }
             // Not a failure after all.
             cache.forget_failure();
-            return cache.alloc();
+            let object = cache.alloc_at(Some(&mut home));
+            mine.set_home(home);
+            return object;
         }
     };
     let geometry = cache.geometry();
@@ -388,10 +408,8 @@ pub fn alloc_locked<'m, P: SlabPages>(
             0
         }
     });
-    if room == 0 {
-        return Ok(object);
-    }
-    let taken = cache.take_batch(&mut batch[..room]);
+    let taken = cache.take_batch(&mut home, &mut batch[..room]);
+    mine.set_home(home);
     let pushed = mine.enter_waiting(|rounds| {
         // Only this CPU adds to its magazine, and it is here: the room is
         // still there, unless a drain closed the magazine meanwhile.

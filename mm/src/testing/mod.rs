@@ -1,8 +1,8 @@
 //! Test support for host tests and benchmarks, here and in the kernel
 //! crate: how many cases the property tests run, host memory standing in
 //! for RAM under the mapper ([`FakeRam`], [`TrackedRam`]), page-aligned
-//! arenas for the heap ([`Arena`]), a page source for object caches
-//! ([`SlabArena`]). The random numbers come from
+//! arenas for the heap ([`Arena`]), page sources for object caches
+//! ([`SlabArena`], and [`TaggedSlabs`] for caches with magazines). The random numbers come from
 //! [`crate::rng`], which the kernel's own tests use too.
 //!
 //! `make test` uses each property test's default case count; `make fuzz`
@@ -12,10 +12,12 @@
 mod arena;
 mod fake_ram;
 mod slab_arena;
+mod tagged_slabs;
 
 pub use arena::Arena;
 pub use fake_ram::{FakeRam, TrackedRam, FAKE_BASE};
 pub use slab_arena::{SlabArena, JUNK, POISON};
+pub use tagged_slabs::{PageTags, TaggedSlabs};
 
 /// Frame-cache state bytes for `frames` frames, starting on a cache line
 /// as the kernel's do (it takes them from whole pages;

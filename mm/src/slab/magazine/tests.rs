@@ -7,94 +7,22 @@
 use std::collections::BTreeSet;
 use std::num::NonZeroU32;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 
 use super::*;
 use crate::layout::PAGE_SIZE;
-use crate::testing::SlabArena;
+use crate::testing::{PageTags, TaggedSlabs};
 use proptest::prelude::*;
 
 const PAGE: usize = PAGE_SIZE as usize;
 const PAGES: usize = 512;
 
-/// Each page's slab tag, as the kernel's frame metadata keeps it.
-struct Tags {
-    base: usize,
-    pages: Vec<AtomicU32>,
-    /// Dawdle after each lookup, widening the window between a lock-free
-    /// free's tag load and its read of the slab (for the race test).
-    dawdle: AtomicBool,
-}
-
-// SAFETY: a tag is set by `Tagged::publish` after the slab's header is
-// written and cleared by `Tagged::retire` (SeqCst, then `quiesce` over
-// every magazine of the test) before the block goes back to the arena;
-// loads are SeqCst.
-unsafe impl SlabTags for Tags {
-    fn tag_of(&self, address: usize) -> Option<NonZeroU32> {
-        let page = address.checked_sub(self.base)? / PAGE;
-        let tag = NonZeroU32::new(self.pages.get(page)?.load(Ordering::SeqCst));
-        if self.dawdle.load(Ordering::Relaxed) {
-            let began = std::time::Instant::now();
-            while began.elapsed().as_micros() < 50 {
-                std::hint::spin_loop();
-            }
-        }
-        tag
-    }
-}
-
-/// Slabs from an arena, tagged while they are slabs, retired with the
-/// wait over every magazine.
-struct Tagged {
-    arena: SlabArena,
-    tags: Arc<Tags>,
-    tag: NonZeroU32,
-    magazines: Arc<Vec<Magazine>>,
-    retired: Arc<AtomicUsize>,
-}
-
-// SAFETY: the arena's memory belongs to this value alone and moves with
-// it; the shared parts are atomics.
-unsafe impl Send for Tagged {}
-
-impl Tagged {
-    fn set(&self, block: NonNull<u8>, order: u32, tag: u32) {
-        let first = (block.as_ptr().addr() - self.tags.base) / PAGE;
-        for page in &self.tags.pages[first..first + (1 << order)] {
-            page.store(tag, Ordering::SeqCst);
-        }
-    }
-}
-
-// SAFETY: forwards to the arena, which keeps the promise.
-unsafe impl SlabPages for Tagged {
-    fn alloc_slab(&mut self, order: u32) -> Option<NonNull<u8>> {
-        self.arena.alloc_slab(order)
-    }
-
-    unsafe fn free_slab(&mut self, block: NonNull<u8>, order: u32) {
-        // SAFETY: the caller's contract, passed on.
-        unsafe { self.arena.free_slab(block, order) }
-    }
-
-    fn publish(&mut self, block: NonNull<u8>, order: u32) {
-        self.set(block, order, self.tag.get());
-    }
-
-    fn retire(&mut self, block: NonNull<u8>, order: u32) {
-        self.set(block, order, 0);
-        quiesce(self.magazines.iter());
-        self.retired.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// A cache of `size`-byte objects, `cpus` magazines, and what the test
 /// needs to drive them.
 struct Setup {
-    cache: Mutex<SlabCache<Tagged>>,
-    tags: Arc<Tags>,
+    cache: Mutex<SlabCache<TaggedSlabs>>,
+    tags: Arc<PageTags>,
     magazines: Arc<Vec<Magazine>>,
     retired: Arc<AtomicUsize>,
     key: Key,
@@ -107,21 +35,7 @@ const KEY: Key = Key {
 };
 
 fn setup(size: usize, cpus: usize) -> Setup {
-    let arena = SlabArena::new(PAGES);
-    let tags = Arc::new(Tags {
-        base: arena.pointer(0).addr(),
-        pages: (0..PAGES).map(|_| AtomicU32::new(0)).collect(),
-        dawdle: AtomicBool::new(false),
-    });
-    let magazines = Arc::new((0..cpus).map(|_| Magazine::new()).collect::<Vec<_>>());
-    let retired = Arc::new(AtomicUsize::new(0));
-    let pages = Tagged {
-        arena,
-        tags: tags.clone(),
-        tag: TAG,
-        magazines: magazines.clone(),
-        retired: retired.clone(),
-    };
+    let (pages, tags, magazines, retired) = TaggedSlabs::new(PAGES, TAG, cpus);
     Setup {
         cache: Mutex::new(SlabCache::new("mag", size, 0, pages).unwrap()),
         tags,
@@ -184,11 +98,7 @@ impl Setup {
         assert_eq!(cache.stats().in_use, 0, "objects left in use");
         cache.release_all().unwrap();
         assert_eq!(cache.pages().arena.pages_out(), 0);
-        assert!(self
-            .tags
-            .pages
-            .iter()
-            .all(|tag| tag.load(Ordering::SeqCst) == 0));
+        assert!(self.tags.all_clear());
     }
 }
 
@@ -230,6 +140,36 @@ fn after_one_refill_a_batch_comes_and_goes_without_the_lock() {
         stats.magazine_hit_percent(),
         Some(100 * (2 * BATCH as u64 + 1) / (2 * BATCH as u64 + 2))
     );
+    s.verify();
+    s.finish();
+}
+
+#[test]
+fn each_magazine_refills_from_a_home_slab_of_its_own() {
+    let s = setup(64, 2);
+    let per_slab = s.cache.lock().unwrap().geometry().objects;
+    // Interleaved, as two CPUs would run: neither takes from the other's
+    // home, so no slab holds objects of both.
+    let (mut zero, mut one) = (Vec::new(), Vec::new());
+    for _ in 0..3 * per_slab {
+        zero.push(s.alloc(0));
+        one.push(s.alloc(1));
+    }
+    let slabs = |objects: &[NonNull<u8>]| -> BTreeSet<usize> {
+        objects
+            .iter()
+            .map(|o| o.as_ptr().addr() & !(PAGE - 1))
+            .collect()
+    };
+    let (zero_slabs, one_slabs) = (slabs(&zero), slabs(&one));
+    assert!(zero_slabs.is_disjoint(&one_slabs), "two CPUs share a slab");
+    // Each filled about three slabs (plus what its magazine holds).
+    assert!(zero_slabs.len() <= 4 && one_slabs.len() <= 4);
+    s.verify();
+    for object in zero.into_iter().chain(one) {
+        // SAFETY: allocated above, freed once.
+        assert_eq!(unsafe { s.free(0, object.as_ptr()) }.1, Ok(()));
+    }
     s.verify();
     s.finish();
 }
@@ -593,7 +533,7 @@ fn threads_free_each_others_objects_while_slabs_are_released_under_them() {
 /// thread's lock-free free may be reading its header (each lookup dawdles
 /// 50 us to widen that window): without the retire protocol's wait, that
 /// read lands on poisoned arena memory and the second free "wins" too
-/// (seen: this test fails when `Tagged::retire` skips `quiesce`).
+/// (seen: this test fails when `TaggedSlabs::retire` skips `quiesce`).
 #[test]
 fn of_two_racing_frees_of_one_object_exactly_one_wins() {
     let s = Arc::new(setup(16, 2));
