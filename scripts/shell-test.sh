@@ -93,7 +93,7 @@ expect=(
     '^heap: 1 MiB \(1048576 B\) mapped, [0-9]+ B used, [0-9.]+ KiB \([0-9]+ B\) free, peak [0-9.]+ KiB \([0-9]+ B\); [0-9]+ live'
     'verify: ok'
     '^      magazines: [0-9]+ requests and frees, [0-9]+ took the heap lock \(hit rate [0-9]+%\), [0-9]+ slots cached; [0-9]+ reclaims gave back [0-9]+ pages$'
-    '^slab: 0 caches, 0 of 0 objects in use \(0 B\), 0 slabs in 0 pages \(0 B\)$'
+    '^slab: 0 caches, 0 of 0 objects in use \(0 B\), 0 in magazines, 0 slabs in 0 pages \(0 B\)$'
     '^cache +size +align +in use/total +cached +slabs +slab +pages +allocs +frees +hit +fail +bad$'
     '^0 caches \(of 32\): 0 of 0 objects in use, 0 slabs, 0 pages \(0 B\)$'
     '^ktest-record +40 +8 +0/0 +0 +0 +4K +0 +[1-9][0-9]* +[1-9][0-9]* +[0-9]+% +0 +0$'
@@ -101,7 +101,7 @@ expect=(
     # 5,000 pairs: the first allocation refills the magazine under the
     # lock (a batch of 16), the other 9,999 calls need no lock.
     '^bench-64 +64 +8 +0/63 +17 +1 +4K +1 +5000 +5000 +99% +0 +0$'
-    '^slab: 3 caches, 0 of 63 objects in use \(0 B\), 1 slab in 1 page \(4 KiB\)$'
+    '^slab: 3 caches, 0 of 63 objects in use \(0 B\), 17 in magazines, 1 slab in 1 page \(4 KiB\)$'
     '^2 caches \(of 32\): 0 of 0 objects in use, 0 slabs, 0 pages \(0 B\)$'
     '^3 caches \(of 32\): 0 of 63 objects in use, 1 slab, 1 page \(4 KiB\)$'
     '^memory map \([0-9]+ entries'

@@ -253,11 +253,12 @@ fn meminfo() {
     );
     let caches = slab::totals();
     kprintln!(
-        "slab: {}, {} of {} objects in use ({}), {} in {} ({})",
+        "slab: {}, {} of {} objects in use ({}), {} in magazines, {} in {} ({})",
         Counted(caches.caches, "cache"),
         caches.in_use,
         caches.total,
         HumanSize(caches.bytes_in_use as u64),
+        caches.in_magazines,
         Counted(caches.slabs, "slab"),
         Counted(caches.pages, "page"),
         HumanSize(caches.pages as u64 * PAGE_SIZE)

@@ -79,6 +79,8 @@ pub struct CacheTotals {
     pub in_use: usize,
     /// Objects in all slabs.
     pub total: usize,
+    /// Objects waiting in per-CPU magazines.
+    pub in_magazines: usize,
     /// Slabs.
     pub slabs: usize,
     /// Pages held (slabs and indexes).
@@ -93,6 +95,7 @@ impl CacheTotals {
         self.caches += 1;
         self.in_use += stats.in_use;
         self.total += stats.total;
+        self.in_magazines += stats.in_magazines;
         self.slabs += stats.slabs;
         self.pages += stats.pages();
         self.bytes_in_use += stats.in_use * stats.object_size;
