@@ -18,6 +18,8 @@ footnote names the runs and commits drawn. Charts:
     paging.svg        each paging workload's figure per subject
     pmm-fill.svg      PMM mean ns per alloc+free pair by fill level, from
                       the pmm workloads named pairs-fill-<percent>
+    slab.svg          object cache: mean ns/op per subject on 1 and 2
+                      threads, and each subject's 2-thread scaling
 
 A missing CSV, or one without the rows a chart needs, skips that chart
 with a one-line note. The SVGs are reproducible (no date, fixed ids) so
@@ -293,6 +295,34 @@ def pmm_fill(results, out):
     finish(figure, os.path.join(out, "pmm-fill.svg"), results.footnote(rows))
 
 
+def slab(results, out):
+    rows = results.select("mean")
+    scaling = results.select("scaling")
+    if not rows or not scaling:
+        return note(f"{results.path} has no mean or scaling rows: skipped slab.svg")
+    workloads = ordered(r["workload"] for r in rows)
+    subjects = ordered(r["subject"] for r in rows)
+    figure, (left, right) = plt.subplots(
+        1, 2, figsize=(10, 4), layout="constrained", width_ratios=[2, 1]
+    )
+    grouped_bars(left, rows, workloads, subjects)
+    left.set_yscale("log")
+    left.set_ylabel("mean ns/op (log scale)")
+    left.set_title("Alloc or free of a 64-byte object (lower is faster)")
+    left.tick_params(axis="x", labelsize=7, rotation=20)
+    left.legend(fontsize=7, loc="upper left")
+    left.margins(y=0.15)
+    groups = ordered(r["workload"] for r in scaling)
+    grouped_bars(right, scaling, groups, ordered(r["subject"] for r in scaling))
+    right.axhline(2.0, color="0.5", linewidth=0.8, linestyle="--")
+    right.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
+    right.set_ylabel("1-thread ns/op / 2-thread ns/op")
+    right.set_title("Scaling to two threads (2.0: perfect)")
+    right.tick_params(axis="x", labelsize=7, rotation=20)
+    right.margins(y=0.15)
+    finish(figure, os.path.join(out, "slab.svg"), results.footnote(rows + scaling))
+
+
 def main():
     results_dir = sys.argv[1] if len(sys.argv) > 1 else "build/bench"
     out = sys.argv[2] if len(sys.argv) > 2 else "docs/img"
@@ -301,6 +331,7 @@ def main():
         "heap": [heap_mean, heap_latency, heap_untuned],
         "paging": [paging],
         "pmm": [pmm_fill],
+        "slab": [slab],
     }
     for bench, draws in charts.items():
         path = os.path.join(results_dir, f"{bench}.csv")
