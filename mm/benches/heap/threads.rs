@@ -16,13 +16,13 @@
 use std::alloc::Layout;
 use std::hint::black_box;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use mm::heap::magazine::{self, CpuMagazines, Machine, SlotStates};
 use mm::heap::{DebugChecks, Heap, NoGrow};
 
+use crate::support::start_line::{wall, Span, SpinBarrier};
 use crate::support::Row;
 use crate::untuned::{kernel_objects, KERNEL_OBJECTS, KERNEL_PAIRS, KERNEL_SEED};
 use crate::{median, Allocator, Bench, Timer, ARENA, NAMES};
@@ -96,49 +96,6 @@ fn run(a: &mut dyn Allocator, threads: usize) -> f64 {
     });
     let ops: usize = runs.iter().map(|(ops, _)| ops).sum();
     wall(runs.iter().map(|&(_, span)| span)).as_nanos() as f64 / ops as f64
-}
-
-/// When a worker started (right after the start barrier) and ended.
-type Span = (Instant, Instant);
-
-/// A start line the workers spin at, so that each is running on a CPU
-/// when they go. (With a sleeping barrier the last to arrive wakes the
-/// others, and a woken one may get a CPU only when the scheduler
-/// preempts someone, milliseconds later: the runs then overlap less than
-/// they seem to.)
-struct SpinBarrier {
-    arrived: AtomicUsize,
-    threads: usize,
-}
-
-impl SpinBarrier {
-    fn new(threads: usize) -> Self {
-        Self {
-            arrived: AtomicUsize::new(0),
-            threads,
-        }
-    }
-
-    /// Waits until all `threads` have arrived.
-    fn wait(&self) {
-        self.arrived.fetch_add(1, Ordering::AcqRel);
-        while self.arrived.load(Ordering::Acquire) < self.threads {
-            std::hint::spin_loop();
-        }
-    }
-}
-
-/// Wall time of a run: from the first worker's start to the last one's
-/// end, each read by the worker itself. (Timing from the main thread
-/// after it passed the same barrier made runs look faster than they
-/// were: woken while the workers held both CPUs, it got one only
-/// milliseconds later, so short two-thread runs, the floor's above all,
-/// were timed from well after their start.)
-fn wall(spans: impl Iterator<Item = Span>) -> std::time::Duration {
-    let (began, ended) = spans
-        .reduce(|(b1, e1), (b2, e2)| (b1.min(b2), e1.max(e2)))
-        .expect("at least one worker");
-    ended - began
 }
 
 /// Throughput on 1 and 2 threads and the scaling, for every allocator.

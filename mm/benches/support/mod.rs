@@ -1,6 +1,8 @@
 //! Reporting shared by the host benchmarks: progress lines on stderr,
 //! tables with self-describing columns on stdout, and one CSV row per
-//! figure in `build/bench/<bench>.csv` for `make plots`.
+//! figure in `build/bench/<bench>.csv` for `make plots`; and, in
+//! [`start_line`], the spinning start and the self-timed spans of the
+//! benchmarks' threads.
 //!
 //! A benchmark (`harness = false`) takes it in with `mod support;` (cargo
 //! builds no target of its own from `benches/support/mod.rs`):
@@ -67,6 +69,8 @@
     dead_code,
     reason = "each benchmark compiles this module on its own and uses part of it"
 )]
+
+pub mod start_line;
 
 use std::fmt::{self, Display};
 use std::fs::{self, File, OpenOptions};
