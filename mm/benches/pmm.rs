@@ -6,6 +6,11 @@
 //!
 //! * single-frame pairs (free a random held frame, allocate one) at 50,
 //!   90 and 99 % full;
+//! * the same pairs on 1 and on each of 2 threads (`scaling`): this PMM
+//!   through a frame cache per thread around one locked PMM, and a free
+//!   stack per thread (what the machine gives two threads doing such
+//!   pairs), the threads leaving a spinning start line and each timing
+//!   itself;
 //! * a 2 MiB block allocated and freed while scattered single frames are
 //!   held below it;
 //! * a Linux-like order mix (mostly order 0, some orders 1-3, a few order
@@ -27,6 +32,7 @@ use std::sync::atomic::AtomicU8;
 use x86_64::PhysAddr;
 
 mod support;
+use support::start_line::{wall, Span, SpinBarrier};
 use support::{Report, Row};
 
 const FRAMES: usize = 262_144; // 1 GiB of 4 KiB frames
@@ -124,46 +130,73 @@ impl Frames for FrameAllocator<'_> {
     }
 }
 
+/// How a frame cache reaches the PMM behind it: directly on one thread,
+/// through the lock when threads share it (the `scaling` section).
+trait Behind {
+    /// Runs `f` on the PMM (holding its lock, if it has one).
+    fn with<R>(&mut self, f: impl FnOnce(&mut FrameAllocator<'_>) -> R) -> R;
+}
+
+impl Behind for FrameAllocator<'_> {
+    #[inline]
+    fn with<R>(&mut self, f: impl FnOnce(&mut FrameAllocator<'_>) -> R) -> R {
+        f(self)
+    }
+}
+
+impl Behind for &std::sync::Mutex<FrameAllocator<'_>> {
+    #[inline]
+    fn with<R>(&mut self, f: impl FnOnce(&mut FrameAllocator<'_>) -> R) -> R {
+        f(&mut self.lock().unwrap())
+    }
+}
+
 /// This PMM behind a per-CPU frame cache, as the kernel runs it (minus
 /// the interrupt masking around the cache, which the host cannot do).
-struct Cached<'s, 'a> {
-    pmm: FrameAllocator<'a>,
+struct Cached<'s, P> {
+    pmm: P,
     cache: FrameCache,
     states: FrameStates<'s>,
 }
 
-impl Frames for Cached<'_, '_> {
+impl<P: Behind> Frames for Cached<'_, P> {
     #[inline]
     fn alloc(&mut self, order: u32, mobility: Mobility) -> Option<u64> {
         if order != 0 {
-            return self.pmm.alloc(order, mobility);
+            return self.pmm.with(|pmm| pmm.alloc(order, mobility));
         }
         if let Some(frame) = cache::take(&mut self.cache, &self.states) {
             return Some(frame);
         }
-        let mut source = Near {
-            allocator: &mut self.pmm,
-            node: 0,
-        };
-        cache::refill(&mut self.cache, &self.states, &mut source);
+        let (cache, states) = (&mut self.cache, &self.states);
+        self.pmm.with(|pmm| {
+            let mut source = Near {
+                allocator: pmm,
+                node: 0,
+            };
+            cache::refill(cache, states, &mut source)
+        });
         cache::take(&mut self.cache, &self.states)
     }
     #[inline]
     fn free(&mut self, address: u64, order: u32) {
         if order != 0 {
-            return self.pmm.free(address, order);
+            return self.pmm.with(|pmm| pmm.free(address, order));
         }
         match cache::give(&mut self.cache, &self.states, address).unwrap() {
             Given::Cached(false) => {}
             Given::Cached(true) => {
-                let mut source = Near {
-                    allocator: &mut self.pmm,
-                    node: 0,
-                };
-                let batch = self.cache.batch();
-                cache::drain(&mut self.cache, &self.states, &mut source, batch);
+                let (cache, states) = (&mut self.cache, &self.states);
+                let batch = cache.batch();
+                self.pmm.with(|pmm| {
+                    let mut source = Near {
+                        allocator: pmm,
+                        node: 0,
+                    };
+                    cache::drain(cache, states, &mut source, batch);
+                });
             }
-            Given::ToAllocator => self.pmm.free(address, 0),
+            Given::ToAllocator => self.pmm.with(|pmm| pmm.free(address, 0)),
         }
     }
 }
@@ -217,71 +250,66 @@ fn pairs_ns(frames: &mut impl Frames, fill: f64, pairs: usize) -> f64 {
     start.elapsed().as_nanos() as f64 / pairs as f64
 }
 
-/// `threads` threads, each with its own cache around the shared,
-/// mutex-locked PMM, each doing `pairs` (free a random held frame,
-/// allocate one) over 1/4 of memory held per thread; returns the pairs
-/// per microsecond of all threads together.
-fn scaled_pairs_per_us(
-    pmm: &std::sync::Mutex<FrameAllocator<'_>>,
-    states: &FrameStates<'_>,
+/// Pairs each thread does in a timed `scaling` run: 120-215 ms on one
+/// thread here (140-260 pairs/us), so that a scheduler tick or a short
+/// burst of another process is a small part of a run. (With 2,000,000
+/// pairs, 7 ms, such a burst made some runs' ratio 0.9x: docs/pmm.md.)
+const SCALING_PAIRS: usize = 30_000_000;
+/// Timed rounds of the `scaling` section, each running every subject on
+/// 1 thread, then on 2.
+const SCALING_ROUNDS: usize = 11;
+/// The `scaling` section's subjects, as its table names them.
+const SCALING_SUBJECTS: [&str; 2] = ["this-pmm-cached", "free-stack"];
+
+/// `threads` threads, each with the allocator `handle(thread)` makes
+/// (outside the timing), each holding 1/4 of memory and doing `pairs`
+/// (free a random held frame, allocate one); returns the pairs per
+/// microsecond of all threads together, over the wall time from the
+/// first thread's start to the last one's end, each read by the thread
+/// itself as it leaves a spinning start line ([`SpinBarrier`]).
+fn scaled_pairs_per_us<F: Frames>(
     threads: usize,
     pairs: usize,
+    handle: impl Fn(usize) -> F + Sync,
 ) -> f64 {
-    let start = std::sync::Barrier::new(threads);
-    let elapsed: Vec<f64> = std::thread::scope(|scope| {
+    let start = SpinBarrier::new(threads);
+    let spans: Vec<Span> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|thread| {
-                let start = &start;
+                let (start, handle) = (&start, &handle);
                 scope.spawn(move || {
-                    let mut cache = FrameCache::new(96, 64);
-                    let alloc = |cache: &mut FrameCache| {
-                        cache::take(cache, states).or_else(|| {
-                            let mut pmm = pmm.lock().unwrap();
-                            let mut source = Near {
-                                allocator: &mut pmm,
-                                node: 0,
-                            };
-                            cache::refill(cache, states, &mut source);
-                            drop(pmm);
-                            cache::take(cache, states)
-                        })
-                    };
+                    let mut frames = handle(thread);
                     let mut held: Vec<u64> = (0..FRAMES / 4)
-                        .map(|_| alloc(&mut cache).unwrap())
+                        .map(|_| frames.alloc(0, Mobility::Unmovable).expect("fill"))
                         .collect();
                     let mut rng = XorShift::new(0x9E37_79B9 + thread as u64);
                     start.wait();
                     let began = Instant::now();
                     for _ in 0..pairs {
                         let slot = rng.below(held.len() as u64) as usize;
-                        match cache::give(&mut cache, states, held[slot]).unwrap() {
-                            Given::Cached(false) => {}
-                            Given::Cached(true) => {
-                                let mut pmm = pmm.lock().unwrap();
-                                let mut source = Near {
-                                    allocator: &mut pmm,
-                                    node: 0,
-                                };
-                                let batch = cache.batch();
-                                cache::drain(&mut cache, states, &mut source, batch);
-                            }
-                            Given::ToAllocator => unreachable!("a cached frame"),
-                        }
-                        held[slot] = black_box(alloc(&mut cache).unwrap());
+                        frames.free(held[slot], 0);
+                        held[slot] =
+                            black_box(frames.alloc(0, Mobility::Unmovable).expect("just freed"));
                     }
-                    began.elapsed().as_secs_f64()
+                    (began, Instant::now())
                 })
             })
             .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).collect()
+        workers
+            .into_iter()
+            .map(|worker| worker.join().expect("a worker thread panicked"))
+            .collect()
     });
-    let slowest = elapsed.iter().copied().fold(0.0, f64::max);
-    (threads * pairs) as f64 / (slowest * 1e6)
+    (threads * pairs) as f64 / (wall(spans.into_iter()).as_secs_f64() * 1e6)
 }
 
 /// Median of `runs` measurements.
 fn median(runs: usize, mut measure: impl FnMut() -> f64) -> f64 {
-    let mut values: Vec<f64> = (0..runs).map(|_| measure()).collect();
+    median_of((0..runs).map(|_| measure()).collect())
+}
+
+/// Median of `values`.
+fn median_of(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
@@ -489,40 +517,83 @@ fn main() {
         let workload = "scaling-cached-pairs";
         report.step(
             workload,
-            "1 and 2 threads, each with its own frame cache, x5",
+            format_args!(
+                "{SCALING_ROUNDS} rounds of 1 and 2 threads, this PMM (a frame cache per \
+                 thread) and the free stack (one per thread), {} M pairs per thread",
+                SCALING_PAIRS / 1_000_000
+            ),
         );
         let states = state_bytes();
-        let mut throughput = [0.0; 2];
-        for threads in [1usize, 2] {
-            throughput[threads - 1] = median(5, || {
-                let pmm = std::sync::Mutex::new(
-                    FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap(),
-                );
-                let states = FrameStates::new(states, 0).unwrap();
-                scaled_pairs_per_us(&pmm, &states, threads, 2_000_000)
+        // Subject 0 (of SCALING_SUBJECTS): this PMM; 1: the floor.
+        let mut run = |subject: usize, threads: usize| {
+            if subject == 1 {
+                return scaled_pairs_per_us(threads, SCALING_PAIRS, |_| FreeStack::new(FRAMES / 2));
+            }
+            let pmm = std::sync::Mutex::new(
+                FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap(),
+            );
+            scaled_pairs_per_us(threads, SCALING_PAIRS, |_| Cached {
+                pmm: &pmm,
+                cache: FrameCache::new(96, 64),
+                states: FrameStates::new(states, 0).unwrap(),
+            })
+        };
+        // One untimed run first, as the heap's threaded runs have.
+        black_box(run(0, 2));
+        // Per round and subject, pairs/us on 1 and on 2 threads.
+        let rounds: Vec<[[f64; 2]; 2]> = (0..SCALING_ROUNDS)
+            .map(|_| [0, 1].map(|subject| [run(subject, 1), run(subject, 2)]))
+            .collect();
+        // Per subject, 2-thread / 1-thread throughput per round.
+        let scaling = [0, 1].map(|subject| {
+            rounds
+                .iter()
+                .map(|round| round[subject][1] / round[subject][0])
+                .collect::<Vec<f64>>()
+        });
+        for (subject, name) in SCALING_SUBJECTS.into_iter().enumerate() {
+            eprintln!(
+                "  {name}, per round: scaling (pairs/us on 1 / 2 threads) {}",
+                scaling[subject]
+                    .iter()
+                    .zip(&rounds)
+                    .map(|(s, round)| {
+                        let [one, two] = round[subject];
+                        format!("{s:.2} ({one:.0}/{two:.0})")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            for (threads, metric) in ["1-thread", "2-threads"].into_iter().enumerate() {
+                let throughput = median_of(rounds.iter().map(|r| r[subject][threads]).collect());
+                report.record(Row::new(workload, name, metric, "pairs/us", throughput));
+            }
+            let row = Row::new(
+                workload,
+                name,
+                "scaling",
+                "x",
+                median_of(scaling[subject].clone()),
+            );
+            report.record(if subject == 1 {
+                row.baseline()
+            } else {
+                // What this PMM keeps of the scaling the machine gave
+                // the floor in the same round.
+                let kept = scaling[0]
+                    .iter()
+                    .zip(&scaling[1])
+                    .map(|(ours, floor)| ours / floor);
+                row.against(SCALING_SUBJECTS[1], median_of(kept.collect()))
             });
         }
-        report.record(Row::new(
-            workload,
-            "1-thread",
-            "throughput",
-            "pairs/us",
-            throughput[0],
-        ));
-        report.record(
-            Row::new(
-                workload,
-                "2-threads",
-                "throughput",
-                "pairs/us",
-                throughput[1],
-            )
-            .against("1-thread", throughput[1] / throughput[0]),
-        );
         report.table(
             workload,
-            "single-frame pairs through per-thread caches around one locked PMM (higher is better)",
-            "threads",
+            "single-frame pairs on 1 and on each of 2 threads: this PMM through a frame cache \
+             per thread around one locked PMM, and the floor, a free stack per thread; \
+             throughput (higher is better), scaling (2-thread / 1-thread throughput) and \
+             scaling vs the floor's in the same round, each the median over the rounds",
+            "allocator",
         );
     }
 
