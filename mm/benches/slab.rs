@@ -15,7 +15,8 @@
 //! queue of 1,000 live objects: allocate one, free the oldest). Every
 //! subject gets a fresh cache over its own arena per timed run; threads
 //! start from a spinning start line and each times itself, and a run's
-//! throughput is its operations over the slowest thread's time. Ratios
+//! throughput is its operations over the time from the first thread's
+//! start to the last one's end (`support::start_line`). Ratios
 //! and scaling (1-thread time per operation / 2-thread time per
 //! operation; 2.0 would be perfect) are medians of per-round figures.
 //!
@@ -24,7 +25,6 @@
 use std::collections::VecDeque;
 use std::hint::black_box;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -33,6 +33,7 @@ use mm::slab::SlabCache;
 use mm::testing::{PageTags, TaggedSlabs};
 
 mod support;
+use support::start_line::{wall, Span, SpinBarrier};
 use support::{Report, Row};
 
 const SIZE: usize = 64;
@@ -223,12 +224,12 @@ fn run(workload: &str, objects: &mut dyn Objects, operations: usize) {
 /// threads, each timing itself from a spinning start line.
 fn measure(workload: &str, subject: &str, threads: usize) -> f64 {
     let shared = Shared::new(threads);
-    let ready = AtomicUsize::new(0);
+    let start = SpinBarrier::new(threads);
     let share = OPERATIONS / threads;
-    let times: Vec<f64> = std::thread::scope(|scope| {
+    let spans: Vec<Span> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|thread| {
-                let (shared, ready) = (&shared, &ready);
+                let (shared, start) = (&shared, &start);
                 scope.spawn(move || {
                     let mut floor = Floor::new();
                     let mut locked = Locked(shared);
@@ -241,21 +242,17 @@ fn measure(workload: &str, subject: &str, threads: usize) -> f64 {
                         "magazines" => &mut magazines,
                         _ => &mut floor,
                     };
-                    ready.fetch_add(1, Ordering::AcqRel);
-                    while ready.load(Ordering::Acquire) < threads {
-                        std::hint::spin_loop();
-                    }
+                    start.wait();
                     let began = Instant::now();
                     run(workload, objects, share);
-                    began.elapsed().as_secs_f64()
+                    (began, Instant::now())
                 })
             })
             .collect();
         workers.into_iter().map(|w| w.join().unwrap()).collect()
     });
     shared.finish();
-    let slowest = times.into_iter().fold(0.0, f64::max);
-    slowest * 1e9 / (share * threads) as f64
+    wall(spans.into_iter()).as_secs_f64() * 1e9 / (share * threads) as f64
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -293,13 +293,17 @@ fn with_magazine<R>(id: CacheId, f: impl FnOnce(&Magazine) -> R) -> Option<R> {
     })
 }
 
-/// Runs `f` on cache `id` under its lock, with this CPU's magazine.
-fn with_locked<R>(id: CacheId, f: impl FnOnce(&mut Cache, &Magazine) -> R) -> Result<R, MmError> {
+/// Runs `f` on cache `id` under its lock, with this CPU's magazine
+/// (`None` without a per-CPU record: early boot).
+fn with_locked<R>(
+    id: CacheId,
+    f: impl FnOnce(&mut Cache, Option<&Magazine>) -> R,
+) -> Result<R, MmError> {
     with(id, |cache| {
         // Interrupts are off under the cache's lock: this CPU stays.
         let magazine = smp::current().and_then(|cpu| cpu.slab_magazines.get(id.slot as usize));
-        Ok(f(cache, magazine.ok_or(MmError::NoSuchCache)?))
-    })?
+        f(cache, magazine)
+    })
 }
 
 /// Moves every CPU's magazine of cache `id` back into it (before it
@@ -316,8 +320,9 @@ pub fn alloc(id: CacheId) -> Result<NonNull<u8>, MmError> {
     if let Some(object) = with_magazine(id, |mine| mine.try_alloc(id.key())).flatten() {
         return Ok(object);
     }
-    with_locked(id, |cache, mine| {
-        magazine::alloc_locked(cache, mine, id.key(), magazines_of(id.slot as usize))
+    with_locked(id, |cache, mine| match mine {
+        Some(mine) => magazine::alloc_locked(cache, mine, id.key(), magazines_of(id.slot as usize)),
+        None => cache.alloc(),
     })?
 }
 
@@ -337,9 +342,11 @@ pub unsafe fn free(id: CacheId, object: *mut u8) -> Result<(), MmError> {
     if fast == Some(true) {
         return Ok(());
     }
-    let mut result = with_locked(id, |cache, mine| {
+    let mut result = with_locked(id, |cache, mine| match mine {
         // SAFETY: the caller's contract.
-        unsafe { magazine::free_locked(cache, mine, id.key(), object) }
+        Some(mine) => unsafe { magazine::free_locked(cache, mine, id.key(), object) },
+        // SAFETY: the caller's contract.
+        None => unsafe { cache.free(object) },
     })
     .and_then(|freed| freed);
     if result == Err(MmError::NotInCache) && owner_other_than(id, object).is_some() {
