@@ -81,7 +81,9 @@ impl Shared {
     fn finish(self) {
         let mut cache = self.cache.into_inner().unwrap();
         for magazine in self.magazines.iter() {
-            magazine::drain(&mut cache, magazine, KEY, true);
+            // SAFETY: KEY names this run's one cache alone, drained here
+            // before it goes.
+            unsafe { magazine::drain(&mut cache, magazine, KEY, true) };
         }
         assert_eq!(cache.stats().in_use, 0, "objects left");
         assert_eq!(cache.verify(), Ok(()));
@@ -120,9 +122,12 @@ impl Objects for Magazines<'_> {
             Some(object) => object.as_ptr(),
             None => {
                 let mut cache = self.shared.cache.lock().unwrap();
-                magazine::alloc_locked(&mut cache, self.mine, KEY, self.shared.magazines.iter())
-                    .expect("arena large enough")
-                    .as_ptr()
+                // SAFETY: as in `Shared::finish`.
+                unsafe {
+                    magazine::alloc_locked(&mut cache, self.mine, KEY, self.shared.magazines.iter())
+                }
+                .expect("arena large enough")
+                .as_ptr()
             }
         }
     }
@@ -132,7 +137,7 @@ impl Objects for Magazines<'_> {
             return;
         }
         let mut cache = self.shared.cache.lock().unwrap();
-        // SAFETY: the caller's contract.
+        // SAFETY: the caller's contract; the key as in `Shared::finish`.
         let freed = unsafe { magazine::free_locked(&mut cache, self.mine, KEY, object) };
         debug_assert_eq!(freed, Ok(()));
     }

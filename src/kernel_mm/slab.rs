@@ -310,7 +310,10 @@ fn with_locked<R>(
 /// shrinks, is verified or destroyed; `close` for the last).
 fn drain_all(cache: &mut Cache, id: CacheId, close: bool) {
     for magazine in magazines_of(id.slot as usize) {
-        magazine::drain(cache, magazine, id.key(), close);
+        // SAFETY: `id`'s key names this cache alone (its slot and
+        // generation; `destroy` drains and closes every magazine of it
+        // before the slot's generation moves on).
+        unsafe { magazine::drain(cache, magazine, id.key(), close) };
     }
 }
 
@@ -321,7 +324,10 @@ pub fn alloc(id: CacheId) -> Result<NonNull<u8>, MmError> {
         return Ok(object);
     }
     with_locked(id, |cache, mine| match mine {
-        Some(mine) => magazine::alloc_locked(cache, mine, id.key(), magazines_of(id.slot as usize)),
+        // SAFETY: as in `drain_all`.
+        Some(mine) => unsafe {
+            magazine::alloc_locked(cache, mine, id.key(), magazines_of(id.slot as usize))
+        },
         None => cache.alloc(),
     })?
 }
@@ -343,7 +349,7 @@ pub unsafe fn free(id: CacheId, object: *mut u8) -> Result<(), MmError> {
         return Ok(());
     }
     let mut result = with_locked(id, |cache, mine| match mine {
-        // SAFETY: the caller's contract.
+        // SAFETY: the caller's contract; the key as in `drain_all`.
         Some(mine) => unsafe { magazine::free_locked(cache, mine, id.key(), object) },
         // SAFETY: the caller's contract.
         None => unsafe { cache.free(object) },

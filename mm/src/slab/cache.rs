@@ -272,8 +272,17 @@ impl<P: SlabPages> SlabCache<P> {
     }
 
     /// Takes back objects [`take_batch`](Self::take_batch) gave out, none
-    /// of them live (a magazine's, flushed or drained).
-    pub fn return_batch(&mut self, objects: &[*mut u8]) {
+    /// of them live (a magazine's, flushed or drained). An object in no
+    /// slab of ours, free already or live is left alone (a bug in the
+    /// caller: `debug_assert`).
+    ///
+    /// # Safety
+    /// Each object is held by the caller alone since `take_batch` (or a
+    /// lock-free free) gave it: in no magazine any more, not returned
+    /// since. (Those checks cannot tell one held object from another, so
+    /// returning an object that still sits in a magazine would let it be
+    /// handed out twice.)
+    pub unsafe fn return_batch(&mut self, objects: &[*mut u8]) {
         let g = self.geometry;
         // The last slab found: batches come mostly from one slab, so most
         // objects skip the index search.
@@ -298,12 +307,14 @@ impl<P: SlabPages> SlabCache<P> {
             // SAFETY: `locate` found a live slab of ours.
             let live = unsafe { header::live(header, self.geometry.bitmap_words) };
             let (word, bit) = header::live_bit(live, index);
-            debug_assert_eq!(
-                word.load(Ordering::Relaxed) & bit,
-                0,
-                "a live object returned"
-            );
-            // SAFETY: as above.
+            // SAFETY: as above; no other reference to the free bitmap.
+            let free =
+                unsafe { header::bits(header, g.bitmap_words)[index / 64] } & 1 << (index % 64);
+            if word.load(Ordering::Relaxed) & bit != 0 || free != 0 {
+                debug_assert!(false, "a live or free object returned from a magazine");
+                continue;
+            }
+            // SAFETY: as above; the object is held (not free).
             if unsafe { self.put_back(header, index) } {
                 last = None;
             }

@@ -202,6 +202,14 @@ pub struct Magazine {
     /// Held by whoever works on `rounds`: the owning CPU for each
     /// operation, or a locked path of the cache it serves.
     busy: AtomicBool,
+    /// Set by a locked path waiting for `busy`: the lock-free paths step
+    /// aside (take the locked path) until it has had its turn, so a CPU
+    /// running calls back to back cannot starve it.
+    wanted: AtomicBool,
+    /// How many times a holder let go of `busy` (written by the holder
+    /// alone): `quiesce` waits for the section it saw to end, not for a
+    /// moment with no section.
+    exits: AtomicU64,
     rounds: UnsafeCell<Rounds>,
     /// The base of its home slab (`SlabCache`'s `Home`), read and written
     /// only under the cache's lock.
@@ -227,6 +235,8 @@ impl Magazine {
     pub const fn new() -> Self {
         Self {
             busy: AtomicBool::new(false),
+            wanted: AtomicBool::new(false),
+            exits: AtomicU64::new(0),
             rounds: UnsafeCell::new(Rounds::CLOSED),
             home: AtomicUsize::new(0),
             key: AtomicU64::new(0),
@@ -236,11 +246,20 @@ impl Magazine {
         }
     }
 
-    /// Runs `f` on the rounds unless someone else holds them (then
-    /// `None`), and publishes the counters. SeqCst on the swap: the retire
-    /// protocol (module doc).
+    /// For the lock-free paths: runs `f` on the rounds unless someone
+    /// holds or wants them (then `None`).
     #[inline(always)]
     fn enter<R>(&self, f: impl FnOnce(&mut Rounds) -> R) -> Option<R> {
+        if self.wanted.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.take(f)
+    }
+
+    /// Runs `f` on the rounds if the flag is free, and publishes the
+    /// counters. SeqCst on the swap: the retire protocol (module doc).
+    #[inline(always)]
+    fn take<R>(&self, f: impl FnOnce(&mut Rounds) -> R) -> Option<R> {
         if self.busy.swap(true, Ordering::SeqCst) {
             return None;
         }
@@ -249,16 +268,22 @@ impl Magazine {
         let rounds = unsafe { &mut *self.rounds.get() };
         let result = f(rounds);
         self.publish(rounds);
+        // Only the holder writes it: no read-modify-write needed.
+        let exits = self.exits.load(Ordering::Relaxed);
+        self.exits.store(exits + 1, Ordering::Relaxed);
         self.busy.store(false, Ordering::Release);
         Some(result)
     }
 
-    /// As [`enter`](Self::enter), waiting for the flag: only for the
-    /// paths under the cache's lock (the holder waits for nothing).
+    /// As [`take`](Self::take), waiting for the flag: only for the paths
+    /// under the cache's lock (the holder waits for nothing, and sees
+    /// `wanted` at its next call).
     fn enter_waiting<R>(&self, f: impl FnOnce(&mut Rounds) -> R) -> R {
+        self.wanted.store(true, Ordering::Relaxed);
         let mut f = Some(f);
         loop {
-            if let Some(result) = self.enter(|rounds| (f.take().expect("runs once"))(rounds)) {
+            if let Some(result) = self.take(|rounds| (f.take().expect("runs once"))(rounds)) {
+                self.wanted.store(false, Ordering::Relaxed);
                 return result;
             }
             core::hint::spin_loop();
@@ -360,11 +385,22 @@ impl Default for Magazine {
     }
 }
 
-/// Waits until no lock-free operation holds any of `magazines` (the
-/// retire protocol's wait; the page source calls it after untagging).
+/// Waits until no operation that held any of `magazines` when this was
+/// called still holds it (the retire protocol's wait; the page source
+/// calls it after untagging). It waits for that section to end, seen by
+/// the flag coming free or the exit count moving, so a CPU that takes the
+/// flag again at once cannot starve it.
 pub fn quiesce<'m>(magazines: impl IntoIterator<Item = &'m Magazine>) {
     for magazine in magazines {
-        while magazine.busy.load(Ordering::SeqCst) {
+        if !magazine.busy.load(Ordering::SeqCst) {
+            continue;
+        }
+        // The count of the section seen (or of a later one: then this
+        // waits for that one too, which is merely longer).
+        let seen = magazine.exits.load(Ordering::Acquire);
+        while magazine.busy.load(Ordering::Acquire)
+            && magazine.exits.load(Ordering::Acquire) == seen
+        {
             core::hint::spin_loop();
         }
     }
@@ -375,7 +411,13 @@ pub fn quiesce<'m>(magazines: impl IntoIterator<Item = &'m Magazine>) {
 /// for the cache `key` names) so the next ones need no lock. If the cache
 /// has no object and no page for a slab, the objects waiting in every
 /// magazine of `all` go back to it first, and it fails only if none did.
-pub fn alloc_locked<'m, P: SlabPages>(
+///
+/// # Safety
+/// `key` names `cache` alone: every call with `key` on these magazines
+/// (this one, [`free_locked`], [`drain`]) passes this cache, and the
+/// cache outlives the objects its magazines hold (they are drained before
+/// it goes). The lock-free paths rest on that.
+pub unsafe fn alloc_locked<'m, P: SlabPages>(
     cache: &mut SlabCache<P>,
     mine: &Magazine,
     key: Key,
@@ -387,7 +429,8 @@ pub fn alloc_locked<'m, P: SlabPages>(
         Err(error) => {
             let drained: usize = all
                 .into_iter()
-                .map(|magazine| drain(cache, magazine, key, false))
+                // SAFETY: the caller's contract.
+                .map(|magazine| unsafe { drain(cache, magazine, key, false) })
                 .sum();
             if drained == 0 {
                 return Err(error);
@@ -421,7 +464,8 @@ pub fn alloc_locked<'m, P: SlabPages>(
         rounds.count += count;
         count
     });
-    cache.return_batch(&batch[pushed..taken]);
+    // SAFETY: taken above, in no magazine.
+    unsafe { cache.return_batch(&batch[pushed..taken]) };
     Ok(object)
 }
 
@@ -430,7 +474,7 @@ pub fn alloc_locked<'m, P: SlabPages>(
 /// its oldest batch so the next frees need no lock.
 ///
 /// # Safety
-/// As for `SlabCache::free`.
+/// As for `SlabCache::free`, and as for [`alloc_locked`].
 pub unsafe fn free_locked<P: SlabPages>(
     cache: &mut SlabCache<P>,
     mine: &Magazine,
@@ -448,14 +492,19 @@ pub unsafe fn free_locked<P: SlabPages>(
             0
         }
     });
-    cache.return_batch(&flushed[..count]);
+    // SAFETY: objects of `cache` (the caller's contract), out of the
+    // magazine now.
+    unsafe { cache.return_batch(&flushed[..count]) };
     result
 }
 
 /// Under the cache's lock: moves every object of `magazine` (any CPU's)
 /// that serves `key` back to the cache, and closes it if `close` (the
 /// cache is going away); returns how many came back.
-pub fn drain<P: SlabPages>(
+///
+/// # Safety
+/// As for [`alloc_locked`].
+pub unsafe fn drain<P: SlabPages>(
     cache: &mut SlabCache<P>,
     magazine: &Magazine,
     key: Key,
@@ -472,7 +521,9 @@ pub fn drain<P: SlabPages>(
         }
         count
     });
-    cache.return_batch(&held[..count]);
+    // SAFETY: objects of `cache` (the caller's contract), out of the
+    // magazine now.
+    unsafe { cache.return_batch(&held[..count]) };
     count
 }
 
