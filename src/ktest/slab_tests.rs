@@ -50,6 +50,11 @@ pub static TESTS: &[Test] = &[
         run: magazines_serve_most_calls,
         expects: Expect::NOTHING,
     },
+    Test {
+        name: "slab::slabs_go_back_while_other_cpus_use_their_magazines",
+        run: slabs_go_back_under_lock_free_calls,
+        expects: Expect::NOTHING,
+    },
 ];
 
 /// A kernel object with a destructor that counts its runs.
@@ -476,3 +481,89 @@ fn magazines_serve_most_calls(_: &Context<'_>) -> TestResult {
     kassert_eq!(pmm::stats(), frames);
     Ok(())
 }
+
+static RETIRE_TEST: ObjectCache<[u64; 16]> = ObjectCache::new("ktest-retire");
+/// Shrinks CPU 0 made, and slabs they gave back (read after the run).
+static SHRINKS: AtomicUsize = AtomicUsize::new(0);
+/// CPUs other than 0 still running their rounds.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// CPU 0 shrinks the cache over and over (draining every CPU's magazine,
+/// giving empty slabs back: each one untagged and waited out) while the
+/// other CPUs fill and empty bursts through their magazines, so slabs
+/// are retired while lock-free calls run on the same cache (on one CPU,
+/// it shrinks between its own bursts). Every object keeps its contents,
+/// nothing is refused, the counts add up, and slabs did go back.
+fn slabs_go_back_under_lock_free_calls(_: &Context<'_>) -> TestResult {
+    const ROUNDS: usize = 100;
+    let _ = RETIRE_TEST.destroy();
+    let frames = pmm::stats();
+    SHRINKS.store(0, Ordering::SeqCst);
+    RUNNING.store(smp::online() - 1, Ordering::SeqCst);
+    on_all_cpus(|cpu| {
+        let alone = smp::online() == 1;
+        if cpu == 0 && !alone {
+            // Until the others are done (at least once on one CPU).
+            loop {
+                let done = RUNNING.load(Ordering::SeqCst) == 0;
+                let pages = RETIRE_TEST.shrink();
+                SHRINKS.fetch_add(1, Ordering::Relaxed);
+                if pages > 0 {
+                    SLABS_BACK.fetch_add(pages, Ordering::Relaxed);
+                }
+                if done {
+                    return Ok(());
+                }
+            }
+        }
+        let mut held: ArrayVec<CacheBox<'static, [u64; 16]>, 96> = ArrayVec::new();
+        for round in 0..ROUNDS as u64 {
+            let count = 32 + (round as usize * 7) % 64;
+            for serial in 0..count as u64 {
+                match RETIRE_TEST.alloc([round << 32 | serial; 16]) {
+                    Ok(object) => held.push(object),
+                    Err(_) => break,
+                }
+            }
+            kassert_eq!(held.len(), count);
+            let intact = held
+                .iter()
+                .enumerate()
+                .all(|(serial, o)| o.iter().all(|&w| w == round << 32 | serial as u64));
+            kassert!(intact, "an object changed while slabs went back");
+            held.clear();
+            if alone {
+                // One CPU: it shrinks between its own rounds.
+                SLABS_BACK.fetch_add(RETIRE_TEST.shrink(), Ordering::Relaxed);
+                SHRINKS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if !alone {
+            RUNNING.fetch_sub(1, Ordering::SeqCst);
+        }
+        Ok(())
+    })?;
+    let stats = RETIRE_TEST.stats().unwrap_or_default();
+    kprintln!(
+        "    {} CPUs: {} shrinks gave back {} pages; {} slabs made, {} released, {}% hits",
+        smp::online(),
+        SHRINKS.load(Ordering::Relaxed),
+        SLABS_BACK.swap(0, Ordering::Relaxed),
+        stats.slabs_created,
+        stats.slabs_released,
+        stats.magazine_hit_percent().unwrap_or(0)
+    );
+    kassert_eq!((stats.in_use, stats.refused_frees, stats.failed), (0, 0, 0));
+    kassert_eq!(stats.allocations, stats.frees);
+    kassert!(stats.slabs_released > 0, "no slab went back during the run");
+    kassert_eq!(
+        RETIRE_TEST.info().map(|info| slab::verify(info.id)),
+        Some(Ok(()))
+    );
+    kassert_eq!(RETIRE_TEST.destroy(), Ok(()));
+    kassert_eq!(pmm::stats(), frames);
+    Ok(())
+}
+
+/// Pages CPU 0's shrinks gave back in the test above.
+static SLABS_BACK: AtomicUsize = AtomicUsize::new(0);
