@@ -221,11 +221,11 @@ pub struct Magazine {
     frees: AtomicU64,
 }
 
-// SAFETY: `rounds` is reached only inside `enter`/`enter_waiting`, by the
-// one caller that swapped `busy` from false to true, so no two references
-// to it exist at once; its pointers are objects held by slabs of the cache
-// it serves, which nobody else uses while they are held. Everything else
-// is atomic.
+// SAFETY: `rounds` is reached only inside `take` (behind `enter` and
+// `enter_waiting`), by the one caller that swapped `busy` from false to
+// true, so no two references to it exist at once; its pointers are
+// objects held by slabs of the cache it serves, which nobody else uses
+// while they are held. Everything else is atomic.
 unsafe impl Sync for Magazine {}
 // SAFETY: as above: the objects belong to the cache, not to a thread.
 unsafe impl Send for Magazine {}
