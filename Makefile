@@ -31,7 +31,7 @@ help:
 	@echo "make run          build the ISO and boot it in QEMU (SeaBIOS); serial here, Ctrl-A X quits"
 	@echo "make run-uefi     the same through OVMF (UEFI)"
 	@echo "make test         every test: host tests and lints, the boot matrix, shell, NMI and gdb checks"
-	@echo "make test-host    deps.sh's messages, cargo fmt --check, clippy (kernel and host), host unit and property tests"
+	@echo "make test-host    deps.sh's messages, cargo fmt --check, clippy (kernel and host), rustdoc links, host unit and property tests"
 	@echo "make test-boot    the boot matrix: the in-kernel suite on many machines, failure reports"
 	@echo "make test-numa    the suite on NUMA machines (2 nodes, 3 with a memory-only one, one above 4 GiB)"
 	@echo "make test-shell   the shell over serial, the UEFI screen, NMIs and every CPU from the QEMU monitor"
@@ -150,6 +150,7 @@ test-host: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --workspace -- -D warnings
 	$(CARGO) host-clippy -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps -q
 	$(CARGO) host-test
 
 # The boot matrix: each line boots one ISO and checks how the kernel ended.

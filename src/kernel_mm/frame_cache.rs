@@ -175,7 +175,7 @@ pub fn cached_frames() -> u64 {
 
 /// Collects the cache of every other CPU, handing each frame to `give`
 /// (which returns it to the PMM); returns how many came. Waits at most
-/// [`COLLECT_TIMEOUT_US`] per CPU; a CPU that does not answer keeps its
+/// `COLLECT_TIMEOUT_US` per CPU; a CPU that does not answer keeps its
 /// frames. Call with no lock held.
 pub fn collect_others(mut give: impl FnMut(u64)) -> usize {
     let (Some(me), Some(states)) = (smp::current(), STATES.get()) else {

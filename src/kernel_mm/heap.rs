@@ -519,8 +519,8 @@ const PRESSURE_FLOOR: usize = 256 * 1024;
 
 /// Under memory pressure: every idle CPU's magazines and the heap's own
 /// caches go back to the heap, then every whole free page at its end
-/// (down to its first [`PRESSURE_FLOOR`] bytes, past the usual
-/// [`KEEP_FREE`] and the initial 1 MiB) and inside every free block back
+/// (down to its first `PRESSURE_FLOOR` bytes, past the usual
+/// `KEEP_FREE` and the initial 1 MiB) and inside every free block back
 /// to the PMM. Call with no
 /// lock held (it takes the heap lock, then the VMM's and the PMM's).
 /// Returns the pages given back.

@@ -2,7 +2,7 @@
 //! PS/2 keyboard and screen. One line, one command; bad input gets a usage
 //! line, never a crash.
 //!
-//! The line editing is plain Rust, tested on the host: [`line`] and
+//! The line editing is plain Rust, tested on the host: [`line`](mod@line) and
 //! [`history`] hold the text, [`editor`] applies keys to it, [`echo`]
 //! turns its state into output for a VT100 terminal and for the kernel's
 //! screens; [`physmap`] draws physical memory as characters and

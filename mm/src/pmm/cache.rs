@@ -142,7 +142,7 @@ pub struct FrameStates<'a> {
 
 impl<'a> FrameStates<'a> {
     /// States for the frames from `base`, one per byte of `states`, all
-    /// [`OTHER`] initially.
+    /// `OTHER` (held by no cache) initially.
     ///
     /// `Err(Misaligned)` unless `states` starts a cache line and `base` is
     /// aligned to [`FRAMES_PER_LINE`] frames: then each aligned refill run

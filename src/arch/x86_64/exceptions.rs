@@ -1,6 +1,6 @@
 //! CPU exception handling: the Rust side of asm/exceptions.s.
 //!
-//! Every exception reaches [`exception_dispatch`] with a [`TrapFrame`].
+//! Every exception reaches `exception_dispatch` with a [`TrapFrame`].
 //! Breakpoints are logged and resumed. While a test has armed a recovery
 //! point ([`catch_fault`]), any other exception is recorded and the test
 //! resumes after it. Everything else is fatal: a report with the vector,

@@ -52,8 +52,8 @@ static LAPIC: Once<Lapic> = Once::new();
 static IPIS_SENT: AtomicU64 = AtomicU64::new(0);
 
 /// One CPU's own data, reached through its GS base. `repr(C)`: the
-/// assembly reads `this` at gs:[0], the fault-catch stack pointer at
-/// gs:[8], and the user-mode entry fields at gs:[16]-gs:[32]
+/// assembly reads `this` at `gs:[0]`, the fault-catch stack pointer at
+/// `gs:[8]`, and the user-mode entry fields at `gs:[16]`-`gs:[32]`
 /// (asm/user.s).
 #[repr(C)]
 pub struct PerCpu {
