@@ -20,7 +20,10 @@ fi
 
 prompt='incroos> '
 coproc QEMU { exec "${qemu[@]}" "${args[@]}" -monitor none -serial stdio 2>&1; }
-out=${QEMU[0]} in=${QEMU[1]} qemu_pid=$QEMU_PID
+# Our own copies of the pipes: bash closes the coprocess's when QEMU exits,
+# and the output still has to be read to its end after a `shutdown`.
+exec {out}<&"${QEMU[0]}" {in}>&"${QEMU[1]}"
+qemu_pid=$QEMU_PID
 
 # Copies QEMU's output to ours until the shell prompt shows; fails on EOF.
 wait_for_prompt() {
