@@ -440,11 +440,31 @@ fn selected(name: &str) -> bool {
     wanted.is_empty() || wanted.iter().any(|w| name.contains(w.as_str()))
 }
 
-/// Records `value` for `subject` against this PMM's `ours` (the ratio is
-/// theirs over ours: above 1, this PMM is faster).
-fn versus(report: &mut Report, workload: &str, subject: &str, unit: &str, value: f64, ours: f64) {
-    report.record(Row::mean(workload, subject, unit, value).against(OURS, value / ours));
+/// Records the median of `theirs` for `subject` against this PMM, with
+/// the median of the per-round ratios theirs / `ours` (the same rounds:
+/// above 1, this PMM is faster).
+fn versus(
+    report: &mut Report,
+    workload: &str,
+    subject: &str,
+    unit: &str,
+    theirs: &[f64],
+    ours: &[f64],
+) {
+    report.record(
+        Row::mean(workload, subject, unit, median_of(theirs.to_vec()))
+            .against(OURS, median_of(per_round(theirs, ours))),
+    );
 }
+
+/// Round by round, `a` over `b`.
+fn per_round(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(a, b)| a / b).collect()
+}
+
+/// Rounds of the pairs, huge and mix sections: in each, every subject
+/// runs once, one after the other.
+const ROUNDS: usize = 5;
 
 const OURS: &str = "this-pmm";
 
@@ -456,7 +476,8 @@ fn main() {
         sections.iter().filter(|s| selected(s)).count() + 2 * usize::from(selected("pairs"));
     let mut report = Report::new("pmm", steps);
     println!("PMM benchmark: 1 GiB of frames ({FRAMES}), same request sequences for every");
-    println!("allocator; mean = a run's time / its operations, median of 5 runs.");
+    println!("allocator; mean = a run's time / its operations, median of 5 rounds (each runs");
+    println!("every subject once); ratios are medians of the per-round ratios.");
 
     if selected("pairs") {
         for fill in [50, 90, 99] {
@@ -466,43 +487,57 @@ fn main() {
                 "this PMM, buddy, free stack x5; bit-by-bit x1 (2,000 pairs)",
             );
             let fill_level = f64::from(fill) / 100.0;
-            let ours = median(5, || {
-                let mut pmm = FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap();
-                pairs_ns(&mut pmm, fill_level, 1_000_000)
-            });
             let states = state_bytes();
-            let cached = median(5, || {
-                let mut cached = Cached {
+            let (mut ours, mut cached, mut buddy_ns, mut floor) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..ROUNDS {
+                let mut pmm = FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap();
+                ours.push(pairs_ns(&mut pmm, fill_level, 1_000_000));
+                let mut with_cache = Cached {
                     pmm: FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap(),
                     cache: FrameCache::new(96, 64),
                     states: FrameStates::new(states, 0).unwrap(),
                 };
-                pairs_ns(&mut cached, fill_level, 1_000_000)
-            });
-            let buddy_ns = median(5, || pairs_ns(&mut buddy(FRAMES), fill_level, 1_000_000));
-            let floor = median(5, || {
-                pairs_ns(&mut FreeStack::new(FRAMES), fill_level, 1_000_000)
-            });
+                cached.push(pairs_ns(&mut with_cache, fill_level, 1_000_000));
+                buddy_ns.push(pairs_ns(&mut buddy(FRAMES), fill_level, 1_000_000));
+                floor.push(pairs_ns(&mut FreeStack::new(FRAMES), fill_level, 1_000_000));
+            }
+            // Too slow for rounds: one short run, against every round of ours.
             let naive = pairs_ns(&mut NaiveBitmap::new(FRAMES), fill_level, 2_000);
-            report.record(Row::mean(&workload, OURS, "ns/pair", ours).baseline());
+            report
+                .record(Row::mean(&workload, OURS, "ns/pair", median_of(ours.clone())).baseline());
             versus(
                 &mut report,
                 &workload,
                 "this-pmm-cached",
                 "ns/pair",
-                cached,
-                ours,
+                &cached,
+                &ours,
             );
-            versus(&mut report, &workload, "buddy", "ns/pair", buddy_ns, ours);
-            versus(&mut report, &workload, "free-stack", "ns/pair", floor, ours);
+            versus(&mut report, &workload, "buddy", "ns/pair", &buddy_ns, &ours);
+            versus(
+                &mut report,
+                &workload,
+                "free-stack",
+                "ns/pair",
+                &floor,
+                &ours,
+            );
             report.record(Row::new(
                 &workload,
                 "this-pmm-cached",
                 "vs-floor",
                 "x",
-                cached / floor,
+                median_of(per_round(&cached, &floor)),
             ));
-            versus(&mut report, &workload, "bit-by-bit", "ns/pair", naive, ours);
+            versus(
+                &mut report,
+                &workload,
+                "bit-by-bit",
+                "ns/pair",
+                &[naive; ROUNDS],
+                &ours,
+            );
             report.table(
                 &workload,
                 &format!(
@@ -600,15 +635,14 @@ fn main() {
     if selected("huge") {
         let workload = "huge-2m-fragmented";
         report.step(workload, "this PMM, buddy x5, 200,000 pairs each");
-        let ours = median(5, || {
+        let (mut ours, mut buddy_ns) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
             let mut pmm = FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap();
-            huge_under_fragmentation_ns(&mut pmm, 200_000)
-        });
-        let buddy_ns = median(5, || {
-            huge_under_fragmentation_ns(&mut buddy(FRAMES), 200_000)
-        });
-        report.record(Row::mean(workload, OURS, "ns/pair", ours).baseline());
-        versus(&mut report, workload, "buddy", "ns/pair", buddy_ns, ours);
+            ours.push(huge_under_fragmentation_ns(&mut pmm, 200_000));
+            buddy_ns.push(huge_under_fragmentation_ns(&mut buddy(FRAMES), 200_000));
+        }
+        report.record(Row::mean(workload, OURS, "ns/pair", median_of(ours.clone())).baseline());
+        versus(&mut report, workload, "buddy", "ns/pair", &buddy_ns, &ours);
         report.table(
             workload,
             "2 MiB block alloc+free, scattered single frames held below it",
@@ -620,19 +654,18 @@ fn main() {
         let workload = "order-mix";
         report.step(workload, "this PMM, buddy x5, 2,000,000 operations each");
         let mut refused = (0, 0);
-        let ours = median(5, || {
+        let (mut ours, mut buddy_ns) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
             let mut pmm = FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap();
             let (ns, failed) = order_mix(&mut pmm, 2_000_000);
+            ours.push(ns);
             refused.0 = failed;
-            ns
-        });
-        let buddy_ns = median(5, || {
             let (ns, failed) = order_mix(&mut buddy(FRAMES), 2_000_000);
+            buddy_ns.push(ns);
             refused.1 = failed;
-            ns
-        });
-        report.record(Row::mean(workload, OURS, "ns/op", ours).baseline());
-        versus(&mut report, workload, "buddy", "ns/op", buddy_ns, ours);
+        }
+        report.record(Row::mean(workload, OURS, "ns/op", median_of(ours.clone())).baseline());
+        versus(&mut report, workload, "buddy", "ns/op", &buddy_ns, &ours);
         report.record(Row::new(
             workload,
             OURS,
