@@ -49,12 +49,29 @@ use super::pages::SlabPages;
 use super::stats::CacheStats;
 use crate::MmError;
 
-/// Objects one magazine holds.
+/// Objects one magazine holds at most (of small objects).
 pub const ROUNDS: usize = 32;
-/// Objects a refill brings and a flush takes back.
+/// Objects a refill brings and a flush takes back at most.
 pub const BATCH: usize = 16;
+/// Bytes of objects (strides) one magazine holds at most: larger objects
+/// get fewer rounds (Bonwick sizes magazines by object size too), so a
+/// cache of 8 KiB objects does not keep 256 KiB per CPU.
+pub const MAGAZINE_BYTES: usize = 16 * 1024;
+/// Rounds even the largest objects get.
+const MIN_ROUNDS: usize = 2;
 
-const _: () = assert!(BATCH <= ROUNDS);
+const _: () = assert!(BATCH <= ROUNDS && 2 * BATCH == ROUNDS);
+
+/// The rounds a magazine of objects of `stride` bytes holds, and its
+/// batch (half of them).
+pub const fn rounds_for(stride: usize) -> (usize, usize) {
+    let rounds = match MAGAZINE_BYTES / stride {
+        n if n > ROUNDS => ROUNDS,
+        n if n < MIN_ROUNDS => MIN_ROUNDS,
+        n => n,
+    };
+    (rounds, rounds / 2)
+}
 
 /// Which cache a magazine serves: the tag its slabs' frames carry, and
 /// the generation of the registry slot (so a destroyed cache's handle
@@ -96,6 +113,8 @@ struct Shape {
     stride: u32,
     objects: u32,
     words: u32,
+    /// Rounds for this object size (`rounds_for`).
+    rounds: u8,
 }
 
 impl Shape {
@@ -106,6 +125,7 @@ impl Shape {
             stride: g.stride as u32,
             objects: g.objects as u32,
             words: g.bitmap_words as u32,
+            rounds: rounds_for(g.stride).0 as u8,
         }
     }
 
@@ -335,7 +355,8 @@ impl Magazine {
             let Some(shape) = rounds.shape_for(key) else {
                 return false;
             };
-            if rounds.count == ROUNDS || tags.tag_of(object.addr()) != Some(key.tag) {
+            if rounds.count >= shape.rounds as usize || tags.tag_of(object.addr()) != Some(key.tag)
+            {
                 return false;
             }
             let Some((header, index)) = shape.locate(object.addr()) else {
@@ -444,9 +465,10 @@ pub unsafe fn alloc_locked<'m, P: SlabPages>(
     };
     let geometry = cache.geometry();
     let mut batch = [ptr::null_mut(); BATCH];
+    let (limit, each) = rounds_for(geometry.stride);
     let room = mine.enter_waiting(|rounds| {
         if rounds.open_for(key, geometry) {
-            (ROUNDS - rounds.count).min(BATCH)
+            limit.saturating_sub(rounds.count).min(each)
         } else {
             0
         }
@@ -459,7 +481,7 @@ pub unsafe fn alloc_locked<'m, P: SlabPages>(
         if rounds.shape_for(key).is_none() {
             return 0;
         }
-        let count = taken.min(ROUNDS - rounds.count);
+        let count = taken.min(limit.saturating_sub(rounds.count));
         rounds.objects[rounds.count..rounds.count + count].copy_from_slice(&batch[..count]);
         rounds.count += count;
         count
@@ -485,9 +507,10 @@ pub unsafe fn free_locked<P: SlabPages>(
     let result = unsafe { cache.free(object) };
     let geometry = cache.geometry();
     let mut flushed = [ptr::null_mut(); BATCH];
+    let (limit, each) = rounds_for(geometry.stride);
     let count = mine.enter_waiting(|rounds| {
-        if rounds.open_for(key, geometry) && rounds.count == ROUNDS {
-            rounds.take_oldest(BATCH, &mut flushed)
+        if rounds.open_for(key, geometry) && rounds.count >= limit {
+            rounds.take_oldest(each, &mut flushed)
         } else {
             0
         }

@@ -178,6 +178,33 @@ fn each_magazine_refills_from_a_home_slab_of_its_own() {
 }
 
 #[test]
+fn large_objects_get_fewer_rounds() {
+    assert_eq!(rounds_for(8), (ROUNDS, BATCH));
+    assert_eq!(rounds_for(512), (ROUNDS, BATCH));
+    assert_eq!(rounds_for(1024), (16, 8));
+    assert_eq!(rounds_for(4096), (4, 2));
+    assert_eq!(rounds_for(8192), (2, 1));
+    // A cache of 4 KiB objects: its magazine keeps at most 4 (16 KiB),
+    // flushing 2 at a time.
+    let s = setup(4096, 1);
+    let objects: Vec<_> = (0..12).map(|_| s.alloc(0)).collect();
+    s.drain_all(false);
+    let mut locked = 0;
+    for object in &objects {
+        // SAFETY: allocated above, freed once.
+        let (fast, result) = unsafe { s.free(0, object.as_ptr()) };
+        assert_eq!(result, Ok(()));
+        locked += usize::from(!fast);
+        assert!(s.magazines[0].cached(KEY) <= 4);
+    }
+    // 4 fast frees fill it; then every third free takes the lock (flush
+    // 2, free it, then 2 fast frees fill it again).
+    assert_eq!(locked, 3);
+    s.verify();
+    s.finish();
+}
+
+#[test]
 fn a_full_magazine_flushes_its_oldest_batch_under_the_lock() {
     let s = setup(64, 1);
     let objects: Vec<_> = (0..ROUNDS + 1).map(|_| s.alloc(0)).collect();
@@ -348,7 +375,9 @@ fn an_empty_cache_takes_back_other_magazines_objects_before_it_fails() {
     s.cache.lock().unwrap().pages_mut().arena.budget = Some(1);
     let first = s.alloc(0);
     let per_slab = s.cache.lock().unwrap().geometry().objects;
-    assert_eq!(s.magazines[0].cached(KEY), (per_slab - 1).min(BATCH));
+    // 2 KiB objects: 8 rounds, batches of 4.
+    assert_eq!(rounds_for(2048), (8, 4));
+    assert_eq!(s.magazines[0].cached(KEY), (per_slab - 1).min(4));
     // CPU 1 finds the slab's other objects in CPU 0's magazine.
     let rest: Vec<_> = (1..per_slab).map(|_| s.alloc(1)).collect();
     let stats = s.stats();
