@@ -191,7 +191,7 @@ fn objects_span_slabs_and_frames_go_back(_: &Context<'_>) -> TestResult {
         .iter()
         .enumerate()
         .all(|(i, b)| b.iter().all(|&w| w == i as u64)));
-    kassert_eq!(cache.info().map(|info| slab::verify(info.id)), Some(Ok(())));
+    kassert_eq!(cache.verify(), Some(Ok(())));
     drop(addresses);
     drop(boxes);
     // Beyond the reserve, only slabs holding objects that wait in this
@@ -420,10 +420,7 @@ fn cpus_share_a_cache(_: &Context<'_>) -> TestResult {
     );
     kassert!(smp::online() == 1 || cross == smp::online() * PER_CPU);
     kassert_eq!(stats.in_use, 0);
-    kassert_eq!(
-        STAMPS.info().map(|info| slab::verify(info.id)),
-        Some(Ok(()))
-    );
+    kassert_eq!(STAMPS.verify(), Some(Ok(())));
     STAMPS.shrink();
     Ok(())
 }
@@ -473,10 +470,7 @@ fn magazines_serve_most_calls(_: &Context<'_>) -> TestResult {
         hits * 10 >= calls * 9,
         "magazines served under 90 % of the calls"
     );
-    kassert_eq!(
-        MAGAZINE_TEST.info().map(|info| slab::verify(info.id)),
-        Some(Ok(()))
-    );
+    kassert_eq!(MAGAZINE_TEST.verify(), Some(Ok(())));
     kassert_eq!(MAGAZINE_TEST.destroy(), Ok(()));
     kassert_eq!(pmm::stats(), frames);
     Ok(())
@@ -556,10 +550,7 @@ fn slabs_go_back_under_lock_free_calls(_: &Context<'_>) -> TestResult {
     kassert_eq!((stats.in_use, stats.refused_frees, stats.failed), (0, 0, 0));
     kassert_eq!(stats.allocations, stats.frees);
     kassert!(stats.slabs_released > 0, "no slab went back during the run");
-    kassert_eq!(
-        RETIRE_TEST.info().map(|info| slab::verify(info.id)),
-        Some(Ok(()))
-    );
+    kassert_eq!(RETIRE_TEST.verify(), Some(Ok(())));
     kassert_eq!(RETIRE_TEST.destroy(), Ok(()));
     kassert_eq!(pmm::stats(), frames);
     Ok(())

@@ -108,6 +108,12 @@ impl<T> ObjectCache<T> {
         self.info().map(|info| info.stats)
     }
 
+    /// The cache's consistency check (`slab::verify`; `None` before its
+    /// first allocation).
+    pub fn verify(&self) -> Option<Result<(), &'static str>> {
+        CacheId::unpack(self.id.load(Ordering::Acquire)).map(super::verify)
+    }
+
     /// Gives the cache's empty slabs back to the PMM; returns the pages.
     pub fn shrink(&self) -> usize {
         CacheId::unpack(self.id.load(Ordering::Acquire))

@@ -25,7 +25,6 @@ struct Setup {
     tags: Arc<PageTags>,
     magazines: Arc<Vec<Magazine>>,
     retired: Arc<AtomicUsize>,
-    key: Key,
 }
 
 const TAG: NonZeroU32 = NonZeroU32::new(7).unwrap();
@@ -41,18 +40,17 @@ fn setup(size: usize, cpus: usize) -> Setup {
         tags,
         magazines,
         retired,
-        key: KEY,
     }
 }
 
 impl Setup {
     fn alloc(&self, cpu: usize) -> NonNull<u8> {
         let mine = &self.magazines[cpu];
-        mine.try_alloc(self.key).unwrap_or_else(|| {
+        mine.try_alloc(KEY).unwrap_or_else(|| {
             let mut cache = self.cache.lock().unwrap();
             // SAFETY: the key names this setup's one cache alone, which
             // `finish` drains before it goes.
-            unsafe { alloc_locked(&mut cache, mine, self.key, self.magazines.iter()) }
+            unsafe { alloc_locked(&mut cache, mine, KEY, self.magazines.iter()) }
                 .expect("arena large enough")
         })
     }
@@ -65,19 +63,37 @@ impl Setup {
     unsafe fn free(&self, cpu: usize, object: *mut u8) -> (bool, Result<(), MmError>) {
         let mine = &self.magazines[cpu];
         // SAFETY: the caller's contract.
-        if unsafe { mine.try_free(&*self.tags, self.key, object) } {
+        if unsafe { mine.try_free(&*self.tags, KEY, object) } {
             return (true, Ok(()));
         }
         let mut cache = self.cache.lock().unwrap();
         // SAFETY: the caller's contract; the key as in `alloc`.
-        (false, unsafe {
-            free_locked(&mut cache, mine, self.key, object)
-        })
+        (false, unsafe { free_locked(&mut cache, mine, KEY, object) })
+    }
+
+    /// Frees each of `objects` (allocated by the test, freed once, not
+    /// used again) on `cpu`, checking each succeeds and calling `after`
+    /// after each; returns how many took the lock.
+    fn free_all(
+        &self,
+        cpu: usize,
+        objects: impl IntoIterator<Item = NonNull<u8>>,
+        mut after: impl FnMut(),
+    ) -> usize {
+        let mut locked = 0;
+        for object in objects {
+            // SAFETY: the caller's promise above.
+            let (fast, result) = unsafe { self.free(cpu, object.as_ptr()) };
+            assert_eq!(result, Ok(()));
+            locked += usize::from(!fast);
+            after();
+        }
+        locked
     }
 
     fn stats(&self) -> CacheStats {
         let cache = self.cache.lock().unwrap();
-        combined_stats(cache.stats(), self.key, self.magazines.iter())
+        combined_stats(cache.stats(), KEY, self.magazines.iter())
     }
 
     fn drain_all(&self, close: bool) -> usize {
@@ -85,7 +101,7 @@ impl Setup {
         self.magazines
             .iter()
             // SAFETY: as in `alloc`.
-            .map(|magazine| unsafe { drain(&mut cache, magazine, self.key, close) })
+            .map(|magazine| unsafe { drain(&mut cache, magazine, KEY, close) })
             .sum()
     }
 
@@ -130,12 +146,7 @@ fn after_one_refill_a_batch_comes_and_goes_without_the_lock() {
         (stats.allocations, stats.magazine_allocations),
         (BATCH as u64 + 1, BATCH as u64)
     );
-    for object in &objects {
-        // SAFETY: allocated above, freed once, not used again.
-        let (fast, result) = unsafe { s.free(0, object.as_ptr()) };
-        assert_eq!(result, Ok(()));
-        assert!(fast, "the magazine had room");
-    }
+    assert_eq!(s.free_all(0, objects, || {}), 0, "the magazine had room");
     let stats = s.stats();
     assert_eq!((stats.in_use, stats.in_magazines), (0, BATCH + 1));
     assert_eq!(stats.magazine_frees, BATCH as u64 + 1);
@@ -169,10 +180,7 @@ fn each_magazine_refills_from_a_home_slab_of_its_own() {
     // Each filled about three slabs (plus what its magazine holds).
     assert!(zero_slabs.len() <= 4 && one_slabs.len() <= 4);
     s.verify();
-    for object in zero.into_iter().chain(one) {
-        // SAFETY: allocated above, freed once.
-        assert_eq!(unsafe { s.free(0, object.as_ptr()) }.1, Ok(()));
-    }
+    s.free_all(0, zero.into_iter().chain(one), || {});
     s.verify();
     s.finish();
 }
@@ -189,14 +197,7 @@ fn large_objects_get_fewer_rounds() {
     let s = setup(4096, 1);
     let objects: Vec<_> = (0..12).map(|_| s.alloc(0)).collect();
     s.drain_all(false);
-    let mut locked = 0;
-    for object in &objects {
-        // SAFETY: allocated above, freed once.
-        let (fast, result) = unsafe { s.free(0, object.as_ptr()) };
-        assert_eq!(result, Ok(()));
-        locked += usize::from(!fast);
-        assert!(s.magazines[0].cached(KEY) <= 4);
-    }
+    let locked = s.free_all(0, objects, || assert!(s.magazines[0].cached(KEY) <= 4));
     // 4 fast frees fill it; then every third free takes the lock (flush
     // 2, free it, then 2 fast frees fill it again).
     assert_eq!(locked, 3);
@@ -209,13 +210,7 @@ fn a_full_magazine_flushes_its_oldest_batch_under_the_lock() {
     let s = setup(64, 1);
     let objects: Vec<_> = (0..ROUNDS + 1).map(|_| s.alloc(0)).collect();
     s.drain_all(false);
-    let mut locked = 0;
-    for object in &objects {
-        // SAFETY: allocated above, freed once.
-        let (fast, result) = unsafe { s.free(0, object.as_ptr()) };
-        assert_eq!(result, Ok(()));
-        locked += usize::from(!fast);
-    }
+    let locked = s.free_all(0, objects, || {});
     assert_eq!(locked, 1, "one free found the magazine full");
     assert_eq!(s.magazines[0].cached(KEY), ROUNDS - BATCH);
     s.verify();
@@ -389,10 +384,7 @@ fn an_empty_cache_takes_back_other_magazines_objects_before_it_fails() {
         assert_eq!(error, Err(MmError::OutOfFrames));
     }
     assert_eq!(s.stats().failed, 1);
-    for object in rest.into_iter().chain([first]) {
-        // SAFETY: allocated above, freed once.
-        assert_eq!(unsafe { s.free(1, object.as_ptr()) }.1, Ok(()));
-    }
+    s.free_all(1, rest.into_iter().chain([first]), || {});
     s.finish();
 }
 
@@ -482,10 +474,7 @@ proptest! {
             assert_eq!(stats.in_magazines, held - live.len());
             s.verify();
         }
-        for object in live {
-            // SAFETY: live, freed once.
-            assert_eq!(unsafe { s.free(0, object.as_ptr()) }.1, Ok(()));
-        }
+        s.free_all(0, live, || {});
         s.finish();
     }
 }
