@@ -23,8 +23,8 @@ use mm::MmError;
 /// The magazine tests.
 pub static TESTS: &[Test] = &[
     Test {
-        name: "heap::magazines_serve_small_objects_without_the_lock",
-        run: small_objects_take_no_lock,
+        name: "heap::magazines_serve_objects_up_to_1_kib_without_the_lock",
+        run: objects_take_no_lock,
         expects: Expect::NOTHING,
     },
     Test {
@@ -56,32 +56,46 @@ fn magazines_on() -> bool {
     on
 }
 
-/// A small allocation and free repeated on this CPU: after the first
-/// refill, none of them takes the heap lock.
-fn small_objects_take_no_lock(_: &Context<'_>) -> TestResult {
+/// Sizes of [`objects_take_no_lock`]: a slab slot and two blocks
+/// of the magazines' block classes (debug checks included, 900 bytes is
+/// within their 1 KiB).
+const NO_LOCK_SIZES: [usize; 3] = [40, 512, 900];
+
+/// Allocations and frees of a slab size and two block sizes repeated on
+/// this CPU: after the first refill of each, none of them takes the heap
+/// lock.
+fn objects_take_no_lock(_: &Context<'_>) -> TestResult {
     let on = magazines_on();
     let before = heap::stats();
-    let warm = heap::kmalloc(40);
-    kassert!(!warm.is_null());
-    kassert_eq!(heap::kfree(warm), Ok(()));
+    for size in NO_LOCK_SIZES {
+        let warm = heap::kmalloc(size);
+        kassert!(!warm.is_null());
+        kassert_eq!(heap::kfree(warm), Ok(()));
+    }
     let locks = heap::magazine_locks();
     let (ops, _) = heap::magazine_stats();
     for round in 0..1000 {
-        let pointer = heap::kmalloc(black_box(40));
-        kassert!(!pointer.is_null());
-        // SAFETY: a fresh block of 40 bytes.
-        unsafe { pointer.write_volatile(round as u8) };
-        kassert_eq!(heap::kfree(black_box(pointer)), Ok(()));
+        for size in NO_LOCK_SIZES {
+            let pointer = heap::kmalloc(black_box(size));
+            kassert!(!pointer.is_null());
+            // SAFETY: a fresh block of `size` bytes.
+            unsafe { pointer.add(size - 1).write_volatile(round as u8) };
+            kassert_eq!(heap::kfree(black_box(pointer)), Ok(()));
+        }
     }
+    let pairs = 1000 * NO_LOCK_SIZES.len() as u64;
     if on {
         kassert_eq!(heap::magazine_locks(), locks);
         // Every request and free counted, none of them a miss.
-        kassert_eq!(heap::magazine_stats(), (ops + 2000, locks));
+        kassert_eq!(heap::magazine_stats(), (ops + 2 * pairs, locks));
     }
     let after = heap::stats();
     kassert_eq!(after.used, before.used);
     kassert_eq!(after.live_allocations, before.live_allocations);
-    kassert_eq!(after.total_allocations, before.total_allocations + 1001);
+    kassert_eq!(
+        after.total_allocations,
+        before.total_allocations + pairs + NO_LOCK_SIZES.len() as u64
+    );
     kassert_eq!(heap::verify(), Ok(()));
     Ok(())
 }
@@ -140,7 +154,13 @@ fn exchange_rounds(index: usize) -> TestResult {
     let next = (index + 1) % smp::online();
     let fill = |round: usize| {
         for object in 0..PER_CPU {
-            let size = 1 + (object * 37 + round * 11 + index * 5) % 240;
+            // One in four a block of the magazines' block classes.
+            let mix = object * 37 + round * 11 + index * 5;
+            let size = if object % 4 == 0 {
+                257 + mix % 700
+            } else {
+                1 + mix % 240
+            };
             let pointer = heap::kmalloc(size);
             kassert!(!pointer.is_null(), "no memory for a small object");
             // SAFETY: a fresh block of `size` bytes, ours.
@@ -214,7 +234,7 @@ fn exhaustion_drains_every_magazine(_: &Context<'_>) -> TestResult {
         return Ok(());
     }
     on_all_cpus(|_| {
-        for size in [EXHAUST, 200] {
+        for size in [EXHAUST, 200, 600] {
             let mut held: ArrayVec<usize, ROUNDS> = ArrayVec::new();
             while !held.is_full() {
                 let pointer = heap::kmalloc(size);

@@ -1,12 +1,20 @@
-//! Per-CPU magazines in front of the heap's slab slots: a short LIFO of
-//! free slots per size class per CPU, refilled and flushed a batch at a
-//! time under the heap's lock, so the common allocation and free of a
-//! small object take no lock (Bonwick's magazines, without a depot: the
-//! slab pages' recent lists play its part).
+//! Per-CPU magazines in front of the heap's small allocations: a short
+//! LIFO of free slots per size class per CPU, refilled and flushed a
+//! batch at a time under the heap's lock, so the common allocation and
+//! free of a small object take no lock (Bonwick's magazines, without a
+//! depot: the slab pages' recent lists and the quick lists play its
+//! part).
+//!
+//! The classes are 16 bytes apart up to [`MAGAZINE_LIMIT`] (request plus
+//! debug overhead): up to [`SLAB_LIMIT`] they hold slab slots, above it
+//! TLSF blocks of one exact size each ([`block_size`]), taken from and
+//! given back to the heap like any block (its quick lists first).
 //!
 //! Pieces, all plain types the kernel composes:
 //!
-//! * [`Magazines`]: one CPU's LIFOs, [`ROUNDS`] slots per class.
+//! * [`Magazines`]: one CPU's LIFOs, [`ROUNDS`] slots per slab class,
+//!   fewer for the larger block classes, and at most [`BLOCK_BUDGET`]
+//!   bytes of blocks in all.
 //! * [`CpuMagazines`]: a CPU's magazines behind a try-lock flag (`busy`)
 //!   and the counters other CPUs read. Its owner takes the flag for each
 //!   operation (uncontended: one atomic swap in its own cache line); a
@@ -19,11 +27,12 @@
 //!   CPUs' magazines (the kernel: `IrqMutex` and the per-CPU records; the
 //!   host tests: a `std` mutex and a slice).
 //!
-//! A slot in a magazine is *used* for the heap (its live bit is set and
-//! the heap's counters count it as used); [`combined_stats`] moves it to
-//! free. Debug checks work in the magazines as in the heap: red zone
-//! armed on allocation and checked on free, the slot poisoned, in the
-//! heap's own layout, so a block may be freed by either path.
+//! A slot or block in a magazine is *used* for the heap (its live bit is
+//! set and the heap's counters count it as used); [`combined_stats`]
+//! moves it to free. Debug checks work in the magazines as in the heap:
+//! red zone armed on allocation and checked on free, the memory poisoned,
+//! in the heap's own layout, so an allocation may be freed by either
+//! path.
 
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
@@ -32,7 +41,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::checks::{arm_at, intact_at, poison_at};
 use super::slab::{self, SLAB_LIMIT};
-use super::tlsf::GRANULE;
+use super::tlsf::{GRANULE, HEADER};
 use super::{DebugChecks, Grow, Heap, HeapStats, Live, DEBUG_OVERHEAD};
 use crate::MmError;
 use states::Claim;
@@ -40,23 +49,112 @@ pub use states::{state_bytes, SlotStates};
 
 mod states;
 
-/// Size classes the magazines serve: the slab classes.
-const CLASSES: usize = SLAB_LIMIT / GRANULE;
-/// Slots one class's magazine holds.
+/// Largest request (bytes, debug overhead included) the magazines serve.
+pub const MAGAZINE_LIMIT: usize = 1024;
+/// Size classes the magazines serve, 16 bytes apart: the slab classes,
+/// then the block classes.
+const CLASSES: usize = MAGAZINE_LIMIT / GRANULE;
+/// Classes below this one hold slab slots.
+const SLAB_CLASSES: usize = SLAB_LIMIT / GRANULE;
+/// Slots one slab class's magazine holds.
 pub const ROUNDS: usize = 32;
-/// Slots a refill brings and a flush takes back to the heap.
-pub const BATCH: usize = 16;
+/// Slots a refill of a slab class brings and a flush takes back.
+pub const BATCH: usize = ROUNDS / 2;
+/// Bytes one block class's magazine holds at most (so a 1,024-byte
+/// class holds 15 blocks).
+const CLASS_BYTES: usize = 16 * 1024;
+/// Bytes of blocks one CPU's magazines hold at most, all block classes
+/// together; a refill still brings at least one block, so one more block
+/// per class may be held.
+pub const BLOCK_BUDGET: usize = 64 * 1024;
 
 const _: () = assert!(BATCH <= ROUNDS && ROUNDS <= u8::MAX as usize);
+const _: () = assert!(
+    CLASSES <= states::CLASS_LIMIT,
+    "every class fits a state byte"
+);
 
-/// One CPU's magazines: per class a LIFO of free slots (pointers with the
-/// heap's provenance), newest last.
+/// The TLSF block (header included) a magazine of block class `class`
+/// holds: exactly what the heap gives a request of the class's slot size.
+pub const fn block_size(class: usize) -> usize {
+    slab::slot_size(class) + GRANULE
+}
+
+/// The block class whose blocks are `size` bytes, if any.
+fn class_of_block(size: usize) -> Option<usize> {
+    let class = (size / GRANULE).checked_sub(2)?;
+    (size.is_multiple_of(GRANULE) && (SLAB_CLASSES..CLASSES).contains(&class)).then_some(class)
+}
+
+/// Whether `class` holds TLSF blocks (not slab slots).
+#[inline(always)]
+const fn is_block_class(class: usize) -> bool {
+    class >= SLAB_CLASSES
+}
+
+/// Bytes of the heap one round of `class` stands for (what the heap
+/// counts as used for it).
+#[inline(always)]
+const fn held_size(class: usize) -> usize {
+    if is_block_class(class) {
+        block_size(class)
+    } else {
+        slab::slot_size(class)
+    }
+}
+
+/// Bytes a round of `class` can hold: its payload.
+#[inline(always)]
+const fn capacity(class: usize) -> usize {
+    if is_block_class(class) {
+        block_size(class) - HEADER
+    } else {
+        slab::slot_size(class)
+    }
+}
+
+/// Rounds the magazine of `class` holds, computed once.
+const ROUNDS_OF: [u8; CLASSES] = {
+    let mut table = [0; CLASSES];
+    let mut class = 0;
+    while class < CLASSES {
+        let rounds = if is_block_class(class) {
+            let fit = CLASS_BYTES / block_size(class);
+            if fit < ROUNDS {
+                fit
+            } else {
+                ROUNDS
+            }
+        } else {
+            ROUNDS
+        };
+        table[class] = rounds as u8;
+        class += 1;
+    }
+    table
+};
+
+/// Rounds the magazine of `class` holds.
+#[inline(always)]
+fn rounds(class: usize) -> usize {
+    ROUNDS_OF[class] as usize
+}
+
+/// Rounds a refill of `class` brings and a flush takes back.
+fn batch(class: usize) -> usize {
+    rounds(class).div_ceil(2)
+}
+
+/// One CPU's magazines: per class a LIFO of free slots or blocks
+/// (payload pointers with the heap's provenance), newest last.
 pub struct Magazines {
     rounds: [[*mut u8; ROUNDS]; CLASSES],
     count: [u8; CLASSES],
-    /// Bytes and slots in all classes.
+    /// Bytes (as the heap counts them) and rounds in all classes.
     bytes: usize,
     slots: usize,
+    /// Bytes of blocks, all block classes ([`BLOCK_BUDGET`]).
+    block_bytes: usize,
     /// Allocations served from the magazines.
     allocations: u64,
     checks: DebugChecks,
@@ -70,6 +168,7 @@ impl Magazines {
             count: [0; CLASSES],
             bytes: 0,
             slots: 0,
+            block_bytes: 0,
             allocations: 0,
             checks,
         }
@@ -85,27 +184,47 @@ impl Magazines {
         self.slots == 0
     }
 
+    /// Counts `count` rounds of `class` in (`true`) or out.
+    #[inline(always)]
+    fn book(&mut self, class: usize, count: usize, coming: bool) {
+        let bytes = count * held_size(class);
+        let blocks = if is_block_class(class) { bytes } else { 0 };
+        if coming {
+            self.bytes += bytes;
+            self.block_bytes += blocks;
+            self.slots += count;
+        } else {
+            self.bytes -= bytes;
+            self.block_bytes -= blocks;
+            self.slots -= count;
+        }
+    }
+
     #[inline(always)]
     fn pop(&mut self, class: usize) -> Option<*mut u8> {
         let count = self.count[class].checked_sub(1)?;
         self.count[class] = count;
-        self.bytes -= slab::slot_size(class);
-        self.slots -= 1;
+        self.book(class, 1, false);
         Some(self.rounds[class][count as usize])
     }
 
-    /// Pushes `slot` of `class`; `false` (nothing done) if full.
+    /// Whether `class`'s magazine takes one more round: not full, and for
+    /// a block class, within the budget.
     #[inline(always)]
-    fn push(&mut self, class: usize, slot: *mut u8) -> bool {
+    fn has_room(&self, class: usize) -> bool {
+        (self.count[class] as usize) < rounds(class)
+            && (!is_block_class(class) || self.block_bytes + block_size(class) <= BLOCK_BUDGET)
+    }
+
+    /// Pushes `slot` of `class`, for which there is room (`has_room`, or
+    /// a refill's first block over the budget).
+    #[inline(always)]
+    fn put(&mut self, class: usize, slot: *mut u8) {
         let count = self.count[class] as usize;
-        if count == ROUNDS {
-            return false;
-        }
+        debug_assert!(count < rounds(class));
         self.rounds[class][count] = slot;
         self.count[class] += 1;
-        self.bytes += slab::slot_size(class);
-        self.slots += 1;
-        true
+        self.book(class, 1, true);
     }
 
     /// Takes the oldest `count` slots of `class` (at most all), oldest
@@ -118,8 +237,7 @@ impl Magazines {
         }
         self.rounds[class].copy_within(count..held, 0);
         self.count[class] = (held - count) as u8;
-        self.bytes -= count * slab::slot_size(class);
-        self.slots -= count;
+        self.book(class, count, false);
     }
 
     /// The lock-free allocation of `size` bytes of `class`: the newest
@@ -132,7 +250,7 @@ impl Magazines {
         if self.checks.on() {
             // SAFETY: a slot of `class` the magazine held, now the
             // caller's; size + DEBUG_OVERHEAD fits it (`class_for`).
-            unsafe { arm_at(slot, size, slab::slot_size(class)) };
+            unsafe { arm_at(slot, size, capacity(class)) };
         }
         // SAFETY: slots are inside the heap, never null.
         Some(unsafe { NonNull::new_unchecked(slot) })
@@ -150,7 +268,7 @@ fn class_for(layout: Layout, checks: DebugChecks) -> Option<usize> {
     } else {
         layout.size()
     };
-    (bytes <= SLAB_LIMIT).then(|| slab::class_of(bytes))
+    (bytes <= MAGAZINE_LIMIT).then(|| bytes.max(1).div_ceil(GRANULE) - 1)
 }
 
 /// One CPU's magazines and the counters others read, on cache lines of
@@ -164,6 +282,7 @@ pub struct CpuMagazines {
     busy: AtomicBool,
     /// Published at the end of each operation, for [`combined_stats`].
     bytes: AtomicUsize,
+    block_bytes: AtomicUsize,
     slots: AtomicUsize,
     allocations: AtomicU64,
     /// Red zones found overwritten by frees into these magazines.
@@ -188,6 +307,7 @@ impl CpuMagazines {
             magazines: UnsafeCell::new(Magazines::new(checks)),
             busy: AtomicBool::new(false),
             bytes: AtomicUsize::new(0),
+            block_bytes: AtomicUsize::new(0),
             slots: AtomicUsize::new(0),
             allocations: AtomicU64::new(0),
             violations: AtomicU64::new(0),
@@ -207,6 +327,8 @@ impl CpuMagazines {
         let magazines = unsafe { &mut *self.magazines.get() };
         let result = f(magazines);
         self.bytes.store(magazines.bytes, Ordering::Relaxed);
+        self.block_bytes
+            .store(magazines.block_bytes, Ordering::Relaxed);
         self.slots.store(magazines.slots, Ordering::Relaxed);
         self.allocations
             .store(magazines.allocations, Ordering::Relaxed);
@@ -239,8 +361,8 @@ pub trait Machine<'a, G: Grow> {
 }
 
 /// Allocates for `layout` on the CPU owning `me`: from its magazine
-/// without a lock when the request is a slab size (alignment up to 16),
-/// else from the heap under its lock. Magazines are drained (this CPU's
+/// without a lock when the request is at most [`MAGAZINE_LIMIT`] bytes
+/// (alignment up to 16), else from the heap under its lock. Magazines are drained (this CPU's
 /// and every other CPU's not busy with its own) before the heap grows or
 /// fails.
 #[inline]
@@ -302,18 +424,19 @@ fn refill_and_alloc<'a, G: Grow>(
                 drain_others(heap, states, machine);
                 refill(heap, magazines, states, class, true);
             }
-            let result = magazines.alloc(states, class, layout.size());
-            if result.is_none() {
-                heap.stats.failed_allocations += 1;
-            }
-            result.ok_or(MmError::HeapExhausted)
+            magazines.alloc(states, class, layout.size())
         })
     });
-    // `None`: our magazines are being drained by another CPU.
-    result.unwrap_or_else(|| alloc_from_heap(me, states, machine, layout))
+    // `None`: our magazines are being drained by another CPU, or no
+    // round of the class came (the heap is exhausted, or it had blocks
+    // of other sizes only): the heap decides, and counts a failure.
+    match result {
+        Some(Some(pointer)) => Ok(pointer),
+        _ => alloc_from_heap(me, states, machine, layout),
+    }
 }
 
-/// Fills `class`'s magazine with up to a batch of slots from `heap`
+/// Fills `class`'s magazine with up to a batch of rounds from `heap`
 /// (growing it only if `may_grow`); returns how many came.
 fn refill<G: Grow>(
     heap: &mut Heap<'_, G>,
@@ -324,21 +447,77 @@ fn refill<G: Grow>(
 ) -> usize {
     debug_assert_eq!(heap.checks, magazines.checks);
     heap.hold_growth = !may_grow;
+    let taken = if is_block_class(class) {
+        refill_blocks(heap, magazines, states, class)
+    } else {
+        refill_slots(heap, magazines, states, class)
+    };
+    heap.hold_growth = false;
+    taken
+}
+
+/// `refill` of a slab class.
+fn refill_slots<G: Grow>(
+    heap: &mut Heap<'_, G>,
+    magazines: &mut Magazines,
+    states: &SlotStates<'_>,
+    class: usize,
+) -> usize {
     let mut taken = 0;
-    while taken < BATCH && (magazines.count[class] as usize) < ROUNDS {
+    while taken < BATCH && magazines.has_room(class) {
         let Ok(slot) = heap.take_slot(class) else {
             break;
         };
         let slot = slot.as_ptr();
         states.cache(slot.addr(), class);
-        magazines.push(class, slot);
+        magazines.put(class, slot);
         taken += 1;
     }
-    heap.hold_growth = false;
     taken
 }
 
-/// Gives a slot of `class` that left a magazine back to `heap`.
+/// `refill` of a block class: blocks of exactly [`block_size`], within
+/// the budget except for the first. A block the heap hands out larger
+/// (16 bytes more, when the tail was too small to split off) is a block
+/// of the next class: it goes to that class's magazine if there is room,
+/// else straight back. Returns the blocks of `class` that came.
+fn refill_blocks<G: Grow>(
+    heap: &mut Heap<'_, G>,
+    magazines: &mut Magazines,
+    states: &SlotStates<'_>,
+    class: usize,
+) -> usize {
+    let mut taken = 0;
+    for _ in 0..2 * batch(class) {
+        let room = (magazines.count[class] as usize) < rounds(class)
+            && (taken == 0 || magazines.has_room(class));
+        if taken == batch(class) || !room {
+            break;
+        }
+        let Ok(block) = heap.take_block(block_size(class)) else {
+            break;
+        };
+        let payload = block.as_ptr();
+        match class_of_block(heap.tlsf.size_of(payload.addr() - HEADER)) {
+            Some(home) if home == class || magazines.has_room(home) => {
+                states.cache(payload.addr(), home);
+                magazines.put(home, payload);
+                taken += usize::from(home == class);
+            }
+            _ => {
+                let at = heap.live_bit(payload.addr());
+                heap.give_back(Live {
+                    payload: payload.addr(),
+                    class: None,
+                    at,
+                });
+            }
+        }
+    }
+    taken
+}
+
+/// Gives a slot or block of `class` that left a magazine back to `heap`.
 fn give_back<G: Grow>(
     heap: &mut Heap<'_, G>,
     states: &SlotStates<'_>,
@@ -346,14 +525,25 @@ fn give_back<G: Grow>(
     class: usize,
 ) {
     let payload = slot.addr();
-    debug_assert!(heap.is_live(payload) && heap.slabs.class_at(payload) == Some(class));
+    debug_assert!(heap.is_live(payload) && holds(heap, payload, class));
     states.release(payload);
     let at = heap.live_bit(payload);
     heap.give_back(Live {
         payload,
-        class: Some(class),
+        class: (!is_block_class(class)).then_some(class),
         at,
     });
+}
+
+/// Whether the live allocation at `payload` is a round of `class`: a slab
+/// slot of the class, or a TLSF block of its block size.
+fn holds<G: Grow>(heap: &Heap<'_, G>, payload: usize, class: usize) -> bool {
+    let slab_class = heap.slabs.class_at(payload);
+    if is_block_class(class) {
+        slab_class.is_none() && heap.tlsf.size_of(payload - HEADER) == block_size(class)
+    } else {
+        slab_class == Some(class)
+    }
 }
 
 /// Gives every slot of `magazines` back to `heap`.
@@ -410,12 +600,18 @@ pub fn free<'a, G: Grow>(
     // The slot is ours now (no other free can claim it).
     let overrun = me.checks.on() && check_and_poison(me, pointer, class);
     let pushed = me.try_with(|magazines| {
-        if !magazines.push(class, pointer) {
+        if !magazines.has_room(class) {
+            // Full, or the blocks' budget is spent: a batch of the class
+            // goes back, unless the budget is in other classes' blocks.
+            if magazines.count[class] == 0 {
+                return false;
+            }
             flush(magazines, states, machine, class);
-            magazines.push(class, pointer);
         }
+        magazines.put(class, pointer);
+        true
     });
-    if pushed.is_none() {
+    if pushed != Some(true) {
         machine.with_heap(|heap| {
             give_back(heap, states, pointer, class);
             machine.after_free(heap);
@@ -429,7 +625,7 @@ pub fn free<'a, G: Grow>(
 #[cold]
 #[inline(never)]
 fn check_and_poison(me: &CpuMagazines, pointer: *mut u8, class: usize) -> bool {
-    let capacity = slab::slot_size(class);
+    let capacity = capacity(class);
     // SAFETY: a slot of `class` just claimed from the HANDED state: ours,
     // `capacity` bytes, armed by `Magazines::alloc` (or by the heap, in the
     // same layout).
@@ -451,7 +647,9 @@ fn flush<'a, G: Grow>(
     class: usize,
 ) {
     machine.with_heap(|heap| {
-        magazines.take_oldest(class, BATCH, |slot| give_back(heap, states, slot, class));
+        magazines.take_oldest(class, batch(class), |slot| {
+            give_back(heap, states, slot, class)
+        });
         machine.after_free(heap);
     });
 }
@@ -491,17 +689,17 @@ pub fn drain<G: Grow>(heap: &mut Heap<'_, G>, cpu: &CpuMagazines, states: &SlotS
         .is_some()
 }
 
-/// Checks `cpu`'s magazines against `heap` (under its lock): every slot a
-/// live slab slot of its class in the heap, marked as cached, none twice
-/// (counted in `seen`, one bit per granule offset); returns how many
-/// slots they hold, `None` if they are in use.
+/// Checks `cpu`'s magazines against `heap` (under its lock): every round
+/// a live slab slot of its class in the heap, or a live block of its
+/// class's block size, marked as cached, none twice; returns how many
+/// rounds they hold, `None` if they are in use.
 pub fn verify<G: Grow>(
     heap: &Heap<'_, G>,
     cpu: &CpuMagazines,
     states: &SlotStates<'_>,
 ) -> Option<Result<usize, &'static str>> {
     cpu.try_with(|magazines| {
-        let mut bytes = 0;
+        let (mut bytes, mut block_bytes) = (0, 0);
         for class in 0..CLASSES {
             let held = &magazines.rounds[class][..magazines.count[class] as usize];
             for (index, &slot) in held.iter().enumerate() {
@@ -510,8 +708,9 @@ pub fn verify<G: Grow>(
                 if payload < start || payload >= end {
                     return Err("a magazine slot lies outside the heap");
                 }
-                if heap.slabs.class_at(payload) != Some(class)
-                    || !heap.is_live(payload)
+                // The live bit first: it says a header or a slot is there.
+                if !heap.is_live(payload)
+                    || !holds(heap, payload, class)
                     || !states.is_cached(payload, class)
                 {
                     return Err("a magazine slot is not a cached slot of its class");
@@ -519,10 +718,14 @@ pub fn verify<G: Grow>(
                 if held[..index].contains(&slot) {
                     return Err("a magazine holds a slot twice");
                 }
-                bytes += slab::slot_size(class);
+                bytes += held_size(class);
+                if is_block_class(class) {
+                    block_bytes += held_size(class);
+                }
             }
         }
         if bytes != magazines.bytes
+            || block_bytes != magazines.block_bytes
             || magazines.count.iter().map(|&c| c as usize).sum::<usize>() != magazines.slots
         {
             return Err("magazine counters disagree with their slots");
@@ -532,7 +735,8 @@ pub fn verify<G: Grow>(
 }
 
 /// The heap's counters with the magazines of `cpus` taken into account:
-/// their slots count as free (and free slab slots), not as used or live;
+/// their rounds count as free (slab slots as free slab slots too), not as
+/// used or live;
 /// their allocations and red-zone violations are added. Exact when no
 /// CPU is in the middle of an operation.
 pub fn combined_stats<'c>(
@@ -541,10 +745,11 @@ pub fn combined_stats<'c>(
 ) -> HeapStats {
     cpus.into_iter().fold(heap, |stats, cpu| {
         let bytes = cpu.bytes.load(Ordering::Relaxed);
+        let slab_bytes = bytes.saturating_sub(cpu.block_bytes.load(Ordering::Relaxed));
         HeapStats {
             used: stats.used.saturating_sub(bytes),
             free: stats.free + bytes,
-            slab_free: stats.slab_free + bytes,
+            slab_free: stats.slab_free + slab_bytes,
             live_allocations: stats
                 .live_allocations
                 .saturating_sub(cpu.slots.load(Ordering::Relaxed)),

@@ -206,9 +206,26 @@ const POSTED: u8 = 1;
 const RUNNING: u8 = 2;
 const DONE: u8 = 3;
 
+/// What a new CPU record starts as, copied into the heap: a record is
+/// 30-odd KiB (the magazines), too big to build on the stack and move,
+/// which the debug build would do more than once (the boot stack is
+/// 64 KiB).
+static RECORD_TEMPLATE: PerCpu = PerCpu::new(0, 0);
+
 /// Makes and registers CPU `index`'s record (leaked: a CPU never goes away).
 fn new_per_cpu(index: usize, apic_id: u32) -> &'static PerCpu {
-    let record: &'static PerCpu = Box::leak(Box::new(PerCpu::new(index, apic_id)));
+    let mut record = Box::<PerCpu>::new_uninit();
+    // SAFETY: nothing uses RECORD_TEMPLATE but this copy, so no one has
+    // written it and its bytes are those of `PerCpu::new(0, 0)`, a valid
+    // record; PerCpu has no Drop and holds no pointer into itself (`this`
+    // is 0 until `register`), so the copy is a record of its own.
+    let record = unsafe {
+        ptr::copy_nonoverlapping(&RECORD_TEMPLATE, record.as_mut_ptr(), 1);
+        Box::leak(record.assume_init())
+    };
+    record.index = index;
+    record.apic.store(apic_id, Ordering::Relaxed);
+    let record: &'static PerCpu = record;
     register(record);
     record
 }

@@ -6,7 +6,7 @@
 //! ```text
 //! bits 0-1: OTHER (no magazine knows the granule), HANDED (a magazine
 //!           handed the slot out; not freed since), CACHED (in a magazine)
-//! bits 2-5: the slot's size class (HANDED and CACHED only)
+//! bits 2-7: the slot's size class (HANDED and CACHED only)
 //! ```
 //!
 //! Transitions, each by one party at a time:
@@ -33,6 +33,8 @@ const HANDED: u8 = 1;
 const CACHED: u8 = 2;
 const STATE: u8 = 0b11;
 const CLASS_SHIFT: u32 = 2;
+/// Classes a state byte can name.
+pub(super) const CLASS_LIMIT: usize = 1 << (u8::BITS - CLASS_SHIFT);
 
 /// State bytes a heap of at most `max` bytes needs.
 pub const fn state_bytes(max: usize) -> usize {
