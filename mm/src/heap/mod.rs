@@ -374,18 +374,20 @@ impl<'a, G: Grow> Heap<'a, G> {
         self.take_aligned_block(needed, PAGE)
     }
 
-    /// A free block that starts on the page grid with at least `needed`
-    /// bytes, carved to size; `None` if the lists hold none.
+    /// A free block that holds `needed` bytes on the page grid (from its
+    /// start, or after a leading free block), carved to size; `None` if
+    /// the first blocks of the list `take` would use hold none.
     fn take_aligned_page_block(
         &mut self,
         needed: usize,
     ) -> Option<Result<(usize, usize), MmError>> {
         let block = self.tlsf.take_aligned(needed, PAGE)?;
-        if !self.remap_for(block, block + needed + FREE_HEAD) {
+        let start = Tlsf::aligned_start(block, PAGE);
+        if !self.remap_for(block, start + needed + FREE_HEAD) {
             self.tlsf.put_back(block);
             return Some(Err(MmError::HeapExhausted));
         }
-        let used = self.tlsf.carve(block, needed);
+        let (block, used) = self.tlsf.carve_aligned(block, needed, PAGE);
         self.stats.free -= used;
         Some(Ok((block, used)))
     }

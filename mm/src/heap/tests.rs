@@ -588,6 +588,44 @@ fn page_buffers_are_cached_whole_and_trimmed_back() {
     assert_eq!(heap.largest_free_block(), heap.stats().mapped - 16);
 }
 
+/// A page buffer fits on the grid inside a free block that starts off
+/// it, after a leading free block, when the block has room: no padding
+/// of a fresh block, and no trim (which would empty the quick lists).
+#[test]
+fn a_page_buffer_goes_on_the_grid_inside_an_off_grid_free_block() {
+    let mut arena = Arena::new(4 * MIB);
+    let mut heap = arena.heap(4 * MIB, false);
+    let before = heap.kmalloc(600).unwrap().as_ptr();
+    let cached = heap.kmalloc(600).unwrap().as_ptr();
+    let hole = heap.kmalloc(20_000).unwrap().as_ptr();
+    let fence = heap.kmalloc(3000).unwrap().as_ptr();
+    let start = hole as usize - HEADER;
+    assert!(
+        !hole.addr().is_multiple_of(PAGE),
+        "the hole starts off the grid"
+    );
+    heap.free(cached).unwrap();
+    heap.free(hole).unwrap();
+    // In its quick list, a block stays used for the TLSF lists.
+    let quick_listed = |heap: &Heap<'_, _>| !heap.tlsf.is_free(cached as usize - HEADER);
+    assert!(quick_listed(&heap));
+    let buffer = heap.alloc(layout(8192, 4096)).unwrap().as_ptr();
+    let end = start + heap.tlsf.size_of(buffer as usize - HEADER);
+    assert!(buffer.addr().is_multiple_of(PAGE));
+    assert!(
+        start < buffer as usize && end <= start + 20_016 + HEADER,
+        "inside the hole"
+    );
+    assert!(quick_listed(&heap), "not trimmed");
+    assert_eq!(heap.kmalloc(600).unwrap().as_ptr(), cached);
+    heap.verify().unwrap();
+    for pointer in [buffer, fence, cached, before] {
+        heap.free(pointer).unwrap();
+    }
+    heap.verify().unwrap();
+    assert_eq!(heap.stats().used, 0);
+}
+
 proptest! {
     #![proptest_config(testing::cases(48))]
 

@@ -245,16 +245,29 @@ impl Tlsf {
         used
     }
 
-    /// As `carve`, for a block taken with room for `needed` bytes plus
-    /// `align` plus a minimum block: first gives back a leading free block
-    /// so that the payload is `align`-aligned. Returns the used block and
-    /// its size.
+    /// Where `carve_aligned` puts the used block in the free block at
+    /// `block`: there, if its payload is `align`-aligned, else after a
+    /// leading free block of at least `MIN_BLOCK` bytes.
+    pub fn aligned_start(block: usize, align: usize) -> usize {
+        if (block + HEADER).is_multiple_of(align) {
+            block
+        } else {
+            (block + HEADER + MIN_BLOCK).next_multiple_of(align) - HEADER
+        }
+    }
+
+    /// As `carve`, for a free block that holds `needed` bytes from its
+    /// `aligned_start` on (one taken with room for `needed` bytes plus
+    /// `align` plus a minimum block always does): first gives back a
+    /// leading free block so that the payload is `align`-aligned. Returns
+    /// the used block and its size.
     pub fn carve_aligned(&mut self, block: usize, needed: usize, align: usize) -> (usize, usize) {
         let mut block = block;
-        if !(block + HEADER).is_multiple_of(align) {
+        let start = Self::aligned_start(block, align);
+        if start != block {
             let size = self.size_of(block);
-            let payload = (block + HEADER + MIN_BLOCK).next_multiple_of(align);
-            let lead = payload - HEADER - block;
+            debug_assert!(start + needed <= block + size);
+            let lead = start - block;
             let prev_flag = self.prev_free_flag(block);
             self.set_header(block, lead | FREE | prev_flag);
             self.set_footer(block, lead);

@@ -3,7 +3,7 @@
 //! bytes 16 bytes apart), found in O(1) through two bitmaps.
 #![forbid(unsafe_code)]
 
-use super::{Tlsf, GRANULE, HEADER, NEXT_LINK, PREV_LINK};
+use super::{Tlsf, GRANULE, NEXT_LINK, PREV_LINK};
 
 /// Sizes below this are binned linearly, 16 bytes apart (first level 0).
 const SMALL_LIMIT: usize = 256;
@@ -164,18 +164,19 @@ impl Tlsf {
         None
     }
 
-    /// A free block of at least `size` bytes whose payload is already
-    /// `align`-aligned, removed from its list: one of the first
+    /// A free block that holds `size` bytes with an `align`-aligned
+    /// payload (its own, or one after a leading free block: see
+    /// `aligned_start`), removed from its list: one of the first
     /// `ALIGNED_SCAN` blocks of the smallest list whose blocks all hold
     /// `size`, found through the bitmaps as in `take`; `None` if none of
-    /// them is aligned (the caller then pads).
+    /// them does (the caller then pads). Carve it with `carve_aligned`.
     pub fn take_aligned(&mut self, size: usize, align: usize) -> Option<usize> {
         let (_, _, mut block) = self.find(size)?;
         for _ in 0..ALIGNED_SCAN {
             if block == 0 {
                 return None;
             }
-            if (block + HEADER).is_multiple_of(align) {
+            if Tlsf::aligned_start(block, align) + size <= block + self.size_of(block) {
                 self.remove(block, self.size_of(block));
                 return Some(block);
             }
