@@ -32,7 +32,7 @@
 use std::alloc::Layout;
 use std::arch::x86_64::_rdtsc;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 mod support;
 use support::{Report, Row};
@@ -392,16 +392,6 @@ fn efficiency(a: &mut dyn Allocator) -> f64 {
     bytes as f64 / ARENA as f64
 }
 
-fn tsc_ghz() -> f64 {
-    let start = Instant::now();
-    // SAFETY: RDTSC is available on every x86-64 CPU.
-    let tsc = unsafe { _rdtsc() };
-    std::thread::sleep(Duration::from_millis(100));
-    // SAFETY: as above.
-    let cycles = unsafe { _rdtsc() } - tsc;
-    cycles as f64 / start.elapsed().as_nanos() as f64
-}
-
 /// This heap's own efficiency measure: the growing random mix.
 fn tuned_efficiency(bench: &mut Bench) {
     bench
@@ -429,7 +419,7 @@ fn tuned_efficiency(bench: &mut Bench) {
 }
 
 fn main() {
-    let ghz = tsc_ghz();
+    let ghz = support::tsc_ghz();
     println!(
         "heap benchmark: this heap (slab+TLSF) and its peers, 16 MiB arena each, the same request"
     );

@@ -250,6 +250,31 @@ fn pairs_ns(frames: &mut impl Frames, fill: f64, pairs: usize) -> f64 {
     start.elapsed().as_nanos() as f64 / pairs as f64
 }
 
+/// Pairs timed one by one in a latency run.
+const LATENCY_PAIRS: usize = 200_000;
+
+/// As `pairs_ns`, but reads the TSC around every pair: the latency of
+/// each, in ns (`ghz`: TSC ticks per ns), for the percentile rows.
+fn pairs_latency(frames: &mut impl Frames, fill: f64, ghz: f64) -> Vec<f64> {
+    let target = (FRAMES as f64 * fill) as usize;
+    let mut held: Vec<u64> = (0..target)
+        .map(|_| frames.alloc(0, Mobility::Unmovable).expect("fill"))
+        .collect();
+    let mut rng = rng();
+    let mut samples = Vec::with_capacity(LATENCY_PAIRS);
+    for _ in 0..LATENCY_PAIRS {
+        let slot = rng.below(held.len() as u64) as usize;
+        // SAFETY: RDTSC is available on every x86-64 CPU.
+        let start = unsafe { std::arch::x86_64::_rdtsc() };
+        frames.free(held[slot], 0);
+        held[slot] = black_box(frames.alloc(0, Mobility::Unmovable).expect("just freed"));
+        // SAFETY: as above.
+        let ticks = unsafe { std::arch::x86_64::_rdtsc() } - start;
+        samples.push(ticks as f64 / ghz);
+    }
+    samples
+}
+
 /// Pairs each thread does in a timed `scaling` run: 120-215 ms on one
 /// thread here (140-260 pairs/us), so that a scheduler tick or a short
 /// burst of another process is a small part of a run. (With 2,000,000
@@ -475,9 +500,11 @@ fn main() {
     let steps =
         sections.iter().filter(|s| selected(s)).count() + 2 * usize::from(selected("pairs"));
     let mut report = Report::new("pmm", steps);
+    let ghz = support::tsc_ghz();
     println!("PMM benchmark: 1 GiB of frames ({FRAMES}), same request sequences for every");
     println!("allocator; mean = a run's time / its operations, median of 5 rounds (each runs");
-    println!("every subject once); ratios are medians of the per-round ratios.");
+    println!("every subject once); ratios are medians of the per-round ratios. Latency");
+    println!("(pairs): one more run of {LATENCY_PAIRS} pairs per subject, each pair timed.");
 
     if selected("pairs") {
         for fill in [50, 90, 99] {
@@ -504,6 +531,23 @@ fn main() {
             }
             // Too slow for rounds: one short run, against every round of ours.
             let naive = pairs_ns(&mut NaiveBitmap::new(FRAMES), fill_level, 2_000);
+            // Latency: one more run of each, every pair timed.
+            let mut pmm = FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap();
+            let mut latency = vec![(OURS, pairs_latency(&mut pmm, fill_level, ghz))];
+            let mut with_cache = Cached {
+                pmm: FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap(),
+                cache: FrameCache::new(96, 64),
+                states: FrameStates::new(states, 0).unwrap(),
+            };
+            latency.push((
+                "this-pmm-cached",
+                pairs_latency(&mut with_cache, fill_level, ghz),
+            ));
+            latency.push(("buddy", pairs_latency(&mut buddy(FRAMES), fill_level, ghz)));
+            latency.push((
+                "free-stack",
+                pairs_latency(&mut FreeStack::new(FRAMES), fill_level, ghz),
+            ));
             report
                 .record(Row::mean(&workload, OURS, "ns/pair", median_of(ours.clone())).baseline());
             versus(
@@ -538,6 +582,9 @@ fn main() {
                 &[naive; ROUNDS],
                 &ours,
             );
+            for (subject, mut samples) in latency {
+                report.latencies(&workload, subject, &mut samples);
+            }
             report.table(
                 &workload,
                 &format!(

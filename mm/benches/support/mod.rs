@@ -90,6 +90,18 @@ pub const MEAN: &str = "mean";
 pub const PERCENTILES: [(&str, f64); 4] =
     [("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999), ("max", 1.0)];
 
+/// TSC ticks per nanosecond, measured over 100 ms of sleep (for turning
+/// per-operation TSC readings into the latency rows).
+pub fn tsc_ghz() -> f64 {
+    let start = Instant::now();
+    // SAFETY: RDTSC is available on every x86-64 CPU.
+    let tsc = unsafe { std::arch::x86_64::_rdtsc() };
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    // SAFETY: as above.
+    let cycles = unsafe { std::arch::x86_64::_rdtsc() } - tsc;
+    cycles as f64 / start.elapsed().as_nanos() as f64
+}
+
 /// One figure: a row of the CSV and a cell of a printed table.
 #[derive(Clone, Debug)]
 pub struct Row {
