@@ -6,9 +6,10 @@
 //! part).
 //!
 //! The classes are 16 bytes apart up to [`MAGAZINE_LIMIT`] (request plus
-//! debug overhead): up to [`SLAB_LIMIT`] they hold slab slots, above it
-//! TLSF blocks of one exact size each ([`block_size`]), taken from and
-//! given back to the heap like any block (its quick lists first).
+//! debug overhead): up to the slab limit (256 bytes) they hold slab
+//! slots, above it TLSF blocks of one exact size each ([`block_size`]),
+//! taken from and given back to the heap like any block (its quick lists
+//! first).
 //!
 //! Pieces, all plain types the kernel composes:
 //!
