@@ -438,7 +438,8 @@ fn refill_and_alloc<'a, G: Grow>(
 }
 
 /// Fills `class`'s magazine with up to a batch of rounds from `heap`
-/// (growing it only if `may_grow`); returns how many came.
+/// (growing it only if `may_grow`), a block class's within the budget
+/// except for the first; returns how many came.
 fn refill<G: Grow>(
     heap: &mut Heap<'_, G>,
     magazines: &mut Magazines,
@@ -448,74 +449,50 @@ fn refill<G: Grow>(
 ) -> usize {
     debug_assert_eq!(heap.checks, magazines.checks);
     heap.hold_growth = !may_grow;
-    let taken = if is_block_class(class) {
-        refill_blocks(heap, magazines, states, class)
-    } else {
-        refill_slots(heap, magazines, states, class)
-    };
-    heap.hold_growth = false;
-    taken
-}
-
-/// `refill` of a slab class.
-fn refill_slots<G: Grow>(
-    heap: &mut Heap<'_, G>,
-    magazines: &mut Magazines,
-    states: &SlotStates<'_>,
-    class: usize,
-) -> usize {
     let mut taken = 0;
-    while taken < BATCH && magazines.has_room(class) {
-        let Ok(slot) = heap.take_slot(class) else {
-            break;
-        };
-        let slot = slot.as_ptr();
-        states.cache(slot.addr(), class);
-        magazines.put(class, slot);
-        taken += 1;
-    }
-    taken
-}
-
-/// `refill` of a block class: blocks of exactly [`block_size`], within
-/// the budget except for the first. A block the heap hands out larger
-/// (16 bytes more, when the tail was too small to split off) is a block
-/// of the next class: it goes to that class's magazine if there is room,
-/// else straight back. Returns the blocks of `class` that came.
-fn refill_blocks<G: Grow>(
-    heap: &mut Heap<'_, G>,
-    magazines: &mut Magazines,
-    states: &SlotStates<'_>,
-    class: usize,
-) -> usize {
-    let mut taken = 0;
+    // A block class may see rounds that belong to the next class: the
+    // loop is bounded by twice the batch.
     for _ in 0..2 * batch(class) {
         let room = (magazines.count[class] as usize) < rounds(class)
             && (taken == 0 || magazines.has_room(class));
         if taken == batch(class) || !room {
             break;
         }
-        let Ok(block) = heap.take_block(block_size(class)) else {
+        let Some((round, home)) = take_round(heap, class) else {
             break;
         };
-        let payload = block.as_ptr();
-        match class_of_block(heap.tlsf.size_of(payload.addr() - HEADER)) {
+        match home {
             Some(home) if home == class || magazines.has_room(home) => {
-                states.cache(payload.addr(), home);
-                magazines.put(home, payload);
+                states.cache(round.addr(), home);
+                magazines.put(home, round);
                 taken += usize::from(home == class);
             }
             _ => {
-                let at = heap.live_bit(payload.addr());
+                let at = heap.live_bit(round.addr());
                 heap.give_back(Live {
-                    payload: payload.addr(),
+                    payload: round.addr(),
                     class: None,
                     at,
                 });
             }
         }
     }
+    heap.hold_growth = false;
     taken
+}
+
+/// One live round for a refill of `class` and the class it belongs to: a
+/// slab slot of `class`, or a block of [`block_size`]. A block the heap
+/// hands out larger (16 bytes more, when the tail was too small to split
+/// off) is a block of the next class, and one beyond the last class is
+/// no class's (`None`: it goes back).
+fn take_round<G: Grow>(heap: &mut Heap<'_, G>, class: usize) -> Option<(*mut u8, Option<usize>)> {
+    if !is_block_class(class) {
+        return Some((heap.take_slot(class).ok()?.as_ptr(), Some(class)));
+    }
+    let block = heap.take_block(block_size(class)).ok()?.as_ptr();
+    let home = class_of_block(heap.tlsf.size_of(block.addr() - HEADER));
+    Some((block, home))
 }
 
 /// Gives a slot or block of `class` that left a magazine back to `heap`.

@@ -295,26 +295,29 @@ fn magazines_are_drained_before_the_heap_grows() {
     drain_and_check_empty(&heap, &cpus, &states);
 }
 
-#[test]
-fn debug_checks_catch_an_overrun_of_a_magazine_slot_and_poison_it() {
+/// An overrun of one byte into the red zone of an allocation of `size`
+/// bytes from a magazine, freed on another CPU: counted and the memory
+/// poisoned; a clean one freed through the heap (the magazines busy) is
+/// no violation.
+fn an_overrun_is_caught(size: usize) {
     let mut world = World::new(MIB);
     let (heap, states) = world.heap(256 * 1024, MIB, DebugChecks::On);
     let cpus = cpus(2, DebugChecks::On);
     let hosts = hosts(&heap, &cpus, &states);
     let (zero, one) = (&hosts[0], &hosts[1]);
     {
-        let pointer = zero.alloc(40).unwrap();
-        // SAFETY: 40 bytes are ours; byte 40 is the red zone's first, and
-        // inside the slot (writing it is the overrun under test).
-        unsafe { pointer.add(40).write(0) };
+        let pointer = zero.alloc(size).unwrap();
+        // SAFETY: `size` bytes are ours; the next is the red zone's
+        // first, inside the slot or block (writing it is the overrun
+        // under test).
+        unsafe { pointer.add(size).write(0) };
         assert_eq!(free(&cpus[1], &states, one, pointer), Ok(true));
+        assert_eq!(cpus[1].cached(), 1, "into CPU 1's magazine");
         let stats = combined_stats(heap.lock().unwrap().stats(), &cpus);
         assert_eq!(stats.red_zone_violations, 1);
-        // SAFETY: the slot is in CPU 1's magazine, untouched: readable.
+        // SAFETY: it is in CPU 1's magazine, untouched: readable.
         assert_eq!(unsafe { pointer.read() }, 0xDD, "poisoned");
-        // A slot with an intact zone, freed by the heap path (CPU 1's
-        // magazines in use), and one the heap armed: no violation.
-        let clean = zero.alloc(40).unwrap();
+        let clean = zero.alloc(size).unwrap();
         let through_heap = cpus[1].try_with(|_| one.free(clean));
         assert_eq!(through_heap, Some(Ok(())));
         let stats = combined_stats(heap.lock().unwrap().stats(), &cpus);
@@ -322,6 +325,16 @@ fn debug_checks_catch_an_overrun_of_a_magazine_slot_and_poison_it() {
         verify_all(&heap, &cpus, &states);
     }
     drain_and_check_empty(&heap, &cpus, &states);
+}
+
+#[test]
+fn debug_checks_catch_an_overrun_of_a_magazine_slot_and_poison_it() {
+    an_overrun_is_caught(40);
+}
+
+#[test]
+fn debug_checks_catch_an_overrun_of_a_magazine_block() {
+    an_overrun_is_caught(600);
 }
 
 #[test]
@@ -433,33 +446,6 @@ fn the_blocks_in_one_cpus_magazines_stay_within_the_budget() {
         let held = cpus[0].block_bytes.load(Ordering::Relaxed);
         assert!(held <= BLOCK_BUDGET, "frees keep the budget: {held}");
         assert!(held > BLOCK_BUDGET / 2, "and fill it: {held}");
-        verify_all(&heap, &cpus, &states);
-    }
-    drain_and_check_empty(&heap, &cpus, &states);
-}
-
-#[test]
-fn debug_checks_catch_an_overrun_of_a_magazine_block() {
-    let mut world = World::new(MIB);
-    let (heap, states) = world.heap(256 * 1024, MIB, DebugChecks::On);
-    let cpus = cpus(2, DebugChecks::On);
-    let hosts = hosts(&heap, &cpus, &states);
-    let (zero, one) = (&hosts[0], &hosts[1]);
-    {
-        let pointer = zero.alloc(600).unwrap();
-        // SAFETY: 600 bytes are ours; byte 600 is the red zone's first,
-        // inside the block (writing it is the overrun under test).
-        unsafe { pointer.add(600).write(0) };
-        assert_eq!(free(&cpus[1], &states, one, pointer), Ok(true));
-        assert_eq!(cpus[1].cached(), 1, "into CPU 1's magazine");
-        // SAFETY: the block is in CPU 1's magazine, untouched: readable.
-        assert_eq!(unsafe { pointer.read() }, 0xDD, "poisoned");
-        // One with an intact zone, through the heap (magazines in use).
-        let clean = zero.alloc(600).unwrap();
-        let through_heap = cpus[1].try_with(|_| one.free(clean));
-        assert_eq!(through_heap, Some(Ok(())));
-        let stats = combined_stats(heap.lock().unwrap().stats(), &cpus);
-        assert_eq!(stats.red_zone_violations, 1);
         verify_all(&heap, &cpus, &states);
     }
     drain_and_check_empty(&heap, &cpus, &states);
