@@ -20,11 +20,12 @@
 //! untimed warm-up runs of the same workload (one for the long threaded
 //! runs). Ratios: the median of the per-round ratios; the two list-based
 //! allocators run as a second group, see `main`. Latencies (p50, p99,
-//! p99.9) come from a separate run that reads the TSC around every
+//! p99.9, max) come from a separate run that reads the TSC around every
 //! operation.
 //!
 //! Run with `make bench` or `cargo host-bench --bench heap`; arguments
-//! (`-- 4000 burst`) keep only workloads whose name contains one of them,
+//! (`-- 4000 burst`) keep only workloads whose name contains one of them
+//! (`=kernel-objects`: that workload alone, not the threaded ones),
 //! `ours` (or `talc`, `talc4`, `rlsf`, `dlmalloc`) keeps only that
 //! allocator (for profiling). Progress goes to stderr, tables to stdout,
 //! every figure to `build/bench/heap.csv` (`support`).
@@ -464,8 +465,16 @@ fn main() {
         .iter()
         .filter(|f| !ALONE.iter().any(|(short, _)| f == short))
         .collect();
-    let selected =
-        |name: &str| wanted.is_empty() || wanted.iter().any(|f| name.contains(f.as_str()));
+    // A filter selects the workloads whose names contain it; `=name`
+    // selects that workload alone (`kernel-objects` also selects the
+    // threaded `kernel-objects-...` runs, `=kernel-objects` does not).
+    let selected = |name: &str| {
+        wanted.is_empty()
+            || wanted.iter().any(|f| match f.strip_prefix('=') {
+                Some(exact) => name == exact,
+                None => name.contains(f.as_str()),
+            })
+    };
     // Throughput: rounds, each running every allocator of a group once in
     // turn, so that a burst of machine noise hits all of them alike; each
     // timed run is on a fresh allocator after WARM_UPS untimed runs. The
