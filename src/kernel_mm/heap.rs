@@ -4,7 +4,7 @@
 //! to 16 MiB; pages at its end and inside large free blocks go back to
 //! the PMM after frees.
 //!
-//! Small objects (up to 1 KiB with debug overhead, alignment up to 16) go through per-CPU
+//! Small objects (up to 1.5 KiB with debug overhead, alignment up to 16) go through per-CPU
 //! magazines (`mm::heap::magazine`, where the logic is, host-tested with
 //! threads): each CPU's record holds its magazines, used with interrupts
 //! off and no lock; the heap lock is taken only to refill or flush a

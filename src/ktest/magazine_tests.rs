@@ -23,7 +23,7 @@ use mm::MmError;
 /// The magazine tests.
 pub static TESTS: &[Test] = &[
     Test {
-        name: "heap::magazines_serve_objects_up_to_1_kib_without_the_lock",
+        name: "heap::magazines_serve_objects_up_to_1536_bytes_without_the_lock",
         run: objects_take_no_lock,
         expects: Expect::NOTHING,
     },
@@ -56,10 +56,10 @@ fn magazines_on() -> bool {
     on
 }
 
-/// Sizes of [`objects_take_no_lock`]: a slab slot and two blocks
-/// of the magazines' block classes (debug checks included, 900 bytes is
-/// within their 1 KiB).
-const NO_LOCK_SIZES: [usize; 3] = [40, 512, 900];
+/// Sizes of [`objects_take_no_lock`]: a slab slot and blocks of the
+/// magazines' block classes, 16 and 32 bytes apart (debug checks
+/// included, 1,400 bytes is within their 1,536).
+const NO_LOCK_SIZES: [usize; 4] = [40, 512, 1024, 1400];
 
 /// Allocations and frees of a slab size and two block sizes repeated on
 /// this CPU: after the first refill of each, none of them takes the heap
@@ -157,7 +157,7 @@ fn exchange_rounds(index: usize) -> TestResult {
             // One in four a block of the magazines' block classes.
             let mix = object * 37 + round * 11 + index * 5;
             let size = if object % 4 == 0 {
-                257 + mix % 700
+                257 + mix % 1200
             } else {
                 1 + mix % 240
             };
@@ -234,7 +234,7 @@ fn exhaustion_drains_every_magazine(_: &Context<'_>) -> TestResult {
         return Ok(());
     }
     on_all_cpus(|_| {
-        for size in [EXHAUST, 200, 600] {
+        for size in [EXHAUST, 200, 600, 1024] {
             let mut held: ArrayVec<usize, ROUNDS> = ArrayVec::new();
             while !held.is_full() {
                 let pointer = heap::kmalloc(size);

@@ -5,10 +5,11 @@
 //! depot: the slab pages' recent lists and the quick lists play its
 //! part).
 //!
-//! The classes are 16 bytes apart up to [`MAGAZINE_LIMIT`] (request plus
-//! debug overhead): up to the slab limit (256 bytes) they hold slab
-//! slots, above it TLSF blocks of one exact size each ([`block_size`]),
-//! taken from and given back to the heap like any block (its quick lists
+//! The classes ([`class_size`]) are 16 bytes apart up to 512 bytes and
+//! 32 apart up to [`MAGAZINE_LIMIT`] (1,536; request plus debug
+//! overhead): up to the slab limit (256 bytes) they hold slab slots,
+//! above it TLSF blocks of one exact size each ([`block_size`]), taken
+//! from and given back to the heap like any block (its quick lists
 //! first).
 //!
 //! Pieces, all plain types the kernel composes:
@@ -41,7 +42,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::checks::{arm_at, intact_at, poison_at};
-use super::slab::{self, SLAB_LIMIT};
+use super::slab::SLAB_LIMIT;
 use super::tlsf::{GRANULE, HEADER};
 use super::{DebugChecks, Grow, Heap, HeapStats, Live, DEBUG_OVERHEAD};
 use crate::MmError;
@@ -50,19 +51,25 @@ pub use states::{state_bytes, SlotStates};
 
 mod states;
 
-/// Largest request (bytes, debug overhead included) the magazines serve.
-pub const MAGAZINE_LIMIT: usize = 1024;
-/// Size classes the magazines serve, 16 bytes apart: the slab classes,
-/// then the block classes.
-const CLASSES: usize = MAGAZINE_LIMIT / GRANULE;
+/// Classes are 16 bytes apart up to this request size, 32 above it.
+const FINE_LIMIT: usize = 512;
+/// Classes 16 bytes apart.
+const FINE_CLASSES: usize = FINE_LIMIT / GRANULE;
+/// Size classes the magazines serve: the slab classes, then the block
+/// classes, as many as a state byte can name.
+const CLASSES: usize = 64;
+/// Largest request (bytes, debug overhead included) the magazines serve:
+/// 1,536 (so a debug build's 1 KiB request, 1,048 bytes with its red
+/// zone and size record, is one).
+pub const MAGAZINE_LIMIT: usize = class_size(CLASSES - 1);
 /// Classes below this one hold slab slots.
 const SLAB_CLASSES: usize = SLAB_LIMIT / GRANULE;
 /// Slots one slab class's magazine holds.
 pub const ROUNDS: usize = 32;
 /// Slots a refill of a slab class brings and a flush takes back.
 pub const BATCH: usize = ROUNDS / 2;
-/// Bytes one block class's magazine holds at most (so a 1,024-byte
-/// class holds 15 blocks).
+/// Bytes one block class's magazine holds at most (so the 1,024-byte
+/// class holds 15 blocks, the 1,536-byte one 10).
 const CLASS_BYTES: usize = 16 * 1024;
 /// Bytes of blocks one CPU's magazines hold at most, all block classes
 /// together; a refill still brings at least one block, so one more block
@@ -70,21 +77,46 @@ const CLASS_BYTES: usize = 16 * 1024;
 pub const BLOCK_BUDGET: usize = 64 * 1024;
 
 const _: () = assert!(BATCH <= ROUNDS && ROUNDS <= u8::MAX as usize);
+const _: () = assert!(SLAB_CLASSES <= FINE_CLASSES && class_size(SLAB_CLASSES - 1) == SLAB_LIMIT);
 const _: () = assert!(
     CLASSES <= states::CLASS_LIMIT,
     "every class fits a state byte"
 );
 
+/// The largest request (debug overhead included) `class` serves: 16,
+/// 32, ... 512, then 544, 576, ... 1,536.
+pub const fn class_size(class: usize) -> usize {
+    if class < FINE_CLASSES {
+        (class + 1) * GRANULE
+    } else {
+        FINE_LIMIT + (class + 1 - FINE_CLASSES) * 2 * GRANULE
+    }
+}
+
+/// The class of a request of `bytes` (1..=MAGAZINE_LIMIT; 0 counts as 1).
+#[inline(always)]
+fn class_of(bytes: usize) -> usize {
+    debug_assert!(bytes <= MAGAZINE_LIMIT);
+    if bytes <= FINE_LIMIT {
+        bytes.max(1).div_ceil(GRANULE) - 1
+    } else {
+        FINE_CLASSES - 1 + (bytes - FINE_LIMIT).div_ceil(2 * GRANULE)
+    }
+}
+
 /// The TLSF block (header included) a magazine of block class `class`
-/// holds: exactly what the heap gives a request of the class's slot size.
+/// holds: exactly what the heap gives a request of the class's size.
 pub const fn block_size(class: usize) -> usize {
-    slab::slot_size(class) + GRANULE
+    class_size(class) + GRANULE
 }
 
 /// The block class whose blocks are `size` bytes, if any.
 fn class_of_block(size: usize) -> Option<usize> {
-    let class = (size / GRANULE).checked_sub(2)?;
-    (size.is_multiple_of(GRANULE) && (SLAB_CLASSES..CLASSES).contains(&class)).then_some(class)
+    let bytes = size
+        .checked_sub(GRANULE)
+        .filter(|&b| b > 0 && b <= MAGAZINE_LIMIT)?;
+    let class = class_of(bytes);
+    (is_block_class(class) && block_size(class) == size).then_some(class)
 }
 
 /// Whether `class` holds TLSF blocks (not slab slots).
@@ -100,7 +132,7 @@ const fn held_size(class: usize) -> usize {
     if is_block_class(class) {
         block_size(class)
     } else {
-        slab::slot_size(class)
+        class_size(class)
     }
 }
 
@@ -110,7 +142,7 @@ const fn capacity(class: usize) -> usize {
     if is_block_class(class) {
         block_size(class) - HEADER
     } else {
-        slab::slot_size(class)
+        class_size(class)
     }
 }
 
@@ -269,7 +301,7 @@ fn class_for(layout: Layout, checks: DebugChecks) -> Option<usize> {
     } else {
         layout.size()
     };
-    (bytes <= MAGAZINE_LIMIT).then(|| bytes.max(1).div_ceil(GRANULE) - 1)
+    (bytes <= MAGAZINE_LIMIT).then(|| class_of(bytes))
 }
 
 /// One CPU's magazines and the counters others read, on cache lines of

@@ -9,6 +9,8 @@ use std::sync::{Barrier, Mutex};
 
 use proptest::prelude::*;
 
+use super::super::slab;
+use super::super::tlsf::Tlsf;
 use super::super::{bitmap_words, DebugChecks, Grow, Heap};
 use super::*;
 use crate::rng::XorShift;
@@ -151,6 +153,33 @@ fn verify_all(
     cpus.iter()
         .map(|cpu| verify(&heap, cpu, states).unwrap().unwrap())
         .sum()
+}
+
+/// Every request size has the tightest class that holds it; every block
+/// class's blocks map back to it; the slab classes are the slabs' own.
+#[test]
+fn classes_hold_their_requests_tightly_and_blocks_map_back() {
+    for bytes in 1..=MAGAZINE_LIMIT {
+        let class = class_of(bytes);
+        assert!(class < CLASSES && class_size(class) >= bytes, "{bytes}");
+        assert!(class == 0 || class_size(class - 1) < bytes, "{bytes}");
+        if bytes <= SLAB_LIMIT {
+            assert_eq!(class, slab::class_of(bytes));
+            assert_eq!(class_size(class), slab::slot_size(class));
+        }
+    }
+    assert_eq!(MAGAZINE_LIMIT, 1536);
+    assert_eq!(class_of(1024 + DEBUG_OVERHEAD), class_of(1048));
+    for class in SLAB_CLASSES..CLASSES {
+        assert_eq!(class_of_block(block_size(class)), Some(class));
+        assert_eq!(
+            Tlsf::block_size_for(class_size(class)),
+            Some(block_size(class)),
+            "what the heap gives the class's largest request"
+        );
+    }
+    assert_eq!(class_of_block(block_size(SLAB_CLASSES - 1)), None);
+    assert_eq!(class_of_block(block_size(CLASSES - 1) + 2 * GRANULE), None);
 }
 
 #[test]
@@ -348,7 +377,11 @@ fn kernel_object_blocks_go_through_the_magazines_without_the_lock() {
         let pointer = zero.alloc(1024).unwrap();
         let locks = zero.locks.load(Ordering::Relaxed);
         assert_eq!(locks, 1, "one refill");
-        assert_eq!(cpus[0].cached(), batch(63) - 1, "a refill brought a batch");
+        assert_eq!(
+            cpus[0].cached(),
+            batch(class_of(1024)) - 1,
+            "a refill brought a batch"
+        );
         for _ in 0..1000 {
             zero.free(zero.alloc(1024).unwrap()).unwrap();
             zero.free(zero.alloc(512).unwrap()).unwrap();
@@ -474,7 +507,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..3usize, 1..300usize).prop_map(|(cpu, size)| Op::Alloc { cpu, size }),
-        2 => (0..3usize, 250..1100usize).prop_map(|(cpu, size)| Op::Alloc { cpu, size }),
+        2 => (0..3usize, 250..1700usize).prop_map(|(cpu, size)| Op::Alloc { cpu, size }),
         4 => (0..3usize, any::<prop::sample::Index>()).prop_map(|(cpu, which)| Op::Free { cpu, which }),
         1 => (0..3usize, any::<prop::sample::Index>()).prop_map(|(cpu, which)| Op::FreeAgain { cpu, which }),
         1 => (0..3usize).prop_map(|cpu| Op::Drain { cpu }),
@@ -608,7 +641,7 @@ fn threads_hammer_the_magazines_with_cross_thread_frees() {
                     // Slab slots mostly, blocks of the block classes and
                     // beyond them the rest.
                     let size = match rng.below(8) {
-                        0 | 1 => 257 + rng.below(1000) as usize,
+                        0 | 1 => 257 + rng.below(1400) as usize,
                         _ => 1 + rng.below(256) as usize,
                     };
                     let pointer = host.alloc(size).unwrap();
