@@ -597,9 +597,9 @@ struct Sent(*mut u8, usize);
 unsafe impl Send for Sent {}
 
 /// Four threads, each with its own magazines over one heap, allocate
-/// small blocks, stamp them, pass half of them to the next thread through
-/// a shared box and free what they get from the previous one (so most
-/// frees are cross-thread); every block's stamp is checked before it is
+/// slots and blocks, stamp them, pass half of them to the next thread
+/// through a shared box (of at most `BOX_LIMIT`) and free what they get
+/// from the previous one (so most frees are cross-thread); every block's stamp is checked before it is
 /// freed (a block handed out twice would carry another thread's stamp).
 /// Then a race: all threads free the same blocks at once; exactly one
 /// free of each succeeds.
@@ -607,6 +607,8 @@ unsafe impl Send for Sent {}
 fn threads_hammer_the_magazines_with_cross_thread_frees() {
     const THREADS: usize = 4;
     const STEPS: usize = 20_000;
+    /// Blocks a box holds at most.
+    const BOX_LIMIT: usize = 256;
     let mut world = World::new(8 * MIB);
     let (heap, states) = world.heap(256 * 1024, 8 * MIB, DebugChecks::Off);
     let cpus = cpus(THREADS, DebugChecks::Off);
@@ -646,12 +648,19 @@ fn threads_hammer_the_magazines_with_cross_thread_frees() {
                     };
                     let pointer = host.alloc(size).unwrap();
                     stamp(pointer, size, me as u8);
-                    if step % 2 == 0 {
-                        boxes[(me + 1) % THREADS]
-                            .lock()
-                            .unwrap()
-                            .push(Sent(pointer, size));
-                    } else {
+                    // Every other block goes to the next thread, unless
+                    // its box is full: with 4 threads on fewer cores one
+                    // may not run for a while, and an unbounded box once
+                    // held several MiB and exhausted the 8 MiB heap.
+                    let sent = step % 2 == 0 && {
+                        let mut next = boxes[(me + 1) % THREADS].lock().unwrap();
+                        let room = next.len() < BOX_LIMIT;
+                        if room {
+                            next.push(Sent(pointer, size));
+                        }
+                        room
+                    };
+                    if !sent {
                         mine.push((pointer, size));
                     }
                     if rng.below(2) == 0 {
