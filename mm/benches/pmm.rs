@@ -159,6 +159,18 @@ struct Cached<'s, P> {
     states: FrameStates<'s>,
 }
 
+impl<'s, P> Cached<'s, P> {
+    /// `pmm` behind a cache of the kernel's geometry (96 frames, batches
+    /// of 64), over the frame-state bytes `states`.
+    fn new(pmm: P, states: &'s [AtomicU8]) -> Self {
+        Self {
+            pmm,
+            cache: FrameCache::new(96, 64),
+            states: FrameStates::new(states, 0).unwrap(),
+        }
+    }
+}
+
 impl<P: Behind> Frames for Cached<'_, P> {
     #[inline]
     fn alloc(&mut self, order: u32, mobility: Mobility) -> Option<u64> {
@@ -233,19 +245,31 @@ impl Frames for NaiveBitmap {
     }
 }
 
+/// Single frames allocated until `fill` of the frames are held.
+fn fill_to(frames: &mut impl Frames, fill: f64) -> Vec<u64> {
+    let target = (FRAMES as f64 * fill) as usize;
+    (0..target)
+        .map(|_| frames.alloc(0, Mobility::Unmovable).expect("fill"))
+        .collect()
+}
+
+/// One steady-state pair: frees the held frame at `slot`, allocates one
+/// in its place.
+#[inline(always)]
+fn pair(frames: &mut impl Frames, held: &mut [u64], slot: usize) {
+    frames.free(held[slot], 0);
+    held[slot] = black_box(frames.alloc(0, Mobility::Unmovable).expect("just freed"));
+}
+
 /// Fills to `fill` and times `pairs` steady-state pairs (free a random
 /// held frame, allocate one). Returns ns per pair.
 fn pairs_ns(frames: &mut impl Frames, fill: f64, pairs: usize) -> f64 {
-    let target = (FRAMES as f64 * fill) as usize;
-    let mut held: Vec<u64> = (0..target)
-        .map(|_| frames.alloc(0, Mobility::Unmovable).expect("fill"))
-        .collect();
+    let mut held = fill_to(frames, fill);
     let mut rng = rng();
     let start = Instant::now();
     for _ in 0..pairs {
         let slot = rng.below(held.len() as u64) as usize;
-        frames.free(held[slot], 0);
-        held[slot] = black_box(frames.alloc(0, Mobility::Unmovable).expect("just freed"));
+        pair(frames, &mut held, slot);
     }
     start.elapsed().as_nanos() as f64 / pairs as f64
 }
@@ -256,18 +280,14 @@ const LATENCY_PAIRS: usize = 200_000;
 /// As `pairs_ns`, but reads the TSC around every pair: the latency of
 /// each, in ns (`ghz`: TSC ticks per ns), for the percentile rows.
 fn pairs_latency(frames: &mut impl Frames, fill: f64, ghz: f64) -> Vec<f64> {
-    let target = (FRAMES as f64 * fill) as usize;
-    let mut held: Vec<u64> = (0..target)
-        .map(|_| frames.alloc(0, Mobility::Unmovable).expect("fill"))
-        .collect();
+    let mut held = fill_to(frames, fill);
     let mut rng = rng();
     let mut samples = Vec::with_capacity(LATENCY_PAIRS);
     for _ in 0..LATENCY_PAIRS {
         let slot = rng.below(held.len() as u64) as usize;
         // SAFETY: RDTSC is available on every x86-64 CPU.
         let start = unsafe { std::arch::x86_64::_rdtsc() };
-        frames.free(held[slot], 0);
-        held[slot] = black_box(frames.alloc(0, Mobility::Unmovable).expect("just freed"));
+        pair(frames, &mut held, slot);
         // SAFETY: as above.
         let ticks = unsafe { std::arch::x86_64::_rdtsc() } - start;
         samples.push(ticks as f64 / ghz);
@@ -520,11 +540,8 @@ fn main() {
             for _ in 0..ROUNDS {
                 let mut pmm = FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap();
                 ours.push(pairs_ns(&mut pmm, fill_level, 1_000_000));
-                let mut with_cache = Cached {
-                    pmm: FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap(),
-                    cache: FrameCache::new(96, 64),
-                    states: FrameStates::new(states, 0).unwrap(),
-                };
+                let pmm = FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap();
+                let mut with_cache = Cached::new(pmm, states);
                 cached.push(pairs_ns(&mut with_cache, fill_level, 1_000_000));
                 buddy_ns.push(pairs_ns(&mut buddy(FRAMES), fill_level, 1_000_000));
                 floor.push(pairs_ns(&mut FreeStack::new(FRAMES), fill_level, 1_000_000));
@@ -534,11 +551,8 @@ fn main() {
             // Latency: one more run of each, every pair timed.
             let mut pmm = FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap();
             let mut latency = vec![(OURS, pairs_latency(&mut pmm, fill_level, ghz))];
-            let mut with_cache = Cached {
-                pmm: FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap(),
-                cache: FrameCache::new(96, 64),
-                states: FrameStates::new(states, 0).unwrap(),
-            };
+            let pmm = FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap();
+            let mut with_cache = Cached::new(pmm, states);
             latency.push((
                 "this-pmm-cached",
                 pairs_latency(&mut with_cache, fill_level, ghz),
@@ -614,11 +628,7 @@ fn main() {
             let pmm = std::sync::Mutex::new(
                 FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap(),
             );
-            scaled_pairs_per_us(threads, SCALING_PAIRS, |_| Cached {
-                pmm: &pmm,
-                cache: FrameCache::new(96, 64),
-                states: FrameStates::new(states, 0).unwrap(),
-            })
+            scaled_pairs_per_us(threads, SCALING_PAIRS, |_| Cached::new(&pmm, states))
         };
         // One untimed run first, as the heap's threaded runs have.
         black_box(run(0, 2));
