@@ -183,11 +183,12 @@ fn batch(class: usize) -> usize {
 pub struct Magazines {
     rounds: [[*mut u8; ROUNDS]; CLASSES],
     count: [u8; CLASSES],
-    /// Bytes (as the heap counts them) and rounds in all classes.
-    bytes: usize,
-    slots: usize,
-    /// Bytes of blocks, all block classes ([`BLOCK_BUDGET`]).
+    /// Bytes (as the heap counts them) of slab slots, and of blocks
+    /// (all block classes: [`BLOCK_BUDGET`]).
+    slab_bytes: usize,
     block_bytes: usize,
+    /// Rounds in all classes.
+    slots: usize,
     /// Allocations served from the magazines.
     allocations: u64,
     checks: DebugChecks,
@@ -199,9 +200,9 @@ impl Magazines {
         Self {
             rounds: [[core::ptr::null_mut(); ROUNDS]; CLASSES],
             count: [0; CLASSES],
-            bytes: 0,
-            slots: 0,
+            slab_bytes: 0,
             block_bytes: 0,
+            slots: 0,
             allocations: 0,
             checks,
         }
@@ -221,14 +222,16 @@ impl Magazines {
     #[inline(always)]
     fn book(&mut self, class: usize, count: usize, coming: bool) {
         let bytes = count * held_size(class);
-        let blocks = if is_block_class(class) { bytes } else { 0 };
+        let total = if is_block_class(class) {
+            &mut self.block_bytes
+        } else {
+            &mut self.slab_bytes
+        };
         if coming {
-            self.bytes += bytes;
-            self.block_bytes += blocks;
+            *total += bytes;
             self.slots += count;
         } else {
-            self.bytes -= bytes;
-            self.block_bytes -= blocks;
+            *total -= bytes;
             self.slots -= count;
         }
     }
@@ -314,7 +317,7 @@ pub struct CpuMagazines {
     /// operation, or a CPU draining them.
     busy: AtomicBool,
     /// Published at the end of each operation, for [`combined_stats`].
-    bytes: AtomicUsize,
+    slab_bytes: AtomicUsize,
     block_bytes: AtomicUsize,
     slots: AtomicUsize,
     allocations: AtomicU64,
@@ -339,7 +342,7 @@ impl CpuMagazines {
         Self {
             magazines: UnsafeCell::new(Magazines::new(checks)),
             busy: AtomicBool::new(false),
-            bytes: AtomicUsize::new(0),
+            slab_bytes: AtomicUsize::new(0),
             block_bytes: AtomicUsize::new(0),
             slots: AtomicUsize::new(0),
             allocations: AtomicU64::new(0),
@@ -359,7 +362,8 @@ impl CpuMagazines {
         // reference to the magazines (see the Sync impl).
         let magazines = unsafe { &mut *self.magazines.get() };
         let result = f(magazines);
-        self.bytes.store(magazines.bytes, Ordering::Relaxed);
+        self.slab_bytes
+            .store(magazines.slab_bytes, Ordering::Relaxed);
         self.block_bytes
             .store(magazines.block_bytes, Ordering::Relaxed);
         self.slots.store(magazines.slots, Ordering::Relaxed);
@@ -499,14 +503,7 @@ fn refill<G: Grow>(
                 magazines.put(home, round);
                 taken += usize::from(home == class);
             }
-            _ => {
-                let at = heap.live_bit(round.addr());
-                heap.give_back(Live {
-                    payload: round.addr(),
-                    class: None,
-                    at,
-                });
-            }
+            _ => return_live(heap, round.addr(), None),
         }
     }
     heap.hold_growth = false;
@@ -537,10 +534,17 @@ fn give_back<G: Grow>(
     let payload = slot.addr();
     debug_assert!(heap.is_live(payload) && holds(heap, payload, class));
     states.release(payload);
+    return_live(heap, payload, (!is_block_class(class)).then_some(class));
+}
+
+/// Frees the live allocation at `payload` (a slot of slab class
+/// `slab_class`, or a TLSF block) in `heap`, past its checks: it is one
+/// the heap handed to the magazines.
+fn return_live<G: Grow>(heap: &mut Heap<'_, G>, payload: usize, slab_class: Option<usize>) {
     let at = heap.live_bit(payload);
     heap.give_back(Live {
         payload,
-        class: (!is_block_class(class)).then_some(class),
+        class: slab_class,
         at,
     });
 }
@@ -709,7 +713,7 @@ pub fn verify<G: Grow>(
     states: &SlotStates<'_>,
 ) -> Option<Result<usize, &'static str>> {
     cpu.try_with(|magazines| {
-        let (mut bytes, mut block_bytes) = (0, 0);
+        let (mut slab_bytes, mut block_bytes) = (0, 0);
         for class in 0..CLASSES {
             let held = &magazines.rounds[class][..magazines.count[class] as usize];
             for (index, &slot) in held.iter().enumerate() {
@@ -728,13 +732,14 @@ pub fn verify<G: Grow>(
                 if held[..index].contains(&slot) {
                     return Err("a magazine holds a slot twice");
                 }
-                bytes += held_size(class);
                 if is_block_class(class) {
                     block_bytes += held_size(class);
+                } else {
+                    slab_bytes += held_size(class);
                 }
             }
         }
-        if bytes != magazines.bytes
+        if slab_bytes != magazines.slab_bytes
             || block_bytes != magazines.block_bytes
             || magazines.count.iter().map(|&c| c as usize).sum::<usize>() != magazines.slots
         {
@@ -754,8 +759,8 @@ pub fn combined_stats<'c>(
     cpus: impl IntoIterator<Item = &'c CpuMagazines>,
 ) -> HeapStats {
     cpus.into_iter().fold(heap, |stats, cpu| {
-        let bytes = cpu.bytes.load(Ordering::Relaxed);
-        let slab_bytes = bytes.saturating_sub(cpu.block_bytes.load(Ordering::Relaxed));
+        let slab_bytes = cpu.slab_bytes.load(Ordering::Relaxed);
+        let bytes = slab_bytes + cpu.block_bytes.load(Ordering::Relaxed);
         HeapStats {
             used: stats.used.saturating_sub(bytes),
             free: stats.free + bytes,
