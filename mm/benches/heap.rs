@@ -36,7 +36,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 mod support;
-use support::{Report, Row};
+use support::{median, Report, Row};
 
 #[path = "heap/peers.rs"]
 mod peers;
@@ -207,12 +207,6 @@ impl Bench {
         }
         self.report.table(name, title, "allocator");
     }
-}
-
-/// The middle value (the upper one of an even count).
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// xorshift64*: the same request sequence for every allocator.

@@ -10,16 +10,11 @@ use std::hint::black_box;
 use std::time::Instant;
 
 mod support;
-use support::{Report, Row};
+use support::{median, Report, Row};
 
 use mm::paging::{PageSize, NX, WRITABLE};
 use mm::testing::FakeRam;
 use x86_64::{PhysAddr, VirtAddr};
-
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
 
 fn main() {
     println!("paging benchmark: host memory as fake RAM, one run (medians of 7)");

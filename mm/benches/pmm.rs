@@ -33,7 +33,7 @@ use x86_64::PhysAddr;
 
 mod support;
 use support::start_line::{wall, Span, SpinBarrier};
-use support::{Report, Row};
+use support::{median, Report, Row};
 
 const FRAMES: usize = 262_144; // 1 GiB of 4 KiB frames
 const BASE: u64 = 0x20_0000;
@@ -348,17 +348,6 @@ fn scaled_pairs_per_us<F: Frames>(
     (threads * pairs) as f64 / (wall(spans.into_iter()).as_secs_f64() * 1e6)
 }
 
-/// Median of `runs` measurements.
-fn median(runs: usize, mut measure: impl FnMut() -> f64) -> f64 {
-    median_of((0..runs).map(|_| measure()).collect())
-}
-
-/// Median of `values`.
-fn median_of(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 /// Scattered single frames held in the lower half (every 7th freed),
 /// then `rounds` 2 MiB alloc+free pairs. Returns ns per pair.
 fn huge_under_fragmentation_ns(frames: &mut impl Frames, rounds: usize) -> f64 {
@@ -497,8 +486,8 @@ fn versus(
     ours: &[f64],
 ) {
     report.record(
-        Row::mean(workload, subject, unit, median_of(theirs.to_vec()))
-            .against(OURS, median_of(per_round(theirs, ours))),
+        Row::mean(workload, subject, unit, median(theirs.to_vec()))
+            .against(OURS, median(per_round(theirs, ours))),
     );
 }
 
@@ -562,8 +551,7 @@ fn main() {
                 "free-stack",
                 pairs_latency(&mut FreeStack::new(FRAMES), fill_level, ghz),
             ));
-            report
-                .record(Row::mean(&workload, OURS, "ns/pair", median_of(ours.clone())).baseline());
+            report.record(Row::mean(&workload, OURS, "ns/pair", median(ours.clone())).baseline());
             versus(
                 &mut report,
                 &workload,
@@ -586,7 +574,7 @@ fn main() {
                 "this-pmm-cached",
                 "vs-floor",
                 "x",
-                median_of(per_round(&cached, &floor)),
+                median(per_round(&cached, &floor)),
             ));
             versus(
                 &mut report,
@@ -657,7 +645,7 @@ fn main() {
                     .join(", ")
             );
             for (threads, metric) in ["1-thread", "2-threads"].into_iter().enumerate() {
-                let throughput = median_of(rounds.iter().map(|r| r[subject][threads]).collect());
+                let throughput = median(rounds.iter().map(|r| r[subject][threads]).collect());
                 report.record(Row::new(workload, name, metric, "pairs/us", throughput));
             }
             let row = Row::new(
@@ -665,7 +653,7 @@ fn main() {
                 name,
                 "scaling",
                 "x",
-                median_of(scaling[subject].clone()),
+                median(scaling[subject].clone()),
             );
             report.record(if subject == 1 {
                 row.baseline()
@@ -676,7 +664,7 @@ fn main() {
                     .iter()
                     .zip(&scaling[1])
                     .map(|(ours, floor)| ours / floor);
-                row.against(SCALING_SUBJECTS[1], median_of(kept.collect()))
+                row.against(SCALING_SUBJECTS[1], median(kept.collect()))
             });
         }
         report.table(
@@ -698,7 +686,7 @@ fn main() {
             ours.push(huge_under_fragmentation_ns(&mut pmm, 200_000));
             buddy_ns.push(huge_under_fragmentation_ns(&mut buddy(FRAMES), 200_000));
         }
-        report.record(Row::mean(workload, OURS, "ns/pair", median_of(ours.clone())).baseline());
+        report.record(Row::mean(workload, OURS, "ns/pair", median(ours.clone())).baseline());
         versus(&mut report, workload, "buddy", "ns/pair", &buddy_ns, &ours);
         report.table(
             workload,
@@ -721,7 +709,7 @@ fn main() {
             buddy_ns.push(ns);
             refused.1 = failed;
         }
-        report.record(Row::mean(workload, OURS, "ns/op", median_of(ours.clone())).baseline());
+        report.record(Row::mean(workload, OURS, "ns/op", median(ours.clone())).baseline());
         versus(&mut report, workload, "buddy", "ns/op", &buddy_ns, &ours);
         report.record(Row::new(
             workload,
@@ -781,11 +769,15 @@ fn main() {
         for (subject, bytes) in [("4-gib", 4u64 << 30), ("64-gib", 64u64 << 30)] {
             let usable = usable_bytes(bytes);
             let mut storage = vec![0u64; FrameAllocator::storage_words_for(&usable)];
-            let elapsed = median(5, || {
-                let start = Instant::now();
-                black_box(FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap());
-                start.elapsed().as_secs_f64() * 1e6
-            });
+            let elapsed = median(
+                (0..5)
+                    .map(|_| {
+                        let start = Instant::now();
+                        black_box(FrameAllocator::new(usable.clone(), &[], &mut storage).unwrap());
+                        start.elapsed().as_secs_f64() * 1e6
+                    })
+                    .collect(),
+            );
             report.record(Row::new(workload, subject, "time", "us", elapsed));
             report.record(Row::new(
                 workload,

@@ -34,7 +34,7 @@ use mm::testing::{PageTags, TaggedSlabs};
 
 mod support;
 use support::start_line::{wall, Span, SpinBarrier};
-use support::{Report, Row};
+use support::{median, Report, Row};
 
 const SIZE: usize = 64;
 /// Operations per timed run, all threads together.
@@ -258,11 +258,6 @@ fn measure(workload: &str, subject: &str, threads: usize) -> f64 {
     });
     shared.finish();
     wall(spans.into_iter()).as_secs_f64() * 1e9 / (share * threads) as f64
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn main() {

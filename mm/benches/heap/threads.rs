@@ -22,10 +22,11 @@ use std::time::Instant;
 use mm::heap::magazine::{self, CpuMagazines, Machine, SlotStates};
 use mm::heap::{DebugChecks, Heap, NoGrow};
 
+use crate::support::median;
 use crate::support::start_line::{wall, Span, SpinBarrier};
 use crate::support::Row;
 use crate::untuned::{kernel_objects, KERNEL_OBJECTS, KERNEL_PAIRS, KERNEL_SEED};
-use crate::{median, Allocator, Bench, Timer, ARENA, NAMES};
+use crate::{Allocator, Bench, Timer, ARENA, NAMES};
 
 /// Timed rounds (each runs every allocator on 1, then 2 threads).
 pub const ROUNDS: usize = 5;
@@ -135,7 +136,7 @@ pub fn measure(bench: &mut Bench) {
                 name,
                 "scaling",
                 "x",
-                crate::median(scaling),
+                median(scaling),
             ));
         }
     }

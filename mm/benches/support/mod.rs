@@ -90,6 +90,13 @@ pub const MEAN: &str = "mean";
 pub const PERCENTILES: [(&str, f64); 4] =
     [("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999), ("max", 1.0)];
 
+/// The middle value of `values` (the upper one of an even count): the
+/// figure every benchmark reports over repeated runs or rounds.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 /// TSC ticks per nanosecond, measured over 100 ms of sleep (for turning
 /// per-operation TSC readings into the latency rows).
 pub fn tsc_ghz() -> f64 {
